@@ -1,0 +1,3 @@
+"""opsconsole: terminal operations console for safe phased rollouts."""
+
+__version__ = "0.1.0"

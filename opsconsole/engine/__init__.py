@@ -1,0 +1,1 @@
+"""The engine facade. Filled in as the engine lands."""

@@ -1,0 +1,396 @@
+"""Plain data shared by every engine module.
+
+Nothing here does I/O or imports anything heavier than the standard library: these types cross the
+boundary between the pure decision code (rollout.py, gates.py, flags.py), the store and the screens.
+Times are POSIX seconds (float) so they serialise and compare without time-zone surprises; durations
+are seconds (float).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+FlagValue = bool | int
+"""A stored flag value: a boolean, or a percentage 0..100 for percentage flags."""
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    PENDING = "pending"  # not decidable yet (soak time left, waiting for an approval)
+    UNKNOWN = "unknown"  # no data: source unreachable, timed out, or returned nothing usable
+
+
+class RolloutState(StrEnum):
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+
+ACTIVE_STATES = frozenset(
+    {
+        RolloutState.PENDING,
+        RolloutState.PROGRESSING,
+        RolloutState.PAUSED,
+        RolloutState.AWAITING_APPROVAL,
+        RolloutState.ROLLING_BACK,
+    }
+)
+TERMINAL_STATES = frozenset({RolloutState.COMPLETED, RolloutState.ABORTED, RolloutState.ROLLED_BACK})
+
+
+class Role(IntEnum):
+    """Ordered: a higher role may do everything a lower one may."""
+
+    VIEWER = 0
+    OPERATOR = 1
+    APPROVER = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        return cls[text.strip().upper()]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: the OS user, and where they came from (SSH origin) when known."""
+
+    user: str
+    origin: str = "local"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"user": self.user, "origin": self.origin}
+
+
+ENGINE_ACTOR = Actor("engine", "runner")
+"""The actor recorded for decisions the runner takes by itself (step advance, automatic rollback)."""
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """One check. Gates must pass for a phase to end; guards are watched all the time.
+
+    Which fields matter depends on `kind`:
+      metric    query, source, min / max (absolute) or max_increase (fraction over the baseline
+                captured at the first observation of the phase)
+      health    url, timeout, retries, expect_status, body_contains
+      smoke     command (argv list), timeout
+      soak      duration (seconds the phase must have lasted)
+      alarms    none_firing (glob patterns over alarm names)
+      checklist items (each must be ticked by a named person)
+      approval  (decided from the rollout's approvals; normally generated from Phase.approval)
+    """
+
+    kind: str
+    name: str
+    query: str | None = None
+    source: str | None = None
+    min: float | None = None
+    max: float | None = None
+    max_increase: float | None = None
+    url: str | None = None
+    timeout: float = 5.0
+    retries: int = 0
+    expect_status: int = 200
+    body_contains: str | None = None
+    command: tuple[str, ...] = ()
+    duration: float | None = None
+    none_firing: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+    on_missing: str = "hold"  # hold | fail | pass
+    failure_limit: int = 1
+    inconclusive_limit: int | None = None
+    escalate_after: float | None = None
+    interval: float | None = None
+    unit: str = ""  # how to print values: "" | "%" (value is a fraction, printed x100) | "ms" | "s"
+    where: str = ""  # "file:line" of the definition, for messages
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How traffic moves inside a phase. Only `canary` is driven by the engine in this release."""
+
+    kind: str  # canary | blue_green | rolling | recreate
+    flag: str | None = None
+    steps: tuple[int, ...] = (0, 100)
+    step_wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    required: bool = False
+    role: Role = Role.APPROVER
+    distinct_approvers: int = 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    environment: str
+    flags: dict[str, FlagValue] = field(default_factory=dict)
+    gates: tuple[GateSpec, ...] = ()
+    guards: tuple[GateSpec, ...] = ()
+    strategy: Strategy | None = None
+    approval: ApprovalSpec = ApprovalSpec()
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """Traffic steps of the phase; a phase without a canary has one implicit step."""
+        if self.strategy is not None and self.strategy.kind == "canary":
+            return self.strategy.steps
+        return (100,)
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    phases: tuple[Phase, ...]
+    description: str = ""
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class FlagDef:
+    """A flag's definition from config/flags.yaml (its values live in the store)."""
+
+    name: str
+    type: str = "boolean"  # boolean | percentage
+    default: FlagValue = False
+    description: str = ""
+    risk: str = "low"  # low | medium | high
+    owner: str = ""
+    depends_on: str | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class FlagTarget:
+    """Where an environment's flags are written: the seed-schema JSON file."""
+
+    kind: str  # file
+    path: str
+
+
+@dataclass(frozen=True)
+class MetricSource:
+    kind: str  # scrape (prometheus, cloudwatch come later)
+    url: str
+    timeout: float = 2.0
+    window: float = 10.0  # seconds of history rates and percentiles are computed over
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    metrics: MetricSource | None = None
+    flags: FlagTarget | None = None
+    production: bool = False
+    theme_accent: str | None = None
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """The console's own threshold alarm: fires when `query` on the environment's metrics is over
+    `max` (or under `min`) for `for_` seconds."""
+
+    name: str
+    environment: str
+    query: str
+    max: float | None = None
+    min: float | None = None
+    for_: float = 0.0
+    severity: str = "warning"
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: str  # webhook
+    url: str
+    events: tuple[str, ...] = ()
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class KillSwitchSpec:
+    flags_off: tuple[str, ...] = ()
+    flags_on: tuple[str, ...] = ("emergency_shutdown",)
+    abort_rollouts: bool = True
+    pause_improvements: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    store: str = "sqlite:///.opsconsole/state.db"
+    default_role: Role = Role.VIEWER
+    users: dict[str, Role] = field(default_factory=dict)
+    environments: dict[str, Environment] = field(default_factory=dict)
+    plans: dict[str, Plan] = field(default_factory=dict)
+    flags: dict[str, FlagDef] = field(default_factory=dict)
+    alarm_rules: tuple[AlarmRule, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+    kill_switch: KillSwitchSpec = KillSwitchSpec()
+    interval: float = 1.0  # runner tick
+    kill_key: str = "ctrl+backslash"
+
+
+# --------------------------------------------------------------------------------------------- runtime
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What an adapter saw for one gate, handed to the pure evaluator.
+
+    `value` meaning by kind: metric -> the number; health -> HTTP status; smoke -> exit code;
+    soak -> seconds in phase; alarms -> number of matching firing alarms; checklist -> number ticked;
+    approval -> number of distinct valid approvers. `error` set means the source gave no usable
+    answer (timeout, refused, garbage) and the verdict is decided by `on_missing`.
+    """
+
+    value: float | None = None
+    error: str | None = None
+    source: str = ""
+    at: float = 0.0
+    detail: str = ""  # health body excerpt, smoke output tail, names of firing alarms, missing items
+
+
+@dataclass(frozen=True)
+class GateMemory:
+    """What the evaluator carries from one check to the next for one gate in one phase."""
+
+    failures: int = 0  # consecutive failing checks
+    unknowns: int = 0  # consecutive checks without data
+    unknown_since: float | None = None
+    baseline: float | None = None
+    last_checked: float | None = None
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    gate: str
+    kind: str
+    status: Verdict
+    reason: str
+    value: float | None = None
+    threshold: str = ""
+    source: str = ""
+    at: float = 0.0
+    failures: int = 0
+    failure_limit: int = 1
+    breached: bool = False  # failures reached failure_limit (guards roll back on this)
+    inconclusive: bool = False  # unknowns reached inconclusive_limit: pause and page
+    escalate: bool = False  # unknown for longer than escalate_after: roll back
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate,
+            "kind": self.kind,
+            "status": str(self.status),
+            "reason": self.reason,
+            "value": self.value,
+            "threshold": self.threshold,
+            "source": self.source,
+            "at": self.at,
+            "failures": self.failures,
+            "failure_limit": self.failure_limit,
+            "breached": self.breached,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateVerdict:
+        return cls(
+            gate=d["gate"],
+            kind=d["kind"],
+            status=Verdict(d["status"]),
+            reason=d["reason"],
+            value=d.get("value"),
+            threshold=d.get("threshold", ""),
+            source=d.get("source", ""),
+            at=d.get("at", 0.0),
+            failures=d.get("failures", 0),
+            failure_limit=d.get("failure_limit", 1),
+            breached=d.get("breached", False),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    user: str
+    origin: str
+    role: str
+    reason: str
+    at: float
+    override: bool = False
+    verdicts: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChecklistTick:
+    item: str
+    user: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where one run of a plan stands. Persisted whole after every decision; `version` is the
+    optimistic-concurrency counter so two writers can never both apply a transition."""
+
+    id: str
+    plan: str
+    state: RolloutState
+    started_by: str
+    created_at: float
+    phase_index: int = 0
+    step_index: int = 0
+    phase_started_at: float = 0.0
+    step_started_at: float = 0.0
+    paused_from: RolloutState | None = None
+    reason: str = ""  # the last transition's reason, shown as the rollout's "why"
+    approvals: tuple[ApprovalRecord, ...] = ()  # for the current phase
+    checklist: tuple[ChecklistTick, ...] = ()  # for the current phase
+    memory: dict[str, GateMemory] = field(default_factory=dict)  # "gate:<name>" / "guard:<name>"
+    verdicts: tuple[GateVerdict, ...] = ()  # latest verdict of every gate and guard of the phase
+    flag_restore: dict[str, dict[str, FlagValue]] = field(default_factory=dict)  # env -> flag -> value before
+    version: int = 0
+    updated_at: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+@dataclass(frozen=True)
+class FlagRecord:
+    """A flag's stored value in one environment."""
+
+    environment: str
+    name: str
+    value: FlagValue
+    updated_at: float
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    at: float
+    actor: str
+    origin: str
+    action: str  # e.g. rollout.start, rollout.transition, approval, kill_switch, flag.set
+    target: str  # e.g. "rollout:<id>", "flag:production/<name>", "kill_switch"
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
