@@ -1,1 +1,85 @@
-"""The engine facade. Filled in as the engine lands."""
+"""The engine facade: the only part of the engine the console and the CLI import.
+
+Everything that decides (rollout state machine, gates, flags) is pure code behind this; adapters
+(store, sources, targets) load lazily. Names are resolved on first use (PEP 562) so that importing one
+engine module, or the facade itself, does not pull in the whole engine: the console's first frame
+and the CLI's start-up stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .authz import Forbidden
+    from .core import Conflict, Engine, NotFound
+    from .killswitch import KillResult, KillState
+    from .model import Actor, Config, Rollout, RolloutState, Verdict
+    from .rollout import Rejected
+
+DEFAULT_WORKSPACE = ".opsconsole"
+
+_LAZY = {
+    "Forbidden": "authz",
+    "Conflict": "core",
+    "Engine": "core",
+    "NotFound": "core",
+    "KillResult": "killswitch",
+    "KillState": "killswitch",
+    "Actor": "model",
+    "Config": "model",
+    "Rollout": "model",
+    "RolloutState": "model",
+    "Verdict": "model",
+    "Rejected": "rollout",
+}
+
+__all__ = [*_LAZY, "config_path", "load", "open_engine"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def config_path(explicit: str | None, workspace: Path) -> Path:
+    """Which configuration a command uses: --config, else $OPSCONSOLE_CONFIG, else the workspace's own
+    opsconsole.yaml (the demo writes one), else ./config/opsconsole.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("OPSCONSOLE_CONFIG")
+    if env:
+        return Path(env)
+    own = workspace / "opsconsole.yaml"
+    if own.exists():
+        return own
+    return Path("config") / "opsconsole.yaml"
+
+
+def load(config: str | None, workspace: str | Path | None) -> tuple[Config, Path]:
+    """Load and validate configuration without touching the workspace. Raises config.ConfigError."""
+    from .config import load_config
+
+    ws = Path(workspace or DEFAULT_WORKSPACE).absolute()
+    path = config_path(config, ws)
+    return load_config(path, {"WORKSPACE": str(ws)}), ws
+
+
+def open_engine(
+    config: str | None = None,
+    workspace: str | Path | None = None,
+    *,
+    read_only: bool = False,
+    actor: Actor | None = None,
+) -> Engine:
+    from .core import Engine
+    from .identity import current_actor
+
+    cfg, ws = load(config, workspace)
+    ws.mkdir(parents=True, exist_ok=True)
+    return Engine(cfg, ws, actor or current_actor(), read_only=read_only)

@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each creates .venv itself.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+WORKSPACE ?= .opsconsole
+
+.PHONY: install run test lint unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Until the console lands (issue 3) the demo runs without a screen and prints its result as JSON.
+run: $(STAMP)
+	$(BIN)/opsconsole demo --headless --auto-approve --workspace $(WORKSPACE)
+
+lint: $(STAMP)
+	$(BIN)/ruff check opsconsole tests bench
+	$(BIN)/ruff format --check opsconsole tests bench
+	$(BIN)/mypy opsconsole
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,376 @@
+"""Command line: parse arguments, call the engine (or the demo), print, exit with a meaningful code.
+
+Exit codes (also in README): 0 ok; 1 refused by the rules, or a gate fails; 2 bad input (config
+errors, unknown names, bad arguments); 3 pending or unknown (gates not decidable yet, timeouts);
+4 not permitted (role or read-only); 5 the store is unavailable or kept changing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_PENDING, EXIT_FORBIDDEN, EXIT_STORE = 0, 1, 2, 3, 4, 5
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="main configuration file (default: workspace's opsconsole.yaml, else config/opsconsole.yaml)")
+    p.add_argument("--workspace", default=None, help="state directory (default: ./.opsconsole)")
+    p.add_argument("--read-only", action="store_true", help="refuse every action that changes state")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _common(common)
+    parser = argparse.ArgumentParser(prog="opsconsole", description="Operations console for safe phased rollouts.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
+    cfg.add_parser("check", parents=[common], help="validate configuration; exit 2 with file:line errors")
+
+    st = sub.add_parser("status", parents=[common], help="where every rollout stands")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--all", action="store_true", help="include finished rollouts")
+
+    ro = sub.add_parser("rollout", help="start and steer rollouts").add_subparsers(dest="sub", required=True)
+    start = ro.add_parser("start", parents=[common], help="start a plan")
+    start.add_argument("plan")
+    start.add_argument("--reason", default="")
+    for name in ("promote", "approve", "pause", "resume", "abort", "rollback"):
+        c = ro.add_parser(name, parents=[common], help=f"{name} a rollout")
+        c.add_argument("id")
+        c.add_argument("--reason", required=True)
+        if name == "approve":
+            c.add_argument("--override", action="store_true", help="admin: approve over failing gates")
+    tick = ro.add_parser("tick", parents=[common], help="tick a checklist item of the current phase")
+    tick.add_argument("id")
+    tick.add_argument("item")
+
+    gates = sub.add_parser("gates", help="gate checks").add_subparsers(dest="sub", required=True)
+    gc = gates.add_parser("check", parents=[common], help="evaluate a rollout's current gates now (0 pass, 1 fail, 3 pending/unknown)")
+    gc.add_argument("id")
+    gc.add_argument("--json", action="store_true")
+
+    k = sub.add_parser("kill", parents=[common], help="pull the emergency kill switch")
+    k.add_argument("--reason", required=True)
+    ac = sub.add_parser("all-clear", parents=[common], help="leave the emergency (approver)")
+    ac.add_argument("--reason", required=True)
+
+    fl = sub.add_parser("flags", help="feature flags").add_subparsers(dest="sub", required=True)
+    fls = fl.add_parser("list", parents=[common], help="flags with value and the rule that decided it")
+    fls.add_argument("--env", help="one environment (default: all with a flag target)")
+    fls.add_argument("--json", action="store_true")
+    fset = fl.add_parser("set", parents=[common], help="set a flag's stored value")
+    fset.add_argument("name")
+    fset.add_argument("value", help="true/false, or 0..100 for percentage flags")
+    fset.add_argument("--env", required=True)
+    fset.add_argument("--reason", required=True)
+
+    eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
+    eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
+
+    rep = sub.add_parser("report", parents=[common], help="a rollout's timeline for an incident record")
+    rep.add_argument("id")
+    rep.add_argument("--format", choices=("text", "json", "md"), default="text")
+
+    au = sub.add_parser("audit", parents=[common], help="the audit log")
+    au.add_argument("--verify", action="store_true", help="check the hash chain; non-zero when broken")
+    au.add_argument("--limit", type=int, default=50)
+    au.add_argument("--json", action="store_true")
+
+    demo = sub.add_parser("demo", parents=[common], help="run the embedded demo environment")
+    demo.add_argument("--headless", action="store_true", help="no screen: run the demo rollout, print JSON")
+    demo.add_argument("--auto-approve", action="store_true", help="approve as the actor 'demo' (demo only)")
+    demo.add_argument("--fault", choices=("none", "canary-errors", "canary-latency"), default="none")
+    demo.add_argument("--port", type=int, default=0, help="sample service port (default: any free port)")
+    demo.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
+    demo.add_argument("--rps", type=float, default=40.0, help="generated requests per second")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return EXIT_OK
+    handler = HANDLERS[(args.command, getattr(args, "sub", None))]
+    return _guarded(handler, args)
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from .engine import Conflict, Forbidden, NotFound, Rejected
+    from .engine.config import ConfigError
+    from .engine.store import StoreError
+
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"configuration errors:\n{exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except (NotFound, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except Rejected as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Forbidden as exc:
+        print(f"not permitted: {exc}", file=sys.stderr)
+        return EXIT_FORBIDDEN
+    except (StoreError, Conflict) as exc:
+        print(f"store: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from .engine import open_engine
+
+    return open_engine(args.config, args.workspace, read_only=getattr(args, "read_only", False))
+
+
+def _out(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+# ------------------------------------------------------------------------------------------ handlers
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from .engine import load
+
+    cfg, _ = load(args.config, args.workspace)
+    print(
+        f"{cfg.path}: ok ({len(cfg.plans)} plans, {len(cfg.flags)} flags, {len(cfg.environments)} environments)"
+    )
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .engine.runner import Runner
+    from .engine.views import rollout_row
+
+    engine = _engine(args)
+    kill = engine.kill_state()
+    holder = Runner.holder(engine.workspace)
+    rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
+    if args.json:
+        _out(
+            {
+                "workspace": str(engine.workspace),
+                "user": engine.actor.user,
+                "role": engine.role,
+                "engine": {"running": holder is not None, "pid": holder},
+                "kill_switch": {"engaged": kill.engaged, "source": kill.source, "by": kill.by, "reason": kill.reason},
+                "rollouts": rows,
+            }
+        )
+        return EXIT_OK
+    ks = f"ENGAGED by {kill.by}: {kill.reason}" if kill.engaged else "off"
+    runner = f"running (pid {holder})" if holder else "not running (start one with `opsconsole engine`)"
+    print(f"kill switch: {ks}\nengine: {runner}\nuser: {engine.actor.user} ({engine.role})")
+    if not rows:
+        print("no active rollouts" if not args.all else "no rollouts")
+    for row in rows:
+        print(f"{row['id']:<34} {row['state']:<18} {row['phase']}@{row['percent']}%  {row['why']}")
+    return EXIT_OK
+
+
+def cmd_rollout_start(args: argparse.Namespace) -> int:
+    r = _engine(args).start_rollout(args.plan, args.reason)
+    print(f"{r.id} {r.state}: the engine starts its first phase on its next tick")
+    return EXIT_OK
+
+
+def _rollout_command(kind: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        engine = _engine(args)
+        if kind == "approve":
+            r = engine.approve(args.id, args.reason, override=args.override)
+        else:
+            r = engine.command(args.id, kind, args.reason)
+        print(f"{r.id} {r.state}: {r.reason}")
+        return EXIT_OK
+
+    return handler
+
+
+def cmd_rollout_tick(args: argparse.Namespace) -> int:
+    r = _engine(args).tick_checklist(args.id, args.item)
+    print(f"{r.id}: ticked {args.item!r}")
+    return EXIT_OK
+
+
+def cmd_gates_check(args: argparse.Namespace) -> int:
+    from .engine.checks import check_now
+    from .engine.model import Verdict
+
+    engine = _engine(args)
+    verdicts = asyncio.run(check_now(engine, args.id))
+    if args.json:
+        _out([{"role": role, **v.to_dict()} for role, v in verdicts])
+    else:
+        for role, v in verdicts:
+            print(f"{role:<5} {v.gate:<16} {v.status:<8} {v.reason}")
+    statuses = {v.status for _, v in verdicts}
+    if Verdict.FAIL in statuses:
+        return EXIT_REFUSED
+    if statuses - {Verdict.PASS}:
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from .engine.killswitch import engage_without_store
+
+    try:
+        engine = _engine(args)
+    except Exception as exc:
+        from .engine.config import ConfigError
+
+        if isinstance(exc, ConfigError):
+            raise
+        # The store could not be opened: the flag files still get the safe state.
+        res = engage_without_store(args.config, args.workspace, args.reason, str(exc))
+    else:
+        res = engine.kill(args.reason)
+    _out(
+        {
+            "engaged": True,
+            "recorded": res.recorded,
+            "already_engaged": res.already_engaged,
+            "aborted": res.aborted,
+            "files": res.files,
+            "timings_ms": {k: round(v, 2) for k, v in res.timings_ms.items()},
+            "error": res.error,
+        }
+    )
+    return EXIT_OK if res.recorded else EXIT_STORE
+
+
+def cmd_all_clear(args: argparse.Namespace) -> int:
+    _engine(args).all_clear(args.reason)
+    print("all-clear: kill switch released; flag files re-exported from stored values")
+    return EXIT_OK
+
+
+def cmd_flags_list(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    envs = [args.env] if args.env else [n for n, e in engine.config.environments.items() if e.flags is not None]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for env in envs:
+        if env not in engine.config.environments:
+            raise ValueError(f"no environment {env!r}")
+        states = engine.flag_states(env)
+        out[env] = [
+            {"name": s.name, "type": s.type, "value": s.value, "decided_by": s.decided_by, "detail": s.detail,
+             "risk": engine.config.flags[s.name].risk, "warning": s.warning}
+            for s in sorted(states.values(), key=lambda s: s.name)
+        ]
+    if args.json:
+        _out(out)
+        return EXIT_OK
+    for env, rows in out.items():
+        print(f"[{env}]")
+        for row in rows:
+            value = f"{row['value']}%" if row["type"] == "percentage" else str(row["value"]).lower()
+            why = row["decided_by"] + (f" ({row['detail']})" if row["detail"] else "")
+            print(f"  {row['name']:<36} {value:<6} {why:<28} risk={row['risk']}")
+    return EXIT_OK
+
+
+def cmd_flags_set(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    defn = engine.config.flags.get(args.name)
+    if defn is None:
+        raise ValueError(f"no flag {args.name!r} in the flag definitions")
+    from .engine.flags import parse_env_value
+
+    value = parse_env_value(defn.type, args.value)
+    old = engine.set_flag(args.env, args.name, value, args.reason)
+    print(f"{args.env}/{args.name}: {old} -> {value}")
+    return EXIT_OK
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from .engine.runner import EngineBusy, Runner
+
+    engine = _engine(args)
+    runner = Runner(engine, args.interval)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"engine running on {engine.workspace} every {runner.interval:g}s (Ctrl-C stops)", flush=True)
+        await runner.run(stop)
+
+    try:
+        asyncio.run(run())
+    except EngineBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .engine.report import render
+
+    print(render(_engine(args).report(args.id), args.format), end="")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    if args.verify:
+        res = engine.verify_audit()
+        if res.ok:
+            print(f"audit chain intact: {res.checked} events verified")
+            return EXIT_OK
+        print(f"audit chain BROKEN at event {res.first_broken}: {res.problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    events = engine.audit_events()
+    events = events[-args.limit :] if args.limit else events
+    if args.json:
+        _out([{"seq": e.seq, "at": e.at, "actor": e.actor, "origin": e.origin, "action": e.action,
+               "target": e.target, "data": e.data, "hash": e.hash} for e in events])
+        return EXIT_OK
+    from .engine.report import iso
+
+    for e in events:
+        print(f"{e.seq:>5} {iso(e.at)} {e.actor}@{e.origin} {e.action} {e.target} {json.dumps(e.data, default=str)[:160]}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    return run_demo(args)
+
+
+HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
+    ("config", "check"): cmd_config_check,
+    ("status", None): cmd_status,
+    ("rollout", "start"): cmd_rollout_start,
+    ("rollout", "tick"): cmd_rollout_tick,
+    ("gates", "check"): cmd_gates_check,
+    ("kill", None): cmd_kill,
+    ("all-clear", None): cmd_all_clear,
+    ("flags", "list"): cmd_flags_list,
+    ("flags", "set"): cmd_flags_set,
+    ("engine", None): cmd_engine,
+    ("report", None): cmd_report,
+    ("audit", None): cmd_audit,
+    ("demo", None): cmd_demo,
+    **{("rollout", k): _rollout_command(k) for k in ("promote", "approve", "pause", "resume", "abort", "rollback")},
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""`opsconsole demo`: a real rollout on this machine with nothing else installed.
+
+It starts the sample service and a bounded traffic generator on 127.0.0.1, writes the demo's
+configuration (with the service's real port) into the workspace — so later commands on that
+workspace (`status`, `kill`, `report`) use it without flags — starts the demo plan and runs the
+engine's runner until the rollout ends. `--auto-approve` approves as the actor `demo`, recorded so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..engine import Actor, Engine, Rejected, RolloutState
+from ..engine.config import load_config
+from ..engine.fsutil import write_atomic
+from ..engine.identity import current_actor
+from ..engine.runner import Runner
+from .service import DemoService
+from .traffic import TrafficGenerator
+
+DEMO_PLAN = "demo"
+CANARY_FLAG = "new_checkout"
+DEMO_ACTOR = Actor("demo", "demo --auto-approve")
+TERMINAL = {RolloutState.COMPLETED, RolloutState.ABORTED, RolloutState.ROLLED_BACK}
+
+
+def config_dir() -> Path:
+    """The shipped config/ directory: the current one when run from a checkout, else the package's."""
+    here = Path("config")
+    if (here / "demo.yaml").exists():
+        return here.absolute()
+    return Path(__file__).resolve().parents[2] / "config"
+
+
+def write_demo_config(workspace: Path, port: int, template: Path | None = None) -> Path:
+    cfg_dir = config_dir()
+    text = (template or cfg_dir / "demo.yaml").read_text()
+    text = text.replace("${DEMO_PORT}", str(port)).replace("${DEMO_CONFIG_DIR}", str(cfg_dir))
+    header = f"# Written by `opsconsole demo` at {time.strftime('%Y-%m-%d %H:%M:%S')}: the demo's config, port fixed.\n"
+    path = workspace / "opsconsole.yaml"
+    write_atomic(path, (header + text).encode())
+    return path
+
+
+class DemoEnvironment:
+    """The sample service and its traffic, started and stopped together."""
+
+    def __init__(self, workspace: Path, port: int = 0, fault: str = "none", rps: float = 40.0, seconds: float = 600):
+        self.workspace = workspace
+        self.service = DemoService(workspace / "flags" / "production.json", flag=CANARY_FLAG, port=port, fault=fault)
+        self.rps = rps
+        self.seconds = seconds
+        self.traffic: TrafficGenerator | None = None
+
+    def start(self) -> None:
+        self.service.start()
+        os.environ["DEMO_PORT"] = str(self.service.port)
+        self.traffic = TrafficGenerator(self.service.url, rps=self.rps, max_seconds=self.seconds)
+        self.traffic.start()
+
+    def stop(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+        self.service.stop()
+
+
+def open_demo_engine(workspace: Path, port: int, template: Path | None = None) -> Engine:
+    path = write_demo_config(workspace, port, template)
+    config = load_config(path, {"WORKSPACE": str(workspace)})
+    return Engine(config, workspace, current_actor())
+
+
+async def drive(engine: Engine, rollout_id: str, *, auto_approve: bool, timeout: float, log: Any) -> RolloutState | None:
+    """Run the runner until the rollout ends (or the timeout); approve as `demo` when asked to."""
+    approver = Engine(engine.config, engine.workspace, DEMO_ACTOR, store=engine.store)
+    runner = Runner(engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    t0 = time.monotonic()
+    seen = None
+    final = None
+    try:
+        while time.monotonic() - t0 < timeout and not task.done():
+            r = engine.rollout(rollout_id)
+            plan = engine.plan(r.plan)
+            key = (r.state, r.phase_index, r.step_index)
+            if key != seen:
+                seen = key
+                phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
+                pct = phase.steps[min(r.step_index, len(phase.steps) - 1)]
+                log(f"[{time.monotonic() - t0:6.1f}s] {r.state:<18} {phase.name}@{pct}%  {r.reason}")
+            if r.state in TERMINAL:
+                final = r.state
+                break
+            if auto_approve and r.state is RolloutState.AWAITING_APPROVAL:
+                try:
+                    approver.approve(rollout_id, "auto-approved by `opsconsole demo --auto-approve`")
+                except Rejected as exc:
+                    log(f"auto-approve refused: {exc}")
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+    return final
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if not args.headless:
+        print(
+            "the interactive console is not built yet; run the demo without a screen:\n"
+            "  opsconsole demo --headless --auto-approve",
+            file=sys.stderr,
+        )
+        return 2
+    workspace = Path(args.workspace or ".opsconsole").absolute()
+    workspace.mkdir(parents=True, exist_ok=True)
+    env = DemoEnvironment(workspace, args.port, args.fault, args.rps, args.timeout + 30)
+    env.start()
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
+        r = engine.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
+        log(f"demo service on {env.service.url}, workspace {workspace}, rollout {r.id}")
+        final = asyncio.run(drive(engine, r.id, auto_approve=args.auto_approve, timeout=args.timeout, log=log))
+        report = engine.report(r.id).to_dict()
+        flag_file = Path(engine.config.environments["production"].flags.path)  # type: ignore[union-attr]
+        doc = json.loads(flag_file.read_text()) if flag_file.exists() else {}
+        assert env.traffic is not None
+        out = {
+            **report,
+            "fault": args.fault,
+            "canary_flag": {"name": CANARY_FLAG, "file": str(flag_file), **doc.get("flags", {}).get(CANARY_FLAG, {})},
+            "traffic": {"sent": env.traffic.sent, "failed": env.traffic.failed, "by_version": dict(env.traffic.by_version)},
+            "workspace": str(workspace),
+        }
+        del out["timeline"]
+        print(json.dumps(out, indent=2, default=str))
+    finally:
+        env.stop()
+    if final is None:
+        log(f"timed out after {args.timeout:g}s")
+        return 3
+    expected = RolloutState.COMPLETED if args.fault == "none" else RolloutState.ROLLED_BACK
+    return 0 if final is expected else 1

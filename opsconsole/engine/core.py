@@ -1,0 +1,284 @@
+"""The Engine: one object the console and the CLI drive.
+
+Commands are transactions: read the rollout, decide (pure), write the new state, its audit records and
+its flag changes in one commit guarded by the rollout's version, then export flag files and notify.
+Two consoles approving at once therefore produce exactly one promotion: the loser's commit finds a
+newer version, re-reads, and the state machine refuses the second approval or records it honestly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import flags as flag_logic
+from . import killswitch
+from . import report as report_mod
+from .authz import Authz
+from .events import EventBus
+from .model import (
+    ENGINE_ACTOR,
+    Actor,
+    Config,
+    FlagValue,
+    GateVerdict,
+    Plan,
+    Rollout,
+    RolloutState,
+)
+from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlags, Tick, decide, new_rollout
+from .store import Store, open_store
+from .targets import flagfile
+from .targets import notify as notifier
+
+
+class Conflict(Exception):
+    """Someone else changed the rollout between our read and our write; try again."""
+
+
+class NotFound(Exception):
+    pass
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        workspace: Path,
+        actor: Actor,
+        *,
+        read_only: bool = False,
+        environ: Mapping[str, str] | None = None,
+        clock: Any = time.time,
+        store: Store | None = None,
+    ) -> None:
+        self.config = config
+        self.workspace = workspace
+        self.actor = actor
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
+        self.authz = Authz.from_config(config, read_only=read_only)
+        self.bus = EventBus()
+        self.store = store if store is not None else open_store(config.store)
+        self.replay_kill_journal()
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def role(self) -> str:
+        return self.authz.role_of(self.actor.user).name.lower()
+
+    def plan(self, name: str) -> Plan:
+        plan = self.config.plans.get(name)
+        if plan is None:
+            known = ", ".join(sorted(self.config.plans)) or "none"
+            raise NotFound(f"no plan named {name!r} (plans: {known})")
+        return plan
+
+    # ------------------------------------------------------------------------------------ queries
+
+    def rollouts(self, active_only: bool = False) -> list[Rollout]:
+        with self.store.read() as tx:
+            return tx.list_rollouts(active_only=active_only)
+
+    def rollout(self, rollout_id: str) -> Rollout:
+        with self.store.read() as tx:
+            r = tx.get_rollout(rollout_id)
+        if r is None:
+            raise NotFound(f"no rollout {rollout_id!r}")
+        return r
+
+    def verdict_history(self, rollout_id: str) -> list[tuple[str, GateVerdict]]:
+        with self.store.read() as tx:
+            return tx.list_verdicts(rollout_id)
+
+    def audit_events(self, target: str | None = None, limit: int | None = None) -> list[Any]:
+        with self.store.read() as tx:
+            return tx.list_audit(target=target, limit=limit)
+
+    def verify_audit(self) -> Any:
+        from . import audit
+
+        with self.store.read() as tx:
+            return audit.verify_rows(tx.audit_rows())
+
+    def report(self, rollout_id: str) -> report_mod.Report:
+        r = self.rollout(rollout_id)
+        events = self.audit_events(target=f"rollout:{rollout_id}")
+        events += [e for e in self.audit_events(target="kill_switch") if rollout_id in e.data.get("aborted", [])]
+        return report_mod.build(r, self.plan(r.plan), events, self.verdict_history(rollout_id))
+
+    def kill_state(self) -> killswitch.KillState:
+        with self.store.read() as tx:
+            stored = tx.get_kv(killswitch.KV_KEY)
+        return killswitch.state_from(stored, self.environ)
+
+    def flag_states(self, environment: str) -> dict[str, flag_logic.FlagState]:
+        with self.store.read() as tx:
+            stored = {f.name: f.value for f in tx.list_flags(environment)}
+        kill = self.config.kill_switch if self.kill_state().engaged else None
+        return flag_logic.resolve(self.config.flags, stored, kill=kill, environ=self.environ)
+
+    # ------------------------------------------------------------------------------------ commands
+
+    def start_rollout(self, plan_name: str, reason: str = "") -> Rollout:
+        self.authz.require(self.actor, "rollout.start")
+        plan = self.plan(plan_name)
+        if self.kill_state().engaged:
+            raise Rejected("the kill switch is engaged; give all-clear before starting a rollout")
+        now = self.clock()
+        rid = f"{plan.name}-{time.strftime('%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(2)}"
+        d = new_rollout(plan, rid, self.actor, now, reason)
+        with self.store.transaction() as tx:
+            tx.insert_rollout(d.rollout)
+            self._write_records(tx, d, now)
+        self.bus.publish("rollout", rollout=d.rollout)
+        return d.rollout
+
+    def command(self, rollout_id: str, kind: str, reason: str) -> Rollout:
+        self.authz.require(self.actor, f"rollout.{kind}")
+        return self._act(rollout_id, lambda r: Command(kind, self.actor, reason))
+
+    def approve(self, rollout_id: str, reason: str, override: bool = False) -> Rollout:
+        role = self.authz.require(self.actor, "rollout.override" if override else "rollout.approve")
+        return self._act(rollout_id, lambda r: Approve(self.actor, role, reason, override))
+
+    def tick_checklist(self, rollout_id: str, item: str) -> Rollout:
+        self.authz.require(self.actor, "checklist.tick")
+        return self._act(rollout_id, lambda r: Tick(self.actor, item))
+
+    def set_flag(self, environment: str, name: str, value: FlagValue, reason: str) -> FlagValue | None:
+        self.authz.require(self.actor, "flag.set")
+        if environment not in self.config.environments:
+            raise NotFound(f"no environment {environment!r}")
+        defn = self.config.flags.get(name)
+        if defn is None:
+            raise NotFound(f"no flag {name!r} in the flag definitions")
+        value = flag_logic.validate_value(defn, value)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            old = tx.set_flag(environment, name, value, self.actor, reason, now)
+            if old != value:
+                tx.append_audit(
+                    now, self.actor, "flag.set", f"flag:{environment}/{name}", {"old": old, "new": value, "reason": reason}
+                )
+        self.export_flags([environment])
+        return old
+
+    def kill(self, reason: str) -> killswitch.KillResult:
+        self.authz.require(self.actor, "kill_switch.engage")
+        return killswitch.engage(self, reason)
+
+    def all_clear(self, reason: str) -> None:
+        self.authz.require(self.actor, "kill_switch.all_clear")
+        if not reason.strip():
+            raise Rejected("all-clear needs a reason")
+        killswitch.all_clear(self, reason)
+
+    # ------------------------------------------------------------------------------------ internals
+
+    def _act(self, rollout_id: str, make_event: Any, attempts: int = 3) -> Rollout:
+        """Read, decide, commit; on a version conflict re-read and decide again."""
+        for _ in range(attempts):
+            before = self.rollout(rollout_id)
+            plan = self.plan(before.plan)
+            now = self.clock()
+            d = decide(plan, before, make_event(before), now)
+            try:
+                return self.commit(plan, before, d, now)
+            except Conflict:
+                continue
+        raise Conflict(f"rollout {rollout_id} kept changing under us; try again")
+
+    def commit(self, plan: Plan, before: Rollout, d: Decision, now: float) -> Rollout:
+        """Write a decision atomically, then apply its outside effects (flag files, notifications).
+        A rollback's flag changes are written in the same commit; the rollback completes once the
+        flag files are exported."""
+        touched: set[str] = set()
+        with self.store.transaction() as tx:
+            r = self._apply_flag_actions(tx, d, now, touched)
+            if not tx.update_rollout(r, before.version):
+                raise Conflict(f"rollout {before.id} changed concurrently")
+            self._write_records(tx, d, now)
+            changed = _changed_verdicts(before, r)
+            if changed:
+                phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
+                tx.add_verdicts(r.id, phase.name, changed, now)
+        r = replace(r, version=before.version + 1)
+        self.export_flags(touched)
+        for action in d.actions:
+            if not isinstance(action, SetFlags):
+                notifier.send(self.config.notifications, action.event, action.message, rollout=r.id)
+        self.bus.publish("rollout", rollout=r)
+        if r.state is RolloutState.ROLLING_BACK:
+            done = decide(plan, r, RollbackDone(), self.clock())
+            return self.commit(plan, r, done, self.clock())
+        return r
+
+    def _apply_flag_actions(self, tx: Any, d: Decision, now: float, touched: set[str]) -> Rollout:
+        r = d.rollout
+        restore = {env: dict(v) for env, v in r.flag_restore.items()}
+        actor = d.records[-1].actor if d.records else ENGINE_ACTOR
+        for action in d.actions:
+            if not isinstance(action, SetFlags):
+                continue
+            env = action.environment
+            for name, value in action.values.items():
+                old = tx.set_flag(env, name, value, actor, f"rollout {r.id}: {r.reason}", now)
+                if action.remember:
+                    prior = old if old is not None else self._default(name)
+                    restore.setdefault(env, {}).setdefault(name, prior)
+            touched.add(env)
+        return replace(r, flag_restore=restore) if restore != r.flag_restore else r
+
+    def _default(self, name: str) -> FlagValue:
+        defn = self.config.flags.get(name)
+        return defn.default if defn is not None else False
+
+    def _write_records(self, tx: Any, d: Decision, now: float) -> None:
+        for rec in d.records:
+            tx.append_audit(now, rec.actor, rec.action, f"rollout:{d.rollout.id}", rec.data)
+
+    def export_flags(self, environments: Iterable[str] | None = None) -> list[str]:
+        """Render every (or the named) environment's flag file from the store; returns paths written."""
+        names = list(self.config.environments) if environments is None else list(environments)
+        written = []
+        now = self.clock()
+        with killswitch.export_lock(self.workspace, wait=2.0):
+            engaged = self.kill_state().engaged  # read under the lock: see killswitch.export_lock
+            kill = self.config.kill_switch if engaged else None
+            for name in names:
+                env = self.config.environments.get(name)
+                if env is None or env.flags is None:
+                    continue
+                with self.store.read() as tx:
+                    stored = {f.name: f.value for f in tx.list_flags(name)}
+                states = flag_logic.resolve(self.config.flags, stored, kill=kill, environ=self.environ)
+                doc = flagfile.render(name, states, self.config.flags, emergency=engaged, at=now)
+                flagfile.write(Path(env.flags.path), doc)
+                written.append(env.flags.path)
+        if written:
+            self.bus.publish("flags", environments=names)
+        return written
+
+    def replay_kill_journal(self) -> int:
+        return killswitch.replay_journal(self)
+
+
+def _changed_verdicts(before: Rollout, after: Rollout) -> list[GateVerdict]:
+    """Verdicts worth keeping in the history: a new status, a new failure count or a breach."""
+    old = {v.gate: v for v in before.verdicts}
+    out = []
+    for v in after.verdicts:
+        prev = old.get(v.gate)
+        if prev is None or prev.status != v.status or prev.failures != v.failures or prev.breached != v.breached:
+            out.append(v)
+    return out

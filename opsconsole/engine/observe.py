@@ -1,0 +1,163 @@
+"""The read side of a tick: fetch what every gate needs, each fetch bounded in time.
+
+A slow or dead source yields an Observation with `error` set (and so an `unknown` verdict); nothing
+here may hang the runner. Metric sources are scraped once per tick and shared by every gate and alarm
+rule of their environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from . import alarms as alarm_rules
+from .model import AlarmRule, Config, GateSpec, Observation, Phase, Rollout
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .sources.scrape import ScrapeSource
+
+SMOKE_INTERVAL = 30.0
+"""A smoke command without its own interval reruns at most this often: it may be expensive."""
+
+
+class Observer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._sources: dict[str, ScrapeSource] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
+        self.alarms: dict[str, alarm_rules.AlarmStatus] = {}
+
+    def source(self, environment: str) -> ScrapeSource | None:
+        env = self.config.environments.get(environment)
+        if env is None or env.metrics is None:
+            return None
+        src = self._sources.get(environment)
+        if src is None:
+            from .sources.scrape import ScrapeSource
+
+            src = ScrapeSource(env.metrics.url, timeout=env.metrics.timeout, window=env.metrics.window)
+            self._sources[environment] = src
+        return src
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def refresh(self, environments: Iterable[str], now: float) -> None:
+        """Scrape each named environment's metrics once, concurrently; errors are kept by the source."""
+        jobs = []
+        for name in set(environments):
+            src = self.source(name)
+            if src is not None:
+                jobs.append(src.refresh(self.client(), now))
+        if jobs:
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    def metric(self, environment: str, query: str, now: float) -> Observation:
+        src = self.source(environment)
+        if src is None:
+            return Observation(error=f"environment {environment} has no metrics source", at=now)
+        return src.query(query, now)
+
+    def evaluate_alarms(self, now: float) -> dict[str, alarm_rules.AlarmStatus]:
+        for rule in self.config.alarm_rules:
+            obs = self.metric(rule.environment, rule.query, now)
+            status, mem = alarm_rules.evaluate_rule(rule, obs, self._alarm_memory.get(rule.name), now)
+            self._alarm_memory[rule.name] = mem
+            self.alarms[rule.name] = status
+        return self.alarms
+
+    def metric_environments(self, phases: Iterable[Phase]) -> set[str]:
+        envs = {r.environment for r in self.config.alarm_rules}
+        for phase in phases:
+            for spec in (*phase.gates, *phase.guards):
+                if spec.kind == "metric":
+                    envs.add(spec.source or phase.environment)
+        return envs
+
+    async def observe(self, spec: GateSpec, rollout: Rollout, phase: Phase, now: float) -> Observation:
+        kind = spec.kind
+        if kind == "metric":
+            return self.metric(spec.source or phase.environment, spec.query or "", now)
+        if kind == "soak":
+            return Observation(value=max(0.0, now - rollout.phase_started_at), source="clock", at=now)
+        if kind == "checklist":
+            ticked = {t.item for t in rollout.checklist}
+            missing = [i for i in spec.items if i not in ticked]
+            return Observation(
+                value=float(len(spec.items) - len(missing)), source="checklist", at=now, detail=", ".join(missing)
+            )
+        if kind == "alarms":
+            firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)
+            return Observation(
+                value=float(len(firing)), source="alarms", at=now, detail=", ".join(a.name for a in firing)
+            )
+        if kind == "health":
+            return await self._health(spec, now)
+        if kind == "smoke":
+            return await self._smoke(spec, now)
+        return Observation(error=f"gate kind {kind} cannot be observed", at=now)
+
+    async def _health(self, spec: GateSpec, now: float) -> Observation:
+        import httpx
+
+        url = spec.url or ""
+        error = ""
+        for _attempt in range(spec.retries + 1):
+            try:
+                resp = await asyncio.wait_for(self.client().get(url, timeout=spec.timeout), spec.timeout + 0.5)
+                return Observation(value=float(resp.status_code), source=url, at=now, detail=resp.text[:500])
+            except (TimeoutError, httpx.TimeoutException):
+                error = f"timeout after {spec.timeout:g}s: {url}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {url}: {exc}"
+        return Observation(error=error, source=url, at=now)
+
+    async def _smoke(self, spec: GateSpec, now: float) -> Observation:
+        cmd = " ".join(spec.command)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as exc:
+            return Observation(error=f"cannot run {cmd}: {exc}", source=cmd, at=now)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), spec.timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return Observation(error=f"timeout after {spec.timeout:g}s: {cmd}", source=cmd, at=now)
+        tail = out.decode(errors="replace").strip()[-500:]
+        return Observation(value=float(proc.returncode or 0), source=cmd, at=now, detail=tail)
+
+
+def due(spec: GateSpec, last_checked: float | None, now: float, interval: float) -> bool:
+    """Whether a gate should be checked this tick (its own interval, smoke's default, else every tick)."""
+    every = spec.interval or (SMOKE_INTERVAL if spec.kind == "smoke" else 0.0)
+    if last_checked is None or every <= interval:
+        return True
+    return now - last_checked >= every - 1e-6
+
+
+def alarm_rule_by_name(config: Config, name: str) -> AlarmRule | None:
+    return next((r for r in config.alarm_rules if r.name == name), None)
+
+
+def wall_clock() -> float:
+    return time.time()

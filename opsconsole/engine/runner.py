@@ -1,0 +1,211 @@
+"""The background loop: every tick, observe, evaluate (pure), decide (pure), commit, apply.
+
+One runner per workspace (an exclusive lock file says which process it is). Ticks run on a fixed
+cadence; a tick that overruns skips the missed slots rather than bunching up. Every source call is
+bounded, so a tick ends within the slowest gate's timeout. State is reloaded from the store each tick,
+so commands from other processes (the CLI, another console) are seen at once, and a runner killed at
+any point resumes from exactly what was committed: decisions and their flag changes commit together,
+and flag files are re-exported from the store at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import gates as gate_logic
+from .model import GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
+from .observe import Observer, due
+from .rollout import Decision, Evaluate, RollbackDone, current_phase, decide
+
+if TYPE_CHECKING:
+    from .core import Engine
+
+
+class EngineBusy(Exception):
+    """Another runner holds this workspace."""
+
+
+@dataclass
+class TickStats:
+    ticks: int = 0
+    last_ms: float = 0.0
+    commits: int = 0
+    evaluations: int = 0
+
+
+class Runner:
+    def __init__(self, engine: Engine, interval: float | None = None) -> None:
+        self.engine = engine
+        self.interval = interval or engine.config.interval
+        self.observer = Observer(engine.config)
+        self.stats = TickStats()
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def acquire(self) -> None:
+        path = self.engine.workspace / "engine.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise EngineBusy(f"another engine (pid {holder}) is running on {self.engine.workspace}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @staticmethod
+    def holder(workspace: Path) -> int | None:
+        """The pid of the runner holding the workspace, or None when nobody does."""
+        path = workspace / "engine.lock"
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        except BlockingIOError:
+            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        finally:
+            os.close(fd)
+
+    async def run(self, stop: asyncio.Event | None = None, until: Callable[[], bool] | None = None) -> None:
+        """Tick until `stop` is set or `until()` is true. Holds the workspace lock meanwhile."""
+        self.acquire()
+        try:
+            await asyncio.to_thread(self.engine.export_flags)  # reconcile files with the store
+            self.engine.bus.publish("engine", state="running")
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            slot = 0
+            while not (stop is not None and stop.is_set()) and not (until is not None and until()):
+                await self.tick()
+                slot = max(slot + 1, int((loop.time() - start) / self.interval) + 1)
+                delay = start + slot * self.interval - loop.time()
+                if stop is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), max(0.0, delay))
+                else:
+                    await asyncio.sleep(max(0.0, delay))
+        finally:
+            await self.observer.close()
+            self.engine.bus.publish("engine", state="stopped")
+            self.release()
+
+    # ------------------------------------------------------------------------------------ one tick
+
+    async def tick(self) -> None:
+        t0 = time.perf_counter()
+        engine = self.engine
+        now = engine.clock()
+        kill, rollouts = await asyncio.to_thread(self._load)
+        work: list[tuple[Plan, Rollout]] = []
+        for r in rollouts:
+            plan = engine.config.plans.get(r.plan)
+            if plan is not None:
+                work.append((plan, r))
+        phases = [current_phase(plan, r) for plan, r in work if r.state is not RolloutState.PENDING]
+        await self.observer.refresh(self.observer.metric_environments(phases), now)
+        alarms = self.observer.evaluate_alarms(now)
+        if alarms:
+            engine.bus.publish("alarms", alarms=dict(alarms))
+        decisions: list[tuple[Plan, Rollout, Decision]] = []
+        evaluated = await asyncio.gather(*(self._decide(plan, r, now, kill) for plan, r in work))
+        for (plan, r), d in zip(work, evaluated, strict=True):
+            if d is not None:
+                decisions.append((plan, r, d))
+        if decisions:
+            await asyncio.to_thread(self._commit_all, decisions, now)
+        self.stats.ticks += 1
+        self.stats.last_ms = (time.perf_counter() - t0) * 1000
+
+    def _load(self) -> tuple[bool, list[Rollout]]:
+        return self.engine.kill_state().engaged, self.engine.rollouts(active_only=True)
+
+    async def _decide(self, plan: Plan, r: Rollout, now: float, kill_engaged: bool) -> Decision | None:
+        """The decision for one rollout this tick, or None when nothing worth writing changed."""
+        if r.state is RolloutState.ROLLING_BACK:
+            # A runner that died mid-rollback: the flag changes were committed and files re-exported
+            # at start, so the rollback is applied; record that.
+            return decide(plan, r, RollbackDone(), now)
+        if kill_engaged:
+            return None  # nothing moves while the kill switch is engaged
+        if r.state is RolloutState.PENDING:
+            return decide(plan, r, Evaluate(), now)
+        phase = current_phase(plan, r)
+        memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now)
+        candidate = replace(r, memory=memory)
+        d = decide(plan, candidate, Evaluate(tuple(gate_v), tuple(guard_v)), now)
+        self.engine.bus.publish("verdicts", rollout=d.rollout)
+        if d.records or d.actions or _signature(r, phase) != _signature(d.rollout, phase):
+            return d
+        return None
+
+    async def _evaluate_phase(
+        self, phase: Phase, r: Rollout, now: float
+    ) -> tuple[dict[str, GateMemory], list[GateVerdict], list[GateVerdict]]:
+        previous = {v.gate: v for v in r.verdicts}
+        specs: list[tuple[str, GateSpec]] = [("gate", s) for s in phase.gates] + [("guard", s) for s in phase.guards]
+        todo = [
+            (key, spec)
+            for key, spec in ((f"{role}:{s.name}", s) for role, s in specs)
+            if due(spec, r.memory.get(key, GateMemory()).last_checked, now, self.interval) or spec.name not in previous
+        ]
+        observations = await asyncio.gather(*(self.observer.observe(spec, r, phase, now) for _, spec in todo))
+        fresh = dict(zip((k for k, _ in todo), observations, strict=True))
+        memory = dict(r.memory)
+        out: dict[str, list[GateVerdict]] = {"gate": [], "guard": []}
+        for role, spec in specs:
+            key = f"{role}:{spec.name}"
+            if key in fresh:
+                v, m = gate_logic.evaluate(spec, fresh[key], memory.get(key, GateMemory()), now)
+                memory[key] = replace(m, last_checked=now)
+                self.stats.evaluations += 1
+            else:
+                v = previous[spec.name]
+            out[role].append(v)
+        return memory, out["gate"], out["guard"]
+
+    def _commit_all(self, decisions: list[tuple[Plan, Rollout, Decision]], now: float) -> None:
+        from .core import Conflict
+
+        for plan, before, d in decisions:
+            try:
+                self.engine.commit(plan, before, d, now)
+                self.stats.commits += 1
+            except Conflict:
+                continue  # a command changed it meanwhile; next tick decides on the new state
+
+
+def _signature(r: Rollout, phase: Phase) -> Any:
+    """What must be persisted when it changes: state, verdict outcomes and the gates' memory (not
+    the reason text or check times, which change every tick)."""
+    slow = {f"gate:{s.name}" for s in phase.gates if s.kind == "smoke" or s.interval}
+    slow |= {f"guard:{s.name}" for s in phase.guards if s.kind == "smoke" or s.interval}
+    mem = tuple(
+        sorted(
+            (k, m.failures, m.unknowns, m.baseline, m.unknown_since is not None, m.last_checked if k in slow else None)
+            for k, m in r.memory.items()
+        )
+    )
+    verdicts = tuple((v.gate, v.status, v.failures, v.breached, v.inconclusive) for v in r.verdicts)
+    return (r.state, r.phase_index, r.step_index, mem, verdicts)
