@@ -306,6 +306,8 @@ class GateVerdict:
             "failures": self.failures,
             "failure_limit": self.failure_limit,
             "breached": self.breached,
+            "inconclusive": self.inconclusive,
+            "escalate": self.escalate,
         }
 
     @classmethod
@@ -322,6 +324,8 @@ class GateVerdict:
             failures=d.get("failures", 0),
             failure_limit=d.get("failure_limit", 1),
             breached=d.get("breached", False),
+            inconclusive=d.get("inconclusive", False),
+            escalate=d.get("escalate", False),
         )
 
 

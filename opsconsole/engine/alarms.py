@@ -1,0 +1,110 @@
+"""The console's own threshold alarms (config `alarm_rules`), evaluated purely from observations.
+
+An alarm is `pending` while its query breaches the rule and `firing` once it has breached without a
+break for `for_` seconds, so one noisy scrape does not page anyone. `alarms` gates read the firing ones
+through `matching_firing`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from .model import AlarmRule, Observation
+from .units import format_duration, format_number
+
+OK = "ok"
+PENDING = "pending"
+FIRING = "firing"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class AlarmStatus:
+    name: str
+    environment: str
+    state: str  # ok | pending | firing | unknown
+    severity: str
+    since: float | None  # when the current state began
+    value: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AlarmMemory:
+    state: str
+    since: float | None
+    pending_since: float | None  # start of the current unbroken breach, None when not breaching
+
+
+def evaluate_rule(
+    rule: AlarmRule, obs: Observation, memory: AlarmMemory | None, now: float
+) -> tuple[AlarmStatus, AlarmMemory]:
+    """One observation of `rule.query` -> the alarm's status and what to remember for the next one."""
+    prev_state = memory.state if memory is not None else None
+    prev_since = memory.since if memory is not None else None
+    value = obs.value
+
+    if obs.error is not None or value is None or math.isnan(value):
+        what = obs.error or ("value is NaN" if value is not None else "no value")
+        what = " ".join(what.split())
+        if memory is not None and prev_state == FIRING:
+            # An unreachable source must not silently clear a firing alarm: the outage it reports may
+            # be what took the source down. It stays firing (same `since`, breach timer kept) until a
+            # real observation says the value is back within limits.
+            reason = f"no data ({what}); still firing: a data gap does not clear an alarm"
+            return _status(rule, FIRING, prev_since, None, reason), memory
+        # Not firing yet: the gap breaks the "continuously breaching" run, so the for_ timer restarts
+        # when data returns; an alarm only fires on a breach it actually saw last for for_ seconds.
+        since = prev_since if prev_state == UNKNOWN else now
+        return _status(rule, UNKNOWN, since, None, f"no data ({what})"), AlarmMemory(UNKNOWN, since, None)
+
+    breach = _breach(rule, value)
+    if breach is None:
+        since = prev_since if prev_state == OK else now
+        reason = f"{rule.query} {format_number(value)} {_limits(rule)}"
+        return _status(rule, OK, since, value, reason), AlarmMemory(OK, since, None)
+
+    pending_since = now
+    if memory is not None and prev_state in (PENDING, FIRING) and memory.pending_since is not None:
+        pending_since = memory.pending_since
+    lasted = now - pending_since
+    if lasted >= rule.for_:
+        since = prev_since if prev_state == FIRING and prev_since is not None else now
+        reason = f"{rule.query} {breach} for {format_duration(lasted)}"
+        return _status(rule, FIRING, since, value, reason), AlarmMemory(FIRING, since, pending_since)
+    reason = f"{rule.query} {breach} for {format_duration(lasted)} of {format_duration(rule.for_)}"
+    return _status(rule, PENDING, pending_since, value, reason), AlarmMemory(
+        PENDING, pending_since, pending_since
+    )
+
+
+def matching_firing(statuses: Iterable[AlarmStatus], patterns: Sequence[str]) -> list[AlarmStatus]:
+    """Firing alarms whose name matches any glob in `patterns` (case-sensitive; no patterns, no match)."""
+    return [s for s in statuses if s.state == FIRING and any(fnmatchcase(s.name, p) for p in patterns)]
+
+
+def _breach(rule: AlarmRule, value: float) -> str | None:
+    """How `value` breaks the rule ("612 > 500"), or None when it is within limits."""
+    if rule.max is not None and value > rule.max:
+        return f"{format_number(value)} > {format_number(rule.max)}"
+    if rule.min is not None and value < rule.min:
+        return f"{format_number(value)} < {format_number(rule.min)}"
+    return None
+
+
+def _limits(rule: AlarmRule) -> str:
+    parts = []
+    if rule.min is not None:
+        parts.append(f">= {format_number(rule.min)}")
+    if rule.max is not None:
+        parts.append(f"<= {format_number(rule.max)}")
+    return ", ".join(parts) if parts else "(no min or max set)"
+
+
+def _status(
+    rule: AlarmRule, state: str, since: float | None, value: float | None, reason: str
+) -> AlarmStatus:
+    return AlarmStatus(rule.name, rule.environment, state, rule.severity, since, value, reason)
