@@ -1,0 +1,69 @@
+"""Crash-safe file writing.
+
+Flag files are read by other processes at any moment and the kill switch must leave them in the safe
+state even if the machine loses power right after. So a file is never written in place: the bytes go
+to a temporary file in the same directory (same filesystem, so the rename is atomic), are fsynced,
+renamed over the target, and then the directory is fsynced so the rename itself is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so readers see the old content or the new, never a mix.
+    Creates missing parent directories; keeps an existing file's permission bits. On any error the
+    temporary file is removed and the old file is left as it was."""
+    path = Path(path)
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # 0o666 through the umask gives the permissions a plain open() would, not mkstemp's 0o600:
+    # services reading the flag file may run as another user.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or creation in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems cannot fsync a directory; the rename is still atomic there.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Pretty, key-sorted JSON with a trailing newline: stable output that diffs well."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_atomic(path, json_bytes(obj))
