@@ -1,0 +1,82 @@
+"""Persistence: where rollouts, flags, verdict history, the audit chain and small state live.
+
+`open_store(url)` picks the backend; everything else talks to a `Store` and the `Tx` its
+transactions yield. The SQL is one portable dialect (schema.py, and Tx in sqlite.py), so the
+PostgreSQL store a later version adds shares the schema and the queries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sqlite import Tx
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked: unreachable, locked too long, unknown URL, misuse."""
+
+
+class Store(ABC):
+    """A database the engine keeps its state in. Safe to share between threads; several processes
+    may open the same database at once.
+
+    Do not await (or start another transaction from another coroutine) inside a transaction: the
+    transaction holds the store's lock for its whole duration.
+    """
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction holding the database's write lock: commits when the block ends,
+        rolls back when it raises. Nested in another transaction of the same thread, it is a
+        savepoint (its writes are undone alone if it raises)."""
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Tx]:
+        """A read transaction: one consistent snapshot; writing through it raises StoreError."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_store(url: str) -> Store:
+    """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (SQLAlchemy's spelling: the
+    path is what follows `sqlite:///`; relative paths are relative to the working directory).
+    Creates the file and its directories and brings the schema up to date."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if sep and scheme == "sqlite":
+        if not rest.startswith("/") or len(rest) < 2:
+            raise StoreError(
+                f"store URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        from .sqlite import SqliteStore
+
+        return SqliteStore(rest[1:])
+    if sep and scheme.startswith("postgres"):
+        raise StoreError("the PostgreSQL store is not available yet in this version")
+    # Only the scheme is echoed: a database URL can carry a password.
+    shown = f"scheme {scheme!r}" if sep else "a URL without a scheme"
+    raise StoreError(
+        f"store URL has {shown}; use sqlite:///path/to/state.db (or postgresql://user@host/db later)"
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Tx lives with the SQL; importing it lazily keeps `import opsconsole.engine.store` cheap.
+    if name == "Tx":
+        from .sqlite import Tx
+
+        return Tx
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,161 @@
+"""Model dataclasses <-> the JSON text the store keeps.
+
+Decoding is driven by the dataclasses' own type hints, so a field added to model.py is stored and read
+back without touching this file; a stored body that lacks a newer field gets the field's default,
+and keys that no longer exist are ignored (rows written by another version still load).
+JSON is canonical (sorted keys, compact) so equal values are equal text. NaN and infinities are kept
+(Python's JSON reads them back): a weird metric value must never make a rollout unsaveable.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, fields, is_dataclass
+from enum import Enum
+from functools import cache
+from typing import Any
+
+from ..model import FlagValue, GateVerdict, Rollout
+
+ROLLOUT_COLUMNS = ("id", "plan", "state", "started_by", "created_at", "updated_at", "version")
+"""Rollout fields kept in their own columns (queried or compared); the rest goes into `body`."""
+
+
+def dumps(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates cannot be stored as UTF-8 text; their \u escapes can, and read back the same.
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text
+
+
+def loads(text: str) -> Any:
+    return json.loads(text)
+
+
+# ------------------------------------------------------------------------------------ rollouts
+
+
+def rollout_to_body(r: Rollout) -> str:
+    encoded = to_jsonable(r)
+    return dumps({k: v for k, v in encoded.items() if k not in ROLLOUT_COLUMNS})
+
+
+def rollout_from_row(
+    id: str,
+    plan: str,
+    state: str,
+    started_by: str,
+    created_at: float,
+    updated_at: float,
+    version: int,
+    body: str,
+) -> Rollout:
+    data = loads(body)
+    data.update(
+        id=id,
+        plan=plan,
+        state=state,
+        started_by=started_by,
+        created_at=created_at,
+        updated_at=updated_at,
+        version=version,
+    )
+    rollout: Rollout = from_jsonable(Rollout, data)
+    return rollout
+
+
+def verdict_to_text(v: GateVerdict) -> str:
+    # Not GateVerdict.to_dict: that leaves out inconclusive and escalate.
+    return dumps(to_jsonable(v))
+
+
+def verdict_from_text(text: str) -> GateVerdict:
+    verdict: GateVerdict = from_jsonable(GateVerdict, loads(text))
+    return verdict
+
+
+def flag_value_to_text(value: FlagValue | None) -> str:
+    return dumps(value)
+
+
+def flag_value_from_text(text: str | None) -> FlagValue | None:
+    if text is None:
+        return None
+    value = loads(text)
+    if value is not None and not isinstance(value, bool | int):
+        raise ValueError(f"stored flag value {text!r} is not a boolean or an integer")
+    return value
+
+
+# ------------------------------------------------------------------------------------ generic
+
+
+def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, Enum):
+        return obj.value
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def from_jsonable(hint: Any, value: Any) -> Any:
+    """Rebuild a value of type `hint` from what to_jsonable produced."""
+    if hint is Any or hint is object:
+        return value
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return _from_union(typing.get_args(hint), value)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_jsonable(args[0], v) for v in value)
+        return tuple(from_jsonable(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        return {from_jsonable(key_hint, k): from_jsonable(value_hint, v) for k, v in value.items()}
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        return [from_jsonable(item_hint, v) for v in value]
+    if isinstance(hint, type):
+        if issubclass(hint, Enum):
+            return hint(value)
+        if is_dataclass(hint):
+            return _from_dict(hint, value)
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+    return value
+
+
+def _from_union(args: tuple[Any, ...], value: Any) -> Any:
+    if value is None and type(None) in args:
+        return None
+    candidates = [a for a in args if a is not type(None)]
+    if len(candidates) == 1:
+        return from_jsonable(candidates[0], value)
+    # A union of plain JSON types (FlagValue = bool | int): JSON already kept the right one.
+    return value
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    hints = _hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            kwargs[f.name] = from_jsonable(hints[f.name], data[f.name])
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"stored {cls.__name__} lacks the required field {f.name!r}")
+    return cls(**kwargs)
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)

@@ -1,0 +1,142 @@
+"""The one schema both stores share, as numbered migrations.
+
+Only SQL that SQLite and PostgreSQL both accept: portable types (TEXT, BIGINT, DOUBLE PRECISION;
+booleans as INTEGER 0/1), no AUTOINCREMENT or SERIAL (sequence numbers are assigned inside the writing
+transaction), no dialect-only clauses. Times are POSIX seconds in DOUBLE PRECISION, which gives back
+the exact double that was written in both databases (the audit hash relies on that).
+Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import StoreError
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version BIGINT NOT NULL PRIMARY KEY,
+    applied_at DOUBLE PRECISION NOT NULL
+)
+"""
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """
+            CREATE TABLE rollouts (
+                id TEXT NOT NULL PRIMARY KEY,
+                plan TEXT NOT NULL,
+                state TEXT NOT NULL,
+                started_by TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                version BIGINT NOT NULL,
+                body TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX rollouts_by_state ON rollouts (state)",
+            "CREATE INDEX rollouts_by_created ON rollouts (created_at)",
+            """
+            CREATE TABLE verdict_history (
+                rollout_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                phase TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (rollout_id, seq)
+            )
+            """,
+            """
+            CREATE TABLE flags (
+                environment TEXT NOT NULL,
+                name TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                updated_by TEXT NOT NULL,
+                PRIMARY KEY (environment, name)
+            )
+            """,
+            # old_value / new_value rather than old / new: those are keywords in SQL:2016.
+            """
+            CREATE TABLE flag_history (
+                environment TEXT NOT NULL,
+                name TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                actor TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                old_value TEXT,
+                new_value TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                PRIMARY KEY (environment, name, seq)
+            )
+            """,
+            """
+            CREATE TABLE audit (
+                seq BIGINT NOT NULL PRIMARY KEY,
+                at DOUBLE PRECISION NOT NULL,
+                actor TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                action TEXT NOT NULL,
+                target TEXT NOT NULL,
+                data TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX audit_by_target ON audit (target, seq)",
+            """
+            CREATE TABLE kv (
+                key TEXT NOT NULL PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(conn: Any, begin: str = "BEGIN", clock: Callable[[], float] = time.time) -> list[int]:
+    """Apply the missing migrations in order, each in its own transaction; returns those applied.
+
+    `conn` is a DB-API connection in autocommit mode (the caller's driver must not open transactions
+    by itself); `begin` is the statement that starts a transaction holding the write lock
+    ("BEGIN IMMEDIATE" in SQLite), so two processes opening a new database at once apply each
+    migration exactly once: the second sees the version the first recorded.
+    """
+    conn.execute(SCHEMA_VERSION_TABLE)
+    applied = []
+    for version, statements in MIGRATIONS:
+        conn.execute(begin)
+        try:
+            current = current_version(conn)
+            if current > LATEST_VERSION:
+                raise StoreError(
+                    f"the database has schema version {current}, newer than this opsconsole knows "
+                    f"({LATEST_VERSION}); upgrade opsconsole"
+                )
+            if current < version:
+                for statement in statements:
+                    conn.execute(statement)
+                # Literal values: the only statement here with parameters, and they are ours.
+                conn.execute(
+                    f"INSERT INTO schema_version (version, applied_at) VALUES ({int(version)}, {float(clock())!r})"
+                )
+                applied.append(version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def current_version(conn: Any) -> int:
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

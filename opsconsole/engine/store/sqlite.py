@@ -1,0 +1,421 @@
+"""The embedded store: one SQLite file in WAL mode, shared by the engine and any CLI at the same time.
+
+Durability first: synchronous=FULL fsyncs every commit, because the kill switch reports success only
+once its state is on disk. Writers take the database's write lock up front (BEGIN IMMEDIATE), so a
+transaction never fails half-way because another process started writing; they wait for each other
+up to BUSY_TIMEOUT_MS. WAL lets readers go on while someone writes.
+
+Tx is written in portable SQL with `?` placeholders, executed only through `Tx._run`, which is the
+one place a PostgreSQL adapter needs to change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .. import audit
+from ..model import ACTIVE_STATES, Actor, AuditEvent, FlagRecord, FlagValue, GateVerdict, Rollout
+from . import Store, StoreError, codec
+from .schema import migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+_ROLLOUT_SELECT = f"SELECT {', '.join(codec.ROLLOUT_COLUMNS)}, body FROM rollouts"
+_AUDIT_COLUMNS = "seq, at, actor, origin, action, target, data, prev_hash, hash"
+
+
+class Tx:
+    """One transaction. Methods take and return model dataclasses."""
+
+    def __init__(self, conn: Any, writable: bool, where: str) -> None:
+        self._conn = conn
+        self.writable = writable
+        self._where = where
+        self._open = True
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if not self._open:
+            raise StoreError("a store transaction was used after it ended")
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._where}: {exc}") from exc
+
+    def _writing(self, what: str) -> None:
+        if not self.writable:
+            raise StoreError(f"{what} needs a write transaction (Store.transaction()), not Store.read()")
+        if not self._open:
+            raise StoreError("a store transaction was used after it ended")
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._run(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # ------------------------------------------------------------------------------ rollouts
+
+    def get_rollout(self, rollout_id: str) -> Rollout | None:
+        row = self._run(f"{_ROLLOUT_SELECT} WHERE id = ?", (rollout_id,)).fetchone()
+        return None if row is None else codec.rollout_from_row(*row)
+
+    def list_rollouts(self, active_only: bool = False, limit: int | None = None) -> list[Rollout]:
+        """Newest first."""
+        sql = _ROLLOUT_SELECT
+        params: list[Any] = []
+        if active_only:
+            states = sorted(str(s) for s in ACTIVE_STATES)
+            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            params.extend(states)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [codec.rollout_from_row(*row) for row in self._run(sql, params).fetchall()]
+
+    def insert_rollout(self, r: Rollout) -> None:
+        self._writing("insert_rollout")
+        if self._scalar("SELECT 1 FROM rollouts WHERE id = ?", (r.id,)) is not None:
+            raise StoreError(f"a rollout with id {r.id!r} already exists")
+        self._run(
+            "INSERT INTO rollouts (id, plan, state, started_by, created_at, updated_at, version, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.id,
+                r.plan,
+                str(r.state),
+                r.started_by,
+                r.created_at,
+                r.updated_at,
+                r.version,
+                codec.rollout_to_body(r),
+            ),
+        )
+
+    def update_rollout(self, r: Rollout, expected_version: int) -> bool:
+        """Write `r` as version expected_version + 1, only if the stored version is expected_version.
+        False (and nothing written) when someone else got there first."""
+        self._writing("update_rollout")
+        cur = self._run(
+            "UPDATE rollouts SET plan = ?, state = ?, started_by = ?, created_at = ?, updated_at = ?,"
+            " version = ?, body = ? WHERE id = ? AND version = ?",
+            (
+                r.plan,
+                str(r.state),
+                r.started_by,
+                r.created_at,
+                r.updated_at,
+                expected_version + 1,
+                codec.rollout_to_body(r),
+                r.id,
+                expected_version,
+            ),
+        )
+        return bool(cur.rowcount == 1)
+
+    # ------------------------------------------------------------------------------ verdict history
+
+    def add_verdicts(self, rollout_id: str, phase: str, verdicts: Sequence[GateVerdict], at: float) -> None:
+        self._writing("add_verdicts")
+        last = self._scalar("SELECT MAX(seq) FROM verdict_history WHERE rollout_id = ?", (rollout_id,)) or 0
+        for offset, verdict in enumerate(verdicts, start=1):
+            self._run(
+                "INSERT INTO verdict_history (rollout_id, seq, phase, at, body) VALUES (?, ?, ?, ?, ?)",
+                (rollout_id, last + offset, phase, float(at), codec.verdict_to_text(verdict)),
+            )
+
+    def list_verdicts(self, rollout_id: str) -> list[tuple[str, GateVerdict]]:
+        rows = self._run(
+            "SELECT phase, body FROM verdict_history WHERE rollout_id = ? ORDER BY seq", (rollout_id,)
+        ).fetchall()
+        return [(phase, codec.verdict_from_text(body)) for phase, body in rows]
+
+    # ------------------------------------------------------------------------------ flags
+
+    def get_flag(self, environment: str, name: str) -> FlagRecord | None:
+        row = self._run(
+            "SELECT environment, name, value, updated_at, updated_by FROM flags WHERE environment = ? AND name = ?",
+            (environment, name),
+        ).fetchone()
+        return None if row is None else _flag_record(row)
+
+    def list_flags(self, environment: str | None = None) -> list[FlagRecord]:
+        sql = "SELECT environment, name, value, updated_at, updated_by FROM flags"
+        params: tuple[Any, ...] = ()
+        if environment is not None:
+            sql += " WHERE environment = ?"
+            params = (environment,)
+        return [
+            _flag_record(row) for row in self._run(sql + " ORDER BY environment, name", params).fetchall()
+        ]
+
+    def set_flag(
+        self, environment: str, name: str, value: FlagValue, actor: Actor, reason: str, at: float
+    ) -> FlagValue | None:
+        """Store a flag's value and its history; returns the value before (None if never set).
+        Setting the value it already has changes nothing and adds no history."""
+        self._writing("set_flag")
+        if not isinstance(value, bool | int):
+            raise StoreError(f"flag {environment}/{name}: value {value!r} is not a boolean or an integer")
+        current = self.get_flag(environment, name)
+        old = None if current is None else current.value
+        # type() too: True == 1, but a boolean flag set to 1 is a change worth recording.
+        if current is not None and type(old) is type(value) and old == value:
+            return old
+        text = codec.flag_value_to_text(value)
+        if current is None:
+            self._run(
+                "INSERT INTO flags (environment, name, value, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)",
+                (environment, name, text, float(at), actor.user),
+            )
+        else:
+            self._run(
+                "UPDATE flags SET value = ?, updated_at = ?, updated_by = ? WHERE environment = ? AND name = ?",
+                (text, float(at), actor.user, environment, name),
+            )
+        seq = 1 + (
+            self._scalar(
+                "SELECT MAX(seq) FROM flag_history WHERE environment = ? AND name = ?", (environment, name)
+            )
+            or 0
+        )
+        self._run(
+            "INSERT INTO flag_history (environment, name, seq, at, actor, origin, old_value, new_value, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                environment,
+                name,
+                seq,
+                float(at),
+                actor.user,
+                actor.origin,
+                None if current is None else codec.flag_value_to_text(old),
+                text,
+                reason,
+            ),
+        )
+        return old
+
+    def flag_history(self, environment: str, name: str) -> list[dict[str, Any]]:
+        """Oldest first: {at, actor, origin, old, new, reason}; old is None for the first setting."""
+        rows = self._run(
+            "SELECT at, actor, origin, old_value, new_value, reason FROM flag_history"
+            " WHERE environment = ? AND name = ? ORDER BY seq",
+            (environment, name),
+        ).fetchall()
+        return [
+            {
+                "at": at,
+                "actor": actor,
+                "origin": origin,
+                "old": codec.flag_value_from_text(old),
+                "new": codec.flag_value_from_text(new),
+                "reason": reason,
+            }
+            for at, actor, origin, old, new, reason in rows
+        ]
+
+    # ------------------------------------------------------------------------------ audit
+
+    def append_audit(
+        self, at: float, actor: Actor, action: str, target: str, data: dict[str, Any]
+    ) -> AuditEvent:
+        """Chain one event after the last one. The write lock this transaction holds is what makes
+        seq and prev_hash race-free."""
+        self._writing("append_audit")
+        last = self._run("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (1, audit.GENESIS) if last is None else (int(last[0]) + 1, last[1])
+        at = float(at) + 0.0  # as event_hash sees it (-0.0 would come back from SQLite as 0.0)
+        data_text = audit.audit_data_text(data)
+        digest = audit.event_hash(prev_hash, seq, at, actor.user, actor.origin, action, target, data_text)
+        self._run(
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, actor.user, actor.origin, action, target, data_text, prev_hash, digest),
+        )
+        return AuditEvent(
+            seq, at, actor.user, actor.origin, action, target, codec.loads(data_text), prev_hash, digest
+        )
+
+    def list_audit(
+        self, target: str | None = None, since_seq: int = 0, limit: int | None = None
+    ) -> list[AuditEvent]:
+        """Events after `since_seq`, oldest first, at most `limit` of them."""
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > ?"
+        params: list[Any] = [since_seq]
+        if target is not None:
+            sql += " AND target = ?"
+            params.append(target)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._run(sql, params).fetchall()
+        return [
+            AuditEvent(seq, at, actor, origin, action, target_, codec.loads(data), prev_hash, digest)
+            for seq, at, actor, origin, action, target_, data, prev_hash, digest in rows
+        ]
+
+    def last_audit_seq(self) -> int:
+        return int(self._scalar("SELECT MAX(seq) FROM audit") or 0)
+
+    def audit_rows(self, batch: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """Every stored row as it is on disk, in seq order, for audit.verify_rows. Consume it inside
+        the transaction."""
+        cur = self._run(f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY seq")
+        while rows := cur.fetchmany(batch):
+            yield from (tuple(row) for row in rows)
+
+    # ------------------------------------------------------------------------------ small state
+
+    def get_kv(self, key: str, default: Any = None) -> Any:
+        text = self._scalar("SELECT value FROM kv WHERE key = ?", (key,))
+        return default if text is None else codec.loads(text)
+
+    def set_kv(self, key: str, value: Any, at: float) -> None:
+        self._writing("set_kv")
+        self._run(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, codec.dumps(codec.to_jsonable(value)), float(at)),
+        )
+
+
+def _flag_record(row: tuple[Any, ...]) -> FlagRecord:
+    environment, name, value, updated_at, updated_by = row
+    parsed = codec.flag_value_from_text(value)
+    if parsed is None:
+        raise StoreError(f"flag {environment}/{name}: the stored value is null")
+    return FlagRecord(environment, name, parsed, updated_at, updated_by)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._active: Tx | None = None
+        self._depth = 0
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn, begin="BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot prepare the SQLite store {path}: {_explain(exc)}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._lock:
+            if self._active is None:
+                yield from self._top_level("BEGIN IMMEDIATE", writable=True)
+            elif not self._active.writable:
+                raise StoreError("cannot start a write transaction inside a read transaction (Store.read())")
+            else:
+                yield from self._savepoint(self._active)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with self._lock:
+            if self._active is None:
+                yield from self._top_level("BEGIN", writable=False)
+                return
+            # Inside another transaction: read what it sees, through a handle that cannot write.
+            view = Tx(self._active._conn, writable=False, where=self.path)
+            try:
+                yield view
+            finally:
+                view._open = False
+
+    def pragmas(self) -> dict[str, Any]:
+        """The connection's durability settings, for diagnostics (synchronous 2 means FULL)."""
+        with self._lock:
+            conn = self._connection()
+            return {
+                name: conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "busy_timeout")
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is closed")
+        return self._conn
+
+    def _top_level(self, begin: str, writable: bool) -> Iterator[Tx]:
+        conn = self._connection()
+        try:
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a transaction: {_explain(exc)}") from exc
+        tx = Tx(conn, writable, where=self.path)
+        self._active = tx
+        try:
+            try:
+                yield tx
+            except BaseException:
+                _rollback(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"{self.path}: commit failed, nothing was written: {_explain(exc)}") from exc
+        finally:
+            tx._open = False
+            self._active = None
+
+    def _savepoint(self, outer: Tx) -> Iterator[Tx]:
+        self._depth += 1
+        name = f"nested_{self._depth}"
+        conn = self._connection()
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield outer
+            except BaseException:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._depth -= 1
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back by itself (some I/O errors, SQLITE_FULL).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"{text} (another process held the write lock for more than {BUSY_TIMEOUT_MS / 1000:g} s)"
+    return text
