@@ -62,7 +62,7 @@ class DemoEnvironment:
     def start(self) -> None:
         self.service.start()
         os.environ["DEMO_PORT"] = str(self.service.port)
-        self.traffic = TrafficGenerator(self.service.url, rps=self.rps, max_seconds=self.seconds)
+        self.traffic = TrafficGenerator(self.service.url, rps=self.rps, concurrency=32, max_seconds=self.seconds)
         self.traffic.start()
 
     def stop(self) -> None:
