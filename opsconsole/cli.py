@@ -19,7 +19,10 @@ EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_PENDING, EXIT_FORBIDDEN, EXIT_STORE = 0,
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="main configuration file (default: workspace's opsconsole.yaml, else config/opsconsole.yaml)")
+    p.add_argument(
+        "--config",
+        help="main configuration file (default: workspace's opsconsole.yaml, else config/opsconsole.yaml)",
+    )
     p.add_argument("--workspace", default=None, help="state directory (default: ./.opsconsole)")
     p.add_argument("--read-only", action="store_true", help="refuse every action that changes state")
 
@@ -27,7 +30,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _common(common)
-    parser = argparse.ArgumentParser(prog="opsconsole", description="Operations console for safe phased rollouts.")
+    parser = argparse.ArgumentParser(
+        prog="opsconsole", description="Operations console for safe phased rollouts."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
@@ -52,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     tick.add_argument("item")
 
     gates = sub.add_parser("gates", help="gate checks").add_subparsers(dest="sub", required=True)
-    gc = gates.add_parser("check", parents=[common], help="evaluate a rollout's current gates now (0 pass, 1 fail, 3 pending/unknown)")
+    gc = gates.add_parser(
+        "check",
+        parents=[common],
+        help="evaluate a rollout's current gates now (0 pass, 1 fail, 3 pending/unknown)",
+    )
     gc.add_argument("id")
     gc.add_argument("--json", action="store_true")
 
@@ -166,7 +175,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "user": engine.actor.user,
                 "role": engine.role,
                 "engine": {"running": holder is not None, "pid": holder},
-                "kill_switch": {"engaged": kill.engaged, "source": kill.source, "by": kill.by, "reason": kill.reason},
+                "kill_switch": {
+                    "engaged": kill.engaged,
+                    "source": kill.source,
+                    "by": kill.by,
+                    "reason": kill.reason,
+                },
                 "rollouts": rows,
             }
         )
@@ -261,15 +275,24 @@ def cmd_all_clear(args: argparse.Namespace) -> int:
 
 def cmd_flags_list(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    envs = [args.env] if args.env else [n for n, e in engine.config.environments.items() if e.flags is not None]
+    envs = (
+        [args.env] if args.env else [n for n, e in engine.config.environments.items() if e.flags is not None]
+    )
     out: dict[str, list[dict[str, Any]]] = {}
     for env in envs:
         if env not in engine.config.environments:
             raise ValueError(f"no environment {env!r}")
         states = engine.flag_states(env)
         out[env] = [
-            {"name": s.name, "type": s.type, "value": s.value, "decided_by": s.decided_by, "detail": s.detail,
-             "risk": engine.config.flags[s.name].risk, "warning": s.warning}
+            {
+                "name": s.name,
+                "type": s.type,
+                "value": s.value,
+                "decided_by": s.decided_by,
+                "detail": s.detail,
+                "risk": engine.config.flags[s.name].risk,
+                "warning": s.warning,
+            }
             for s in sorted(states.values(), key=lambda s: s.name)
         ]
     if args.json:
@@ -338,13 +361,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
     events = engine.audit_events()
     events = events[-args.limit :] if args.limit else events
     if args.json:
-        _out([{"seq": e.seq, "at": e.at, "actor": e.actor, "origin": e.origin, "action": e.action,
-               "target": e.target, "data": e.data, "hash": e.hash} for e in events])
+        _out(
+            [
+                {
+                    "seq": e.seq,
+                    "at": e.at,
+                    "actor": e.actor,
+                    "origin": e.origin,
+                    "action": e.action,
+                    "target": e.target,
+                    "data": e.data,
+                    "hash": e.hash,
+                }
+                for e in events
+            ]
+        )
         return EXIT_OK
     from .engine.report import iso
 
     for e in events:
-        print(f"{e.seq:>5} {iso(e.at)} {e.actor}@{e.origin} {e.action} {e.target} {json.dumps(e.data, default=str)[:160]}")
+        print(
+            f"{e.seq:>5} {iso(e.at)} {e.actor}@{e.origin} {e.action} {e.target} {json.dumps(e.data, default=str)[:160]}"
+        )
     return EXIT_OK
 
 
@@ -368,7 +406,10 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("report", None): cmd_report,
     ("audit", None): cmd_audit,
     ("demo", None): cmd_demo,
-    **{("rollout", k): _rollout_command(k) for k in ("promote", "approve", "pause", "resume", "abort", "rollback")},
+    **{
+        ("rollout", k): _rollout_command(k)
+        for k in ("promote", "approve", "pause", "resume", "abort", "rollback")
+    },
 }
 
 

@@ -52,9 +52,13 @@ def write_demo_config(workspace: Path, port: int, template: Path | None = None) 
 class DemoEnvironment:
     """The sample service and its traffic, started and stopped together."""
 
-    def __init__(self, workspace: Path, port: int = 0, fault: str = "none", rps: float = 40.0, seconds: float = 600):
+    def __init__(
+        self, workspace: Path, port: int = 0, fault: str = "none", rps: float = 40.0, seconds: float = 600
+    ):
         self.workspace = workspace
-        self.service = DemoService(workspace / "flags" / "production.json", flag=CANARY_FLAG, port=port, fault=fault)
+        self.service = DemoService(
+            workspace / "flags" / "production.json", flag=CANARY_FLAG, port=port, fault=fault
+        )
         self.rps = rps
         self.seconds = seconds
         self.traffic: TrafficGenerator | None = None
@@ -62,7 +66,9 @@ class DemoEnvironment:
     def start(self) -> None:
         self.service.start()
         os.environ["DEMO_PORT"] = str(self.service.port)
-        self.traffic = TrafficGenerator(self.service.url, rps=self.rps, concurrency=32, max_seconds=self.seconds)
+        self.traffic = TrafficGenerator(
+            self.service.url, rps=self.rps, concurrency=32, max_seconds=self.seconds
+        )
         self.traffic.start()
 
     def stop(self) -> None:
@@ -77,7 +83,9 @@ def open_demo_engine(workspace: Path, port: int, template: Path | None = None) -
     return Engine(config, workspace, current_actor())
 
 
-async def drive(engine: Engine, rollout_id: str, *, auto_approve: bool, timeout: float, log: Any) -> RolloutState | None:
+async def drive(
+    engine: Engine, rollout_id: str, *, auto_approve: bool, timeout: float, log: Any
+) -> RolloutState | None:
     """Run the runner until the rollout ends (or the timeout); approve as `demo` when asked to."""
     approver = Engine(engine.config, engine.workspace, DEMO_ACTOR, store=engine.store)
     runner = Runner(engine)
@@ -131,7 +139,9 @@ def run_demo(args: argparse.Namespace) -> int:
         engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
         r = engine.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
         log(f"demo service on {env.service.url}, workspace {workspace}, rollout {r.id}")
-        final = asyncio.run(drive(engine, r.id, auto_approve=args.auto_approve, timeout=args.timeout, log=log))
+        final = asyncio.run(
+            drive(engine, r.id, auto_approve=args.auto_approve, timeout=args.timeout, log=log)
+        )
         report = engine.report(r.id).to_dict()
         flag_file = Path(engine.config.environments["production"].flags.path)  # type: ignore[union-attr]
         doc = json.loads(flag_file.read_text()) if flag_file.exists() else {}
@@ -139,8 +149,16 @@ def run_demo(args: argparse.Namespace) -> int:
         out = {
             **report,
             "fault": args.fault,
-            "canary_flag": {"name": CANARY_FLAG, "file": str(flag_file), **doc.get("flags", {}).get(CANARY_FLAG, {})},
-            "traffic": {"sent": env.traffic.sent, "failed": env.traffic.failed, "by_version": dict(env.traffic.by_version)},
+            "canary_flag": {
+                "name": CANARY_FLAG,
+                "file": str(flag_file),
+                **doc.get("flags", {}).get(CANARY_FLAG, {}),
+            },
+            "traffic": {
+                "sent": env.traffic.sent,
+                "failed": env.traffic.failed,
+                "by_version": dict(env.traffic.by_version),
+            },
             "workspace": str(workspace),
         }
         del out["timeline"]

@@ -37,7 +37,23 @@ _LAZY = {
     "Rejected": "rollout",
 }
 
-__all__ = [*_LAZY, "config_path", "load", "open_engine"]
+__all__ = [
+    "Actor",
+    "Config",
+    "Conflict",
+    "Engine",
+    "Forbidden",
+    "KillResult",
+    "KillState",
+    "NotFound",
+    "Rejected",
+    "Rollout",
+    "RolloutState",
+    "Verdict",
+    "config_path",
+    "load",
+    "open_engine",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -113,7 +113,9 @@ class Engine:
     def report(self, rollout_id: str) -> report_mod.Report:
         r = self.rollout(rollout_id)
         events = self.audit_events(target=f"rollout:{rollout_id}")
-        events += [e for e in self.audit_events(target="kill_switch") if rollout_id in e.data.get("aborted", [])]
+        events += [
+            e for e in self.audit_events(target="kill_switch") if rollout_id in e.data.get("aborted", [])
+        ]
         return report_mod.build(r, self.plan(r.plan), events, self.verdict_history(rollout_id))
 
     def kill_state(self) -> killswitch.KillState:
@@ -168,7 +170,11 @@ class Engine:
             old = tx.set_flag(environment, name, value, self.actor, reason, now)
             if old != value:
                 tx.append_audit(
-                    now, self.actor, "flag.set", f"flag:{environment}/{name}", {"old": old, "new": value, "reason": reason}
+                    now,
+                    self.actor,
+                    "flag.set",
+                    f"flag:{environment}/{name}",
+                    {"old": old, "new": value, "reason": reason},
                 )
         self.export_flags([environment])
         return old
@@ -279,6 +285,11 @@ def _changed_verdicts(before: Rollout, after: Rollout) -> list[GateVerdict]:
     out = []
     for v in after.verdicts:
         prev = old.get(v.gate)
-        if prev is None or prev.status != v.status or prev.failures != v.failures or prev.breached != v.breached:
+        if (
+            prev is None
+            or prev.status != v.status
+            or prev.failures != v.failures
+            or prev.breached != v.breached
+        ):
             out.append(v)
     return out

@@ -88,7 +88,9 @@ def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) ->
     for env in config.environments.values():
         if env.flags is None:
             continue
-        flagfile.patch_for_kill(Path(env.flags.path), spec.flags_off, spec.flags_on, zero.get(env.name, set()), at)
+        flagfile.patch_for_kill(
+            Path(env.flags.path), spec.flags_off, spec.flags_on, zero.get(env.name, set()), at
+        )
         written.append(env.flags.path)
     return written
 
@@ -107,15 +109,23 @@ def engage(engine: Engine, reason: str) -> KillResult:
         aborted, already = _record(engine, actor, reason, now)
     except Exception as exc:
         journal(engine.workspace, actor, reason, now)
-        notifier.send(engine.config.notifications, "kill_switch", f"kill switch engaged by {actor.user}: {reason}")
+        notifier.send(
+            engine.config.notifications, "kill_switch", f"kill switch engaged by {actor.user}: {reason}"
+        )
         return KillResult(now, files, [], False, timings_ms=_ms(t0, t_files), error=str(exc))
     t_store = time.perf_counter()
     _reexport(engine)
     notifier.send(
-        engine.config.notifications, "kill_switch", f"kill switch engaged by {actor.user}: {reason}", aborted=aborted
+        engine.config.notifications,
+        "kill_switch",
+        f"kill switch engaged by {actor.user}: {reason}",
+        aborted=aborted,
     )
     engine.bus.publish("kill_switch", engaged=True, by=actor.user, reason=reason, aborted=aborted)
-    timings = _ms(t0, t_files) | {"store": (t_store - t_files) * 1000, "total": (time.perf_counter() - t0) * 1000}
+    timings = _ms(t0, t_files) | {
+        "store": (t_store - t_files) * 1000,
+        "total": (time.perf_counter() - t0) * 1000,
+    }
     return KillResult(now, files, aborted, True, already, timings)
 
 
@@ -123,7 +133,9 @@ def _ms(t0: float, t_files: float) -> dict[str, float]:
     return {"files": (t_files - t0) * 1000}
 
 
-def _record(engine: Engine, actor: Actor, reason: str, now: float, late: bool = False) -> tuple[list[str], bool]:
+def _record(
+    engine: Engine, actor: Actor, reason: str, now: float, late: bool = False
+) -> tuple[list[str], bool]:
     """The store part of engaging, in one transaction: state, aborts, one audit event."""
     spec = engine.config.kill_switch
     aborted: list[str] = []
@@ -131,7 +143,11 @@ def _record(engine: Engine, actor: Actor, reason: str, now: float, late: bool = 
     with engine.store.transaction() as tx:
         prev = tx.get_kv(KV_KEY)
         already = bool(prev and prev.get("engaged"))
-        tx.set_kv(KV_KEY, {"engaged": True, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason}, now)
+        tx.set_kv(
+            KV_KEY,
+            {"engaged": True, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
+            now,
+        )
         if spec.pause_improvements:
             tx.set_kv(IMPROVEMENTS_KEY, {"paused": True, "by": "kill_switch", "at": now}, now)
         if spec.abort_rollouts:
@@ -186,10 +202,8 @@ def export_lock(workspace: Path, wait: float = 1.0) -> Any:
 
 
 def _reexport(engine: Engine) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the patched files already hold the safe state
         engine.export_flags()
-    except Exception:
-        pass  # the patched files already hold the safe state
 
 
 def all_clear(engine: Engine, reason: str) -> None:
@@ -201,9 +215,19 @@ def all_clear(engine: Engine, reason: str) -> None:
     now = engine.clock()
     actor = engine.actor
     with engine.store.transaction() as tx:
-        tx.set_kv(KV_KEY, {"engaged": False, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason}, now)
+        tx.set_kv(
+            KV_KEY,
+            {"engaged": False, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
+            now,
+        )
         tx.set_kv(IMPROVEMENTS_KEY, {"paused": False, "by": actor.user, "at": now}, now)
-        tx.append_audit(now, actor, "kill_switch.all_clear", "kill_switch", {"reason": reason, "was_engaged": state.engaged})
+        tx.append_audit(
+            now,
+            actor,
+            "kill_switch.all_clear",
+            "kill_switch",
+            {"reason": reason, "was_engaged": state.engaged},
+        )
     engine.export_flags()
     notifier.send(engine.config.notifications, "all_clear", f"all-clear given by {actor.user}: {reason}")
     engine.bus.publish("kill_switch", engaged=False, by=actor.user, reason=reason)
@@ -229,7 +253,9 @@ def replay_journal(engine: Engine) -> int:
     return len(entries)
 
 
-def engage_without_store(config_file: str | None, workspace: str | None, reason: str, error: str) -> KillResult:
+def engage_without_store(
+    config_file: str | None, workspace: str | None, reason: str, error: str
+) -> KillResult:
     """The kill switch when the store cannot even be opened: configuration alone says which files to
     write; every canary any plan drives goes to 0; the event waits in the journal."""
     from . import load

@@ -98,7 +98,10 @@ class Observer:
             ticked = {t.item for t in rollout.checklist}
             missing = [i for i in spec.items if i not in ticked]
             return Observation(
-                value=float(len(spec.items) - len(missing)), source="checklist", at=now, detail=", ".join(missing)
+                value=float(len(spec.items) - len(missing)),
+                source="checklist",
+                at=now,
+                detail=", ".join(missing),
             )
         if kind == "alarms":
             firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)
@@ -118,7 +121,9 @@ class Observer:
         error = ""
         for _attempt in range(spec.retries + 1):
             try:
-                resp = await asyncio.wait_for(self.client().get(url, timeout=spec.timeout), spec.timeout + 0.5)
+                resp = await asyncio.wait_for(
+                    self.client().get(url, timeout=spec.timeout), spec.timeout + 0.5
+                )
                 return Observation(value=float(resp.status_code), source=url, at=now, detail=resp.text[:500])
             except (TimeoutError, httpx.TimeoutException):
                 error = f"timeout after {spec.timeout:g}s: {url}"

@@ -60,7 +60,9 @@ class Report:
         }
 
 
-def build(rollout: Rollout, plan: Plan, events: list[AuditEvent], verdicts: list[tuple[str, GateVerdict]]) -> Report:
+def build(
+    rollout: Rollout, plan: Plan, events: list[AuditEvent], verdicts: list[tuple[str, GateVerdict]]
+) -> Report:
     rep = Report(rollout, plan, sorted(events, key=lambda e: e.seq), verdicts)
     rep.phases = _phases(plan, rep.events)
     rep.reaction_s = _reaction(rep.events, verdicts)
@@ -70,7 +72,8 @@ def build(rollout: Rollout, plan: Plan, events: list[AuditEvent], verdicts: list
 def _phases(plan: Plan, events: list[AuditEvent]) -> list[dict[str, Any]]:
     """Each phase with the steps it went through and when, from the transitions."""
     out: dict[str, dict[str, Any]] = {
-        p.name: {"name": p.name, "environment": p.environment, "state": "not reached", "steps": []} for p in plan.phases
+        p.name: {"name": p.name, "environment": p.environment, "state": "not reached", "steps": []}
+        for p in plan.phases
     }
     open_step: dict[str, Any] | None = None
     for e in events:
@@ -85,12 +88,20 @@ def _phases(plan: Plan, events: list[AuditEvent]) -> list[dict[str, Any]]:
         if phase is None:
             continue
         to = d.get("to")
-        if to == "progressing" and (open_step is None or open_step["phase"] != d["phase"] or open_step["step"] != d["step"]):
+        if to == "progressing" and (
+            open_step is None or open_step["phase"] != d["phase"] or open_step["step"] != d["step"]
+        ):
             if open_step is not None:
                 open_step["ended_at"] = iso(e.at)
                 if open_step["phase"] != d["phase"]:
                     out[open_step["phase"]]["state"] = "completed"
-            open_step = {"phase": d["phase"], "step": d["step"], "percent": d["percent"], "started_at": iso(e.at), "ended_at": None}
+            open_step = {
+                "phase": d["phase"],
+                "step": d["step"],
+                "percent": d["percent"],
+                "started_at": iso(e.at),
+                "ended_at": None,
+            }
             phase["steps"].append(open_step)
             phase["state"] = "progressing"
         elif to in ("completed", "aborted", "rolled_back", "rolling_back"):
@@ -109,8 +120,12 @@ def _phases(plan: Plan, events: list[AuditEvent]) -> list[dict[str, Any]]:
 def _reaction(events: list[AuditEvent], verdicts: list[tuple[str, GateVerdict]]) -> float | None:
     """Seconds from the first breaching measurement of the guard that caused a rollback to the
     rollback being applied (flag files written), or None when there was no automatic rollback."""
-    start = next((e for e in events if e.action == "rollout.transition" and e.data.get("to") == "rolling_back"), None)
-    done = next((e for e in events if e.action == "rollout.transition" and e.data.get("to") == "rolled_back"), None)
+    start = next(
+        (e for e in events if e.action == "rollout.transition" and e.data.get("to") == "rolling_back"), None
+    )
+    done = next(
+        (e for e in events if e.action == "rollout.transition" and e.data.get("to") == "rolled_back"), None
+    )
     if start is None or done is None or start.actor != "engine":
         return None
     reason = start.data.get("reason", "")
@@ -157,7 +172,9 @@ def render(rep: Report, fmt: str) -> str:
     lines.append("")
     lines.append("## Verdicts" if md else "Verdict changes:")
     for v in doc["verdicts"]:
-        lines.append(f"{'- ' if md else '  '}{v['at']} {v['phase']}/{v['gate']}: {v['status']} - {v['reason']}")
+        lines.append(
+            f"{'- ' if md else '  '}{v['at']} {v['phase']}/{v['gate']}: {v['status']} - {v['reason']}"
+        )
     return "\n".join(lines) + "\n"
 
 

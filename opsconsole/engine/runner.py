@@ -164,11 +164,14 @@ class Runner:
         self, phase: Phase, r: Rollout, now: float
     ) -> tuple[dict[str, GateMemory], list[GateVerdict], list[GateVerdict]]:
         previous = {v.gate: v for v in r.verdicts}
-        specs: list[tuple[str, GateSpec]] = [("gate", s) for s in phase.gates] + [("guard", s) for s in phase.guards]
+        specs: list[tuple[str, GateSpec]] = [("gate", s) for s in phase.gates] + [
+            ("guard", s) for s in phase.guards
+        ]
         todo = [
             (key, spec)
             for key, spec in ((f"{role}:{s.name}", s) for role, s in specs)
-            if due(spec, r.memory.get(key, GateMemory()).last_checked, now, self.interval) or spec.name not in previous
+            if due(spec, r.memory.get(key, GateMemory()).last_checked, now, self.interval)
+            or spec.name not in previous
         ]
         observations = await asyncio.gather(*(self.observer.observe(spec, r, phase, now) for _, spec in todo))
         fresh = dict(zip((k for k, _ in todo), observations, strict=True))
@@ -203,7 +206,14 @@ def _signature(r: Rollout, phase: Phase) -> Any:
     slow |= {f"guard:{s.name}" for s in phase.guards if s.kind == "smoke" or s.interval}
     mem = tuple(
         sorted(
-            (k, m.failures, m.unknowns, m.baseline, m.unknown_since is not None, m.last_checked if k in slow else None)
+            (
+                k,
+                m.failures,
+                m.unknowns,
+                m.baseline,
+                m.unknown_since is not None,
+                m.last_checked if k in slow else None,
+            )
             for k, m in r.memory.items()
         )
     )

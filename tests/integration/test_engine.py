@@ -216,7 +216,7 @@ def test_kill_switch_does_not_wait_on_a_hanging_metric_source(tmp_path, service,
     ws = write_workspace(tmp_path, service.port)
     text = (ws / "opsconsole.yaml").read_text()
     hang = f"http://127.0.0.1:{hanging_server}/metrics"
-    text = text.replace(f"http://127.0.0.1:{service.port}/metrics\", timeout: 1s", f'{hang}", timeout: 3s')
+    text = text.replace(f'http://127.0.0.1:{service.port}/metrics", timeout: 1s', f'{hang}", timeout: 3s')
     (ws / "opsconsole.yaml").write_text(text)
     bob, alice = engine_as(ws, "bob"), engine_as(ws, "alice")
     r = bob.start_rollout("fast")

@@ -179,7 +179,9 @@ def test_zero_percent_step_does_not_hold_on_missing_guard_data_but_exposed_steps
 
 def test_failing_guard_holds_and_breach_rolls_back_restoring_flags():
     r = at_canary(now=100.0).rollout
-    r = replace(r, flag_restore={"production": {"new_checkout": 0}, "staging": {"enable_new_checkout": False}})
+    r = replace(
+        r, flag_restore={"production": {"new_checkout": 0}, "staging": {"enable_new_checkout": False}}
+    )
     one = Evaluate(gates=(v("health", Verdict.PASS),), guards=(v("error_rate", Verdict.FAIL, 1, 2),))
     d = decide(PLAN, r, one, 120.0)
     assert d.rollout.state is S.PROGRESSING and d.rollout.step_index == 0
