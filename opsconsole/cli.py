@@ -314,7 +314,10 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
         raise ValueError(f"no flag {args.name!r} in the flag definitions")
     from .engine.flags import parse_env_value
 
-    value = parse_env_value(defn.type, args.value)
+    try:
+        value = parse_env_value(defn.type, args.value)
+    except ValueError as exc:
+        raise ValueError(f"flag {args.name} ({defn.type}): {exc}") from None
     old = engine.set_flag(args.env, args.name, value, args.reason)
     print(f"{args.env}/{args.name}: {old} -> {value}")
     return EXIT_OK
