@@ -190,3 +190,25 @@ def test_report_formats(tmp_path):
     assert "pending -> aborted" in text
     p = cli("report", "nope", *w)
     assert p.returncode == 2 and "nope" in p.stderr
+
+
+def test_kill_writes_flag_files_when_the_store_is_unreachable_and_records_later(tmp_path):
+    ws = _demo_workspace(tmp_path)
+    w = ("--workspace", str(ws))
+    (ws / "state.db").write_bytes(b"this is not a database" * 100)
+    p = cli("kill", "--reason", "store is down", *w)
+    assert p.returncode == 5, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    assert out["recorded"] is False and "store" in out["error"]
+    doc = json.loads((ws / "flags" / "production.json").read_text())
+    assert doc["emergency_shutdown"] is True
+    assert doc["flags"]["new_checkout"]["rollout_percentage"] == 0  # every plan's canary, to be safe
+    assert (ws / "kill-journal.jsonl").exists()
+    # the store comes back: the next command records the engagement from the journal
+    (ws / "state.db").unlink()
+    status = json.loads(cli("status", "--json", *w).stdout)
+    assert status["kill_switch"]["engaged"] is True
+    events = json.loads(cli("audit", "--json", *w).stdout)
+    assert [e["action"] for e in events] == ["kill_switch.engage"]
+    assert events[0]["data"]["recorded_late"] is True and events[0]["data"]["reason"] == "store is down"
+    assert not (ws / "kill-journal.jsonl").exists()

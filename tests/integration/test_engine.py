@@ -248,3 +248,25 @@ def test_kill_switch_does_not_wait_on_a_hanging_metric_source(tmp_path, service,
     assert flag_doc(ws)["flags"]["new_checkout"]["rollout_percentage"] == 0
     assert tick_rest < 4.0  # the hanging scrape is bounded by its timeout
     assert bob.rollout(r.id).state is S.ABORTED
+
+
+def test_kill_switch_with_a_locked_store_writes_files_first_and_journals(tmp_path, service):
+    import sqlite3
+
+    ws = write_workspace(tmp_path, service.port)
+    bob = engine_as(ws, "bob")
+    r = bob.start_rollout("fast")
+    holder = sqlite3.connect(ws / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock for too long
+    try:
+        res = bob.kill("store wedged")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not res.recorded and res.timings_ms["files"] < 200
+    assert flag_doc(ws)["emergency_shutdown"] is True
+    later = engine_as(ws, "alice")  # opening the store again replays the journal
+    assert later.kill_state().engaged
+    assert later.rollout(r.id).state is S.ABORTED
+    kills = later.audit_events(target="kill_switch")
+    assert len(kills) == 1 and kills[0].data["recorded_late"] and kills[0].actor == "bob"
