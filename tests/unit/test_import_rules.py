@@ -27,6 +27,8 @@ eng.export_flags()
 bad = sorted(m for m in sys.modules if m.split(".")[0] in {{"textual", "boto3", "docker", "psycopg", "mcp"}})
 print(",".join(bad))
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""

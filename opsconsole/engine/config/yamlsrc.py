@@ -5,15 +5,15 @@ configuration error could only say *what* is wrong. Here the file is composed in
 hand: every issue carries the file and the 1-based line of the offending key or value, unknown keys
 get a did-you-mean, and duplicates are reported. Readers never stop at the first problem; they record
 an issue, return None, and the caller carries on with a default so one run reports everything.
+
+YamlSource reads single nodes; the entries of a mapping are read by name through `Fields`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
-from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,101 +21,18 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .fields import Fields
+from .interpolation import interpolate
+from .issues import ConfigIssue
+from .nodes import TAG, child, describe, item, line_of
+
 T = TypeVar("T")
 
 # libyaml's parser when present: same nodes, marks and tags as SafeLoader, several times faster (the
 # console reads its config before the first frame).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_TAG = "tag:yaml.org,2002:"
-_MERGE = _TAG + "merge"
+_MERGE = TAG + "merge"
 _SCALARS = SafeConstructor()
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# "$${" is a literal "${"; a reference runs to the next "}" (a missing one is reported).
-_REFERENCE = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One thing wrong with the configuration, and where: `key` is a dotted path such as
-    `phases[1].gates[0].max`, `line` is 1-based (None when the problem is the file as a whole)."""
-
-    file: str
-    line: int | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        place = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{place}: {self.key}: {self.message}" if self.key else f"{place}: {self.message}"
-
-
-def child(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def item(key: str, index: int) -> str:
-    return f"{key}[{index}]"
-
-
-def line_of(node: Node) -> int:
-    return node.start_mark.line + 1
-
-
-def is_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _TAG + "null"
-
-
-def describe(node: Node) -> str:
-    """How a value reads in "expected X, got Y"."""
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if is_null(node):
-        return "nothing"
-    if node.tag == _TAG + "str":
-        return repr(node.value)
-    return str(node.value)
-
-
-def suggest(word: str, choices: Collection[str]) -> str:
-    """ " (did you mean 'x'?)" for a near miss, else the list of what is allowed."""
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean '{close[0]}'?)"
-    if not choices or len(choices) > 12:  # a list of hundreds of flag names helps nobody
-        return ""
-    return f" (expected one of: {', '.join(sorted(choices))})"
-
-
-def interpolate(text: str, lookup: Callable[[str], str | None]) -> tuple[str, list[str]]:
-    """Expand `${NAME}` and `${NAME:-default}` (default also when the value is empty, as in a shell).
-    Returns the text and the problems found (an undefined name expands to "" and is reported)."""
-    problems: list[str] = []
-
-    def expand(m: re.Match[str]) -> str:
-        escaped, body, closed = m.group(1), m.group(2), m.group(3)
-        if escaped:
-            return "${" + body + closed
-        if not closed:
-            problems.append(f"unclosed '${{{body}' (write ${{NAME}} or ${{NAME:-default}})")
-            return m.group(0)
-        name, has_default, default = body.partition(":-")
-        if not _VAR_NAME.fullmatch(name):
-            problems.append(f"bad variable reference '${{{body}}}' (write ${{NAME}} or ${{NAME:-default}})")
-            return m.group(0)
-        value = lookup(name)
-        if value:
-            return value
-        if has_default:
-            return default
-        if value is None:
-            problems.append(
-                f"${{{name}}} is not defined (set it in the environment, or write ${{{name}:-default}})"
-            )
-        return ""
-
-    return _REFERENCE.sub(expand, text), problems
 
 
 class YamlSource:
@@ -248,7 +165,7 @@ class YamlSource:
         if not isinstance(node, ScalarNode):
             self.issue(node, key, f"expected {expected}, got {describe(node)}")
             return False, None
-        tag = node.tag.removeprefix(_TAG)
+        tag = node.tag.removeprefix(TAG)
         if tag == "str":
             if "${" not in node.value:
                 return True, node.value
@@ -360,123 +277,3 @@ def _reread(text: str) -> Any:
     except yaml.YAMLError:
         return text
     return value if isinstance(value, bool | int | float | str) else text
-
-
-class Fields:
-    """The checked entries of one mapping, read by name: `f.number("max")` reports a wrong type at
-    the value's line under the key `<mapping>.max` and returns None (or the default when not set)."""
-
-    def __init__(self, src: YamlSource, node: MappingNode, key: str) -> None:
-        self.src = src
-        self.node = node
-        self.key = key
-        self.entries: dict[str, Node] = {}
-        self.keys: dict[str, Node] = {}
-        self.empty: set[str] = set()
-
-    def add(self, name: str, knode: Node, vnode: Node) -> None:
-        self.keys[name] = knode
-        if is_null(vnode):
-            self.empty.add(name)
-        else:
-            self.entries[name] = vnode
-
-    def only(self, allowed: Collection[str], unavailable: Mapping[str, str] | None = None) -> None:
-        """Report and drop keys not in `allowed`; `unavailable` gives the message for keys that are
-        known but do not apply here (another kind's setting, a feature of a later release)."""
-        for name, knode in list(self.keys.items()):
-            if name in allowed:
-                continue
-            if unavailable and name in unavailable:
-                self.src.issue(knode, self.path(name), unavailable[name])
-            else:
-                self.src.issue(knode, self.path(name), f"unknown key '{name}'{suggest(name, allowed)}")
-            del self.keys[name]
-            self.entries.pop(name, None)
-            self.empty.discard(name)
-
-    def require(self, *names: str) -> bool:
-        ok = True
-        for name in names:
-            if name not in self.entries:
-                self.missing(name, "it is empty" if name in self.empty else "")
-                ok = False
-        return ok
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.entries
-
-    def __iter__(self) -> Iterator[tuple[str, Node]]:
-        return iter(self.entries.items())
-
-    def get(self, name: str) -> Node | None:
-        return self.entries.get(name)
-
-    def mapping(
-        self,
-        name: str,
-        allowed: Collection[str] | None = None,
-        *,
-        required: Collection[str] = (),
-        unavailable: Mapping[str, str] | None = None,
-    ) -> Fields | None:
-        """The nested mapping under `name`, checked like YamlSource.mapping; None when not set."""
-        node = self.entries.get(name)
-        if node is None:
-            return None
-        return self.src.mapping(node, self.path(name), allowed, required=required, unavailable=unavailable)
-
-    def sequence(self, name: str, *, nonempty: bool = False) -> list[tuple[str, Node]]:
-        """The items of the list under `name` with their paths; [] when not set or not a list."""
-        node = self.entries.get(name)
-        if node is None:
-            return []
-        return self.src.sequence(node, self.path(name), nonempty=nonempty) or []
-
-    def path(self, name: str) -> str:
-        return child(self.key, name)
-
-    def where(self) -> str:
-        return self.src.where(self.node)
-
-    def issue(self, name: str | None, message: str) -> None:
-        """An issue about entry `name` (at its value), or about the mapping as a whole."""
-        node = self.entries.get(name) if name else None
-        self.src.issue(node or self.node, self.path(name) if name else self.key, message)
-
-    def missing(self, name: str, detail: str = "") -> None:
-        """Reported at the empty key when there is one, else where the mapping starts."""
-        node = self.keys.get(name, self.node)
-        self.src.issue(node, self.path(name), f"'{name}' is required" + (f" ({detail})" if detail else ""))
-
-    def _read(self, name: str, default: Any, read: Callable[[Node, str], Any]) -> Any:
-        node = self.entries.get(name)
-        if node is None:
-            return default
-        value = read(node, self.path(name))
-        return default if value is None else value
-
-    def text(self, name: str, default: Any = None) -> Any:
-        return self._read(name, default, self.src.text)
-
-    def number(self, name: str, default: Any = None, *, minimum: float | None = None) -> Any:
-        return self._read(name, default, lambda n, k: self.src.number(n, k, minimum=minimum))
-
-    def integer(
-        self, name: str, default: Any = None, *, minimum: int | None = None, maximum: int | None = None
-    ) -> Any:
-        return self._read(
-            name, default, lambda n, k: self.src.integer(n, k, minimum=minimum, maximum=maximum)
-        )
-
-    def boolean(self, name: str, default: Any = None) -> Any:
-        return self._read(name, default, self.src.boolean)
-
-    def choice(self, name: str, choices: Collection[str], default: Any = None) -> Any:
-        return self._read(name, default, lambda n, k: self.src.choice(n, k, choices))
-
-    def parsed(self, name: str, parse: Callable[[str], T], default: Any = None) -> Any:
-        return self._read(name, default, lambda n, k: self.src.parsed(n, k, parse))
-
-    def texts(self, name: str, default: Any = None, *, nonempty: bool = False) -> Any:
-        return self._read(name, default, lambda n, k: self.src.texts(n, k, nonempty=nonempty))

@@ -1,0 +1,79 @@
+"""The `environments:` section: where each environment's metrics come from and its flags go to.
+
+Integrations name a `kind`; kinds planned for a later release are told apart from typos, so the
+message says "not available yet" rather than suggesting a near miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..model import Environment, FlagTarget, MetricSource
+from .fields import Fields
+from .issues import suggest
+from .values import NAME, http_url, positive_duration, resolve_path
+from .yamlsrc import YamlSource
+
+_ENV_KEYS = ("production", "metrics", "flags", "theme_accent")
+_ENV_LATER = {
+    "alarms": "alarm sources (alertmanager, cloudwatch) are not available yet; use alarms.rules in the main file",
+    "target": "deployment targets (docker, http_switch, command) are not available yet",
+}
+
+
+def checked_kind(f: Fields, available: Sequence[str], later: Sequence[str] = ()) -> str | None:
+    """The `kind` entry of `f` when it is one of `available`, else None with an issue recorded."""
+    kind = f.text("kind")
+    if kind is None or kind in available:
+        return kind
+    if kind in later:
+        f.issue("kind", f"kind '{kind}' is not available yet (available: {', '.join(available)})")
+    else:
+        f.issue("kind", f"unknown kind '{kind}'{suggest(kind, available)}")
+    return None
+
+
+def read_environments(src: YamlSource, main: Fields, base: Path) -> dict[str, Environment]:
+    f = main.mapping("environments")
+    envs: dict[str, Environment] = {}
+    for name, enode in f or ():
+        path = f.path(name) if f else name
+        if not NAME.fullmatch(name):
+            src.issue(enode, path, f"environment names use letters, digits, '_', '.', '-', got {name!r}")
+        e = src.mapping(enode, path, _ENV_KEYS, unavailable=_ENV_LATER)
+        if e is None:
+            continue
+        envs[name] = Environment(
+            name=name,
+            metrics=_metric_source(src, e),
+            flags=_flag_target(src, e, base),
+            production=e.boolean("production", name == "production" or name.startswith("prod")),
+            theme_accent=e.text("theme_accent"),
+        )
+    return envs
+
+
+def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
+    m = env.mapping("metrics", ("kind", "url", "timeout", "window"), required=("kind", "url"))
+    if m is None:
+        return None
+    kind = checked_kind(m, ("scrape",), ("prometheus", "cloudwatch"))
+    url = m.parsed("url", http_url)
+    timeout = m.parsed("timeout", positive_duration, 2.0)
+    window = m.parsed("window", positive_duration, 10.0)
+    if kind is None or url is None:
+        return None
+    return MetricSource(kind=kind, url=url, timeout=timeout, window=window)
+
+
+def _flag_target(src: YamlSource, env: Fields, base: Path) -> FlagTarget | None:
+    later = {"flagd_path": "flagd export is not available yet (the seed-schema JSON file is)"}
+    t = env.mapping("flags", ("kind", "path"), required=("kind", "path"), unavailable=later)
+    if t is None:
+        return None
+    kind = checked_kind(t, ("file",), ("flagd", "env", "dotenv"))
+    path = t.text("path")
+    if kind is None or path is None:
+        return None
+    return FlagTarget(kind=kind, path=str(resolve_path(base, path)))

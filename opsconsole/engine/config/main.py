@@ -1,0 +1,99 @@
+"""The main configuration file: its sections read in dependency order, and who may do what.
+
+Flags and environments are read first because everything after names them: alarm rules name
+environments, the kill switch names flags, and plans name both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from yaml.nodes import Node
+
+from ..model import Config, Role
+from .alarmrules import read_alarm_rules
+from .environments import read_environments
+from .fields import Fields
+from .flagdefs import read_flags
+from .interpolation import interpolate
+from .issues import ConfigIssue, raise_if_any
+from .killswitch import read_kill_switch
+from .notifications import read_notifications
+from .plans import read_plans
+from .references import Catalog
+from .values import positive_duration
+from .yamlsrc import YamlSource
+
+DEFAULT_STORE = "sqlite:///${WORKSPACE:-.opsconsole}/state.db"
+_ROLES = ("viewer", "operator", "approver", "admin")
+_MAIN_KEYS = (
+    "store",
+    "interval",
+    "roles",
+    "environments",
+    "plans",
+    "flags",
+    "alarms",
+    "notifications",
+    "kill_switch",
+)
+
+
+def load_config(path: str | Path, variables: Mapping[str, str] | None = None) -> Config:
+    """Read and check the main file, its flags and its plans. Raises ConfigError listing every issue."""
+    path = Path(path)
+    issues: list[ConfigIssue] = []
+    src, root = YamlSource.open(path, str(path), dict(variables or {}), issues)
+    config = _main(src, root, path) if root is not None else None
+    raise_if_any(issues, src.file)
+    assert config is not None
+    return config
+
+
+def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
+    f = src.mapping(root, "", _MAIN_KEYS)
+    if f is None:
+        return None
+    base = path.parent
+    store = f.text("store") if "store" in f else interpolate(DEFAULT_STORE, src.lookup)[0]
+    if store and not re.match(r"(sqlite:///|postgres(ql)?://)", store):
+        f.issue("store", f"expected sqlite:///path or postgresql://user@host/db, got {store!r}")
+    interval = f.parsed("interval", positive_duration, 1.0)
+    default_role, users = _roles(src, f)
+    flags = read_flags(src, f, base)
+    environments = read_environments(src, f, base)
+    catalog = Catalog(environments, flags)
+    alarm_rules = read_alarm_rules(src, f, environments)
+    notifications = read_notifications(src, f)
+    kill_switch, kill_key = read_kill_switch(src, f, flags)
+    plans = read_plans(src, f, base, catalog)
+    return Config(
+        path=str(path),
+        store=store or DEFAULT_STORE,
+        default_role=default_role,
+        users=users,
+        environments=environments,
+        plans=plans,
+        flags=flags,
+        alarm_rules=alarm_rules,
+        notifications=notifications,
+        kill_switch=kill_switch,
+        interval=interval,
+        kill_key=kill_key,
+    )
+
+
+def _roles(src: YamlSource, main: Fields) -> tuple[Role, dict[str, Role]]:
+    f = main.mapping("roles", ("default", "users"))
+    if f is None:
+        return Role.VIEWER, {}
+    default = Role.parse(f.choice("default", _ROLES, "viewer"))
+    users: dict[str, Role] = {}
+    u = f.mapping("users")
+    for user, rnode in u or ():
+        role = src.choice(rnode, f.path("users") + "." + user, _ROLES)
+        if role is not None:
+            users[user] = Role.parse(role)
+    return default, users

@@ -1,0 +1,130 @@
+"""One phase of a plan: its environment, the flags it sets, its strategy and its approval.
+
+References are checked against the catalog: an unknown environment or flag, or flags in an
+environment with no flag target to write them to. Gates and guards are read by `gates.py`.
+"""
+
+from __future__ import annotations
+
+from yaml.nodes import Node, SequenceNode
+
+from ..model import ApprovalSpec, FlagValue, Phase, Role, Strategy
+from .fields import Fields
+from .gates import read_checks
+from .issues import suggest
+from .nodes import item
+from .references import Catalog
+from .values import STEP_PRESETS, parse_duration, parse_steps
+from .yamlsrc import YamlSource
+
+_PHASE_KEYS = ("name", "environment", "flags", "gates", "guards", "strategy", "approval")
+
+
+def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase | None:
+    f = src.mapping(node, key, _PHASE_KEYS, required=("name", "environment"))
+    if f is None:
+        return None
+    name = f.text("name", "")
+    env = f.text("environment")
+    envs = catalog.environments
+    known = envs.get(env) if envs is not None and env is not None else None
+    if env is not None and envs is not None and known is None:
+        f.issue("environment", f"unknown environment '{env}'{suggest(env, envs)}")
+    flags = _phase_flags(src, f, catalog)
+    strategy = _strategy(src, f, catalog)
+    if known is not None and known.flags is None:
+        if flags:
+            f.issue(
+                "flags", f"environment '{env}' has no flag target to write these flags to (add flags: to it)"
+            )
+        if strategy is not None and strategy.flag:
+            f.issue(
+                "strategy", f"environment '{env}' has no flag target for the canary flag (add flags: to it)"
+            )
+    names: dict[str, str] = {}
+    gates = read_checks(src, f, "gates", env, catalog, names)
+    guards = read_checks(src, f, "guards", env, catalog, names)
+    return Phase(
+        name=name,
+        environment=env or "",
+        flags=flags,
+        gates=gates,
+        guards=guards,
+        strategy=strategy,
+        approval=_approval(src, f),
+    )
+
+
+def _phase_flags(src: YamlSource, phase: Fields, catalog: Catalog) -> dict[str, FlagValue]:
+    f = phase.mapping("flags")
+    out: dict[str, FlagValue] = {}
+    known = catalog.flags
+    for name, vnode in f or ():
+        key = f.path(name) if f else name
+        if known is not None and name not in known:
+            src.issue(f.keys[name] if f else vnode, key, f"unknown flag '{name}'{suggest(name, known)}")
+            continue
+        ftype = known[name].type if known is not None else None
+        ok, value = src.scalar(vnode, key, "true or false")
+        if not ok:
+            continue
+        percentage = isinstance(value, int) and ftype != "boolean" and 0 <= value <= 100
+        if isinstance(value, bool) or percentage:
+            out[name] = value
+        elif ftype == "boolean":
+            src.issue(vnode, key, f"'{name}' is a boolean flag: expected true or false, got {value!r}")
+        else:
+            src.issue(vnode, key, f"expected true, false or a percentage 0..100, got {value!r}")
+    return out
+
+
+def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | None:
+    f = phase.mapping("strategy", ("kind", "flag", "steps", "step_wait"), required=("kind",))
+    if f is None:
+        return None
+    kind = f.choice("kind", ("canary", "blue_green", "rolling", "recreate"))
+    flag = f.text("flag")
+    known = catalog.flags
+    if kind == "canary" and "flag" not in f:
+        f.missing("flag", "the percentage flag the canary moves")
+    if flag is not None and known is not None:
+        if flag not in known:
+            f.issue("flag", f"unknown flag '{flag}'{suggest(flag, known)}")
+        elif kind == "canary" and known[flag].type != "percentage":
+            f.issue("flag", f"a canary moves a percentage flag; '{flag}' is a {known[flag].type} flag")
+    return Strategy(
+        kind=kind or "canary",
+        flag=flag,
+        steps=_steps(src, f),
+        step_wait=f.parsed("step_wait", parse_duration, 0.0),
+    )
+
+
+def _steps(src: YamlSource, f: Fields) -> tuple[int, ...]:
+    node = f.get("steps")
+    if node is None:
+        return STEP_PRESETS["safe"]
+    if isinstance(node, SequenceNode):
+        values = [
+            src.integer(n, item(f.path("steps"), i), minimum=0, maximum=100) for i, n in enumerate(node.value)
+        ]
+        ints = [v for v in values if v is not None]
+        if len(ints) < len(values):
+            return STEP_PRESETS["safe"]
+        try:
+            return parse_steps(ints)
+        except ValueError as exc:
+            f.issue("steps", str(exc))
+            return STEP_PRESETS["safe"]
+    return f.parsed("steps", parse_steps, STEP_PRESETS["safe"])
+
+
+def _approval(src: YamlSource, phase: Fields) -> ApprovalSpec:
+    f = phase.mapping("approval", ("required", "role", "distinct_approvers"))
+    if f is None:
+        return ApprovalSpec()
+    return ApprovalSpec(
+        required=f.boolean("required", False),
+        role=Role.parse(f.choice("role", ("approver", "admin"), "approver")),
+        distinct_approvers=f.integer("distinct_approvers", 1, minimum=1),
+    )

@@ -1,0 +1,52 @@
+"""What one part of the configuration names from another: environments, flags and metric queries.
+
+A plan names environments and flags defined in the main file; gates and alarm rules name an
+environment whose metrics source runs their query. A plan file read on its own cannot know those
+names, so the catalog it is checked against may leave them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..model import Environment, FlagDef
+from .fields import Fields
+from .issues import suggest
+
+
+@dataclass
+class Catalog:
+    """What plans are checked against; None means "not known here" (a plan file read on its own)."""
+
+    environments: dict[str, Environment] | None = None
+    flags: dict[str, FlagDef] | None = None
+
+
+def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, Environment] | None) -> None:
+    """`env` must exist and have a metrics source (where queries run)."""
+    if env is None or envs is None:
+        return
+    if env not in envs:
+        f.issue(name, f"unknown environment '{env}'{suggest(env, envs)}")
+    elif envs[env].metrics is None:
+        f.issue(name, f"environment '{env}' has no metrics source (add metrics: to it)")
+
+
+def checked_query(f: Fields) -> str | None:
+    """The `query` entry of `f`, its syntax checked by the metrics source that will run it."""
+    query = f.text("query")
+    if query is not None:
+        problem = _query_problem(query)
+        if problem:
+            f.issue("query", f"bad query: {problem}")
+    return query
+
+
+def _query_problem(expr: str) -> str | None:
+    """The scrape source's own syntax check; skipped when that module is not there."""
+    try:
+        from ..sources.query import validate_query
+    except ImportError:
+        return None
+    return validate_query(expr)
