@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the console lands (issue 3) the demo runs without a screen and prints its result as JSON.
+# The console on the embedded demo: a sample service, traffic and a canary rollout to approve.
 run: $(STAMP)
-	$(BIN)/opsconsole demo --headless --auto-approve --workspace $(WORKSPACE)
+	$(BIN)/opsconsole demo --workspace $(WORKSPACE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench

@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--limit", type=int, default=50)
     au.add_argument("--json", action="store_true")
 
+    con = sub.add_parser("console", parents=[common], help="open the console (the default command)")
+    _console_options(con)
+
     demo = sub.add_parser("demo", parents=[common], help="run the embedded demo environment")
+    _console_options(demo)
     demo.add_argument("--headless", action="store_true", help="no screen: run the demo rollout, print JSON")
     demo.add_argument("--auto-approve", action="store_true", help="approve as the actor 'demo' (demo only)")
     demo.add_argument("--fault", choices=("none", "canary-errors", "canary-latency"), default="none")
@@ -102,11 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _console_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", default=None, help="colour theme (see themes/); NO_COLOR is honoured")
+    p.add_argument("--env", default=None, help="environment shown in the header (default: production)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["console", *argv]  # no subcommand: open the console
     args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return EXIT_OK
     handler = HANDLERS[(args.command, getattr(args, "sub", None))]
     return _guarded(handler, args)
 
@@ -389,6 +398,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from .tui.run import run_console
+
+    return run_console(_engine(args), theme=args.theme, environment=args.env)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -409,6 +424,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("report", None): cmd_report,
     ("audit", None): cmd_audit,
     ("demo", None): cmd_demo,
+    ("console", None): cmd_console,
     **{
         ("rollout", k): _rollout_command(k)
         for k in ("promote", "approve", "pause", "resume", "abort", "rollback")

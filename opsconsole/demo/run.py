@@ -121,12 +121,7 @@ async def drive(
 
 def run_demo(args: argparse.Namespace) -> int:
     if not args.headless:
-        print(
-            "the interactive console is not built yet; run the demo without a screen:\n"
-            "  opsconsole demo --headless --auto-approve",
-            file=sys.stderr,
-        )
-        return 2
+        return run_demo_console(args)
     workspace = Path(args.workspace or ".opsconsole").absolute()
     workspace.mkdir(parents=True, exist_ok=True)
     env = DemoEnvironment(workspace, args.port, args.fault, args.rps, args.timeout + 30)
@@ -170,3 +165,26 @@ def run_demo(args: argparse.Namespace) -> int:
         return 3
     expected = RolloutState.COMPLETED if args.fault == "none" else RolloutState.ROLLED_BACK
     return 0 if final is expected else 1
+
+
+def run_demo_console(args: argparse.Namespace) -> int:
+    """The demo in the console: the runner runs inside the console's event loop; you approve."""
+    from ..tui.app import OpsConsoleApp
+
+    workspace = Path(args.workspace or ".opsconsole").absolute()
+    workspace.mkdir(parents=True, exist_ok=True)
+    env = DemoEnvironment(workspace, args.port, args.fault, args.rps, 24 * 3600)
+    env.start()
+    try:
+        engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
+        if (
+            not any(r.plan == DEMO_PLAN for r in engine.rollouts(active_only=True))
+            and not engine.kill_state().engaged
+        ):
+            # The demo starts its rollout as `demo`, so the person at the console can be its approver.
+            starter = Engine(engine.config, workspace, DEMO_ACTOR, store=engine.store)
+            starter.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
+        OpsConsoleApp(engine, theme=args.theme, environment=args.env).run()
+    finally:
+        env.stop()
+    return 0

@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .alarms import AlarmStatus
     from .authz import Forbidden
     from .core import Conflict, Engine, NotFound
+    from .flags import FlagState
     from .killswitch import KillResult, KillState
-    from .model import Actor, Config, Rollout, RolloutState, Verdict
+    from .model import Actor, Config, GateVerdict, Role, Rollout, RolloutState, Verdict
+    from .report import iso
+    from .report import render as render_report
     from .rollout import Rejected
+    from .runner import EngineBusy, Runner
+    from .session import MetricRow, Session
+    from .units import format_duration, format_value
+    from .views import rollout_row, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
 
@@ -35,10 +43,40 @@ _LAZY = {
     "RolloutState": "model",
     "Verdict": "model",
     "Rejected": "rollout",
+    "Session": "session",
+    "MetricRow": "session",
+    "Runner": "runner",
+    "EngineBusy": "runner",
+    "rollout_row": "views",
+    "why": "views",
+    "format_value": "units",
+    "format_duration": "units",
+    "iso": "report",
+    "render_report": "report",
+    "FlagState": "flags",
+    "AlarmStatus": "alarms",
+    "GateVerdict": "model",
+    "Role": "model",
 }
+
+_RENAMED = {"render_report": "render"}
 
 __all__ = [
     "Actor",
+    "AlarmStatus",
+    "EngineBusy",
+    "FlagState",
+    "GateVerdict",
+    "MetricRow",
+    "Role",
+    "Runner",
+    "Session",
+    "format_duration",
+    "format_value",
+    "iso",
+    "render_report",
+    "rollout_row",
+    "why",
     "Config",
     "Conflict",
     "Engine",
@@ -60,7 +98,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(importlib.import_module(f".{module}", __name__), _RENAMED.get(name, name))
 
 
 def config_path(explicit: str | None, workspace: Path) -> Path:

@@ -36,6 +36,8 @@ from .store import Store, open_store
 from .targets import flagfile
 from .targets import notify as notifier
 
+ALARM_ACKS = "alarm_acks"
+
 
 class Conflict(Exception):
     """Someone else changed the rollout between our read and our write; try again."""
@@ -118,6 +120,18 @@ class Engine:
         ]
         return report_mod.build(r, self.plan(r.plan), events, self.verdict_history(rollout_id))
 
+    def flag_history(self, environment: str, name: str) -> list[dict[str, Any]]:
+        with self.store.read() as tx:
+            return tx.flag_history(environment, name)
+
+    def alarm_acks(self) -> dict[str, dict[str, Any]]:
+        with self.store.read() as tx:
+            return dict(tx.get_kv(ALARM_ACKS, {}) or {})
+
+    def can(self, action: str) -> bool:
+        """Whether this session's actor may take `action` (read-only sessions may take none)."""
+        return self.authz.allowed(self.actor, action)
+
     def kill_state(self) -> killswitch.KillState:
         with self.store.read() as tx:
             stored = tx.get_kv(killswitch.KV_KEY)
@@ -178,6 +192,17 @@ class Engine:
                 )
         self.export_flags([environment])
         return old
+
+    def ack_alarm(self, name: str, reason: str) -> None:
+        """Acknowledge a firing alarm: who saw it and why it may keep firing. It does not silence gates."""
+        self.authz.require(self.actor, "alarm.ack")
+        now = self.clock()
+        with self.store.transaction() as tx:
+            acks = dict(tx.get_kv(ALARM_ACKS, {}) or {})
+            acks[name] = {"by": self.actor.user, "origin": self.actor.origin, "at": now, "reason": reason}
+            tx.set_kv(ALARM_ACKS, acks, now)
+            tx.append_audit(now, self.actor, "alarm.ack", f"alarm:{name}", {"reason": reason})
+        self.bus.publish("alarms")
 
     def kill(self, reason: str) -> killswitch.KillResult:
         self.authz.require(self.actor, "kill_switch.engage")

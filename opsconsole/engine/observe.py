@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import alarms as alarm_rules
-from .model import AlarmRule, Config, GateSpec, Observation, Phase, Rollout
+from .model import Config, GateSpec, Observation, Phase, Rollout
 
 if TYPE_CHECKING:
     import httpx
@@ -25,8 +25,12 @@ SMOKE_INTERVAL = 30.0
 
 
 class Observer:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, keep: float = 0.0) -> None:
         self.config = config
+        self.keep = keep
+        """Seconds of scrape history kept beyond each source's window (sparklines)."""
+        self.watch: set[str] = set()
+        """Environments scraped every tick even when no active rollout needs them (the console's)."""
         self._sources: dict[str, ScrapeSource] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
@@ -40,7 +44,9 @@ class Observer:
         if src is None:
             from .sources.scrape import ScrapeSource
 
-            src = ScrapeSource(env.metrics.url, timeout=env.metrics.timeout, window=env.metrics.window)
+            src = ScrapeSource(
+                env.metrics.url, timeout=env.metrics.timeout, window=env.metrics.window, keep=self.keep
+            )
             self._sources[environment] = src
         return src
 
@@ -158,10 +164,6 @@ def due(spec: GateSpec, last_checked: float | None, now: float, interval: float)
     if last_checked is None or every <= interval:
         return True
     return now - last_checked >= every - 1e-6
-
-
-def alarm_rule_by_name(config: Config, name: str) -> AlarmRule | None:
-    return next((r for r in config.alarm_rules if r.name == name), None)
 
 
 def wall_clock() -> float:

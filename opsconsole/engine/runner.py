@@ -42,10 +42,10 @@ class TickStats:
 
 
 class Runner:
-    def __init__(self, engine: Engine, interval: float | None = None) -> None:
+    def __init__(self, engine: Engine, interval: float | None = None, keep: float = 0.0) -> None:
         self.engine = engine
         self.interval = interval or engine.config.interval
-        self.observer = Observer(engine.config)
+        self.observer = Observer(engine.config, keep=keep)
         self.stats = TickStats()
         self._lock_fd: int | None = None
 
@@ -89,8 +89,10 @@ class Runner:
             os.close(fd)
 
     async def run(self, stop: asyncio.Event | None = None, until: Callable[[], bool] | None = None) -> None:
-        """Tick until `stop` is set or `until()` is true. Holds the workspace lock meanwhile."""
-        self.acquire()
+        """Tick until `stop` is set or `until()` is true. Holds the workspace lock meanwhile (taking it
+        here unless the caller already did)."""
+        if self._lock_fd is None:
+            self.acquire()
         try:
             await asyncio.to_thread(self.engine.export_flags)  # reconcile files with the store
             self.engine.bus.publish("engine", state="running")
@@ -124,7 +126,7 @@ class Runner:
             if plan is not None:
                 work.append((plan, r))
         phases = [current_phase(plan, r) for plan, r in work if r.state is not RolloutState.PENDING]
-        await self.observer.refresh(self.observer.metric_environments(phases), now)
+        await self.observer.refresh(self.observer.metric_environments(phases) | self.observer.watch, now)
         alarms = self.observer.evaluate_alarms(now)
         if alarms:
             engine.bus.publish("alarms", alarms=dict(alarms))

@@ -1,0 +1,146 @@
+"""A console's hold on the engine.
+
+The console runs the runner in its own event loop when nobody holds the workspace, so it runs the same
+gates in the background that `opsconsole engine` runs. When another runner already holds it, the
+console attaches as a client: it never starts a second runner, and it polls the store and scrapes the
+metrics itself (read-only work) to keep its panes live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .model import GateSpec
+from .observe import Observer
+from .runner import EngineBusy, Runner
+
+if TYPE_CHECKING:
+    from .alarms import AlarmStatus
+    from .core import Engine
+
+SPARK_POINTS = 60
+"""How many recent scrapes a sparkline shows (one a tick: a minute at the default interval)."""
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One key metric of an environment, as the Metrics pane shows it."""
+
+    environment: str
+    name: str
+    query: str
+    unit: str
+    min: float | None
+    max: float | None
+    value: float | None
+    error: str | None
+    series: tuple[float | None, ...]
+
+
+class Session:
+    def __init__(self, engine: Engine, *, run_engine: bool = True) -> None:
+        self.engine = engine
+        self.run_engine = run_engine
+        self.runner: Runner | None = None
+        self.mode = "stopped"  # runner | client | stopped
+        self._own_observer: Observer | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def observer(self) -> Observer:
+        if self.runner is not None:
+            return self.runner.observer
+        if self._own_observer is None:
+            self._own_observer = Observer(self.engine.config, keep=SPARK_POINTS * self.engine.config.interval)
+        return self._own_observer
+
+    async def start(self) -> None:
+        envs = {name for name, env in self.engine.config.environments.items() if env.metrics is not None}
+        if self.run_engine and Runner.holder(self.engine.workspace) is None:
+            runner = Runner(self.engine, keep=SPARK_POINTS * self.engine.config.interval)
+            runner.observer.watch |= envs
+            try:
+                runner.acquire()  # another console or engine may have started since holder()
+            except EngineBusy:
+                pass
+            else:
+                self.runner = runner
+                self.mode = "runner"
+                self._task = asyncio.create_task(runner.run(self._stop))
+                return
+        self.mode = "client"
+        self.observer.watch |= envs
+        self._task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        """Client mode: keep metrics and alarms fresh and tell subscribers to re-read the store."""
+        observer = self.observer
+        interval = self.engine.config.interval
+        try:
+            while not self._stop.is_set():
+                now = self.engine.clock()
+                await observer.refresh(observer.watch, now)
+                alarms = observer.evaluate_alarms(now)
+                self.engine.bus.publish("alarms", alarms=dict(alarms))
+                self.engine.bus.publish("poll")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), interval)
+        finally:
+            await observer.close()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.mode = "stopped"
+
+    # ------------------------------------------------------------------------------------ read models
+
+    def alarms(self) -> list[AlarmStatus]:
+        return sorted(self.observer.alarms.values(), key=lambda a: (a.state != "firing", a.name))
+
+    def metric_rows(self, points: int = SPARK_POINTS) -> list[MetricRow]:
+        """Every environment's key metrics: the metric gates and guards its plans name, and the
+        queries of its alarm rules, each once."""
+        now = self.engine.clock()
+        rows: list[MetricRow] = []
+        for env, specs in key_metrics(self.engine).items():
+            src = self.observer.source(env)
+            if src is None:
+                continue
+            for spec in specs:
+                query = spec.query or ""
+                obs = src.query(query, now)
+                rows.append(
+                    MetricRow(
+                        env,
+                        spec.name,
+                        query,
+                        spec.unit,
+                        spec.min,
+                        spec.max,
+                        obs.value,
+                        obs.error,
+                        tuple(src.series(query, points)),
+                    )
+                )
+        return rows
+
+
+def key_metrics(engine: Engine) -> dict[str, list[GateSpec]]:
+    out: dict[str, dict[tuple[str, str], GateSpec]] = {}
+    for plan in engine.config.plans.values():
+        for phase in plan.phases:
+            for spec in (*phase.guards, *phase.gates):
+                if spec.kind == "metric" and spec.query:
+                    env = spec.source or phase.environment
+                    out.setdefault(env, {}).setdefault((spec.name, spec.query), spec)
+    for rule in engine.config.alarm_rules:
+        spec = GateSpec(kind="metric", name=rule.name, query=rule.query, min=rule.min, max=rule.max)
+        out.setdefault(rule.environment, {}).setdefault((rule.name, rule.query), spec)
+    return {env: list(specs.values()) for env, specs in out.items()}

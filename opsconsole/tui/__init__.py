@@ -1,0 +1,1 @@
+"""The Textual console. Imports the engine only through its facade, `opsconsole.engine`."""

@@ -1,0 +1,46 @@
+"""The status line that is always there: environment, engine, kill switch, who you are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .safe import safe
+
+
+class StatusHeader(Static):
+    """One line; production and an engaged kill switch look different, always."""
+
+    DEFAULT_CSS = """
+    StatusHeader { height: 1; background: $panel; color: $foreground; }
+    StatusHeader.-production { background: $error 40%; }
+    StatusHeader.-killed { background: $error; color: $text; text-style: bold; }
+    """
+
+    def show(
+        self,
+        *,
+        environment: str,
+        production: bool,
+        engine: str,
+        kill: Any,
+        user: str,
+        role: str,
+        read_only: bool,
+    ) -> None:
+        self.set_class(production, "-production")
+        self.set_class(bool(kill.engaged), "-killed")
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" opsconsole ", style="bold")
+        line.append(f"│ {safe(environment.upper() if production else environment)} ")
+        line.append(f"│ engine: {engine} ")
+        if kill.engaged:
+            line.append(
+                f"│ KILL SWITCH ENGAGED by {safe(kill.by)}: {safe(kill.reason)} ", style="bold reverse"
+            )
+        else:
+            line.append("│ kill switch: off ")
+        line.append(f"│ {safe(user)} ({role}{', read-only' if read_only else ''})")
+        self.update(line)

@@ -1,0 +1,9 @@
+"""Placeholder while this pane is being built; replaced in the same change."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+
+class ImprovementsPane(Static, can_focus=True):
+    pass

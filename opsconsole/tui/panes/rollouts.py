@@ -1,0 +1,262 @@
+"""Rollouts: where every rollout stands and why, the selected one's verdicts, and the actions on it.
+
+Rows are keyed by rollout id and updated in place: the runner publishes each rollout every tick, so
+the pane applies that rollout's row directly (no store read); a full reload from the store (off the
+event loop) happens only when something else changed (a command from another process, the kill
+switch, a client-mode poll).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from opsconsole.engine import format_value, rollout_row
+
+from ..actions import GuardedActions
+from ..bridge import EngineChanged
+from ..safe import plain
+
+COLUMNS = (
+    ("rollout", "Rollout", 21),
+    ("phase", "Phase", 12),
+    ("pct", "%", 3),
+    ("state", "State", 17),
+    ("why", "Why", None),
+)
+VERDICT_COLUMNS = (
+    ("gate", "Gate"),
+    ("status", "Status"),
+    ("value", "Value"),
+    ("limit", "Threshold"),
+    ("reason", "Reason"),
+)
+STATE_STYLE = {
+    "completed": "green",
+    "progressing": "bold",
+    "awaiting_approval": "bold yellow",
+    "paused": "yellow",
+    "rolling_back": "bold red",
+    "rolled_back": "red",
+    "aborted": "red",
+    "pending": "dim",
+}
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "pending": "yellow", "unknown": "magenta"}
+MAX_ROWS = 200
+
+
+class RolloutsPane(GuardedActions, Vertical, can_focus=False):
+    BINDINGS = [
+        Binding("a", "approve", "Approve", id="approve-phase"),
+        Binding("p", "promote", "Promote", id="promote"),
+        Binding("z", "pause", "Pause", id="pause"),
+        Binding("r", "resume", "Resume", id="resume"),
+        Binding("x", "abort", "Abort", id="abort"),
+        Binding("b", "rollback", "Rollback", id="rollback"),
+        Binding("n", "start_plan", "New", id="start-plan"),
+        Binding("c", "tick_checklist", "Checklist", id="tick-checklist"),
+        Binding("enter", "detail", "Detail", show=False, id="rollout-detail"),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rollouts: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Any] = DataTable(id="rollout-table", cursor_type="row", zebra_stripes=True)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        yield table
+        yield Static(id="rollout-why")
+        verdicts: DataTable[Any] = DataTable(id="verdict-table", cursor_type="none", show_cursor=False)
+        for key, label in VERDICT_COLUMNS:
+            verdicts.add_column(label, key=key)
+        yield verdicts
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def focus(self, scroll_visible: bool = True) -> RolloutsPane:
+        self.query_one("#rollout-table").focus(scroll_visible)
+        return self
+
+    # ------------------------------------------------------------------------------------ data
+
+    def on_engine_changed(self, message: EngineChanged) -> None:
+        rollout = message.data.get("rollout")
+        if rollout is not None and message.kind in ("rollout", "verdicts"):
+            self.apply([rollout], full=False)
+        elif message.kind in ("kill_switch", "poll", "engine"):
+            self.reload()
+
+    @work(thread=True, exclusive=True, group="rollouts-reload")
+    def reload(self) -> None:
+        rollouts = self.app.engine.rollouts()[:MAX_ROWS]  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.apply, rollouts, True)
+
+    def apply(self, rollouts: list[Any], full: bool) -> None:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        table = self.query_one("#rollout-table", DataTable)
+        with self.app.batch_update():
+            if full:
+                gone = set(self.rollouts) - {r.id for r in rollouts}
+                for rid in gone:
+                    del self.rollouts[rid]
+                    table.remove_row(rid)
+            for r in rollouts:
+                old = self.rollouts.get(r.id)
+                if old is not None and old.version > r.version:
+                    continue  # an older event than what we show
+                self.rollouts[r.id] = r
+                cells = _cells(rollout_row(engine, r))
+                if r.id not in table.rows:
+                    table.add_row(*cells.values(), key=r.id)
+                else:
+                    for col, value in cells.items():
+                        if table.get_cell(r.id, col) != value:
+                            table.update_cell(r.id, col, value)
+            self.show_selected()
+
+    def selected(self) -> Any | None:
+        table = self.query_one("#rollout-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.rollouts.get(str(key))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_selected()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_detail()
+
+    def show_selected(self) -> None:
+        r = self.selected()
+        why = self.query_one("#rollout-why", Static)
+        verdicts = self.query_one("#verdict-table", DataTable)
+        if r is None:
+            why.update(Text("No rollouts yet. Press n to start a plan.", style="dim"))
+            verdicts.clear()
+            return
+        engine = self.app.engine  # type: ignore[attr-defined]
+        row = rollout_row(engine, r)
+        line = Text.assemble(
+            (f"{row['id']} ", "bold"),
+            plain(f"{row['plan']} · {row['phase']} · {row['percent']}% · started by {row['started_by']}"),
+        )
+        line.append("\n")
+        line.append_text(plain(f"why: {row['why']}"))
+        why.update(line)
+        rows = {v.gate: v for v in r.verdicts}
+        units = units_of(engine, r)
+        if set(verdicts.rows) != set(rows):
+            verdicts.clear()
+            for gate in rows:
+                verdicts.add_row(*_verdict_cells(rows[gate], units.get(gate, "")), key=gate)
+        else:
+            for gate, v in rows.items():
+                cells = _verdict_cells(v, units.get(gate, ""))
+                for col, value in zip((k for k, _ in VERDICT_COLUMNS), cells, strict=True):
+                    if verdicts.get_cell(gate, col) != value:
+                        verdicts.update_cell(gate, col, value)
+
+    # ------------------------------------------------------------------------------------ actions
+
+    def _need(self) -> Any | None:
+        r = self.selected()
+        if r is None:
+            self.app.notify("No rollout selected", severity="warning")
+        return r
+
+    def action_approve(self) -> None:
+        from ..screens.approve import ApproveScreen
+
+        r = self._need()
+        if r is not None:
+            self.app.push_screen(ApproveScreen(r))
+
+    def _command(self, kind: str, title: str, dangerous: bool = False) -> None:
+        from ..screens.reason import ReasonScreen
+
+        r = self._need()
+        if r is None:
+            return
+        engine = self.app.engine  # type: ignore[attr-defined]
+
+        def done(reason: str | None) -> None:
+            if reason is not None:
+                self.app.run_engine(engine.command, r.id, kind, reason, done=f"{title}: {r.id}")  # type: ignore[attr-defined]
+
+        self.app.push_screen(ReasonScreen(f"{title} {r.id}", dangerous=dangerous), done)
+
+    def action_promote(self) -> None:
+        self._command("promote", "Promote")
+
+    def action_pause(self) -> None:
+        self._command("pause", "Pause")
+
+    def action_resume(self) -> None:
+        self._command("resume", "Resume")
+
+    def action_abort(self) -> None:
+        self._command("abort", "Abort", dangerous=True)
+
+    def action_rollback(self) -> None:
+        self._command("rollback", "Roll back", dangerous=True)
+
+    def action_start_plan(self) -> None:
+        from ..screens.start import StartPlanScreen
+
+        self.app.push_screen(StartPlanScreen())
+
+    def action_tick_checklist(self) -> None:
+        from ..screens.checklist import ChecklistScreen
+
+        r = self._need()
+        if r is not None:
+            self.app.push_screen(ChecklistScreen(r))
+
+    def action_detail(self) -> None:
+        from ..screens.detail import RolloutDetailScreen
+
+        r = self._need()
+        if r is not None:
+            self.app.push_screen(RolloutDetailScreen(r.id))
+
+
+def _cells(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rollout": plain(row["id"]),
+        "phase": plain(row["phase"]),
+        "pct": Text(f"{row['percent']}", justify="right"),
+        "state": Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
+        "why": plain(row["why"]),
+    }
+
+
+def _verdict_cells(v: Any, unit: str) -> tuple[Any, ...]:
+    status = str(v.status)
+    return (
+        plain(v.gate),
+        Text(status, style=STATUS_STYLE.get(status, "")),
+        plain(format_value(v.value, unit) if v.value is not None else "n/a"),
+        plain(v.threshold),
+        plain(v.reason),
+    )
+
+
+def units_of(engine: Any, r: Any) -> dict[str, str]:
+    """How each gate of the rollout's current phase prints its value."""
+    plan = engine.config.plans.get(r.plan)
+    if plan is None:
+        return {}
+    phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
+    return {
+        spec.name: spec.unit or ("s" if spec.kind == "soak" else "") for spec in (*phase.gates, *phase.guards)
+    }

@@ -1,0 +1,90 @@
+"""Approve a phase promotion with the evidence in front of you: every gate's verdict and value, who
+started the rollout, who approved so far, and a reason that goes into the audit log. The engine
+decides; a refusal is shown here with its reason and the screen stays open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Checkbox, DataTable, Input, Static
+
+from opsconsole.engine import Forbidden, Rejected, format_value
+
+from ..panes.rollouts import STATUS_STYLE, units_of
+from ..safe import plain, safe
+
+
+class ApproveScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
+
+    def __init__(self, rollout: Any) -> None:
+        super().__init__()
+        self.rollout = rollout
+
+    def compose(self) -> ComposeResult:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        r = self.rollout
+        plan = engine.config.plans.get(r.plan)
+        phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)] if plan else None
+        need = phase.approval if phase else None
+        approved = ", ".join(sorted({a.user for a in r.approvals})) or "nobody yet"
+        with Vertical(classes="dialog -wide"):
+            yield Static(
+                safe(f"Approve {r.id}: phase {phase.name if phase else '?'}"), classes="dialog-title"
+            )
+            yield Static(
+                safe(
+                    f"started by {r.started_by} · approved so far: {approved} · needs "
+                    f"{need.distinct_approvers if need else 1} {need.role.name.lower() if need else 'approver'}(s)"
+                    f" · you are {engine.actor.user} ({engine.role})"
+                ),
+                classes="dialog-hint",
+            )
+            table: DataTable[Any] = DataTable(id="evidence", cursor_type="none", show_cursor=False)
+            for label in ("Gate", "Status", "Value", "Threshold", "Reason"):
+                table.add_column(label)
+            units = units_of(engine, r)
+            for v in r.verdicts:
+                status = str(v.status)
+                table.add_row(
+                    plain(v.gate),
+                    Text(status, style=STATUS_STYLE.get(status, "")),
+                    plain(format_value(v.value, units.get(v.gate, "")) if v.value is not None else "n/a"),
+                    plain(v.threshold),
+                    plain(v.reason),
+                )
+            yield table
+            yield Input(placeholder="reason for approving (required)", id="reason")
+            yield Checkbox("admin override: approve over failing gates", id="override")
+            yield Static("Enter approves · Esc cancels", classes="dialog-keys")
+            yield Static(id="error", classes="dialog-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        reason = event.value.strip()
+        if not reason:
+            self.query_one("#error", Static).update("A reason is required: it is recorded with your name.")
+            return
+        self.submit(reason, self.query_one("#override", Checkbox).value)
+
+    @work(thread=True, exclusive=True)
+    def submit(self, reason: str, override: bool) -> None:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        try:
+            r = engine.approve(self.rollout.id, reason, override=override)
+        except (Rejected, Forbidden) as exc:
+            self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
+            return
+        self.app.call_from_thread(self.app.notify, safe(f"approved: {r.id} is {r.state}"))
+        self.app.call_from_thread(self.dismiss, True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
