@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import time
@@ -96,6 +97,17 @@ def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) ->
 
 
 def engage(engine: Engine, reason: str) -> KillResult:
+    # The collector must not pause the emergency path: a gen-2 pass with a large heap costs tens of ms.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _engage(engine, reason)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _engage(engine: Engine, reason: str) -> KillResult:
     t0 = time.perf_counter()
     now = engine.clock()
     actor = engine.actor

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import alarms as alarm_rules
 from .model import Config, GateSpec, Observation, Phase, Rollout
@@ -34,6 +34,8 @@ class Observer:
         self._sources: dict[str, ScrapeSource] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
+        self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
+        self._shared_at: float | None = None
         self.alarms: dict[str, alarm_rules.AlarmStatus] = {}
 
     def source(self, environment: str) -> ScrapeSource | None:
@@ -115,10 +117,24 @@ class Observer:
                 value=float(len(firing)), source="alarms", at=now, detail=", ".join(a.name for a in firing)
             )
         if kind == "health":
-            return await self._health(spec, now)
+            key = ("health", spec.url or "", str(spec.timeout), str(spec.retries))
+            return await self._once(key, now, lambda: self._health(spec, now))
         if kind == "smoke":
-            return await self._smoke(spec, now)
+            key = ("smoke", *spec.command, str(spec.timeout))
+            return await self._once(key, now, lambda: self._smoke(spec, now))
         return Observation(error=f"gate kind {kind} cannot be observed", at=now)
+
+    async def _once(self, key: tuple[str, ...], now: float, fetch: Any) -> Observation:
+        """One fetch per tick for identical checks: twenty rollouts watching the same /health
+        make one request, not twenty (concurrent askers await the same task)."""
+        if self._shared_at != now:
+            self._shared = {}
+            self._shared_at = now
+        task = self._shared.get(key)
+        if task is None:
+            task = asyncio.ensure_future(fetch())
+            self._shared[key] = task
+        return await asyncio.shield(task)
 
     async def _health(self, spec: GateSpec, now: float) -> Observation:
         import httpx

@@ -73,6 +73,8 @@ class ScrapeSource:
         """The last refresh's error; while set, queries answer no data rather than stale numbers."""
         self.last_refresh: float | None = None
         self._history: deque[Snapshot] = deque(maxlen=MAX_SNAPSHOTS)
+        self._answers: dict[tuple[str, float], Observation] = {}
+        """Answers since the last snapshot: every rollout's guard asks the same query each tick."""
 
     async def refresh(self, client: httpx.AsyncClient, now: float) -> str | None:
         """Scrape once, bounded by `timeout`; record the snapshot or the error, and return the error."""
@@ -106,6 +108,7 @@ class ScrapeSource:
 
     def record(self, samples: Iterable[Sample], at: float) -> None:
         """Append one scrape taken at `at`, dropping what no query can need any more."""
+        self._answers.clear()
         while self._history and self._history[-1].at >= at:
             self._history.pop()  # the clock went back or the same instant was scraped twice
         self._history.append(Snapshot.of(at, samples))
@@ -115,8 +118,14 @@ class ScrapeSource:
             self._history.popleft()
 
     def query(self, expr: str, now: float) -> Observation:
-        value, error, detail = self._value(expr, now)
-        return Observation(value=value, error=error, source=self.url, at=now, detail=detail)
+        key = (expr, now)
+        answer = self._answers.get(key)
+        if answer is None or self.last_error is not None:
+            value, error, detail = self._value(expr, now)
+            answer = Observation(value=value, error=error, source=self.url, at=now, detail=detail)
+            if len(self._answers) < 1024:
+                self._answers[key] = answer
+        return answer
 
     def series(self, expr: str, points: int) -> list[float | None]:
         """The value of `expr` at each of the last `points` snapshots, oldest first, padded with None."""

@@ -109,51 +109,76 @@ def to_jsonable(obj: Any) -> Any:
 
 def from_jsonable(hint: Any, value: Any) -> Any:
     """Rebuild a value of type `hint` from what to_jsonable produced."""
+    return _decoder(hint)(value)
+
+
+Decoder = typing.Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@cache
+def _decoder(hint: Any) -> Decoder:
+    """A decoder per type hint, built once: the runner and the kill switch decode every active
+    rollout, so walking the type hints on every value would be the slowest part of a read."""
     if hint is Any or hint is object:
-        return value
+        return _same
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return _from_union(typing.get_args(hint), value)
+        return _union_decoder(typing.get_args(hint))
     if origin is tuple:
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_jsonable(args[0], v) for v in value)
-        return tuple(from_jsonable(a, v) for a, v in zip(args, value, strict=True))
+            item = _decoder(args[0])
+            return lambda v: tuple(item(x) for x in v)
+        items = [_decoder(a) for a in args]
+        return lambda v: tuple(d(x) for d, x in zip(items, v, strict=True))
     if origin is dict:
         key_hint, value_hint = typing.get_args(hint)
-        return {from_jsonable(key_hint, k): from_jsonable(value_hint, v) for k, v in value.items()}
+        kd, vd = _decoder(key_hint), _decoder(value_hint)
+        return lambda v: {kd(k): vd(x) for k, x in v.items()}
     if origin is list:
         (item_hint,) = typing.get_args(hint)
-        return [from_jsonable(item_hint, v) for v in value]
+        item = _decoder(item_hint)
+        return lambda v: [item(x) for x in v]
     if isinstance(hint, type):
         if issubclass(hint, Enum):
-            return hint(value)
+            return hint
         if is_dataclass(hint):
-            return _from_dict(hint, value)
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-    return value
+            return _dataclass_decoder(hint)
+        if hint is float:
+            return lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    return _same
 
 
-def _from_union(args: tuple[Any, ...], value: Any) -> Any:
-    if value is None and type(None) in args:
-        return None
+def _union_decoder(args: tuple[Any, ...]) -> Decoder:
     candidates = [a for a in args if a is not type(None)]
     if len(candidates) == 1:
-        return from_jsonable(candidates[0], value)
+        inner = _decoder(candidates[0])
+        return lambda v: None if v is None else inner(v)
     # A union of plain JSON types (FlagValue = bool | int): JSON already kept the right one.
-    return value
+    return _same
 
 
-def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+def _dataclass_decoder(cls: type) -> Decoder:
     hints = _hints(cls)
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in data:
-            kwargs[f.name] = from_jsonable(hints[f.name], data[f.name])
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ValueError(f"stored {cls.__name__} lacks the required field {f.name!r}")
-    return cls(**kwargs)
+    plan = [
+        (f.name, _decoder(hints[f.name]), f.default is MISSING and f.default_factory is MISSING)
+        for f in fields(cls)
+    ]
+
+    def decode(data: dict[str, Any]) -> Any:
+        kwargs = {}
+        for name, dec, required in plan:
+            if name in data:
+                kwargs[name] = dec(data[name])
+            elif required:
+                raise ValueError(f"stored {cls.__name__} lacks the required field {name!r}")
+        return cls(**kwargs)
+
+    return decode
 
 
 @cache
