@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 WORKSPACE ?= .opsconsole
 
-.PHONY: install run test lint unit bench clean
+.PHONY: install run test lint unit bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,13 +19,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/opsconsole demo --workspace $(WORKSPACE)
 
+# Programs the tests drive for real: tmux for the end-to-end console tests.
+system-deps:
+	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench
 	$(BIN)/ruff format --check opsconsole tests bench
 	$(BIN)/mypy opsconsole
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint unit

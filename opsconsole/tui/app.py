@@ -62,7 +62,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
     ) -> None:
         super().__init__()
         self.engine = engine
-        self.session = Session(engine, run_engine=run_engine)
+        # A read-only console observes: it never runs the runner, which would change rollouts.
+        self.session = Session(engine, run_engine=run_engine and not engine.authz.read_only)
         self.environment = environment or _default_environment(engine)
         self._unsubscribe: Callable[[], None] | None = None
         self.panes: dict[str, Any] = {}
@@ -111,7 +112,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
 
     def _show_status(self, kill: Any) -> None:
         env = self.engine.config.environments.get(self.environment)
-        mode = {"runner": "running here", "client": "attached", "stopped": "stopped"}[self.session.mode]
+        mode = {"runner": "local", "client": "attached", "stopped": "stopped"}[self.session.mode]
         self.header.show(
             environment=self.environment,
             production=bool(env and env.production),

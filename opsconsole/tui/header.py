@@ -34,6 +34,8 @@ class StatusHeader(Static):
         self.set_class(bool(kill.engaged), "-killed")
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" opsconsole ", style="bold")
+        if read_only:
+            line.append("READ-ONLY ", style="bold reverse")
         line.append(f"│ {safe(environment.upper() if production else environment)} ")
         line.append(f"│ engine: {engine} ")
         if kill.engaged:
@@ -41,6 +43,6 @@ class StatusHeader(Static):
                 f"│ KILL SWITCH ENGAGED by {safe(kill.by)}: {safe(kill.reason)} ", style="bold reverse"
             )
         else:
-            line.append("│ kill switch: off ")
-        line.append(f"│ {safe(user)} ({role}{', read-only' if read_only else ''})")
+            line.append("│ kill: off ")
+        line.append(f"│ {safe(user)} ({role})")
         self.update(line)

@@ -126,7 +126,15 @@ def test_read_only_hides_actions_and_the_engine_refuses_forged_ones(awaiting):
         async with app.run_test(size=(80, 24)) as pilot:
             await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
             pane = app.panes["rollouts"]
-            for action in ("approve", "promote", "pause", "abort", "rollback", "start_plan", "tick_checklist"):
+            for action in (
+                "approve",
+                "promote",
+                "pause",
+                "abort",
+                "rollback",
+                "start_plan",
+                "tick_checklist",
+            ):
                 assert not pane.check_action(action, ())
             assert not app.check_action("kill_switch", ())
             await pilot.press("a", "ctrl+backslash")
