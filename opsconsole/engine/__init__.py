@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
     from .units import format_duration, format_value
-    from .views import rollout_row, why
+    from .views import phase_of, rollout_row, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
 
@@ -49,6 +49,7 @@ _LAZY = {
     "EngineBusy": "runner",
     "rollout_row": "views",
     "why": "views",
+    "phase_of": "views",
     "format_value": "units",
     "format_duration": "units",
     "iso": "report",
@@ -77,6 +78,7 @@ __all__ = [
     "render_report",
     "rollout_row",
     "why",
+    "phase_of",
     "Config",
     "Conflict",
     "Engine",

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .model import Rollout, RolloutState, Verdict
+from .model import Phase, Rollout, RolloutState, Verdict
 from .rollout import current_phase, step_percent
 from .units import format_duration
 
 if TYPE_CHECKING:
     from .core import Engine
+
+
+def phase_of(engine: Engine, r: Rollout) -> Phase | None:
+    """The rollout's current phase, or None when its plan left the configuration."""
+    plan = engine.config.plans.get(r.plan)
+    return current_phase(plan, r) if plan is not None else None
 
 
 def why(engine: Engine, r: Rollout) -> str:

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import format_value, rollout_row
+from opsconsole.engine import format_value, phase_of, rollout_row
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
@@ -253,10 +253,9 @@ def _verdict_cells(v: Any, unit: str) -> tuple[Any, ...]:
 
 def units_of(engine: Any, r: Any) -> dict[str, str]:
     """How each gate of the rollout's current phase prints its value."""
-    plan = engine.config.plans.get(r.plan)
-    if plan is None:
+    phase = phase_of(engine, r)
+    if phase is None:
         return {}
-    phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
     return {
         spec.name: spec.unit or ("s" if spec.kind == "soak" else "") for spec in (*phase.gates, *phase.guards)
     }

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, DataTable, Input, Static
 
-from opsconsole.engine import Forbidden, Rejected, format_value
+from opsconsole.engine import Forbidden, Rejected, format_value, phase_of
 
 from ..panes.rollouts import STATUS_STYLE, units_of
 from ..safe import plain, safe
@@ -30,8 +30,7 @@ class ApproveScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         engine = self.app.engine  # type: ignore[attr-defined]
         r = self.rollout
-        plan = engine.config.plans.get(r.plan)
-        phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)] if plan else None
+        phase = phase_of(engine, r)
         need = phase.approval if phase else None
         approved = ", ".join(sorted({a.user for a in r.approvals})) or "nobody yet"
         with Vertical(classes="dialog -wide"):

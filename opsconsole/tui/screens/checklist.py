@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from opsconsole.engine import iso
+from opsconsole.engine import iso, phase_of
 
 from ..safe import safe
 
@@ -26,8 +26,7 @@ class ChecklistScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         engine = self.app.engine  # type: ignore[attr-defined]
         r = self.rollout
-        plan = engine.config.plans.get(r.plan)
-        phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)] if plan else None
+        phase = phase_of(engine, r)
         items = [i for g in (phase.gates if phase else ()) if g.kind == "checklist" for i in g.items]
         ticked = {t.item: t for t in r.checklist}
         with Vertical(classes="dialog -wide"):
