@@ -117,11 +117,11 @@ class Observer:
                 value=float(len(firing)), source="alarms", at=now, detail=", ".join(a.name for a in firing)
             )
         if kind == "health":
-            key = ("health", spec.url or "", str(spec.timeout), str(spec.retries))
-            return await self._once(key, now, lambda: self._health(spec, now))
+            health_key = ("health", spec.url or "", str(spec.timeout), str(spec.retries))
+            return await self._once(health_key, now, lambda: self._health(spec, now))
         if kind == "smoke":
-            key = ("smoke", *spec.command, str(spec.timeout))
-            return await self._once(key, now, lambda: self._smoke(spec, now))
+            smoke_key = ("smoke", *spec.command, str(spec.timeout))
+            return await self._once(smoke_key, now, lambda: self._smoke(spec, now))
         return Observation(error=f"gate kind {kind} cannot be observed", at=now)
 
     async def _once(self, key: tuple[str, ...], now: float, fetch: Any) -> Observation:

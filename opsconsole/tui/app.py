@@ -15,13 +15,14 @@ from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, Session
 
 from .actions import GuardedActions
 from .bridge import EngineChanged, connect
+from .commands import ConsoleCommands
 from .header import StatusHeader
 from .panes.backups import BackupsPane
 from .panes.flags import FlagsPane
 from .panes.improvements import ImprovementsPane
 from .panes.metrics import MetricsPane
 from .panes.rollouts import RolloutsPane
-from .themes import load_themes
+from .themes import install_themes
 
 PANES = (
     ("rollouts", "1 Rollouts", RolloutsPane),
@@ -38,6 +39,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opsconsole"
     ENABLE_COMMAND_PALETTE = True
+    COMMANDS = {ConsoleCommands}
 
     BINDINGS = [
         Binding("1", "show_pane('rollouts')", "Rollouts", show=False, id="pane-rollouts"),
@@ -47,6 +49,9 @@ class OpsConsoleApp(GuardedActions, App[None]):
         Binding("5", "show_pane('backups')", "Backups", show=False, id="pane-backups"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("colon", "command_palette", "Commands", show=False, id="command-palette"),
+        Binding(
+            "ctrl+p", "command_palette", "Commands", show=False, priority=True, id="command-palette-ctrl"
+        ),
         Binding("ctrl+backslash", "kill_switch", "KILL", priority=True, id="kill-switch"),
         Binding("q", "quit", "Quit", id="quit"),
     ]
@@ -81,12 +86,10 @@ class OpsConsoleApp(GuardedActions, App[None]):
                 with TabPane(title, id=f"tab-{pane_id}"):
                     self.panes[pane_id] = cls(id=pane_id)
                     yield self.panes[pane_id]
-        yield Footer()
+        yield Footer(show_command_palette=False)  # `:` opens it; the 80 columns go to pane keys
 
     async def on_mount(self) -> None:
-        for theme in load_themes(self._themes_dir):
-            self.register_theme(theme)
-        self.theme = self._theme_request or "opsconsole-dark"
+        install_themes(self, self._theme_request, self._themes_dir)
         self._unsubscribe = connect(self.engine, self.post_message)
         await self.session.start()
         self.refresh_status()

@@ -36,7 +36,13 @@ class StatusHeader(Static):
         line.append(" opsconsole ", style="bold")
         if read_only:
             line.append("READ-ONLY ", style="bold reverse")
-        line.append(f"│ {safe(environment.upper() if production else environment)} ")
+        line.append("│ ")
+        # Production is marked by more than colour: NO_COLOR and 16-colour terminals must see it too.
+        line.append(
+            safe(environment.upper() if production else environment),
+            style="bold reverse" if production else "",
+        )
+        line.append(" ")
         line.append(f"│ engine: {engine} ")
         if kill.engaged:
             line.append(

@@ -1,11 +1,244 @@
-"""Colour themes as data files in themes/, loaded at start (replaced by the themes module proper)."""
+"""Colour themes as data files: every `*.yaml` in themes/ is one theme, read when the console starts.
+
+Files are data a user edits, so a broken one must never stop the console: it is skipped and the
+problem is reported with the file, line and key, and the console falls back to the default theme.
+A variable that is not a colour would otherwise surface as a stylesheet error deep inside Textual,
+so values are checked here, before Textual sees them.
+
+NO_COLOR: Textual reads `NO_COLOR` itself when the app is created and adds a filter: greyscale for
+a truecolour theme, "terminal default colours" for an ANSI theme. It picks the filter for the theme
+of that moment (its own truecolour default, before ours are registered), and greyscale turns an
+ANSI theme such as opsconsole-16 into black on black; `follow_no_color` re-picks it whenever the
+theme changes. Without colour, what must stay visible is carried by text: the header upper-cases a
+production environment and shows an engaged kill switch in reverse video.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from textual.theme import Theme
+import yaml
+from textual.color import Color, ColorParseError
+from textual.filter import Monochrome, NoColor
+from textual.theme import BUILTIN_THEMES, Theme
+
+DEFAULT_THEME = "opsconsole-dark"
+FALLBACK_THEME = "textual-dark"
+"""Used only when the default theme's file is missing or broken: Textual always has it."""
+
+COLOUR_KEYS = (
+    "primary",
+    "secondary",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+    "success",
+    "warning",
+    "error",
+)
+KEYS = ("name", "dark", "ansi", "variables", *COLOUR_KEYS)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+_VARIABLE = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+_PERCENT = re.compile(r"\d+(\.\d+)?%\Z")
+_TEXT_STYLES = {"none", "not", "bold", "dim", "italic", "underline", "reverse", "strike", "blink"}
 
 
-def load_themes(directory: Path | None = None) -> list[Theme]:
-    return [Theme(name="opsconsole-dark", primary="#5f87d7", dark=True)]
+class ThemeFileError(ValueError):
+    """A theme file that cannot be used; the message names the file, line and key."""
+
+
+def themes_dir() -> Path:
+    """The themes/ directory: the current one when run from a checkout, else the one next to the
+    package (the same rule the demo uses for config/)."""
+    here = Path("themes")
+    if (here / f"{DEFAULT_THEME}.yaml").exists():
+        return here.absolute()
+    return Path(__file__).resolve().parents[2] / "themes"
+
+
+def load_themes(directory: Path | None = None, errors: list[str] | None = None) -> list[Theme]:
+    """Every valid theme in `directory` (default: themes_dir()), in file-name order.
+
+    Broken files are skipped; each problem is appended to `errors` (when given) as one line naming
+    the file, line and key.
+    """
+    folder = themes_dir() if directory is None else directory
+    problems: list[str] = []
+    themes: list[Theme] = []
+    seen: dict[str, Path] = {}
+    if not folder.is_dir():
+        problems.append(f"{folder}: theme directory not found; using built-in colours")
+    else:
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                theme = load_theme_file(path)
+            except ThemeFileError as exc:
+                problems.append(str(exc))
+                continue
+            if theme.name in seen:
+                problems.append(f"{path}: theme '{theme.name}' is already defined in {seen[theme.name]}")
+                continue
+            seen[theme.name] = path
+            themes.append(theme)
+    if errors is not None:
+        errors.extend(problems)
+    return themes
+
+
+def load_theme_file(path: Path) -> Theme:
+    """One theme file, validated; raises ThemeFileError naming the file, line and key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ThemeFileError(f"{path}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ThemeFileError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        raise ThemeFileError(f"{path}: a theme file is a mapping with the keys {', '.join(KEYS)}")
+    return _ThemeReader(path, _key_lines(root)).read(data)
+
+
+def _key_lines(root: yaml.MappingNode) -> dict[str, int]:
+    """1-based line of every key, nested keys as 'variables.name', for error messages."""
+    lines: dict[str, int] = {}
+    for key_node, value_node in root.value:
+        key = str(key_node.value)
+        lines.setdefault(key, key_node.start_mark.line + 1)
+        if isinstance(value_node, yaml.MappingNode):
+            for sub_key, _ in value_node.value:
+                lines.setdefault(f"{key}.{sub_key.value}", sub_key.start_mark.line + 1)
+    return lines
+
+
+@dataclass
+class _ThemeReader:
+    path: Path
+    lines: dict[str, int]
+
+    def fail(self, key: str, problem: str) -> ThemeFileError:
+        line = self.lines.get(key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return ThemeFileError(f"{where}: key '{key}': {problem}")
+
+    def read(self, data: dict[Any, Any]) -> Theme:
+        fields: dict[str, Any] = {}
+        for key, raw in data.items():
+            if key not in KEYS:
+                raise self.fail(str(key), f"unknown key; allowed: {', '.join(KEYS)}")
+            fields[key] = self.value(key, raw)
+        for required in ("name", "primary"):
+            if required not in fields:
+                raise ThemeFileError(f"{self.path}: key '{required}' is required")
+        theme = Theme(**fields)
+        try:
+            theme.to_color_system().generate()
+        except (ColorParseError, ValueError) as exc:  # a combination Textual cannot derive colours from
+            raise ThemeFileError(f"{self.path}: colours do not make a theme: {exc}") from exc
+        return theme
+
+    def value(self, key: str, raw: Any) -> Any:
+        if key == "variables":
+            return self.variables(raw)
+        if key in ("dark", "ansi"):
+            if not isinstance(raw, bool):
+                raise self.fail(key, f"expected true or false, got {raw!r}")
+            return raw
+        if raw is None and key != "name":
+            raise self.fail(key, "no value (quote colours that start with '#': \"#5f87d7\")")
+        if not isinstance(raw, str) or not raw.strip():
+            raise self.fail(key, f"expected text, got {raw!r}")
+        if key == "name":
+            if not _NAME.match(raw):
+                raise self.fail(key, f"{raw!r} is not a name (letters, digits, '-' and '_')")
+            return raw
+        if not _is_colour(raw):
+            raise self.fail(key, f"{raw!r} is not a colour (#rrggbb, rgb(...), a colour name or ansi_*)")
+        return raw
+
+    def variables(self, raw: Any) -> dict[str, str]:
+        if not isinstance(raw, dict):
+            raise self.fail("variables", "expected a mapping of variable name to value")
+        out: dict[str, str] = {}
+        for name, value in raw.items():
+            key = f"variables.{name}"
+            if not isinstance(name, str) or not _VARIABLE.match(name):
+                raise self.fail(key, "variable names are lower-case words joined by '-'")
+            if not isinstance(value, str) or not _is_variable_value(value):
+                raise self.fail(key, f"{value!r} is neither a colour (optionally 'NN%') nor a text style")
+            out[name] = value
+        return out
+
+
+def _is_colour(value: str) -> bool:
+    try:
+        Color.parse(value)
+    except ColorParseError:
+        return False
+    return True
+
+
+def _is_variable_value(value: str) -> bool:
+    words = value.split()
+    if not words:
+        return False
+    if all(word in _TEXT_STYLES for word in words):
+        return True
+    return _is_colour(words[0]) and (len(words) == 1 or (len(words) == 2 and bool(_PERCENT.match(words[1]))))
+
+
+def choose_theme(requested: str | None, available: set[str]) -> tuple[str, str | None]:
+    """The theme to start with and, when the request cannot be honoured, why."""
+    default = DEFAULT_THEME if DEFAULT_THEME in available else FALLBACK_THEME
+    if requested is None or requested in available:
+        return (requested or default), None
+    names = ", ".join(sorted(name for name in available if name not in BUILTIN_THEMES)) or "none"
+    return default, f"unknown theme '{requested}' (themes: {names}); using {default}"
+
+
+def install_themes(app: Any, requested: str | None, directory: Path | None = None) -> None:
+    """Register the theme files with the app, apply the requested theme, say what went wrong."""
+    problems: list[str] = []
+    for theme in load_themes(directory, problems):
+        app.register_theme(theme)
+    name, note = choose_theme(requested, set(app.available_themes))
+    app.theme = name
+    follow_no_color(app, app.current_theme)
+    app.theme_changed_signal.subscribe(app, lambda theme: follow_no_color(app, theme), immediate=True)
+    for problem in [*problems, *([note] if note else [])]:
+        app.notify(problem, title="theme", severity="warning", timeout=10, markup=False)
+
+
+def follow_no_color(app: Any, theme: Theme) -> None:
+    """Under NO_COLOR, the colour-removing filter Textual would have chosen for `theme` itself."""
+    if not app.no_color:
+        return
+    filters = app._filters  # Textual keeps its line filters here; there is no public setter
+    for index, line_filter in enumerate(filters):
+        if isinstance(line_filter, Monochrome | NoColor):
+            filters[index] = NoColor() if theme.ansi else Monochrome()
+
+
+def file_themes(app: Any) -> list[str]:
+    """Names of the themes that came from files (Textual's own are not offered)."""
+    return sorted(
+        name for name, theme in app.available_themes.items() if BUILTIN_THEMES.get(name) is not theme
+    )
+
+
+def switch_theme(app: Any, name: str) -> None:
+    """The command palette's theme switch."""
+    if name not in app.available_themes:
+        app.notify(f"unknown theme '{name}'", title="theme", severity="warning", markup=False)
+        return
+    app.theme = name
+    app.notify(f"theme: {name}", timeout=3, markup=False)

@@ -1,0 +1,271 @@
+"""The console's chrome: themes from files, the generated help, the command palette, and the panes
+that are honest empty states. Real keys through the pilot; no runner (run_engine=False), no network."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.command import CommandInput, CommandList, CommandPalette
+from textual.filter import Monochrome, NoColor
+
+from opsconsole.engine.core import Engine
+from opsconsole.engine.model import Actor
+from opsconsole.tui.app import OpsConsoleApp
+from opsconsole.tui.commands import console_commands
+from opsconsole.tui.panes.backups import BackupsPane
+from opsconsole.tui.panes.improvements import ImprovementsPane
+from opsconsole.tui.screens.help import HelpScreen
+from opsconsole.tui.themes import load_theme_file, load_themes, switch_theme, themes_dir
+from tests.integration.conftest import load_ws, write_workspace
+
+SHIPPED = {"opsconsole-dark", "opsconsole-light", "opsconsole-16"}
+KILL_KEY = "^\\"  # ctrl+backslash as Textual displays it
+GATHERING = "--textual-command-palette-gather-commands"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    return write_workspace(tmp_path, port=9)  # nothing connects: the runner is off
+
+
+def console(ws: Path, user: str = "alice", *, read_only: bool = False, **kwargs: object) -> OpsConsoleApp:
+    engine = Engine(load_ws(ws), ws, Actor(user, "test"), read_only=read_only)
+    app = OpsConsoleApp(engine, run_engine=False, **kwargs)  # type: ignore[arg-type]
+    app.animation_level = "none"  # tab underlines would otherwise animate on every pane switch
+    return app
+
+
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async pilot test on its own event loop (the suite's convention, no plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def record_notes(app: OpsConsoleApp) -> list[str]:
+    notes: list[str] = []
+    app.notify = lambda message, **_: notes.append(message)  # type: ignore[method-assign]
+    return notes
+
+
+# ------------------------------------------------------------------------------------ themes
+
+
+def test_shipped_themes_load_from_files() -> None:
+    errors: list[str] = []
+    themes = {t.name: t for t in load_themes(errors=errors)}
+    assert errors == []
+    assert set(themes) >= SHIPPED
+    assert themes["opsconsole-16"].ansi and themes["opsconsole-16"].primary.startswith("ansi_")
+    assert themes["opsconsole-light"].dark is False
+    assert (themes_dir() / "opsconsole-dark.yaml").exists()
+
+
+def test_broken_theme_files_are_skipped_with_file_line_and_key(tmp_path: Path) -> None:
+    folder = tmp_path / "themes"
+    shutil.copytree(themes_dir(), folder)
+    (folder / "bad-colour.yaml").write_text("name: bad-colour\nprimary: '#123456'\nerror: notacolour\n")
+    (folder / "bad-key.yaml").write_text("name: bad-key\nprimary: '#123456'\ncolour: red\n")
+    (folder / "bad-yaml.yaml").write_text("name: [unclosed\n")
+    (folder / "unquoted.yaml").write_text("name: unquoted\nprimary: #5f87d7\n")
+    (folder / "bad-variable.yaml").write_text(
+        "name: bad-variable\nprimary: red\nvariables:\n  footer-key-foreground: nonsense here\n"
+    )
+    errors: list[str] = []
+    names = {t.name for t in load_themes(folder, errors)}
+    assert names == SHIPPED
+    by_file = {Path(e.split(":")[0]).name: e for e in errors}
+    assert set(by_file) == {
+        "bad-colour.yaml",
+        "bad-key.yaml",
+        "bad-yaml.yaml",
+        "unquoted.yaml",
+        "bad-variable.yaml",
+    }
+    assert "bad-colour.yaml:3: key 'error': 'notacolour' is not a colour" in by_file["bad-colour.yaml"]
+    assert "bad-key.yaml:3: key 'colour': unknown key" in by_file["bad-key.yaml"]
+    assert "not valid YAML" in by_file["bad-yaml.yaml"]
+    assert (
+        "unquoted.yaml:2: key 'primary'" in by_file["unquoted.yaml"] and "quote" in by_file["unquoted.yaml"]
+    )
+    assert "key 'variables.footer-key-foreground'" in by_file["bad-variable.yaml"]
+
+
+def test_missing_required_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\n")
+    with pytest.raises(ValueError, match=r"x\.yaml: key 'primary' is required"):
+        load_theme_file(path)
+
+
+@sync
+async def test_console_starts_despite_a_broken_theme_file_and_an_unknown_theme(
+    ws: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "themes"
+    shutil.copytree(themes_dir(), folder)
+    (folder / "broken.yaml").write_text("name: broken\nprimary: nope\n")
+    app = console(ws, themes_dir=folder, theme="solarized-nope")
+    notes = record_notes(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.theme == "opsconsole-dark"
+        assert any("broken.yaml:2: key 'primary'" in note for note in notes)
+        assert any("unknown theme 'solarized-nope'" in n and "opsconsole-light" in n for n in notes)
+
+
+@sync
+async def test_no_color_is_honoured_in_every_theme(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Greyscale for truecolour themes; for the ANSI theme the terminal's default colours (greyscale
+    would turn its default-coloured text into black on black)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = console(ws, theme="opsconsole-16")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.no_color
+        kinds = {type(f) for f in app.get_line_filters()}
+        assert NoColor in kinds and Monochrome not in kinds
+        switch_theme(app, "opsconsole-dark")
+        await pilot.pause()
+        kinds = {type(f) for f in app.get_line_filters()}
+        assert Monochrome in kinds and NoColor not in kinds
+
+
+# ------------------------------------------------------------------------------------ help
+
+
+async def open_help(app: OpsConsoleApp, pilot) -> HelpScreen:  # type: ignore[no-untyped-def]
+    await pilot.press("question_mark")
+    await pilot.pause()
+    assert isinstance(app.screen, HelpScreen)
+    return app.screen
+
+
+@sync
+async def test_help_lists_the_approve_and_kill_keys_on_the_rollouts_pane(ws: Path) -> None:
+    app = console(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = (await open_help(app, pilot)).lines()
+        assert any(line.startswith("Rollouts pane: a Approve") for line in lines)
+        assert any(line.startswith(f"Global: {KILL_KEY} KILL") for line in lines)
+        assert any(line.startswith("Global: ? Help") for line in lines)
+        for key in ("escape", "q", "question_mark"):
+            if not isinstance(app.screen, HelpScreen):
+                await open_help(app, pilot)
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(app.screen, HelpScreen), key
+        assert app.is_running  # q closed the help, it did not quit
+
+
+@sync
+async def test_help_under_read_only_omits_every_hidden_action(ws: Path) -> None:
+    app = console(ws, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = (await open_help(app, pilot)).lines()
+        for hidden in ("Approve", "Promote", "Abort", "Rollback", "KILL", "Toggle"):
+            assert not any(hidden in line for line in lines), hidden
+        assert any(line.startswith("Global: ? Help") for line in lines)
+
+
+@sync
+async def test_help_follows_the_kill_key_from_the_config(ws: Path) -> None:
+    text = (ws / "opsconsole.yaml").read_text()
+    (ws / "opsconsole.yaml").write_text(text.replace("kill_switch:\n", "kill_switch:\n  key: f9\n"))
+    app = console(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        lines = (await open_help(app, pilot)).lines()
+        assert any(line.startswith("Global: f9 KILL") for line in lines)
+        assert not any(KILL_KEY in line for line in lines)
+
+
+# ------------------------------------------------------------------------------------ palette
+
+
+async def palette_prompts(app: OpsConsoleApp, pilot, query: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Open the palette with `:`, type `query`, and return the first line of every hit shown."""
+    await pilot.press("colon")
+    await pilot.pause()
+    assert CommandPalette.is_open(app)
+    app.screen.query_one(CommandInput).value = query  # one search, not one per keystroke
+    for _ in range(100):  # the palette gathers hits in a worker
+        await pilot.pause(0.02)
+        if not any(w.group == GATHERING and not w.is_finished for w in app.workers):
+            break
+    results = app.screen.query_one(CommandList)
+    return [str(results.get_option_at_index(i).prompt).split("\n")[0] for i in range(results.option_count)]
+
+
+@sync
+async def test_palette_under_read_only_offers_nothing_that_changes_state(ws: Path) -> None:
+    app = console(ws, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        names = [c.name for c in console_commands(app)]
+        assert "Kill switch" not in names
+        assert not any(n.startswith(("Approve", "Abort", "Start plan", "Flags: Toggle")) for n in names)
+        assert "Help: keys" in names and "Theme: opsconsole-light" in names
+        assert "Kill switch" not in await palette_prompts(app, pilot, "kill")
+
+
+@sync
+async def test_theme_option_then_palette_kill_switch_theme_and_pane(ws: Path) -> None:
+    app = console(ws, theme="opsconsole-light")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.theme == "opsconsole-light" and app.current_theme.dark is False  # --theme applies
+
+        assert "Kill switch" in await palette_prompts(app, pilot, "kill")
+        await pilot.press("escape")
+        names = [c.name for c in console_commands(app)]
+        for expected in ("Approve the selected rollout's phase", "Start plan: fast", "Go to Flags"):
+            assert expected in names
+
+        assert (await palette_prompts(app, pilot, "16"))[0] == "Theme: opsconsole-16"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.theme == "opsconsole-16"
+
+        assert (await palette_prompts(app, pilot, "backups"))[0] == "Go to Backups"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.focused, BackupsPane)
+
+
+# ------------------------------------------------------------------------------------ empty panes
+
+
+@sync
+async def test_improvements_and_backups_say_what_to_configure(ws: Path) -> None:
+    app = console(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        pane = app.query_one(ImprovementsPane)
+        assert app.focused is pane
+        text = str(pane.query_one("#improvements-empty").render())
+        assert "not read proposals yet" in text and "MCP" in text
+        assert "enable_autonomous_improvements" in str(pane.query_one("#improvements-flags").render())
+
+        await pilot.press("5")
+        await pilot.pause()
+        pane = app.query_one(BackupsPane)
+        assert app.focused is pane
+        assert "does not take or list backups" in str(pane.query_one("#backups-empty").render())
+        manual = str(pane.query_one("#backups-manual").render())
+        assert str(ws / "flags" / "production.json") in manual
+
+        await pilot.press("question_mark")  # the console's keys still work from an empty pane
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
