@@ -138,10 +138,12 @@ class OpsConsoleApp(GuardedActions, App[None]):
         try:
             fn(*args, **kwargs)
         except ENGINE_ERRORS as exc:
-            self.call_from_thread(self.notify, str(exc), title="refused", severity="error", timeout=8)
+            self.call_from_thread(
+                self.notify, str(exc), title="refused", severity="error", timeout=8, markup=False
+            )
             return
         if done:
-            self.call_from_thread(self.notify, done, timeout=4)
+            self.call_from_thread(self.notify, done, timeout=4, markup=False)
 
     # ------------------------------------------------------------------------------------ actions
 

@@ -21,6 +21,7 @@ def safe(value: object) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def plain(value: object, style: str = "") -> Text:
-    """A Text that Rich will not parse as markup."""
-    return Text(safe(value), style=style, no_wrap=True, overflow="ellipsis")
+def plain(value: object, style: str = "", wrap: bool = False) -> Text:
+    """A Text that Rich will not parse as markup (a plain `str` given to a Static or an Option would
+    be). Cells stay on one line; dialog text may wrap."""
+    return Text(safe(value), style=style, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis")

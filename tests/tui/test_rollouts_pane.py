@@ -148,3 +148,24 @@ def test_read_only_hides_actions_and_the_engine_refuses_forged_ones(awaiting):
     with pytest.raises(Forbidden):
         root_ro.kill("forged")
     assert root_ro.rollout(rid).state is S.AWAITING_APPROVAL
+
+
+def test_remote_text_in_dialogs_is_shown_literally(awaiting):
+    ws, rid = awaiting
+    from opsconsole.tui.screens.reason import ReasonScreen
+
+    alice = engine_as(ws, "alice")
+
+    async def run():
+        app = OpsConsoleApp(alice, run_engine=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.push_screen(
+                ReasonScreen("Abort [bold]x[/bold]\x1b[31m", hint="[link=http://evil]click[/link]")
+            )
+            await pilot.pause()
+            title = str(app.screen.query_one(".dialog-title").render())
+            hint = str(app.screen.query_one(".dialog-hint").render())
+            assert "[bold]x[/bold]" in title and "\\x1b[31m" in title and "\x1b" not in title
+            assert "[link=http://evil]click[/link]" in hint
+
+    asyncio.run(run())

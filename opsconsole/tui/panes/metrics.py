@@ -1,9 +1,503 @@
-"""Placeholder while this pane is being built; replaced in the same change."""
+"""Metrics & Alarms: each environment's key metrics against their thresholds, and the console's alarms.
+
+It follows the runner's pace (an `alarms` event every tick, `poll` in client mode) without repainting
+the screen: rows are keyed, only cells whose content changed are touched, and `LiveTable.set_cell`
+repaints just that cell (DataTable.update_cell repaints the whole table, which at 1 Hz would be most of
+what an SSH session carries). Nothing is computed while the pane is hidden or covered by a modal; it
+catches up when shown again. Tables are rebuilt only when the layout changes (a resize) or the alarms
+change order (one started firing), never per tick.
+"""
 
 from __future__ import annotations
 
-from textual.widgets import Static
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual import events, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.coordinate import Coordinate
+from textual.markup import escape
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey, RowKey
+
+from opsconsole.engine import AlarmStatus, MetricRow, format_duration, format_value
+
+from ..actions import GuardedActions
+from ..bridge import EngineChanged
+from ..safe import plain, safe
+
+if TYPE_CHECKING:
+    from ..app import OpsConsoleApp
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+MAX_POINTS = 60
+"""Never ask for more history than the session keeps (session.SPARK_POINTS)."""
+MIN_TREND = 8
+INDENT = "  "
+ENV_ROW = "\x1e"
+"""Key prefix of the row that heads an environment's metrics."""
+MIN_REASON = 16
+
+STATE_RANK = {"firing": 0, "pending": 1, "unknown": 2, "ok": 3}
+STATE_LABEL = {"firing": "FIRING", "pending": "pending", "unknown": "unknown", "ok": "ok"}
+STATE_STYLE = {"firing": "bold red", "pending": "yellow", "unknown": "magenta", "ok": "green"}
+SEVERITY_SHORT = {"critical": "crit", "warning": "warn", "info": "info"}
+SEVERITY_STYLE = {"critical": "bold", "warning": "", "info": "dim"}
+BREACH = "bold red"
+NO_DATA = "magenta"
+
+Column = tuple[str, str, int]
+"""(key, label, width)"""
 
 
-class MetricsPane(Static, can_focus=True):
-    pass
+class LiveTable(DataTable[Any]):
+    """A DataTable whose cells can change without repainting the rest of the table."""
+
+    def set_cell(self, row_key: str, column_key: str, value: Text) -> None:
+        """Replace one cell and repaint only its region; nothing at all when it looks the same."""
+        # DataTable has no cell-scoped update (update_cell calls refresh() on the whole widget), so this
+        # writes its cell store directly; _update_count invalidates its render caches as update_cell does.
+        row = self._data[RowKey(row_key)]
+        column = ColumnKey(column_key)
+        old = row.get(column)
+        if isinstance(old, Text) and same_text(old, value):
+            return
+        row[column] = value
+        self._update_count += 1
+        self.refresh_coordinate(Coordinate(self.get_row_index(row_key), self.get_column_index(column_key)))
+
+    def row_keys(self) -> list[str]:
+        return [str(row.key.value) for row in self.ordered_rows]
+
+    def column_spec(self) -> list[Column]:
+        return [(str(c.key.value), str(c.label), c.width) for c in self.ordered_columns]
+
+    def selected_key(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+    def sync(
+        self, columns: Sequence[Column], order: Sequence[str], cells: dict[str, dict[str, Text]]
+    ) -> None:
+        """Make the table show `cells` (row key -> column key -> cell) in `order`, touching only what
+        differs: columns changed -> rebuild; rows added, removed or reordered -> re-add the rows (the
+        cursor stays on the same key); otherwise per-cell updates."""
+        if self.column_spec() != list(columns):
+            self.clear(columns=True)
+            for key, label, width in columns:
+                self.add_column(label, key=key, width=width)
+        if self.row_keys() != list(order):
+            selected = self.selected_key()
+            self.clear()
+            for key in order:
+                self.add_row(*(cells[key][c] for c, _, _ in columns), key=key)
+            if selected is not None and selected in order:
+                self.move_cursor(row=list(order).index(selected), animate=False)
+            return
+        for key in order:
+            for column, _, _ in columns:
+                self.set_cell(key, column, cells[key][column])
+
+
+class MetricsPane(GuardedActions, Vertical, can_focus=False):
+    BINDINGS = [Binding("k", "ack_alarm", "Ack alarm", id="ack-alarm")]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics: list[MetricRow] = []
+        self.alarms: dict[str, AlarmStatus] = {}
+        self.acks: dict[str, dict[str, Any]] = {}
+        self._acks_error: str | None = None
+        self._now = 0.0
+        self._stale = True
+        self._pending = False
+        self._heard = False
+        self._texts: dict[str, tuple[Any, ...]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield LiveTable(id="metric-table", cursor_type="none", show_cursor=False)
+        yield Static(id="metric-note")
+        yield Static(id="alarm-summary")
+        yield LiveTable(id="alarm-table", cursor_type="row")
+        yield Static(id="alarm-reason")
+        yield Static(id="alarm-ack")
+
+    def on_mount(self) -> None:
+        self.query_one("#metric-note").display = False
+        # The runner publishes `alarms` only when alarm rules exist; without any, this keeps the metrics
+        # moving. It does nothing while events arrive.
+        self.set_interval(max(1.0, float(self.console_app.engine.config.interval)), self._quiet_tick)
+
+    @property
+    def console_app(self) -> OpsConsoleApp:
+        return cast("OpsConsoleApp", self.app)
+
+    def focus(self, scroll_visible: bool = True) -> MetricsPane:
+        self.query_one("#alarm-table").focus(scroll_visible)
+        return self
+
+    # ------------------------------------------------------------------------------------ when
+
+    def on_engine_changed(self, message: EngineChanged) -> None:
+        if message.kind in ("alarms", "poll"):
+            self._heard = True
+            self.schedule_refresh()
+
+    def _quiet_tick(self) -> None:
+        if not self._heard:
+            self.schedule_refresh()
+        self._heard = False
+
+    def on_show(self, event: events.Show) -> None:
+        if self._stale:
+            self.schedule_refresh()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.shown():
+            self.schedule_refresh()
+
+    def shown(self) -> bool:
+        return self.is_on_screen and self.screen is self.app.screen
+
+    def schedule_refresh(self) -> None:
+        """Refresh once for a burst of events (client mode sends `alarms` and `poll` together)."""
+        if not self.shown():
+            self._stale = True
+            return
+        if not self._pending:
+            self._pending = True
+            self.call_later(self.refresh_now)
+
+    def refresh_now(self) -> None:
+        self._pending = False
+        if not self.shown():
+            self._stale = True
+            return
+        self._stale = False
+        app = self.console_app
+        # In memory and on the event loop on purpose: the runner mutates the scrape history on this loop,
+        # so reading it from a thread could see it half-updated. A few dozen small queries per tick.
+        rows = app.session.metric_rows(MAX_POINTS)  # the session extends its series incrementally
+        alarms = app.session.alarms()
+        self._now = float(app.engine.clock())
+        self.metrics = sorted(rows, key=lambda r: r.environment != app.environment)
+        self.alarms = {a.name: a for a in alarms}
+        with app.batch_update():
+            self.show_metrics()
+            self.show_alarms()
+        self.load_acks()
+
+    @work(thread=True, exclusive=True, group="alarm-acks")
+    def load_acks(self) -> None:
+        try:
+            acks = self.console_app.engine.alarm_acks()
+        except Exception as exc:  # a store hiccup must not take the console down; the pane says so
+            self.app.call_from_thread(self._apply_acks, None, f"{type(exc).__name__}: {exc}")
+            return
+        self.app.call_from_thread(self._apply_acks, acks, None)
+
+    def _apply_acks(self, acks: dict[str, dict[str, Any]] | None, error: str | None) -> None:
+        if error == self._acks_error and acks in (None, self.acks):
+            return
+        self._acks_error = error
+        if acks is not None:
+            self.acks = acks
+        with self.app.batch_update():
+            self.show_alarms()
+
+    # ------------------------------------------------------------------------------------ metrics
+
+    def show_metrics(self) -> None:
+        table = self.query_one("#metric-table", LiveTable)
+        rows = self.metrics
+        columns = metric_columns(self.size.width, rows)
+        points = next(width for key, _, width in columns if key == "trend")
+        cells: dict[str, dict[str, Text]] = {}
+        for r in rows:
+            group = ENV_ROW + r.environment
+            if group not in cells:
+                cells[group] = env_cells(r.environment)
+            cells[metric_key(r)] = metric_cells(r, points)
+        table.sync(columns, list(cells), cells)
+        self._note(rows)
+
+    def _note(self, rows: Sequence[MetricRow]) -> None:
+        note = self.query_one("#metric-note", Static)
+        if not rows:
+            text = Text("No key metrics: no plan gate or alarm rule queries a metrics source.", style="dim")
+        else:
+            # A dead source fails every metric of its environment the same way: say it once.
+            names: dict[tuple[str, str], list[str]] = {}
+            for r in rows:
+                if r.error:
+                    names.setdefault((r.environment, r.error), []).append(r.name)
+            errors = [f"{env} {', '.join(n)}: {no_data(err)}" for (env, err), n in names.items()]
+            text = Text(safe(" · ".join(errors)), style=NO_DATA) if errors else Text()
+        note.display = bool(text.plain)
+        self._update(note, text)
+
+    # ------------------------------------------------------------------------------------ alarms
+
+    def show_alarms(self) -> None:
+        table = self.query_one("#alarm-table", LiveTable)
+        ordered = sorted(self.alarms.values(), key=lambda a: (STATE_RANK.get(a.state, 9), a.name))
+        columns = alarm_columns(self.size.width, ordered)
+        keys = [c for c, _, _ in columns]
+        cells = {
+            a.name: {k: v for k, v in alarm_cells(a, self.current_ack(a), self._now).items() if k in keys}
+            for a in ordered
+        }
+        table.sync(columns, [a.name for a in ordered], cells)
+        self._update(self.query_one("#alarm-summary", Static), summary(ordered))
+        self.show_selected()
+
+    def current_ack(self, alarm: AlarmStatus) -> dict[str, Any] | None:
+        """The acknowledgement of the alarm's current state: one made before it began belongs to an
+        earlier episode (acked while pending, or before it cleared and fired again)."""
+        ack = self.acks.get(alarm.name)
+        if ack is None or alarm.state == "ok":
+            return None
+        since = alarm.since if alarm.since is not None else -math.inf
+        return ack if float(ack.get("at", 0)) >= since else None
+
+    def selected(self) -> AlarmStatus | None:
+        key = self.query_one("#alarm-table", LiveTable).selected_key()
+        return self.alarms.get(key) if key is not None else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_selected()
+
+    def show_selected(self) -> None:
+        alarm = self.selected()
+        reason = self.query_one("#alarm-reason", Static)
+        ack_line = self.query_one("#alarm-ack", Static)
+        if alarm is None:
+            self._update(reason, Text())
+            self._update(ack_line, Text())
+            return
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(safe(alarm.name), style="bold")
+        line.append(safe(f" · {alarm.environment} · {alarm.severity}: {alarm.reason}"))
+        self._update(reason, line)
+        self._update(ack_line, self.ack_text(alarm))
+
+    def ack_text(self, alarm: AlarmStatus) -> Text:
+        if self._acks_error:
+            return plain(f"acknowledgements unavailable: {self._acks_error}", NO_DATA)
+        ack = self.acks.get(alarm.name)
+        current = self.current_ack(alarm)
+        if current is not None:
+            return plain(f"✓ acked by {_ack_words(current, self._now)}", "green")
+        if alarm.state == "ok":
+            return Text()
+        hint = " · k acknowledges" if self.check_action("ack_alarm", ()) else ""
+        if ack is not None:
+            words = _ack_words(ack, self._now)
+            return plain(f"not acknowledged since it became {alarm.state} (last ack: {words}){hint}", "dim")
+        return plain(f"not acknowledged{hint}", "yellow" if alarm.state == "firing" else "dim")
+
+    def _update(self, widget: Static, text: Text) -> None:
+        """Static.update repaints even when nothing changed; skip that."""
+        key = (text.plain, str(text.style), tuple(text.spans))
+        if self._texts.get(widget.id or "") != key:
+            self._texts[widget.id or ""] = key
+            widget.update(text)
+
+    # ------------------------------------------------------------------------------------ actions
+
+    def action_ack_alarm(self) -> None:
+        from ..screens.alarm_ack import AlarmAckScreen
+
+        alarm = self.selected()
+        if alarm is None:
+            self.app.notify("No alarm selected", severity="warning")
+            return
+        if alarm.state == "ok":
+            self.app.notify(
+                f"{safe(alarm.name)} is ok: nothing to acknowledge", severity="warning", markup=False
+            )
+            return
+
+        def done(acked: bool | None) -> None:
+            if acked:
+                self.app.notify(f"Acknowledged {escape(safe(alarm.name))}", timeout=4)
+                self.schedule_refresh()
+
+        self.app.push_screen(AlarmAckScreen(alarm, self._now), done)
+
+
+# ---------------------------------------------------------------------------------------- pure helpers
+
+
+def metric_key(row: MetricRow) -> str:
+    return "\x1f".join((row.environment, row.name, row.query))
+
+
+def env_cells(environment: str) -> dict[str, Text]:
+    return {"metric": plain(environment, "bold"), "value": Text(), "trend": Text(), "limit": Text()}
+
+
+def metric_columns(width: int, rows: Sequence[MetricRow]) -> list[Column]:
+    """Metric names under a row per environment; the changing cells (value, trend) side by side, so a
+    tick repaints one span of each line (Textual repaints a line from the widget's left edge up to the
+    last changed cell)."""
+    name = _fit([*(INDENT + r.name for r in rows), *(r.environment for r in rows)], 6, 26)
+    fixed = [("metric", "Metric", name), ("value", "Value", 10), ("limit", "Limit", 11)]
+    # Two cells of padding per column and one for a scrollbar; the trend takes the rest.
+    trend = max(MIN_TREND, min(MAX_POINTS, width - sum(w for _, _, w in fixed) - 2 * (len(fixed) + 1) - 1))
+    return [fixed[0], fixed[1], ("trend", "Trend", trend), fixed[2]]
+
+
+def alarm_columns(width: int, alarms: Sequence[AlarmStatus]) -> list[Column]:
+    cols = [
+        ("state", "State", 7),
+        ("alarm", "Alarm", _fit((a.name for a in alarms), 5, 24)),
+        ("env", "Env", _fit((a.environment for a in alarms), 3, 12)),
+        ("sev", "Sev", 4),
+        ("since", "Since", 9),
+        ("value", "Value", 8),
+        ("acked", "Acked by", 8),
+    ]
+    rest = width - sum(w for _, _, w in cols) - 2 * (len(cols) + 1) - 1
+    if rest >= MIN_REASON:
+        cols.append(("reason", "Reason", rest))
+    return cols
+
+
+def _fit(values: Iterable[str], least: int, most: int) -> int:
+    return max(least, min(most, max((len(safe(v)) for v in values), default=least)))
+
+
+def breach_of(value: float | None, low: float | None, high: float | None) -> str:
+    """ "▲" over the max, "▼" under the min, "" within limits or without a value."""
+    if value is None:
+        return ""
+    if high is not None and value > high:
+        return "▲"
+    if low is not None and value < low:
+        return "▼"
+    return ""
+
+
+def limit_text(row: MetricRow) -> str:
+    if row.min is not None and row.max is not None:
+        return f"{format_value(row.min, row.unit)}..{format_value(row.max, row.unit)}"
+    if row.max is not None:
+        return f"≤ {format_value(row.max, row.unit)}"
+    if row.min is not None:
+        return f"≥ {format_value(row.min, row.unit)}"
+    return "-"
+
+
+def metric_cells(row: MetricRow, points: int) -> dict[str, Text]:
+    mark = breach_of(row.value, row.min, row.max)
+    if row.value is None:
+        value = Text("n/a", style=NO_DATA, justify="right")
+    elif mark:
+        value = Text(f"{mark} {format_value(row.value, row.unit)}", style=BREACH, justify="right")
+    else:
+        value = Text(format_value(row.value, row.unit), justify="right")
+    if row.error:
+        trend = plain(no_data(row.error), NO_DATA)
+    else:
+        trend = sparkline(row.series[-points:] if points else (), row.min, row.max)
+    return {
+        "metric": plain(INDENT + row.name, BREACH if mark else ""),
+        "value": value,
+        "limit": Text(limit_text(row), justify="right"),
+        "trend": trend,
+    }
+
+
+def sparkline(values: Sequence[float | None], low: float | None = None, high: float | None = None) -> Text:
+    """One bar per value, gaps for missing ones; bars outside [low, high] in the breach style.
+
+    Bars start at zero for non-negative series, so a steady latency reads as steady rather than as
+    noise stretched over the full height; a series that goes negative is scaled from its minimum.
+    """
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    text = Text(no_wrap=True, overflow="crop")
+    if not known:
+        text.append(" " * len(values))
+        return text
+    bottom = min(0.0, min(known))
+    top = max(known)
+    span = top - bottom
+    for v in values:
+        if v is None or not math.isfinite(v):
+            text.append(" ")
+            continue
+        level = 0 if span <= 0 else round((v - bottom) / span * (len(SPARK_BARS) - 1))
+        style = BREACH if breach_of(v, low, high) else ""
+        text.append(SPARK_BARS[level], style=style)
+    return text
+
+
+def alarm_cells(alarm: AlarmStatus, ack: dict[str, Any] | None, now: float) -> dict[str, Text]:
+    state = alarm.state
+    since = "-" if alarm.since is None else ago(now - alarm.since)
+    return {
+        "state": Text(STATE_LABEL.get(state, safe(state)), style=STATE_STYLE.get(state, "")),
+        "alarm": plain(alarm.name, "bold red" if state == "firing" else ""),
+        "env": plain(alarm.environment),
+        "sev": Text(
+            SEVERITY_SHORT.get(alarm.severity, safe(alarm.severity)[:4]),
+            style=SEVERITY_STYLE.get(alarm.severity, ""),
+        ),
+        "since": Text(since, justify="right"),
+        "value": Text(format_value(alarm.value, "") if alarm.value is not None else "-", justify="right"),
+        "acked": plain(ack.get("by", "?") if ack else "", "green"),
+        "reason": plain(alarm.reason, "dim" if state == "ok" else ""),
+    }
+
+
+def summary(alarms: Sequence[AlarmStatus]) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("Alarms ", style="bold")
+    if not alarms:
+        text.append("none: no alarm rules configured (alarms.rules)", style="dim")
+        return text
+    counts = {state: 0 for state in STATE_RANK}
+    for a in alarms:
+        counts[a.state] = counts.get(a.state, 0) + 1
+    parts = [(f"{n} {state}", STATE_STYLE.get(state, "") if n else "dim") for state, n in counts.items()]
+    for i, (words, style) in enumerate(parts):
+        if i:
+            text.append(" · ", style="dim")
+        text.append(words, style=style)
+    return text
+
+
+def ago(seconds: float) -> str:
+    """How long ago, to the second only within the first minute: a cell that changes every second
+    costs a repaint every second, for every alarm on screen."""
+    s = max(0.0, seconds)
+    if s < 60:
+        text = format_duration(s)
+    elif s < 3600:
+        text = f"{int(s // 60)}m"
+    else:
+        text = format_duration(s - s % 60)
+    return f"{text} ago"
+
+
+def _ack_words(ack: dict[str, Any], now: float) -> str:
+    at = ack.get("at")
+    when = f" {ago(now - float(at))}" if isinstance(at, int | float) else ""
+    reason = ack.get("reason") or ""
+    return f"{ack.get('by', '?')}{when}" + (f": {reason}" if reason else "")
+
+
+def same_text(a: Text, b: Text) -> bool:
+    """Text equality that includes the base style and justification (Text.__eq__ ignores both)."""
+    return a.plain == b.plain and a.style == b.style and a.spans == b.spans and a.justify == b.justify
+
+
+def no_data(error: str) -> str:
+    """The source's own words, said once: many of its errors already begin with "no data"."""
+    return error if error.startswith("no data") else f"no data: {error}"

@@ -17,7 +17,7 @@ from textual.widgets import Checkbox, DataTable, Input, Static
 from opsconsole.engine import Forbidden, Rejected, format_value, phase_of
 
 from ..panes.rollouts import STATUS_STYLE, units_of
-from ..safe import plain, safe
+from ..safe import plain
 
 
 class ApproveScreen(ModalScreen[bool]):
@@ -35,13 +35,14 @@ class ApproveScreen(ModalScreen[bool]):
         approved = ", ".join(sorted({a.user for a in r.approvals})) or "nobody yet"
         with Vertical(classes="dialog -wide"):
             yield Static(
-                safe(f"Approve {r.id}: phase {phase.name if phase else '?'}"), classes="dialog-title"
+                plain(f"Approve {r.id}: phase {phase.name if phase else '?'}"), classes="dialog-title"
             )
             yield Static(
-                safe(
+                plain(
                     f"started by {r.started_by} · approved so far: {approved} · needs "
                     f"{need.distinct_approvers if need else 1} {need.role.name.lower() if need else 'approver'}(s)"
-                    f" · you are {engine.actor.user} ({engine.role})"
+                    f" · you are {engine.actor.user} ({engine.role})",
+                    wrap=True,
                 ),
                 classes="dialog-hint",
             )
@@ -82,7 +83,7 @@ class ApproveScreen(ModalScreen[bool]):
         except (Rejected, Forbidden) as exc:
             self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
             return
-        self.app.call_from_thread(self.app.notify, safe(f"approved: {r.id} is {r.state}"))
+        self.app.call_from_thread(self.app.notify, f"approved: {r.id} is {r.state}", markup=False)
         self.app.call_from_thread(self.dismiss, True)
 
     def action_cancel(self) -> None:

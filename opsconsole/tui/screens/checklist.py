@@ -13,7 +13,7 @@ from textual.widgets.option_list import Option
 
 from opsconsole.engine import iso, phase_of
 
-from ..safe import safe
+from ..safe import plain
 
 
 class ChecklistScreen(ModalScreen[None]):
@@ -31,7 +31,7 @@ class ChecklistScreen(ModalScreen[None]):
         ticked = {t.item: t for t in r.checklist}
         with Vertical(classes="dialog -wide"):
             yield Static(
-                safe(f"Checklist of {r.id}, phase {phase.name if phase else '?'}"), classes="dialog-title"
+                plain(f"Checklist of {r.id}, phase {phase.name if phase else '?'}"), classes="dialog-title"
             )
             if not items:
                 yield Static("This phase has no checklist items.", classes="dialog-hint")
@@ -39,7 +39,7 @@ class ChecklistScreen(ModalScreen[None]):
             for item in items:
                 t = ticked.get(item)
                 label = f"[x] {item}  (by {t.user} at {iso(t.at)})" if t else f"[ ] {item}"
-                options.append(Option(safe(label), id=item, disabled=t is not None))
+                options.append(Option(plain(label), id=item, disabled=t is not None))
             yield OptionList(*options, id="items")
             yield Static("Enter ticks the highlighted item · Esc back", classes="dialog-keys")
 

@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from ..safe import plain, safe
+from ..safe import plain
 
 
 class RolloutDetailScreen(ModalScreen[None]):
@@ -25,7 +25,7 @@ class RolloutDetailScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -full"):
-            yield Static(safe(f"Rollout {self.rollout_id}"), id="detail-title", classes="dialog-title")
+            yield Static(plain(f"Rollout {self.rollout_id}"), id="detail-title", classes="dialog-title")
             yield Static(id="detail-phases")
             table: DataTable[Any] = DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
             for label in ("#", "Time", "Who", "Event", "Detail"):

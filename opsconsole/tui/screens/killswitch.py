@@ -14,7 +14,7 @@ from textual.widgets import Input, Static
 
 from opsconsole.engine import Forbidden, Rejected
 
-from ..safe import plain, safe
+from ..safe import plain
 
 DEFAULT_REASON = "kill switch pulled from the console"
 
@@ -46,7 +46,7 @@ class KillSwitchScreen(ModalScreen[None]):
                     classes="dialog-hint",
                 )
                 yield Input(placeholder="reason (optional)", id="reason")
-                yield Static(safe(f"{key} again or Enter pulls it · Esc cancels"), classes="dialog-keys")
+                yield Static(plain(f"{key} again or Enter pulls it · Esc cancels"), classes="dialog-keys")
             yield Static(id="error", classes="dialog-error")
 
     def on_mount(self) -> None:

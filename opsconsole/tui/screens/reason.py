@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..safe import safe
+from ..safe import plain
 
 
 class ReasonScreen(ModalScreen[str | None]):
@@ -24,9 +24,9 @@ class ReasonScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog" + (" -dangerous" if self.dangerous else "")):
-            yield Static(safe(self.title_text), classes="dialog-title")
+            yield Static(plain(self.title_text), classes="dialog-title")
             if self.hint:
-                yield Static(safe(self.hint), classes="dialog-hint")
+                yield Static(plain(self.hint, wrap=True), classes="dialog-hint")
             yield Input(placeholder="reason (recorded in the audit log)", id="reason")
             yield Static("Enter confirms · Esc cancels", classes="dialog-keys")
             yield Static(id="error", classes="dialog-error")

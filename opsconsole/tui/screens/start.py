@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..safe import safe
+from ..safe import plain
 
 
 class StartPlanScreen(ModalScreen[None]):
@@ -21,7 +21,7 @@ class StartPlanScreen(ModalScreen[None]):
             yield Static("Start a plan", classes="dialog-title")
             options = [
                 Option(
-                    safe(f"{p.name} · {len(p.phases)} phases: {', '.join(ph.name for ph in p.phases)}"),
+                    plain(f"{p.name} · {len(p.phases)} phases: {', '.join(ph.name for ph in p.phases)}"),
                     id=p.name,
                 )
                 for p in engine.config.plans.values()
