@@ -9,16 +9,23 @@ the same disk as everything else here: the kill switch's fsyncs must be real fsy
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
 import platform
+import re
+import select
 import shutil
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import textwrap
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,3 +274,240 @@ def start_rollouts(engine: Any, plan: str, count: int, reason: str = "benchmark"
             if "already exists" not in str(exc):
                 raise
     return ids
+
+
+# ------------------------------------------------------------------------------------------ terminal
+
+CSI_OR_ESC = re.compile(
+    rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|[@-Z\\-_])"
+)
+"""Escape sequences a terminal interprets rather than shows: CSI, OSC, DCS/SOS/PM/APC and two-byte ones."""
+CURSOR_TO = re.compile(rb"\x1b\[(\d+);(\d+)H")
+
+
+def screen_text(data: bytes) -> str:
+    """What `data` puts on a screen as text, escape sequences removed (cursor moves included, so a
+    line's segments run together as they do on screen, but different lines may too)."""
+    return CSI_OR_ESC.sub(b"", data).decode("utf-8", "replace")
+
+
+class PtyProcess:
+    """A program in a real pseudo-terminal of a fixed size, as a terminal emulator runs it: its
+    controlling terminal, stdin, stdout and stderr are the pty's slave side; everything it writes
+    is read from the master side, with the time each chunk arrived (seconds since the spawn)."""
+
+    def __init__(self, argv: Sequence[str], *, cols: int = 80, rows: int = 24, cwd: Path = REPO) -> None:
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTUAL")}
+        env |= {"TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONUNBUFFERED": "1"}
+        env.pop("NO_COLOR", None)
+        env.pop("COLUMNS", None)
+        env.pop("LINES", None)
+        self.data = bytearray()
+        self.chunks: list[tuple[float, int]] = []
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_take_controlling_terminal,  # noqa: PLW1509 - setsid first, then the pty is ours
+        )
+        os.close(slave)
+        self.eof = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def pump(self, timeout: float) -> None:
+        """Read whatever arrives within `timeout` seconds (at least one wait on the pty)."""
+        deadline = time.perf_counter() + timeout
+        while not self.eof:
+            left = deadline - time.perf_counter()
+            ready, _, _ = select.select([self.master], [], [], max(0.0, left))
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # EIO: the slave side is closed, the program has ended
+                    chunk = b""
+                if not chunk:
+                    self.eof = True
+                    break
+                self.chunks.append((self.elapsed(), len(chunk)))
+                self.data += chunk
+            if left <= 0:
+                break
+
+    def wait_for_text(self, *markers: str, since: int = 0, timeout: float = 30.0) -> float:
+        """Seconds since the spawn at which every marker had appeared on screen (in what was written
+        after byte offset `since`); the time is when the chunk completing them was read."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            text = screen_text(bytes(self.data[since:]))
+            if all(m in text for m in markers):
+                return self.chunks[-1][0] if self.chunks else self.elapsed()
+            if self.eof or time.perf_counter() > deadline:
+                tail = text[-400:].replace("\n", " ")
+                state = "ended" if self.eof else f"still running after {timeout:g} s"
+                raise RuntimeError(f"{list(markers)} never appeared on screen ({state}); last text: {tail!r}")
+            self.pump(0.05)
+
+    def time_of(self, offset: int) -> float:
+        """When the byte at `offset` of the output was read (seconds since the spawn)."""
+        seen = 0
+        for t, n in self.chunks:
+            seen += n
+            if seen > offset:
+                return t
+        raise ValueError(f"only {seen} bytes were read, not {offset + 1}")
+
+    def send(self, keys: bytes | str) -> None:
+        os.write(self.master, keys.encode() if isinstance(keys, str) else keys)
+
+    def bytes_between(self, t0: float, t1: float) -> int:
+        return sum(n for t, n in self.chunks if t0 <= t < t1)
+
+    def rss_kib(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak) of the program, in KiB, from /proc/<pid>/status."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+        return out
+
+    def close(self, quit_keys: bytes | str = b"", timeout: float = 5.0) -> int | None:
+        """Quit the program the way a user does (`quit_keys`), else terminate it; close the pty."""
+        try:
+            if quit_keys and self.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    self.send(quit_keys)
+            deadline = time.perf_counter() + timeout
+            while self.proc.poll() is None and time.perf_counter() < deadline:
+                self.pump(0.05)  # keep reading: a program blocked on a full pty never exits
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            return self.proc.returncode
+        finally:
+            os.close(self.master)
+            self.master = -1
+
+    def __enter__(self) -> PtyProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.master >= 0:
+            self.close()
+
+
+def _take_controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def opsconsole_argv(*args: str) -> list[str]:
+    """The real entry point, as `opsconsole ...` runs it (imports and all)."""
+    return [sys.executable, "-m", "opsconsole", *args]
+
+
+def free_port() -> int:
+    """A port nothing listens on (for a config whose metrics must fail fast, not hang)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rows_written(data: bytes, rows: int = 24) -> dict[int, int]:
+    """Bytes written per screen row (1-based), attributing everything after a cursor move to the row
+    it moved to: what dominates a terminal's traffic. Bytes before any move count as row 0."""
+    per_row = dict.fromkeys(range(rows + 1), 0)
+    row, pos = 0, 0
+    for m in CURSOR_TO.finditer(data):
+        per_row[row] = per_row.get(row, 0) + m.start() - pos
+        row, pos = int(m.group(1)), m.start()
+    per_row[row] = per_row.get(row, 0) + len(data) - pos
+    return {r: n for r, n in per_row.items() if n}
+
+
+def row_texts(data: bytes) -> dict[int, str]:
+    """The last text written to each row (1-based), escapes removed: which widget a row belongs to."""
+    texts: dict[int, str] = {}
+    moves = list(CURSOR_TO.finditer(data))
+    for i, m in enumerate(moves):
+        end = moves[i + 1].start() if i + 1 < len(moves) else len(data)
+        text = screen_text(data[m.end() : end]).strip()
+        if text:
+            texts[int(m.group(1))] = text
+    return texts
+
+
+# ------------------------------------------------------------------------------------------ many flags
+
+MANY_FLAGS = 10_000
+TEAMS = ("checkout", "payments", "search", "growth", "platform", "mobile", "data", "infra")
+
+
+def many_flags_yaml(count: int = MANY_FLAGS) -> str:
+    """`count` flag definitions, as a large organisation's file would hold them: the kill switch's
+    own, then generated feature flags with descriptions and owners — four in five boolean, one in
+    five a percentage, one in ten depending on a group leader, risks mixed."""
+    lines = ["flags:"]
+    for name in KILL_FLAGS_ON + KILL_FLAGS_OFF:
+        parent = "phase_4_deployment" if name == "aatc_system_enabled" else None
+        lines += [f"  {name}:", "    default: false", "    risk: high", "    owner: platform"]
+        lines += [f"    depends_on: {parent}"] if parent else []
+    lines += ["  new_checkout:", "    type: percentage", "    default: 0", "    risk: high"]
+    generated = count - len(KILL_FLAGS_ON + KILL_FLAGS_OFF) - 1
+    for i in range(generated):
+        team = TEAMS[i % len(TEAMS)]
+        lines += [
+            f"  {team}_feature_{i:05d}:",
+            f"    description: {team} experiment {i} (generated for the benchmark)",
+            f"    owner: {team}",
+            f"    risk: {('low', 'low', 'medium', 'high')[i % 4]}",
+        ]
+        if i % 5 == 4:
+            lines += ["    type: percentage", f"    default: {i % 101}"]
+        else:
+            lines += [f"    default: {'true' if i % 2 else 'false'}"]
+        if i % 10 == 3:
+            leader = i - i % 50
+            lines += [f"    depends_on: {TEAMS[leader % len(TEAMS)]}_feature_{leader:05d}"]
+    return "\n".join(lines) + "\n"
+
+
+def many_flags_workspace(root: Path, count: int = MANY_FLAGS) -> tuple[Path, Config]:
+    """A workspace whose config defines `count` flags (staging and production, each with a flag file,
+    no metrics source, one canary plan), stored values for a third of them in both environments and
+    the flag files exported: what a console opens on a large installation."""
+    from opsconsole.engine.core import Engine
+
+    root.mkdir(parents=True, exist_ok=True)
+    flags_file = root / "flags.yaml"
+    flags_file.write_text(many_flags_yaml(count))
+    ws, config = write_config(root, {"canary": canary_plan("canary")}, flags_file=flags_file)
+    if len(config.flags) != count:
+        raise RuntimeError(f"{flags_file}: {len(config.flags)} flags loaded, {count} written")
+    engine = Engine(config, ws, ACTOR)
+    now = time.time()
+    with engine.store.transaction() as tx:
+        for env in config.environments:
+            for i, (name, defn) in enumerate(config.flags.items()):
+                if "_feature_" in name and i % 3 == 0:
+                    value = 25 if defn.type == "percentage" else not defn.default
+                    tx.set_flag(env, name, value, ACTOR, "benchmark setup", now)
+    engine.export_flags()
+    engine.close()
+    return ws, config

@@ -15,7 +15,16 @@ from pathlib import Path
 from common import machine_facts
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("kill_switch", "gate_eval", "engine_cpu", "reaction")
+BENCHMARKS = (
+    "kill_switch",
+    "gate_eval",
+    "engine_cpu",
+    "reaction",
+    "tui_first_frame",
+    "tui_output",
+    "tui_keypress",
+    "tui_memory",
+)
 TIMEOUT_S = 180
 
 

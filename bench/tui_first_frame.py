@@ -1,0 +1,130 @@
+"""Time to first frame: the console versus a minimal Textual app, both in a real 80x24 pseudo-terminal.
+
+Each program is spawned the way a terminal emulator spawns it (the pty is its controlling terminal,
+stdin, stdout and stderr); the clock starts just before the spawn and stops when the chunk that
+completes the app's first screen has been read from the pty master: for the console its header
+("opsconsole │ ...", filled from the store) and the Rollouts tab; for the minimal app (an App with one
+Static) the Static's text. The console is the real entry point, `python -m opsconsole --workspace W`,
+on a workspace holding the demo's configuration (a metrics port nothing listens on, so nothing waits
+on the demo service). One untimed run of each warms the page cache and creates the store; then the
+two alternate, RUNS times each. Target: median(console) / median(minimal) <= 1.3.
+
+Besides the totals, `to_alt_screen_s` is the time to the alternate-screen switch (interpreter start,
+imports, app construction: everything before Textual's driver starts), and `import_ms` the
+cumulative import times (`python -X importtime`, one run, outside the pty) of what each program
+imports: where the difference comes from.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from statistics import median
+
+from common import PtyProcess, emit, free_port, opsconsole_argv, summary, temp_dir
+
+from opsconsole.demo.run import write_demo_config
+
+RUNS = 10
+TARGET_RATIO = 1.3
+ALT_SCREEN = b"\x1b[?1049h"
+CONSOLE_MARKERS = ("opsconsole │", "Rollouts")
+MINIMAL_TEXT = "minimal textual app ready"
+MINIMAL_APP = f"""
+from textual.app import App, ComposeResult
+from textual.widgets import Static
+
+
+class Minimal(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Static("{MINIMAL_TEXT}")
+
+
+Minimal().run()
+"""
+CONSOLE_IMPORTS = "import opsconsole.cli, opsconsole.engine, opsconsole.tui.app"
+MINIMAL_IMPORTS = "import textual.app, textual.widgets"
+
+
+def first_frame(argv: list[str], markers: tuple[str, ...], quit_keys: str) -> tuple[float, float]:
+    """(seconds to the first full frame, seconds to the alternate-screen switch) of one spawn."""
+    with PtyProcess(argv, cols=80, rows=24) as term:
+        ready = term.wait_for_text(*markers, timeout=30)
+        alt = bytes(term.data).find(ALT_SCREEN)
+        to_alt = term.time_of(alt) if alt >= 0 else float("nan")
+        code = term.close(quit_keys)
+    if code != 0:
+        raise RuntimeError(f"{argv} exited with {code} after its first frame")
+    return ready, to_alt
+
+
+def import_ms(statement: str) -> dict[str, float]:
+    """Import time of `statement` (`python -X importtime`): the total, and the self time summed per
+    top-level package, largest first (ms)."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True, timeout=60
+    )
+    per_package: dict[str, float] = {}
+    total = 0.0
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+        if m is None:
+            continue
+        package = m.group(4).split(".")[0]
+        per_package[package] = per_package.get(package, 0.0) + int(m.group(1)) / 1000
+        if not m.group(3):
+            total += int(m.group(2)) / 1000
+    ordered = sorted(per_package.items(), key=lambda kv: -kv[1])
+    return {"total": round(total, 1)} | {k: round(v, 1) for k, v in ordered[:10]}
+
+
+def main() -> None:
+    with temp_dir("opsconsole-bench-frame-") as root:
+        ws = root / "ws"
+        ws.mkdir()
+        write_demo_config(ws, free_port())
+        minimal = root / "minimal_app.py"
+        minimal.write_text(MINIMAL_APP)
+        programs = {
+            "console": (opsconsole_argv("--workspace", str(ws)), CONSOLE_MARKERS, "q"),
+            "minimal": ([sys.executable, str(minimal)], (MINIMAL_TEXT,), "\x11"),  # ctrl+q
+        }
+        for argv, markers, quit_keys in programs.values():
+            first_frame(argv, markers, quit_keys)  # warm-up: page cache, .pyc files, the store
+        ready: dict[str, list[float]] = {name: [] for name in programs}
+        to_alt: dict[str, list[float]] = {name: [] for name in programs}
+        for _ in range(RUNS):
+            for name, (argv, markers, quit_keys) in programs.items():
+                r, a = first_frame(argv, markers, quit_keys)
+                ready[name].append(r)
+                to_alt[name].append(a)
+    ratio = median(ready["console"]) / median(ready["minimal"])
+    figures = {
+        "ratio_of_medians": round(ratio, 2),
+        "console_s": summary(ready["console"]),
+        "minimal_s": summary(ready["minimal"]),
+        "console_to_alt_screen_s": summary(to_alt["console"]),
+        "minimal_to_alt_screen_s": summary(to_alt["minimal"]),
+        "console_import_ms": import_ms(CONSOLE_IMPORTS),
+        "minimal_import_ms": import_ms(MINIMAL_IMPORTS),
+    }
+    emit(
+        "tui_first_frame",
+        target=f"median console / median minimal Textual app <= {TARGET_RATIO}",
+        ok=ratio <= TARGET_RATIO,
+        figures=figures,
+        setup={
+            "terminal": "pty 80x24, TERM=xterm-256color",
+            "console": "python -m opsconsole --workspace W (the demo's configuration, no service)",
+            "minimal": "App with one Static",
+            "console_markers": list(CONSOLE_MARKERS),
+            "runs_each": RUNS,
+            "python": Path(sys.executable).name,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
