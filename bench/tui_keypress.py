@@ -124,6 +124,10 @@ async def measure(engine: Engine) -> dict[str, Any]:
     app = OpsConsoleApp(engine)
     timings: dict[str, list[float]] = {name: [] for name in ACTIONS}
     async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(100):  # the runner starts right after the first frame
+            if app.session.mode != "stopped":
+                break
+            await pilot.pause(0.02)
         if app.session.mode != "runner":
             raise RuntimeError(f"the console should run its runner, it is {app.session.mode!r}")
         watch = FrameWatch(app)

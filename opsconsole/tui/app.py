@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, Session
@@ -22,7 +24,7 @@ from .panes.flags import FlagsPane
 from .panes.improvements import ImprovementsPane
 from .panes.metrics import MetricsPane
 from .panes.rollouts import RolloutsPane
-from .themes import install_themes
+from .themes import follow_themes, install_themes
 
 PANES = (
     ("rollouts", "1 Rollouts", RolloutsPane),
@@ -72,8 +74,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.environment = environment or _default_environment(engine)
         self._unsubscribe: Callable[[], None] | None = None
         self.panes: dict[str, Any] = {}
-        self._theme_request = theme
-        self._themes_dir = themes_dir
+        self._theme_problems = install_themes(self, theme, themes_dir)
         self.set_keymap({"kill-switch": engine.config.kill_key})
 
     # ------------------------------------------------------------------------------------ layout
@@ -82,18 +83,28 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.header = StatusHeader(id="status")
         yield self.header
         with TabbedContent(id="panes"):
-            for pane_id, title, cls in PANES:
+            for index, (pane_id, title, cls) in enumerate(PANES):
                 with TabPane(title, id=f"tab-{pane_id}"):
                     self.panes[pane_id] = cls(id=pane_id)
-                    yield self.panes[pane_id]
+                    # Only the first pane is in the first frame; the others mount right after it.
+                    yield self.panes[pane_id] if index == 0 else Lazy(self.panes[pane_id])
         yield Footer(show_command_palette=False)  # `:` opens it; the 80 columns go to pane keys
 
-    async def on_mount(self) -> None:
-        install_themes(self, self._theme_request, self._themes_dir)
+    def on_mount(self) -> None:
+        follow_themes(self, self._theme_problems)
         self._unsubscribe = connect(self.engine, self.post_message)
-        await self.session.start()
         self.refresh_status()
         self.action_show_pane("rollouts")
+        # The runner's first tick (HTTP clients, scrapes, store writes) waits until the first frame
+        # is on the screen: an engineer sees the console before the engine's work starts.
+        self.call_after_refresh(self._start_session)
+
+    async def _start_session(self) -> None:
+        await self.session.start()
+        self.refresh_status()
+        # Everything built so far (modules, config, widgets) lives as long as the console: keep it out
+        # of the cyclic collector's full passes, which otherwise grow with the heap and stall keys.
+        gc.freeze()
 
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -149,7 +160,15 @@ class OpsConsoleApp(GuardedActions, App[None]):
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{pane_id}"
-        self.panes[pane_id].focus()
+        self._focus_when_mounted(self.panes[pane_id])
+
+    def _focus_when_mounted(self, pane: Any, tries: int = 20) -> None:
+        """Panes other than the first mount just after the first frame; a key pressed before that
+        focuses the pane as soon as it is there."""
+        if pane.is_mounted:
+            pane.focus()
+        elif tries > 0:
+            self.set_timer(0.02, lambda: self._focus_when_mounted(pane, tries - 1))
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

@@ -205,16 +205,24 @@ def choose_theme(requested: str | None, available: set[str]) -> tuple[str, str |
     return default, f"unknown theme '{requested}' (themes: {names}); using {default}"
 
 
-def install_themes(app: Any, requested: str | None, directory: Path | None = None) -> None:
-    """Register the theme files with the app, apply the requested theme, say what went wrong."""
+def install_themes(app: Any, requested: str | None, directory: Path | None = None) -> list[str]:
+    """Register the theme files with the app and apply the requested theme; returns what went wrong.
+
+    Called before the app mounts, so the first frame is styled once, in its final theme (setting
+    the theme after mount restyles every widget a second time)."""
     problems: list[str] = []
     for theme in load_themes(directory, problems):
         app.register_theme(theme)
     name, note = choose_theme(requested, set(app.available_themes))
     app.theme = name
+    return [*problems, *([note] if note else [])]
+
+
+def follow_themes(app: Any, problems: list[str]) -> None:
+    """Once mounted: keep NO_COLOR's filter right for every theme, and say what went wrong."""
     follow_no_color(app, app.current_theme)
     app.theme_changed_signal.subscribe(app, lambda theme: follow_no_color(app, theme), immediate=True)
-    for problem in [*problems, *([note] if note else [])]:
+    for problem in problems:
         app.notify(problem, title="theme", severity="warning", timeout=10, markup=False)
 
 
