@@ -1,9 +1,654 @@
-"""Placeholder while this pane is being built; replaced in the same change."""
+"""Flags: every flag of one environment, its effective value and the rule that decided it, and the
+actions on it (toggle, set a percentage, history).
+
+Built for 10,000 flags. The rows are drawn by `FlagTable`, a Line API widget that renders only the
+rows on screen: Textual's DataTable measures every cell of every row it holds, which costs about
+1.7 s to (re)fill 10,000 rows, so a filter that narrows and widens the list would freeze the console.
+Here a filter keystroke is a substring scan over precomputed lower-case text and one repaint, and an
+engine change repaints only if a changed flag is on screen. Flag states are read and resolved in a
+thread worker; the event loop only swaps the result in.
+"""
 
 from __future__ import annotations
 
-from textual.widgets import Static
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Input, Static
+
+from ..actions import GuardedActions
+from ..bridge import EngineChanged
+from ..safe import plain, safe
+
+Column = tuple[str, str, int]
+"""(key, label, width in cells)."""
+Cell = tuple[str, str]
+"""(text, style name): the style name is a FlagTable component class suffix, or ""."""
+
+TYPE_LABEL = {"boolean": "bool", "percentage": "pct"}
+RISK_LABEL = {"high": ("HIGH", "high"), "medium": ("med", "medium"), "low": ("low", "muted")}
+DECIDER_STYLE = {"env": "override", "kill_switch": "kill", "parent": "override", "default": "muted"}
 
 
-class FlagsPane(Static, can_focus=True):
-    pass
+def format_flag_value(value: object, flag_type: str) -> str:
+    """true / false for booleans, N% for percentages; `unset` for a missing history value."""
+    if value is None:
+        return "unset"
+    if flag_type == "percentage":
+        return f"{int(value)}%"  # type: ignore[call-overload]
+    return "true" if value else "false"
+
+
+def decided_text(state: Any) -> str:
+    """Which rule decided the value, with the variable or parent that did it."""
+    by = state.decided_by
+    if by == "env":
+        return f"env {state.detail}"
+    if by == "parent":
+        return f"parent {state.detail}"
+    if by == "kill_switch":
+        return "kill switch"
+    return str(by)
+
+
+def decided_why(state: Any) -> str:
+    """decided_text in a sentence, for the detail line and the dialogs."""
+    by = state.decided_by
+    if by == "parent":
+        return f"off because its parent {state.detail} is off"
+    if by == "kill_switch":
+        return "forced by the engaged kill switch"
+    if by == "env":
+        return f"set by the environment variable {state.detail}"
+    return f"the {by} value"
+
+
+def filter_line(flag: Any, state: Any) -> str:
+    """What the filter matches a flag on: its name, description and decided-by, lower-cased."""
+    decided = decided_text(state) if state is not None else ""
+    return f"{flag.name}\n{flag.description}\n{decided}".lower()
+
+
+def flag_environments(config: Any) -> list[str]:
+    """The environments the pane switches between: those with a flag target (all when none has)."""
+    with_targets = [name for name, env in config.environments.items() if env.flags is not None]
+    return with_targets or list(config.environments)
+
+
+def _fit(text: str, width: int) -> str:
+    """Exactly `width` cells: padded, or cut with an ellipsis."""
+    if width <= 0:
+        return ""
+    if cell_len(text) <= width:
+        return text + " " * (width - cell_len(text))
+    return set_cell_size(text, width - 1) + "…"
+
+
+class FlagTable(ScrollView, can_focus=True):
+    """Rows keyed by name, drawn on demand: cost per repaint is the rows on screen, not the rows held.
+
+    The owner supplies `layout(width) -> columns`, `cells(key) -> {column: (text, style)}` and
+    `highlighted(key)`, called when the row under the cursor changes; the table keeps only the ordered
+    keys in view and the cursor.
+    """
+
+    COMPONENT_CLASSES = {
+        "flag-table--header",
+        "flag-table--cursor",
+        "flag-table--high",
+        "flag-table--medium",
+        "flag-table--muted",
+        "flag-table--on",
+        "flag-table--off",
+        "flag-table--override",
+        "flag-table--kill",
+        "flag-table--warn",
+    }
+    DEFAULT_CSS = """
+    FlagTable {
+        height: 1fr;
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+        background: $surface;
+        & > .flag-table--header { text-style: bold; background: $panel; }
+        & > .flag-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+        }
+        &:focus > .flag-table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+        & > .flag-table--high { color: $error; text-style: bold; }
+        & > .flag-table--medium { color: $warning; }
+        & > .flag-table--muted { color: $text-muted; }
+        & > .flag-table--on { color: $success; text-style: bold; }
+        & > .flag-table--off { color: $text-muted; }
+        & > .flag-table--override { color: $warning; text-style: bold; }
+        & > .flag-table--kill { color: $error; text-style: bold reverse; }
+        & > .flag-table--warn { color: $warning; text-style: italic; }
+    }
+    """
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "move_to(0)", "First", show=False),
+        Binding("end", "move_to(-1)", "Last", show=False),
+    ]
+
+    def __init__(
+        self,
+        layout: Callable[[int], Sequence[Column]],
+        cells: Callable[[str], dict[str, Cell]],
+        highlighted: Callable[[str | None], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._layout = layout
+        self._cells = cells
+        # Called directly rather than by message: a message would paint the detail one frame later.
+        self._highlighted_cb = highlighted
+        self.keys: list[str] = []
+        self.cursor = 0
+        self.empty_text = "loading…"
+        self._columns: Sequence[Column] = ()
+        self._columns_width = -1
+        self._highlighted: str | None = None
+
+    # ------------------------------------------------------------------------------------ data
+
+    @property
+    def selected(self) -> str | None:
+        return self.keys[self.cursor] if self.keys else None
+
+    def show_keys(self, keys: list[str]) -> None:
+        """Show these rows in this order; the cursor stays on the same key when it is still there."""
+        keep = self.selected
+        self.keys = keys
+        if keep is not None and keys and (self.cursor >= len(keys) or keys[self.cursor] != keep):
+            try:
+                self.cursor = keys.index(keep)
+            except ValueError:
+                self.cursor = min(self.cursor, len(keys) - 1)
+        self.cursor = max(0, min(self.cursor, len(keys) - 1))
+        self.virtual_size = Size(self.scrollable_content_region.width, len(keys) + 1)
+        self._scroll_to_cursor()
+        self.refresh()
+        self.announce()
+
+    def refresh_keys(self, changed: set[str]) -> None:
+        """Repaint if any of these rows is on screen (a changed row off screen costs nothing)."""
+        top = int(self.scroll_y)
+        if any(k in changed for k in self.keys[top : top + self.scrollable_content_region.height]):
+            self.refresh()
+        if self.selected in changed:
+            self.announce(force=True)
+
+    # ------------------------------------------------------------------------------------ cursor
+
+    def action_cursor(self, delta: int) -> None:
+        self.move_to(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_to(self.cursor + direction * max(1, self.scrollable_content_region.height - 2))
+
+    def action_move_to(self, index: int) -> None:
+        """Row `index`; negative counts from the end."""
+        self.move_to(index if index >= 0 else len(self.keys) + index)
+
+    def move_to(self, index: int) -> None:
+        if not self.keys:
+            return
+        index = max(0, min(index, len(self.keys) - 1))
+        if index != self.cursor:
+            old, self.cursor = self.cursor, index
+            self.refresh_lines(old + 1)  # virtual line = row + 1 (the header); a scroll repaints all
+            self.refresh_lines(index + 1)
+        self._scroll_to_cursor()
+        self.announce()
+
+    def _scroll_to_cursor(self) -> None:
+        rows = max(1, self.scrollable_content_region.height - 1)  # minus the header line
+        top = int(self.scroll_y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + rows:
+            self.scroll_to(y=self.cursor - rows + 1, animate=False, immediate=True)
+
+    def announce(self, force: bool = False) -> None:
+        if force or self.selected != self._highlighted:
+            self._highlighted = self.selected
+            self._highlighted_cb(self.selected)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None and offset.y >= 1:
+            self.move_to(int(self.scroll_y) + offset.y - 1)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.keys) + 1)
+        self._scroll_to_cursor()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # ------------------------------------------------------------------------------------ drawing
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"flag-table--{name}", partial=True)
+
+    def columns(self, width: int) -> Sequence[Column]:
+        if width != self._columns_width:
+            self._columns = self._layout(width)
+            self._columns_width = width
+        return self._columns
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        columns = self.columns(width)
+        if y == 0:
+            style = base + self._style("header")
+            return self._strip([(label, "") for _, label, _ in columns], columns, style, width)
+        index = int(self.scroll_y) + y - 1
+        if index >= len(self.keys):
+            if index == 0:
+                return Strip([Segment(_fit(" " + self.empty_text, width), base + self._style("muted"))])
+            return Strip.blank(width, base)
+        cells = self._cells(self.keys[index])
+        row = [cells.get(key, ("", "")) for key, _, _ in columns]
+        if index == self.cursor:
+            style = base + self._style("cursor")
+            return self._strip([(text, "") for text, _ in row], columns, style, width)
+        return self._strip(row, columns, base, width)
+
+    def _strip(self, row: list[Cell], columns: Sequence[Column], base: Style, width: int) -> Strip:
+        segments = [Segment(" ", base)]
+        for (text, name), (_, _, cells) in zip(row, columns, strict=True):
+            segments.append(Segment(_fit(text, cells), base + self._style(name) if name else base))
+            segments.append(Segment(" ", base))
+        return Strip(segments).crop_extend(0, width, base)
+
+
+class FlagsPane(GuardedActions, Vertical, can_focus=False):
+    BINDINGS = [
+        Binding("t", "toggle_flag", "Toggle", id="toggle-flag"),
+        Binding("percent_sign,e", "set_percentage", "Set %", id="set-percentage"),
+        Binding("h", "flag_history", "History", id="flag-history"),
+        Binding("slash", "filter", "Filter", id="filter-flags"),
+        Binding("escape", "clear_filter", "Clear", id="clear-filter"),
+        Binding(
+            "left_square_bracket", "switch_environment(-1)", "Prev env", show=False, id="previous-environment"
+        ),
+        # The title line says "[ ] environment"; in the footer they would push the kill key off at 80x24.
+        Binding(
+            "right_square_bracket", "switch_environment(1)", "Next env", show=False, id="next-environment"
+        ),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environment = ""
+        self.states: dict[str, Any] = {}
+        self.names: list[str] = []
+        self._name_width = 8
+        self._owner_width = 0
+        self.haystack: dict[str, str] = {}
+        """The text the filter searches per flag: name, description and decided-by, lower-cased."""
+        self.filter_text = ""
+        self._shown = False
+        self._stale = False
+        self._loading = False
+        self._again = False
+        self._filter_open = False
+        self._failing = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="flags-title")
+        yield Input(placeholder="filter: name, description or decided-by · Esc clears", id="flags-filter")
+        yield FlagTable(self._layout, self._cells, self._show_detail, id="flag-table")
+        yield Static(id="flag-detail")
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        config = app.engine.config
+        self.names = list(config.flags)
+        # Flag names are letters, digits and '_' (config checks it): len() is their width on screen.
+        self._name_width = max(map(len, self.names), default=8)
+        self._owner_width = min(16, max((cell_len(d.owner) for d in config.flags.values()), default=0))
+        envs = flag_environments(config)
+        self.environment = app.environment if app.environment in envs else (envs[0] if envs else "")
+        self.query_one("#flags-filter", Input).display = False
+        self._show_title()
+        self.reload()
+
+    def focus(self, scroll_visible: bool = True) -> FlagsPane:
+        self.table.focus(scroll_visible)
+        return self
+
+    @property
+    def table(self) -> FlagTable:
+        return self.query_one("#flag-table", FlagTable)
+
+    # ------------------------------------------------------------------------------------ data
+
+    def on_engine_changed(self, message: EngineChanged) -> None:
+        if message.kind == "flags":
+            envs = message.data.get("environments")
+            if envs is None or self.environment in envs:
+                self._changed()
+        elif message.kind in ("kill_switch", "engine", "poll"):
+            self._changed()
+
+    def _changed(self) -> None:
+        # A hidden pane only remembers; it reloads when shown (on_show).
+        if self._shown:
+            self.reload()
+        else:
+            self._stale = True
+
+    def on_show(self) -> None:
+        self._shown = True
+        if self._stale:
+            self._stale = False
+            self.reload()
+
+    def on_hide(self) -> None:
+        self._shown = False
+
+    def reload(self) -> None:
+        """Read the environment's flag states again. Loads run one at a time: a burst of engine
+        events (the kill switch sends two) costs one more load, not one per event."""
+        if self._loading:
+            self._again = True
+            return
+        self._loading = True
+        self._load(self.environment, self.states)
+
+    @work(thread=True, group="flags-reload", exit_on_error=False)
+    def _load(self, env: str, before: dict[str, Any]) -> None:
+        # Off the event loop: the store read and the resolution (~20 ms for 10,000 flags), the diff
+        # against what is shown, and the filter text of the flags that changed.
+        app: Any = self.app
+        try:
+            states = app.engine.flag_states(env) if env else {}
+            changed = {
+                n for n, st in states.items() if (o := before.get(n)) is None or o.__dict__ != st.__dict__
+            }
+            defs = app.engine.config.flags
+            lines = {n: filter_line(defs[n], states[n]) for n in changed if n in defs}
+        except Exception as exc:  # the store is unreachable or locked: say so, keep what is shown
+            app.call_from_thread(self._loaded, env, None, set(), {}, before, exc)
+        else:
+            app.call_from_thread(self._loaded, env, states, changed, lines, before, None)
+
+    def _loaded(
+        self,
+        env: str,
+        states: dict[str, Any] | None,
+        changed: set[str],
+        lines: dict[str, str],
+        before: dict[str, Any],
+        error: Exception | None,
+    ) -> None:
+        self._loading = False
+        again, self._again = self._again, False
+        if env != self.environment or before is not self.states:
+            again = True  # switched environment meanwhile: this answer is for what is no longer shown
+        elif error is not None:
+            if not self._failing:  # once, not on every poll while the store stays away
+                self._failing = True
+                message = f"could not read the flags of {env}: {error}"
+                self.app.notify(safe(message), title="flags", severity="error", markup=False, timeout=8)
+        elif states is not None:
+            self._failing = False
+            self.apply(states, changed, lines, full=not before)
+        if again:
+            self.reload()
+
+    def apply(self, states: dict[str, Any], changed: set[str], lines: dict[str, str], full: bool) -> None:
+        """Show new states: repaint only if a changed flag is on screen, re-filter only if needed."""
+        if full:
+            self.states = states
+        else:
+            # Keep the unchanged (long-lived) state objects: adopting 10,000 new ones on every poll
+            # would feed the cyclic collector's full collections, which pause the console.
+            for name in changed:
+                self.states[name] = states[name]
+        self.haystack.update(lines)
+        table = self.table
+        config = self.app.engine.config  # type: ignore[attr-defined]
+        table.empty_text = (
+            f"no flags defined in {safe(config.path)}"
+            if self.environment
+            else f"no environments defined in {safe(config.path)}"
+        )
+        if full or (self.filter_text and changed):
+            self.apply_filter()  # decided-by may have changed which flags match
+        if full:
+            table.refresh()
+            table.announce(force=True)
+        elif changed:
+            table.refresh_keys(changed)
+
+    def apply_filter(self) -> None:
+        needle = self.filter_text.lower()
+        if needle:
+            hay = self.haystack  # filled by the first load; until then a flag matches on its name
+            keys = [n for n in self.names if needle in hay.get(n, n)]
+            self.table.empty_text = f"no flag matches {safe(self.filter_text)!r} · Esc clears the filter"
+        else:
+            keys = self.names
+        self.table.show_keys(keys)
+        self._show_title()
+
+    # ------------------------------------------------------------------------------------ drawing
+
+    def _layout(self, width: int) -> list[Column]:
+        """Name, value, type, decided-by and risk always; owner and description when there is room."""
+        name_w = max(12, min(self._name_width, 40))
+        decided_w = 20
+        used = 1 + (name_w + 1) + (5 + 1) + (4 + 1) + (decided_w + 1) + (4 + 1)  # a space after each
+        if used > width:  # narrow: the name and the decider give up room first, down to a minimum
+            short = used - width
+            cut = min(short, name_w - 12)
+            name_w -= cut
+            decided_w = max(10, decided_w - (short - cut))
+            used = width
+        room = width - used
+        grow = min(room, 10 if room < 24 else 6)  # "parent <a long flag name>" is worth a few cells
+        decided_w += grow
+        room -= grow
+        cols: list[Column] = [
+            ("name", "Flag", name_w),
+            ("value", "Value", 5),
+            ("type", "Type", 4),
+            ("decided", "Decided by", decided_w),
+            ("risk", "Risk", 4),
+        ]
+        owner_w = max(5, self._owner_width)
+        if self._owner_width and room >= owner_w + 1 + 20 + 1:
+            cols.append(("owner", "Owner", owner_w))
+            room -= owner_w + 1
+        if room >= 16:
+            cols.append(("description", "Description", room - 1))
+        return cols
+
+    def _cells(self, name: str) -> dict[str, Cell]:
+        defn = self.app.engine.config.flags[name]  # type: ignore[attr-defined]
+        st = self.states.get(name)
+        risk, risk_style = RISK_LABEL.get(defn.risk, (safe(defn.risk), ""))
+        cells: dict[str, Cell] = {
+            "name": (safe(name), ""),
+            "type": (TYPE_LABEL.get(defn.type, safe(defn.type)), "muted"),
+            "risk": (risk, risk_style),
+            "owner": (safe(defn.owner), "muted"),
+            "description": (safe(defn.description), ""),
+        }
+        if st is None:
+            cells["value"] = ("…", "muted")
+            cells["decided"] = ("", "")
+        else:
+            cells["value"] = (format_flag_value(st.value, st.type), "on" if st.value else "off")
+            decided = safe(decided_text(st)) + (" (!)" if st.warning else "")
+            cells["decided"] = (decided, "warn" if st.warning else DECIDER_STYLE.get(st.decided_by, ""))
+        return cells
+
+    def _show_title(self) -> None:
+        engine: Any = self.app.engine  # type: ignore[attr-defined]
+        env = engine.config.environments.get(self.environment)
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" Flags in ")
+        line.append_text(plain(self.environment or "no environment", "bold"))
+        if env is not None and env.production:
+            line.append(" PRODUCTION", style="bold reverse")
+        shown = len(self.table.keys) if self.filter_text else len(self.names)
+        line.append(f" · {shown} of {len(self.names)}")
+        if self.filter_text:
+            line.append(" · filter ")
+            line.append_text(plain(repr(self.filter_text), "bold"))
+        if len(flag_environments(engine.config)) > 1:
+            line.append(" · [ ] environment", style="dim")
+        self.query_one("#flags-title", Static).update(line, layout=False)  # fixed height: no relayout
+
+    def _show_detail(self, name: str | None) -> None:
+        detail = self.query_one("#flag-detail", Static)
+        if name is None:
+            detail.update("", layout=False)
+            return
+        defn = self.app.engine.config.flags[name]  # type: ignore[attr-defined]
+        st = self.states.get(name)
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append_text(plain(name, "bold"))
+        facts = [TYPE_LABEL.get(defn.type, defn.type), f"risk {defn.risk}"]
+        if st is not None:
+            facts.insert(0, f"{format_flag_value(st.value, st.type)}: {decided_why(st)}")
+        if defn.owner:
+            facts.append(f"owner {defn.owner}")
+        if defn.depends_on:
+            facts.append(f"depends on {defn.depends_on}")
+        line.append_text(plain(" · " + " · ".join(facts)))
+        line.append("\n")
+        if st is not None and st.warning:
+            line.append_text(plain(f"warning: {st.warning}", "bold"))
+        else:
+            line.append_text(plain(defn.description or "no description", "" if defn.description else "dim"))
+        detail.update(line, layout=False)  # fixed height: a relayout per cursor move costs ~40 ms
+
+    # ------------------------------------------------------------------------------------ filter
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":  # Esc is only "clear filter" while there is one
+            return bool(self.filter_text) or self._filter_open
+        return super().check_action(action, parameters)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#flags-filter", Input)
+        box.display = self._filter_open = True
+        box.focus()  # the focus change refreshes the footer's keys (Esc: clear filter)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "flags-filter":
+            event.stop()
+            self.filter_text = event.value
+            self.apply_filter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "flags-filter":
+            event.stop()
+            if not event.value:
+                event.input.display = self._filter_open = False
+            self.table.focus()
+
+    def action_clear_filter(self) -> None:
+        if not self._filter_open and not self.filter_text:
+            return
+        box = self.query_one("#flags-filter", Input)
+        box.value = ""  # posts Changed, which re-filters; do it now so the list is right at once
+        box.display = self._filter_open = False
+        self.filter_text = ""
+        self.apply_filter()
+        if self.app.focused is self.table:
+            self.refresh_bindings()  # Esc no longer clears anything; a focus change would say so itself
+        self.table.focus()
+
+    # ------------------------------------------------------------------------------------ actions
+
+    def action_switch_environment(self, step: int) -> None:
+        envs = flag_environments(self.app.engine.config)  # type: ignore[attr-defined]
+        if len(envs) < 2:
+            self.app.notify("Only one environment has flags", timeout=3)
+            return
+        at = envs.index(self.environment) if self.environment in envs else 0
+        self.environment = envs[(at + step) % len(envs)]
+        self.states = {}
+        self.table.empty_text = "loading…"
+        self.table.refresh()
+        self._show_title()
+        self.reload()
+
+    def selected(self) -> tuple[Any, Any] | None:
+        name = self.table.selected
+        st = self.states.get(name) if name is not None else None
+        if name is None or st is None:
+            self.app.notify("No flag selected", severity="warning", timeout=3)
+            return None
+        return self.app.engine.config.flags[name], st  # type: ignore[attr-defined]
+
+    def action_toggle_flag(self) -> None:
+        picked = self.selected()
+        if picked is None:
+            return
+        defn, _ = picked
+        if defn.type == "percentage":
+            self.app.notify(
+                safe(f"{defn.name} is a percentage flag: press % to set it"),
+                severity="warning",
+                markup=False,
+                timeout=4,
+            )
+            return
+        self._edit(*picked)
+
+    def action_set_percentage(self) -> None:
+        # On a boolean flag the same keys open the toggle dialog: "edit this flag" either way.
+        picked = self.selected()
+        if picked is not None:
+            self._edit(*picked)
+
+    def _edit(self, defn: Any, state: Any) -> None:
+        from ..screens.flag_edit import FlagEditScreen
+
+        env = self.app.engine.config.environments.get(self.environment)  # type: ignore[attr-defined]
+        screen = FlagEditScreen(self.environment, defn, state, production=bool(env and env.production))
+        self.app.push_screen(screen, self._edited)
+
+    def _edited(self, changed: bool | None) -> None:
+        if changed:
+            self.reload()  # an environment without a flag target publishes no "flags" event
+
+    def action_flag_history(self) -> None:
+        from ..screens.flag_history import FlagHistoryScreen
+
+        picked = self.selected()
+        if picked is not None:
+            defn, st = picked
+            self.app.push_screen(FlagHistoryScreen(self.environment, defn, st))

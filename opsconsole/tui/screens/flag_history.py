@@ -1,0 +1,75 @@
+"""Every stored change of one flag in one environment, newest first: when, who, old → new, and why.
+Times are the engine's clock as recorded in the store (UTC), so the screen is the same on every run
+given the same store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from opsconsole.engine import iso
+
+from ..panes.flags import decided_why, format_flag_value
+from ..safe import plain
+
+COLUMNS = ("When (UTC)", "Who", "Change", "Reason")
+
+
+class FlagHistoryScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "dismiss", "Back", id="back")]
+
+    def __init__(self, environment: str, flag: Any, state: Any) -> None:
+        super().__init__()
+        self.environment = environment
+        self.flag = flag
+        self.state = state
+
+    def compose(self) -> ComposeResult:
+        f, st = self.flag, self.state
+        with Vertical(classes="dialog -full", id="flag-history"):
+            yield Static(plain(f"History of {f.name} in {self.environment}"), classes="dialog-title")
+            now = f"now {format_flag_value(st.value, st.type)}: {decided_why(st)}"
+            yield Static(plain(now), classes="dialog-hint")
+            table: DataTable[Any] = DataTable(id="flag-history-table", cursor_type="row", zebra_stripes=True)
+            for label in COLUMNS:
+                table.add_column(label, key=label)
+            yield table
+            yield Static(plain("loading…", "dim"), id="flag-history-empty")
+            yield Static("Esc back", classes="dialog-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#flag-history-table", DataTable).focus()
+        self.load()
+
+    @work(thread=True, exclusive=True)
+    def load(self) -> None:
+        engine = self.app.engine  # type: ignore[attr-defined]
+        rows = engine.flag_history(self.environment, self.flag.name)
+        self.app.call_from_thread(self.show, rows)
+
+    def show(self, rows: list[dict[str, Any]]) -> None:
+        table = self.query_one("#flag-history-table", DataTable)
+        empty = self.query_one("#flag-history-empty", Static)
+        table.clear()
+        kind = self.flag.type
+        default = format_flag_value(self.flag.default, kind)
+        for row in reversed(rows):
+            who = f"{row['actor']}@{row['origin']}" if row.get("origin") else str(row["actor"])
+            old = row["old"]
+            before = format_flag_value(old, kind) if old is not None else f"default {default}"
+            change = f"{before} → {format_flag_value(row['new'], kind)}"
+            table.add_row(
+                iso(row["at"])[:19].replace("T", " "),
+                plain(who),
+                plain(change),
+                plain(row.get("reason") or ""),
+            )
+        empty.display = not rows
+        if not rows:
+            empty.update(plain(f"No stored changes of {self.flag.name} in {self.environment} yet.", "dim"))

@@ -1,0 +1,305 @@
+"""The Flags pane and its dialogs driven by real keys; assertions on engine state and flag files."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import textwrap
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
+
+from opsconsole.engine.config import load_config
+from opsconsole.engine.core import Engine
+from opsconsole.engine.model import Actor
+from opsconsole.tui.app import OpsConsoleApp
+from opsconsole.tui.panes.flags import FlagsPane, FlagTable
+from opsconsole.tui.screens.flag_edit import FlagEditScreen
+from opsconsole.tui.screens.flag_history import FlagHistoryScreen
+
+FLAGS = """
+flags:
+  new_checkout:
+    type: percentage
+    default: 0
+    risk: high
+    owner: payments
+    description: Share of users on the new checkout
+  dark_mode:
+    default: false
+    risk: low
+    owner: web
+    description: "Dark theme [bold]BOLD[/bold] \\e[31m red"
+  search_v2:
+    default: true
+    risk: medium
+    description: New search backend
+  search_v2_ranking:
+    default: true
+    depends_on: search_v2
+    description: Ranking model for search v2
+"""
+
+MAIN = """
+roles:
+  default: viewer
+  users: {alice: operator, vera: viewer}
+environments:
+  staging:
+    flags: {kind: file, path: "${WORKSPACE}/flags/staging.json"}
+  production:
+    production: true
+    flags: {kind: file, path: "${WORKSPACE}/flags/production.json"}
+flags: flags.yaml
+kill_switch: {flags_off: [search_v2], flags_on: []}
+"""
+
+
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async pilot test in its own event loop (the suite has no asyncio plugin)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def make_engine(tmp_path: Path, user: str = "alice", **kwargs: object) -> Engine:
+    ws = tmp_path / "ws"
+    ws.mkdir(exist_ok=True)
+    (ws / "flags.yaml").write_text(textwrap.dedent(FLAGS))
+    (ws / "opsconsole.yaml").write_text(textwrap.dedent(MAIN))
+    config = load_config(ws / "opsconsole.yaml", {"WORKSPACE": str(ws)})
+    kwargs.setdefault("environ", {})
+    return Engine(config, ws, Actor(user, "test"), **kwargs)  # type: ignore[arg-type]
+
+
+def console(engine: Engine, environment: str = "staging") -> OpsConsoleApp:
+    return OpsConsoleApp(engine, environment=environment, run_engine=False)
+
+
+async def open_flags(app: OpsConsoleApp, pilot: Pilot[None]) -> FlagsPane:
+    await pilot.press("3")
+    pane: FlagsPane = app.panes["flags"]
+    for _ in range(50):
+        await pilot.pause(0.02)
+        if pane.states:
+            break
+    assert pane.states, "flag states never loaded"
+    return pane
+
+
+async def select(pilot: Pilot[None], pane: FlagsPane, name: str) -> None:
+    table = pane.query_one(FlagTable)
+    table.move_to(table.keys.index(name))
+    await pilot.pause()
+
+
+async def wait_for(pilot: Pilot[None], check: Callable[[], object], what: str) -> None:
+    for _ in range(100):
+        if check():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def fill(app: OpsConsoleApp, text: str) -> None:
+    """Put text in the focused input at once: pilot spends ~80 ms per key, typing is not under test."""
+    box = app.focused
+    assert isinstance(box, Input), box
+    box.value = text
+
+
+def screen_text(app: OpsConsoleApp) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def row_text(pane: FlagsPane, name: str) -> dict[str, str]:
+    return {key: text for key, (text, _) in pane._cells(name).items()}
+
+
+@sync
+async def test_lists_flags_with_the_rule_that_decided(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, environ={"DARK_MODE": "true", "SEARCH_V2": "off"})
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        assert pane.query_one(FlagTable).keys == [
+            "new_checkout",
+            "dark_mode",
+            "search_v2",
+            "search_v2_ranking",
+        ]
+        dark = row_text(pane, "dark_mode")
+        assert (dark["value"], dark["decided"]) == ("true", "env DARK_MODE")
+        assert row_text(pane, "new_checkout")["value"] == "0%"
+        assert row_text(pane, "new_checkout")["decided"] == "default"
+        assert row_text(pane, "new_checkout")["risk"] == "HIGH"
+        child = row_text(pane, "search_v2_ranking")
+        assert (child["value"], child["decided"]) == ("false", "parent search_v2")
+        screen = screen_text(app)
+        assert "env DARK_MODE" in screen and "HIGH" in screen
+        await pilot.press("slash", *"env")  # the filter sees the decider too
+        assert pane.query_one(FlagTable).keys == ["dark_mode", "search_v2"]
+
+
+@sync
+async def test_filter_narrows_and_escape_clears(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        table = pane.query_one(FlagTable)
+        await pilot.press("slash", "v", "2", "_")
+        assert table.keys == ["search_v2_ranking"]
+        await pilot.press("backspace", "enter")  # Enter keeps the filter and goes back to the rows
+        assert table.keys == ["search_v2", "search_v2_ranking"]
+        assert app.focused is table
+        assert pane.check_action("clear_filter", ()) is True  # the footer offers Esc while filtering
+        await pilot.press("escape")
+        assert len(table.keys) == 4 and pane.filter_text == ""
+        assert pane.check_action("clear_filter", ()) is False
+        await pilot.press("slash")
+        fill(app, "share")  # descriptions match too
+        await pilot.pause()
+        assert table.keys == ["new_checkout"]
+        await pilot.press("x")
+        assert table.keys == [] and "no flag matches" in screen_text(app)
+        await pilot.press("escape")
+        assert len(table.keys) == 4 and not pane.query_one("#flags-filter").display
+
+
+@sync
+async def test_toggle_with_reason_stores_and_writes_the_flag_file(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        await select(pilot, pane, "dark_mode")
+        await pilot.press("t")
+        assert isinstance(app.screen, FlagEditScreen)
+        assert app.focused is not None and app.focused.id == "reason"
+        await pilot.press("enter")  # no reason: refused, nothing changes
+        assert "reason is required" in str(app.screen.query_one("#error").render())
+        await pilot.press(*"t42", "enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
+        assert engine.flag_states("staging")["dark_mode"].value is True
+        assert engine.flag_states("production")["dark_mode"].value is False
+        doc = json.loads((tmp_path / "ws" / "flags" / "staging.json").read_text())
+        assert doc["flags"]["dark_mode"]["enabled"] is True
+        await wait_for(pilot, lambda: row_text(pane, "dark_mode")["value"] == "true", "the row to update")
+        assert row_text(pane, "dark_mode")["decided"] == "stored"
+
+
+@sync
+async def test_percentage_refuses_bad_input_and_stores_a_good_one(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    app = console(engine, environment="production")
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        await select(pilot, pane, "new_checkout")
+        await pilot.press("percent_sign")
+        screen = app.screen
+        assert isinstance(screen, FlagEditScreen)
+        assert app.focused is not None and app.focused.id == "reason"
+        assert "CAREFUL" in str(screen.query_one("#flag-warning").render())  # high risk, production
+        await pilot.press("c", "enter")  # Enter moves on to the percentage
+        assert app.focused is not None and app.focused.id == "percentage"
+        for bad, words in (("150", "more than 100%"), ("abc", "not a percentage")):
+            fill(app, bad)
+            await pilot.press("enter")
+            assert words in str(screen.query_one("#error").render())
+            assert isinstance(app.screen, FlagEditScreen)
+        await pilot.pause(0.05)
+        assert engine.flag_history("production", "new_checkout") == []
+        fill(app, "25")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
+        assert engine.flag_states("production")["new_checkout"].value == 25
+        await wait_for(pilot, lambda: row_text(pane, "new_checkout")["value"] == "25%", "the row to update")
+
+
+@sync
+async def test_read_only_hides_the_keys_and_the_engine_refuses_a_forged_call(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, read_only=True)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        await select(pilot, pane, "dark_mode")
+        assert pane.check_action("toggle_flag", ()) is False
+        assert pane.check_action("set_percentage", ()) is False
+        await pilot.press("t")
+        assert not isinstance(app.screen, FlagEditScreen)
+        pane.action_toggle_flag()  # forged: the action called directly, past the key check
+        await pilot.pause()
+        assert isinstance(app.screen, FlagEditScreen)
+        await pilot.press("s", "enter")
+        error = app.screen.query_one("#error")
+        await wait_for(pilot, lambda: "read-only" in str(error.render()), "the engine's refusal")
+        assert engine.flag_states("staging")["dark_mode"].value is False
+        assert engine.flag_history("staging", "dark_mode") == []
+
+
+@sync
+async def test_history_shows_who_when_and_why(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, clock=lambda: 1_700_000_000.0)
+    engine.set_flag("staging", "dark_mode", True, "launch [red]day[/red]")
+    engine.set_flag("staging", "dark_mode", False, "rollback")
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        await select(pilot, pane, "dark_mode")
+        await pilot.press("h")
+        assert isinstance(app.screen, FlagHistoryScreen)
+        table: DataTable[Any] = app.screen.query_one("#flag-history-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "the history rows")
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(2)]
+        assert rows[0] == ["2023-11-14 22:13:20", "alice@test", "true → false", "rollback"]
+        assert rows[1][2:] == ["default false → true", "launch [red]day[/red]"]  # shown literally
+        await pilot.press("escape")
+        assert not isinstance(app.screen, FlagHistoryScreen)
+
+
+@sync
+async def test_remote_markup_and_escape_codes_are_shown_literally(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    app = console(engine)
+    async with app.run_test(size=(160, 30)) as pilot:
+        pane = await open_flags(app, pilot)
+        await select(pilot, pane, "dark_mode")
+        screen = screen_text(app)
+        assert "Dark theme [bold]BOLD[/bold] \\x1b[31m red" in screen  # in the table and the detail line
+        assert "\x1b[31m" not in screen
+
+
+@sync
+async def test_kill_switch_shows_in_the_value_column_at_once(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        engine.kill("test")  # turns search_v2 off
+        await wait_for(pilot, lambda: row_text(pane, "search_v2")["value"] == "false", "the kill switch")
+        assert row_text(pane, "search_v2")["decided"] == "kill switch"
+        assert row_text(pane, "search_v2_ranking")["decided"] == "parent search_v2"
+
+
+@sync
+async def test_brackets_switch_environment(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    engine.set_flag("production", "new_checkout", 10, "canary")
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        assert pane.environment == "staging" and row_text(pane, "new_checkout")["value"] == "0%"
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: row_text(pane, "new_checkout")["value"] == "10%", "production's values")
+        assert pane.environment == "production"
+        await pilot.press("left_square_bracket")
+        await wait_for(pilot, lambda: pane.environment == "staging" and pane.states, "staging again")
