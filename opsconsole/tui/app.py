@@ -135,6 +135,9 @@ class OpsConsoleApp(GuardedActions, App[None]):
             user=self.engine.actor.user,
             role=self.engine.role,
             read_only=self.engine.authz.read_only,
+            kill_hint=self.get_key_display(Binding(self.engine.config.kill_key, "kill_switch"))
+            if self.engine.can("kill_switch.engage")
+            else "",
         )
         self.screen.set_class(kill.engaged, "-killed")
 

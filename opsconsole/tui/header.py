@@ -29,6 +29,7 @@ class StatusHeader(Static):
         user: str,
         role: str,
         read_only: bool,
+        kill_hint: str = "",
     ) -> None:
         self.set_class(production, "-production")
         self.set_class(bool(kill.engaged), "-killed")
@@ -49,6 +50,7 @@ class StatusHeader(Static):
                 f"│ KILL SWITCH ENGAGED by {safe(kill.by)}: {safe(kill.reason)} ", style="bold reverse"
             )
         else:
-            line.append("│ kill: off ")
+            # The footer can run out of columns at 80; the kill key must never be the thing cut off.
+            line.append(f"│ kill: off ({safe(kill_hint)}) " if kill_hint else "│ kill: off ")
         line.append(f"│ {safe(user)} ({role})")
         self.update(line)
