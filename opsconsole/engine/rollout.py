@@ -363,7 +363,8 @@ def decide(plan: Plan, r: Rollout, event: Event, now: float) -> Decision:
     elif isinstance(event, Tick):
         _on_tick(b, event)
     elif isinstance(event, RollbackDone) and r.state is S.ROLLING_BACK:
-        b.move(S.ROLLED_BACK, ENGINE_ACTOR, "rollback applied")
+        # Keep why it rolled back in the rollout's reason: "rollback applied" alone tells nobody anything.
+        b.move(S.ROLLED_BACK, ENGINE_ACTOR, f"rolled back: {r.reason}")
     return b.done()
 
 

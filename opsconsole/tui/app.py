@@ -74,6 +74,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.environment = environment or _default_environment(engine)
         self._unsubscribe: Callable[[], None] | None = None
         self.panes: dict[str, Any] = {}
+        self.kill_engaged = False
         self._theme_problems = install_themes(self, theme, themes_dir)
         self.set_keymap({"kill-switch": engine.config.kill_key})
 
@@ -139,7 +140,11 @@ class OpsConsoleApp(GuardedActions, App[None]):
             if self.engine.can("kill_switch.engage")
             else "",
         )
-        self.screen.set_class(kill.engaged, "-killed")
+        # The console's own screen, not whichever modal is on top (it may be closing).
+        self.screen_stack[0].set_class(kill.engaged, "-killed")
+        if kill.engaged != self.kill_engaged:
+            self.kill_engaged = kill.engaged
+            self.refresh_bindings()
 
     def run_engine(self, fn: Callable[..., Any], *args: Any, done: str = "", **kwargs: Any) -> None:
         """Run an engine command off the event loop; say what happened either way."""

@@ -141,13 +141,6 @@ def kill_landed(app: Any) -> bool:
     return not kill_screen(app) and all(str(rollouts[rid].state) == "aborted" for rid in (CART, SEARCH))
 
 
-def restatus(app: Any) -> None:
-    """Work-around for a race in the product: OpsConsoleApp._show_status marks `app.screen`, which may
-    still be the kill switch modal being dismissed, so the console screen sometimes misses its red
-    frame. Asking for the status again once the modal is gone gives the picture the product means."""
-    app.refresh_status()
-
-
 def framed(app: Any) -> bool:
     return bool(app.screen_stack[0].has_class("-killed"))
 
@@ -343,7 +336,6 @@ def test_kill_switch_engaged(world: World, snap_compare: Snap, size: tuple[int, 
             kill_screen,
             KILL,
             kill_landed,
-            Do(restatus),
             shows=("KILL SWITCH ENGAGED by alice", "KILL SWITCH ENGAGED: 2 rollouts"),
             ready=framed,
         ),
@@ -363,7 +355,6 @@ def test_all_clear_modal(world: World, snap_compare: Snap, size: tuple[int, int]
             kill_screen,
             KILL,
             kill_landed,
-            Do(restatus),
             framed,
             KILL,
             screen=KillSwitchScreen,

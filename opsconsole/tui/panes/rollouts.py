@@ -49,6 +49,17 @@ STATE_STYLE = {
 }
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "pending": "yellow", "unknown": "magenta"}
 MAX_ROWS = 200
+ACTIVE = {"pending", "progressing", "paused", "awaiting_approval"}
+APPLIES_TO: dict[str, set[str]] = {
+    "approve": {"awaiting_approval"},
+    "promote": {"progressing"},
+    "pause": {"pending", "progressing", "awaiting_approval"},
+    "resume": {"paused"},
+    "abort": ACTIVE,
+    "rollback": ACTIVE,
+    "tick_checklist": ACTIVE,
+}
+"""The rollout states each action makes sense in; elsewhere its key is shown disabled."""
 
 
 class RolloutsPane(GuardedActions, Vertical, can_focus=False):
@@ -67,6 +78,21 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rollouts: dict[str, Any] = {}
+        self._bindings_for: tuple[str, str] | None = None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Who may (authz, via GuardedActions: hidden when not), then whether it applies to the
+        selected rollout's state (shown disabled when not)."""
+        allowed = super().check_action(action, parameters)
+        if not allowed or not self.is_mounted:
+            return allowed
+        if action == "start_plan":
+            return None if getattr(self.app, "kill_engaged", False) else True
+        states = APPLIES_TO.get(action)
+        if states is None:
+            return True
+        r = self.selected()
+        return True if r is not None and str(r.state) in states else None
 
     def compose(self) -> ComposeResult:
         table: DataTable[Any] = DataTable(id="rollout-table", cursor_type="row", zebra_stripes=True)
@@ -144,6 +170,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             why.update(Text("No rollouts yet. Press n to start a plan.", style="dim"))
             verdicts.clear()
             return
+        if self._bindings_for != (r.id, str(r.state)):
+            self._bindings_for = (r.id, str(r.state))
+            self.refresh_bindings()  # only on a change: the footer rebuilds itself on every refresh
         engine = self.app.engine  # type: ignore[attr-defined]
         row = rollout_row(engine, r)
         line = Text.assemble(
