@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, Session
+from opsconsole.engine import Session
 
 from .actions import GuardedActions
 from .bridge import EngineChanged, connect
@@ -24,6 +24,7 @@ from .panes.flags import FlagsPane
 from .panes.improvements import ImprovementsPane
 from .panes.metrics import MetricsPane
 from .panes.rollouts import RolloutsPane
+from .screens.dialog import REFUSALS
 from .themes import follow_themes, install_themes
 
 PANES = (
@@ -33,8 +34,6 @@ PANES = (
     ("improvements", "4 Improvements", ImprovementsPane),
     ("backups", "5 Backups", BackupsPane),
 )
-
-ENGINE_ERRORS = (Rejected, Forbidden, NotFound, Conflict, ValueError)
 
 
 class OpsConsoleApp(GuardedActions, App[None]):
@@ -156,7 +155,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
     ) -> None:
         try:
             fn(*args, **kwargs)
-        except ENGINE_ERRORS as exc:
+        except REFUSALS as exc:
             self.call_from_thread(
                 self.notify, str(exc), title="refused", severity="error", timeout=8, markup=False
             )

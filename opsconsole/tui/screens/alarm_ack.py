@@ -10,22 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, format_duration, format_value
+from opsconsole.engine import format_duration, format_value
 
 from ..safe import plain, safe
+from .dialog import ReasonDialog
 
-REFUSALS = (Rejected, Forbidden, NotFound, Conflict, ValueError)
 
-
-class AlarmAckScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
+class AlarmAckScreen(ReasonDialog[bool]):
+    CANCELLED = False
 
     def __init__(self, alarm: Any, now: float) -> None:
         super().__init__()
@@ -47,31 +43,6 @@ class AlarmAckScreen(ModalScreen[bool]):
             yield Static("Enter acknowledges · Esc cancels", classes="dialog-keys")
             yield Static(id="error", classes="dialog-error")
 
-    def on_mount(self) -> None:
-        self.query_one("#reason", Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        reason = event.value.strip()
-        if not reason:
-            self.query_one("#error", Static).update("A reason is required: it is recorded with your name.")
-            return
-        self.submit(reason)
-
-    @work(thread=True, exclusive=True)
     def submit(self, reason: str) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            engine.ack_alarm(self.alarm.name, reason)
-        except REFUSALS as exc:
-            self.app.call_from_thread(self._refused, f"refused: {exc}")
-            return
-        except Exception as exc:  # the store failed: say so here rather than take the console down
-            self.app.call_from_thread(self._refused, f"not recorded: {type(exc).__name__}: {exc}")
-            return
-        self.app.call_from_thread(self.dismiss, True)
-
-    def _refused(self, message: str) -> None:
-        self.query_one("#error", Static).update(plain(message))
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
+        self.call_engine(engine.ack_alarm, self.alarm.name, reason, done=lambda _: self.dismiss(True))

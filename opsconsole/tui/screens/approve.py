@@ -7,21 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Checkbox, DataTable, Input, Static
 
-from opsconsole.engine import Forbidden, Rejected, format_value, phase_of
+from opsconsole.engine import format_value, phase_of
 
 from ..panes.rollouts import STATUS_STYLE, units_of
 from ..safe import plain
+from .dialog import ReasonDialog
 
 
-class ApproveScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
+class ApproveScreen(ReasonDialog[bool]):
+    CANCELLED = False
 
     def __init__(self, rollout: Any) -> None:
         super().__init__()
@@ -65,26 +63,11 @@ class ApproveScreen(ModalScreen[bool]):
             yield Static("Enter approves · Esc cancels", classes="dialog-keys")
             yield Static(id="error", classes="dialog-error")
 
-    def on_mount(self) -> None:
-        self.query_one("#reason", Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        reason = event.value.strip()
-        if not reason:
-            self.query_one("#error", Static).update("A reason is required: it is recorded with your name.")
-            return
-        self.submit(reason, self.query_one("#override", Checkbox).value)
-
-    @work(thread=True, exclusive=True)
-    def submit(self, reason: str, override: bool) -> None:
+    def submit(self, reason: str) -> None:
+        override = self.query_one("#override", Checkbox).value
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            r = engine.approve(self.rollout.id, reason, override=override)
-        except (Rejected, Forbidden) as exc:
-            self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
-            return
-        self.app.call_from_thread(self.app.notify, f"approved: {r.id} is {r.state}", markup=False)
-        self.app.call_from_thread(self.dismiss, True)
+        self.call_engine(engine.approve, self.rollout.id, reason, override=override, done=self._approved)
 
-    def action_cancel(self) -> None:
-        self.dismiss(False)
+    def _approved(self, r: Any) -> None:
+        self.app.notify(f"approved: {r.id} is {r.state}", markup=False)
+        self.dismiss(True)

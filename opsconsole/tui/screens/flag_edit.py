@@ -19,17 +19,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected
-
 from ..panes.flags import decided_why, format_flag_value
 from ..safe import plain, safe
+from .dialog import REFUSALS
 
 WHILE = {
     "env": "while the environment variable {detail} is set",
     "parent": "while its parent {detail} is off",
     "kill_switch": "while the kill switch is engaged",
 }
-REFUSALS = (Rejected, Forbidden, NotFound, Conflict, ValueError)
 
 
 def parse_percentage(text: str) -> int:
