@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import ACTOR, MANY_FLAGS, emit, many_flags_workspace, percentile, summary, temp_dir
+from textual.widgets import Static
 from textual.widgets._footer import FooterKey
 
 from opsconsole.engine.core import Engine
@@ -145,7 +146,8 @@ async def measure(engine: Engine) -> dict[str, Any]:
         objects_before = len(gc.get_objects())
 
         def footer_shows(description: str) -> bool:
-            return any(k.description == description and k.region.height for k in app.screen.query(FooterKey))
+            keys = app.screen.query_one("#keys")
+            return description in str(keys.render())
 
         without_gc: dict[str, list[float]] = {name: [] for name in ACTIONS}
 
@@ -192,7 +194,7 @@ async def measure(engine: Engine) -> dict[str, Any]:
             "heap_objects_at_start": objects_before,
             "heap_objects_gained": len(gc.get_objects()) - objects_before,
             "footer_keys_leaked": sum(
-                1 for o in gc.get_objects() if isinstance(o, FooterKey) and not o.is_attached
+                1 for o in gc.get_objects() if isinstance(o, (FooterKey, Static)) and not o.is_attached
             ),
         }
     figures: dict[str, Any] = {

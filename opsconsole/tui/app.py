@@ -11,7 +11,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.lazy import Lazy
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 
 from opsconsole.engine import Session
 
@@ -19,6 +19,7 @@ from .actions import GuardedActions
 from .bridge import EngineChanged, connect
 from .commands import ConsoleCommands
 from .header import StatusHeader
+from .keybar import KeyBar
 from .panes.backups import BackupsPane
 from .panes.flags import FlagsPane
 from .panes.improvements import ImprovementsPane
@@ -88,7 +89,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
                     self.panes[pane_id] = cls(id=pane_id)
                     # Only the first pane is in the first frame; the others mount right after it.
                     yield self.panes[pane_id] if index == 0 else Lazy(self.panes[pane_id])
-        yield Footer(show_command_palette=False)  # `:` opens it; the 80 columns go to pane keys
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         follow_themes(self, self._theme_problems)
