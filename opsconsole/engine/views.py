@@ -32,7 +32,10 @@ def why(engine: Engine, r: Rollout) -> str:
     guards = {g.name for g in phase.guards}
     for v in blocking:
         if v.gate in guards and v.status is Verdict.FAIL:
-            return f"guard {v.gate}: {v.reason} ({v.failures}/{v.failure_limit} to rollback)"
+            spec = next((g for g in phase.guards if g.name == v.gate), None)
+            every = (spec.interval if spec and spec.interval else None) or engine.config.interval
+            left = format_duration(max(0, v.failure_limit - v.failures) * every)
+            return f"guard {v.gate}: {v.reason}; rollback in {left} if it keeps failing ({v.failures}/{v.failure_limit})"
     wait = phase.strategy.step_wait if phase.strategy is not None else 0.0
     left = wait - (engine.clock() - r.step_started_at)
     if left > 0 and r.step_index < len(phase.steps) - 1:
