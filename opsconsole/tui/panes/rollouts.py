@@ -180,7 +180,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             plain(f"{row['plan']} · {row['phase']} · {row['percent']}% · started by {row['started_by']}"),
         )
         line.append("\n")
-        line.append_text(plain(f"why: {row['why']}"))
+        line.append_text(plain(f"why: {row['why']}", wrap=True))
         why.update(line)
         rows = {v.gate: v for v in r.verdicts}
         units = units_of(engine, r)
