@@ -127,6 +127,7 @@ def test_demo_console_approve_then_kill_switch(terminal, tmp_path):
         time.sleep(0.02)
     elapsed = time.monotonic() - pressed
     assert doc["emergency_shutdown"] is True and doc["flags"]["emergency_shutdown"]["enabled"] is True
+    print(f"kill key -> flag file emergency_shutdown on: {elapsed * 1000:.0f} ms")
     assert elapsed <= 1.0, elapsed
     t.wait_for("KILL SWITCH ENGAGED")
     state = engine_state(ws)
