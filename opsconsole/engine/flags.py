@@ -138,22 +138,23 @@ def _normalise_default(defn: FlagDef) -> FlagValue:
     return defn.default
 
 
-def dependency_cycle(defs: Mapping[str, FlagDef]) -> tuple[str, ...] | None:
-    """The first `depends_on` cycle found, as (a, b, …, a), or None. Config loading rejects cycles
-    with this; resolve() refuses them too rather than loop."""
-    done: set[str] = set()
+def dependency_cycles(defs: Mapping[str, FlagDef]) -> list[tuple[str, ...]]:
+    """Every `depends_on` cycle once, as the path that closes it: ("a", "b", "a"). Config loading
+    reports each as an error; resolve() refuses a cycle rather than loop on it."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    found: list[tuple[str, ...]] = []
     for start in defs:
         path: list[str] = []
-        seen: set[str] = set()
-        cur: str | None = start
-        while cur is not None and cur in defs and cur not in done:
-            if cur in seen:
-                return (*path[path.index(cur) :], cur)
-            seen.add(cur)
-            path.append(cur)
-            cur = defs[cur].depends_on
-        done.update(path)
-    return None
+        name: str | None = start
+        while name is not None and name in defs and state.get(name) is None:
+            state[name] = 1
+            path.append(name)
+            name = defs[name].depends_on
+        if name is not None and state.get(name) == 1:
+            found.append((*path[path.index(name) :], name))
+        for n in path:
+            state[n] = 2
+    return found
 
 
 _new = object.__new__

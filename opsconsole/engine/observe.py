@@ -8,7 +8,6 @@ rule of their environment.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +179,3 @@ def due(spec: GateSpec, last_checked: float | None, now: float, interval: float)
     if last_checked is None or every <= interval:
         return True
     return now - last_checked >= every - 1e-6
-
-
-def wall_clock() -> float:
-    return time.time()

@@ -124,10 +124,6 @@ class Decision:
     actions: tuple[Action, ...] = ()
     records: tuple[Record, ...] = ()
 
-    @property
-    def changed_state(self) -> bool:
-        return any(r.action == "rollout.transition" for r in self.records)
-
 
 @dataclass
 class _Builder:

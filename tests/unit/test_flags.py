@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from opsconsole.engine.flags import (
     FlagState,
-    dependency_cycle,
+    dependency_cycles,
     env_var_name,
     in_rollout,
     is_on,
@@ -293,9 +293,9 @@ def test_cycles_are_found_and_refused() -> None:
     defs = defs_of(
         bool_flag("a", True, "c"), bool_flag("b", True, "a"), bool_flag("c", True, "b"), bool_flag("d")
     )
-    cycle = dependency_cycle(defs)
-    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
-    assert dependency_cycle(HIERARCHY) is None
+    (cycle,) = dependency_cycles(defs)
+    assert cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    assert dependency_cycles(HIERARCHY) == []
     with pytest.raises(ValueError, match="flag dependency cycle"):
         resolve(defs, {}, kill=None, environ={})
 

@@ -8,11 +8,11 @@ that closes them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 from yaml.nodes import Node, ScalarNode
 
+from ..flags import dependency_cycles
 from ..model import FlagDef, FlagValue
 from .fields import Fields
 from .issues import suggest
@@ -80,7 +80,7 @@ def _flag_defs(src: YamlSource, node: Node, key: str) -> dict[str, FlagDef]:
             src.issue(
                 pnode, f.path(name) + ".depends_on", f"unknown flag '{parent}'{suggest(str(parent), defs)}"
             )
-    for cycle in _cycles(defs):
+    for cycle in dependency_cycles(defs):
         src.issue(
             parents[cycle[0]], f.path(cycle[0]) + ".depends_on", "dependency cycle: " + " -> ".join(cycle)
         )
@@ -97,21 +97,3 @@ def _flag_default(src: YamlSource, d: Fields, ftype: str) -> FlagValue:
     if isinstance(raw, bool):
         return 100 if raw else 0
     return (src.integer(node, d.path("default"), minimum=0, maximum=100) if ok else None) or 0
-
-
-def _cycles(defs: Mapping[str, FlagDef]) -> list[list[str]]:
-    """Each dependency cycle once, as the path that closes it: ["a", "b", "a"]."""
-    state: dict[str, int] = {}  # 1 on the current path, 2 done
-    found: list[list[str]] = []
-    for start in defs:
-        path: list[str] = []
-        name: str | None = start
-        while name is not None and name in defs and state.get(name) is None:
-            state[name] = 1
-            path.append(name)
-            name = defs[name].depends_on
-        if name is not None and state.get(name) == 1:
-            found.append(path[path.index(name) :] + [name])
-        for n in path:
-            state[n] = 2
-    return found
