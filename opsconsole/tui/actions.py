@@ -35,4 +35,7 @@ class GuardedActions:
         if right is None:
             return True
         engine: Any = getattr(self, "app").engine  # noqa: B009 - mixin: `app` comes from Textual
+        if engine is None:
+            # The workspace is still opening: only the kill key works (it waits for the engine).
+            return action == "kill_switch"
         return engine.can(right)

@@ -1,4 +1,10 @@
-"""The console application: wiring only. Panes live in panes/, modal screens in screens/."""
+"""The console application: wiring only. Panes live in panes/, modal screens in screens/.
+
+The first frame does not wait for the engine. `opsconsole` hands the app an `opener`; the app paints
+its header and key bar, then opens the engine (imports, configuration, store) in a worker thread and
+mounts the panes when it is there. A bad configuration ends the app with the error the CLI prints
+(`load_error`). Tests and the demo pass an engine that is already open.
+"""
 
 from __future__ import annotations
 
@@ -10,38 +16,27 @@ from typing import Any
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.lazy import Lazy
-from textual.widgets import TabbedContent, TabPane
-
-from opsconsole.engine import Session
+from textual.command import Provider
+from textual.widgets import Static
 
 from .actions import GuardedActions
 from .bridge import EngineChanged, connect
-from .commands import ConsoleCommands
 from .header import StatusHeader
 from .keybar import KeyBar
-from .panes.backups import BackupsPane
-from .panes.flags import FlagsPane
-from .panes.improvements import ImprovementsPane
-from .panes.metrics import MetricsPane
-from .panes.rollouts import RolloutsPane
-from .screens.dialog import REFUSALS
 from .themes import follow_themes, install_themes
 
-PANES = (
-    ("rollouts", "1 Rollouts", RolloutsPane),
-    ("metrics", "2 Metrics & Alarms", MetricsPane),
-    ("flags", "3 Flags", FlagsPane),
-    ("improvements", "4 Improvements", ImprovementsPane),
-    ("backups", "5 Backups", BackupsPane),
-)
+
+def _console_commands() -> type[Provider]:
+    from .commands import ConsoleCommands  # the palette's module loads when the palette first opens
+
+    return ConsoleCommands
 
 
 class OpsConsoleApp(GuardedActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opsconsole"
     ENABLE_COMMAND_PALETTE = True
-    COMMANDS = {ConsoleCommands}
+    COMMANDS = {_console_commands}
 
     BINDINGS = [
         Binding("1", "show_pane('rollouts')", "Rollouts", show=False, id="pane-rollouts"),
@@ -60,22 +55,40 @@ class OpsConsoleApp(GuardedActions, App[None]):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Any = None,
         *,
+        opener: Callable[[], Any] | None = None,
         environment: str | None = None,
         run_engine: bool = True,
         theme: str | None = None,
         themes_dir: Path | None = None,
     ) -> None:
         super().__init__()
-        self.engine = engine
-        # A read-only console observes: it never runs the runner, which would change rollouts.
-        self.session = Session(engine, run_engine=run_engine and not engine.authz.read_only)
-        self.environment = environment or _default_environment(engine)
+        if (engine is None) == (opener is None):
+            raise TypeError("OpsConsoleApp needs an engine or an opener, not both")
+        self.engine: Any = None
+        self.session: Any = None
+        self._opener = opener
+        self._requested_environment = environment
+        self._run_engine = run_engine
+        self.environment = environment or ""
         self._unsubscribe: Callable[[], None] | None = None
         self.panes: dict[str, Any] = {}
         self.kill_engaged = False
+        self._kill_pending = False
+        self.load_error: BaseException | None = None
+        """Why the engine could not be opened (the app has exited; the CLI reports it)."""
         self._theme_problems = install_themes(self, theme, themes_dir)
+        if engine is not None:
+            self._attach(engine)
+
+    def _attach(self, engine: Any) -> None:
+        from opsconsole.engine import Session
+
+        self.engine = engine
+        # A read-only console observes: it never runs the runner, which would change rollouts.
+        self.session = Session(engine, run_engine=self._run_engine and not engine.authz.read_only)
+        self.environment = self._requested_environment or _default_environment(engine)
         self.set_keymap({"kill-switch": engine.config.kill_key})
 
     # ------------------------------------------------------------------------------------ layout
@@ -83,16 +96,56 @@ class OpsConsoleApp(GuardedActions, App[None]):
     def compose(self) -> ComposeResult:
         self.header = StatusHeader(id="status")
         yield self.header
-        with TabbedContent(id="panes"):
-            for index, (pane_id, title, cls) in enumerate(PANES):
-                with TabPane(title, id=f"tab-{pane_id}"):
-                    self.panes[pane_id] = cls(id=pane_id)
-                    # Only the first pane is in the first frame; the others mount right after it.
-                    yield self.panes[pane_id] if index == 0 else Lazy(self.panes[pane_id])
+        if self.engine is not None:
+            from .layout import build_panes
+
+            tabs, self.panes = build_panes()
+            yield tabs
+        else:
+            yield Static("Opening the workspace: configuration, store …", id="opening")
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         follow_themes(self, self._theme_problems)
+        if self.engine is not None:
+            self._engine_ready()
+        else:
+            self.header.opening(self.environment)
+            # The engine opens once the first frame is on the screen, off the event loop.
+            self.call_after_refresh(self._open_engine)
+
+    @work(thread=True, exclusive=True, group="open")
+    def _open_engine(self) -> None:
+        assert self._opener is not None
+        try:
+            engine = self._opener()
+            from . import layout  # noqa: F401 - the panes' modules load here, not on the event loop
+        except BaseException as exc:  # noqa: BLE001 - every failure ends the app with its message
+            self.call_from_thread(self._open_failed, exc)
+            return
+        self.call_from_thread(self.call_later, self._opened, engine)
+
+    def _open_failed(self, exc: BaseException) -> None:
+        self.load_error = exc
+        self.exit(return_code=2)
+
+    async def _opened(self, engine: Any) -> None:
+        from .layout import build_panes
+
+        self._attach(engine)
+        tabs, self.panes = build_panes()
+        await self.mount(tabs, before=self.query_one(KeyBar))
+        await self.query_one("#opening").remove()
+        self.refresh_bindings()
+        self._engine_ready()
+        if self._kill_pending:
+            self._kill_pending = False
+            if self.engine.can("kill_switch.engage"):
+                self.action_kill_switch()
+            else:
+                self.notify("Kill switch: this session may not engage it.", severity="error", timeout=8)
+
+    def _engine_ready(self) -> None:
         self._unsubscribe = connect(self.engine, self.post_message)
         self.refresh_status()
         self.action_show_pane("rollouts")
@@ -110,7 +163,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        await self.session.stop()
+        if self.session is not None:
+            await self.session.stop()
 
     # ------------------------------------------------------------------------------------ engine
 
@@ -154,6 +208,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
     def _engine_call(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], done: str
     ) -> None:
+        from .screens.dialog import REFUSALS
+
         try:
             fn(*args, **kwargs)
         except REFUSALS as exc:
@@ -167,6 +223,10 @@ class OpsConsoleApp(GuardedActions, App[None]):
     # ------------------------------------------------------------------------------------ actions
 
     def action_show_pane(self, pane_id: str) -> None:
+        if pane_id not in self.panes:
+            return  # still opening the workspace
+        from textual.widgets import TabbedContent
+
         self.query_one(TabbedContent).active = f"tab-{pane_id}"
         self._focus_when_mounted(self.panes[pane_id])
 
@@ -186,6 +246,12 @@ class OpsConsoleApp(GuardedActions, App[None]):
     def action_kill_switch(self) -> None:
         from .screens.killswitch import KillSwitchScreen
 
+        if self.engine is None:
+            # Still opening the workspace (a fraction of a second): the confirmation opens as soon
+            # as the engine can act on it.
+            self._kill_pending = True
+            self.notify("Kill switch: opening the workspace; confirm in a moment.", timeout=4)
+            return
         if isinstance(self.screen, KillSwitchScreen):
             self.screen.confirm()  # the kill key pressed twice: confirmed
             return

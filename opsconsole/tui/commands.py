@@ -119,7 +119,7 @@ def action_name(binding: Binding) -> str:
 
 
 def pane_title(pane_id: str) -> str:
-    from .app import PANES  # lazy: the app module imports this one
+    from .layout import PANES
 
     for pid, title, _cls in PANES:
         if pid == pane_id:

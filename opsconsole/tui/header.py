@@ -19,6 +19,16 @@ class StatusHeader(Static):
     StatusHeader.-killed { background: $error; color: $text; text-style: bold; }
     """
 
+    def opening(self, environment: str) -> None:
+        """Before the engine is open: say so, claim nothing about its state."""
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" opsconsole ", style="bold")
+        line.append("│ ")
+        if environment:
+            line.append(f"{safe(environment)} │ ")
+        line.append("engine: opening … │ kill: unknown until open")
+        self.update(line)
+
     def show(
         self,
         *,

@@ -25,6 +25,7 @@ from textual.color import Color, ColorParseError
 from textual.filter import Monochrome, NoColor
 from textual.theme import BUILTIN_THEMES, Theme
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_THEME = "opsconsole-dark"
 FALLBACK_THEME = "textual-dark"
 """Used only when the default theme's file is missing or broken: Textual always has it."""
@@ -95,8 +96,13 @@ def load_theme_file(path: Path) -> Theme:
     """One theme file, validated; raises ThemeFileError naming the file, line and key."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _LOADER(text)
+        try:
+            # One parse: the node tree (for the lines in error messages) and the data built from it.
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except (OSError, UnicodeDecodeError) as exc:
         raise ThemeFileError(f"{path}: cannot read: {exc}") from exc
     except yaml.YAMLError as exc:

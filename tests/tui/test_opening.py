@@ -1,0 +1,119 @@
+"""The console paints before the engine is open: the header says so, the kill key already works (its
+confirmation opens once the engine can act), and a configuration that cannot be read ends the app
+with that error for the CLI to report (exit 2), the screen restored."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from opsconsole.cli import main
+from opsconsole.engine.config import ConfigError
+from opsconsole.tui.app import OpsConsoleApp
+from opsconsole.tui.screens.killswitch import KillSwitchScreen
+from tests.integration.conftest import engine_as, write_workspace
+
+
+def gated_opener(ws: Path, user: str = "alice"):
+    """An opener that waits until the test lets it open: the 'still opening' state, held still."""
+    release = threading.Event()
+
+    def open_engine():
+        assert release.wait(10)
+        return engine_as(ws, user)
+
+    return open_engine, release
+
+
+async def _until(pilot, predicate, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_first_frame_before_the_engine_then_the_panes(tmp_path):
+    ws = write_workspace(tmp_path, port=9)
+    opener, release = gated_opener(ws)
+
+    async def run():
+        app = OpsConsoleApp(opener=opener, run_engine=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            header = str(app.header.render())
+            assert "engine: opening" in header and "kill: unknown until open" in header
+            assert app.panes == {} and app.engine is None
+            assert not app.check_action("approve", ())  # nothing that changes state until it is open
+            await pilot.press("1")  # a pane key before the panes exist does nothing, and no error
+            release.set()
+            await _until(pilot, lambda: "rollouts" in app.panes and app.panes["rollouts"].is_mounted)
+            await _until(pilot, lambda: "kill: off" in str(app.header.render()))
+            assert not app.query("#opening")
+            assert app.engine.actor.user == "alice"
+
+    asyncio.run(run())
+
+
+def test_kill_key_while_opening_asks_for_confirmation_once_open(tmp_path):
+    ws = write_workspace(tmp_path, port=9)
+    opener, release = gated_opener(ws)
+
+    async def run():
+        app = OpsConsoleApp(opener=opener, run_engine=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            await pilot.press("ctrl+backslash")
+            assert not isinstance(app.screen, KillSwitchScreen)  # no engine to act yet
+            release.set()
+            await _until(pilot, lambda: isinstance(app.screen, KillSwitchScreen))
+            await pilot.press("ctrl+backslash")  # the confirmation
+            await _until(pilot, lambda: app.engine.kill_state().engaged)
+
+    asyncio.run(run())
+
+
+def test_a_bad_configuration_ends_the_app_with_its_error(tmp_path):
+    def broken():
+        raise ConfigError(["opsconsole.yaml:3: plans: unknown key 'plnas'"])
+
+    async def run():
+        app = OpsConsoleApp(opener=broken, run_engine=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.load_error is not None)
+        return app
+
+    app = asyncio.run(run())
+    assert isinstance(app.load_error, ConfigError)
+    assert app.return_code == 2
+
+
+def test_cli_console_reports_a_config_error_with_exit_2(tmp_path, capsys, monkeypatch):
+    """`opsconsole` with a broken config: the same message and exit code as every other command."""
+    ws = write_workspace(tmp_path, port=9)
+    (ws / "bad.yaml").write_text("plans: [\n")
+    monkeypatch.setattr(OpsConsoleApp, "run", _run_headless)
+    assert main(["--config", str(ws / "bad.yaml"), "--workspace", str(ws)]) == 2
+    err = capsys.readouterr().err
+    assert "configuration errors" in err and "bad.yaml" in err
+
+
+def _run_headless(self: OpsConsoleApp, *args: object, **kwargs: object) -> None:
+    async def run() -> None:
+        async with self.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: self.load_error is not None)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_needs_exactly_one_of_engine_and_opener(tmp_path, both):
+    ws = write_workspace(tmp_path, port=9)
+    with pytest.raises(TypeError):
+        if both:
+            OpsConsoleApp(engine_as(ws, "alice"), opener=lambda: None)
+        else:
+            OpsConsoleApp()
