@@ -11,9 +11,10 @@ Environment variables come in as a mapping so this module stays free of I/O and 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import mmh3
 
@@ -21,16 +22,23 @@ from .model import FlagDef, FlagValue, KillSwitchSpec
 
 BOOLEAN = "boolean"
 PERCENTAGE = "percentage"
-FLAG_TYPES = (BOOLEAN, PERCENTAGE)
+VARIANT = "variant"
+FLAG_TYPES = (BOOLEAN, PERCENTAGE, VARIANT)
 
 DECIDERS = ("env", "kill_switch", "stored", "default", "parent")
 """Every value FlagState.decided_by can take, highest precedence first (parent overrides them all)."""
+
+RULES = ("env", "kill_switch", "parent", "targeting", "stored", "default")
+"""Every value Evaluation.rule can take: which rule decided a flag for one user, highest first."""
+
+UNLEASH_VARIANT_SEED = 86028157
+"""Unleash hashes variants with this seed so a user's variant is independent of their rollout bucket."""
 
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 # For percentages "1" and "0" are numbers, so only the words stand for all or nobody.
 _PERCENT_WORDS = {"true": 100, "yes": 100, "on": 100, "false": 0, "no": 0, "off": 0}
-_NOUN = {BOOLEAN: "a boolean", PERCENTAGE: "a percentage 0..100"}
+_NOUN = {BOOLEAN: "a boolean", PERCENTAGE: "a percentage 0..100", VARIANT: "a boolean (variant flag on/off)"}
 
 
 def unleash_bucket(group_id: str, user_id: str) -> int:
@@ -83,7 +91,7 @@ def parse_env_value(flag_type: str, text: str) -> FlagValue:
     """Parse an override as typed in a shell. Booleans: true/false, 1/0, yes/no, on/off (any case).
     Percentages: an integer 0..100 (a trailing % is allowed), or true/false, yes/no, on/off for 100/0."""
     word = text.strip().lower()
-    if flag_type == BOOLEAN:
+    if flag_type in (BOOLEAN, VARIANT):
         if word in _TRUE_WORDS:
             return True
         if word in _FALSE_WORDS:
@@ -110,7 +118,7 @@ def validate_value(defn: FlagDef, value: object) -> FlagValue:
             return parse_env_value(defn.type, value)
         except ValueError:
             pass  # reported below in the same words as any other bad value
-    if defn.type == BOOLEAN:
+    if defn.type in (BOOLEAN, VARIANT):
         if isinstance(value, bool):
             return value
         if isinstance(value, int) and value in (0, 1):
@@ -129,13 +137,14 @@ def validate_value(defn: FlagDef, value: object) -> FlagValue:
     )
 
 
-def _normalise_default(defn: FlagDef) -> FlagValue:
+def _normalise_default(defn: FlagDef, environment: str | None = None) -> FlagValue:
     # FlagDef's dataclass default is False even for percentage flags: read that as 0%.
-    if defn.type == PERCENTAGE and isinstance(defn.default, bool):
-        return 100 if defn.default else 0
-    if defn.type == BOOLEAN and not isinstance(defn.default, bool):
-        return bool(defn.default)
-    return defn.default
+    default = defn.default_for(environment)
+    if defn.type == PERCENTAGE and isinstance(default, bool):
+        return 100 if default else 0
+    if defn.type != PERCENTAGE and not isinstance(default, bool):
+        return bool(default)
+    return default
 
 
 def dependency_cycles(defs: Mapping[str, FlagDef]) -> list[tuple[str, ...]]:
@@ -186,10 +195,13 @@ def resolve(
     *,
     kill: KillSwitchSpec | None,
     environ: Mapping[str, str],
+    environment: str | None = None,
 ) -> dict[str, FlagState]:
     """Every defined flag's effective state. `kill` not None means the kill switch is engaged.
     Stored values for flags that are not defined are ignored; an invalid environment override or
-    stored value falls through to the next rule and is reported in the state's `warning`."""
+    stored value falls through to the next rule and is reported in the state's `warning`.
+    With `environment`, flags scoped to other environments are left out and per-environment
+    defaults apply."""
     # This runs on every flag-file export with up to 10,000 flags (target: under 20 ms), hence one
     # pass with fast paths for already-valid values; the slow paths give the same answers.
     env = {k: v for k, v in environ.items() if v.strip()}  # VAR= (set but empty) means no override
@@ -201,6 +213,8 @@ def resolve(
     out: dict[str, FlagState] = {}
     dependents: list[tuple[str, FlagDef]] = []
     for name, defn in defs.items():
+        if defn.environments and environment is not None and environment not in defn.environments:
+            continue
         kind = defn.type
         value: FlagValue | None = None
         decided_by = detail = warning = ""
@@ -217,7 +231,7 @@ def resolve(
         if value is None and name in stored:
             value = stored[name]
             # Inlined check that the value is already valid (the common case); validate_value otherwise.
-            if not (type(value) is bool if kind == BOOLEAN else type(value) is int and 0 <= value <= 100):
+            if not (type(value) is int and 0 <= value <= 100 if kind == PERCENTAGE else type(value) is bool):
                 try:
                     value = validate_value(defn, value)
                 except ValueError as exc:
@@ -226,9 +240,9 @@ def resolve(
                     warning = f"{warning}; {note}" if warning else note
             decided_by = "stored"
         if value is None:
-            value = defn.default
-            if not (type(value) is bool if kind == BOOLEAN else type(value) is int and 0 <= value <= 100):
-                value = _normalise_default(defn)
+            value = defn.default_for(environment) if defn.env_defaults else defn.default
+            if not (type(value) is int and 0 <= value <= 100 if kind == PERCENTAGE else type(value) is bool):
+                value = _normalise_default(defn, environment)
             decided_by = "default"
         # _state() inlined: one call per flag is measurable at 10,000 flags.
         state = _new(FlagState)
@@ -275,7 +289,7 @@ class _OffAncestors:
         memo = self.memo
         if start in memo:
             return memo[start]
-        if start not in self.defs:
+        if start not in self.own:  # undefined, or not in this environment
             return None
         chain: list[str] = []
         on_chain: set[str] = set()
@@ -287,7 +301,7 @@ class _OffAncestors:
             chain.append(cur)
             on_chain.add(cur)
             parent = self.defs[cur].depends_on
-            cur = parent if parent in self.defs else None
+            cur = parent if parent in self.own else None
         above = memo[cur] if cur is not None else None
         for name in reversed(chain):
             if above is None and not self.own[name].value:
@@ -305,3 +319,202 @@ def is_on(state: FlagState, user_id: str | None = None, group_id: str | None = N
             return percentage >= 100
         return in_rollout(percentage, group_id or state.name, user_id)
     return bool(state.value)
+
+
+# ------------------------------------------------------------------------------ per-user evaluation
+
+
+class EvalContext(NamedTuple):
+    """Who is asking: the user id (flagd's targetingKey), their tenant and region."""
+
+    user: str | None = None
+    tenant: str | None = None
+    region: str | None = None
+
+
+class Evaluation(NamedTuple):
+    """A flag's answer for one user and why. `value` is what a consumer gets: a bool, or for a
+    variant flag the variant's name. `rule` is one of RULES; `detail` says it in words."""
+
+    flag: str
+    value: bool | str
+    rule: str
+    detail: str
+    bucket: int | None = None
+    """Percentage and variant flags: the user's bucket (Unleash: 1..100; flagd: 0..99)."""
+    threshold: int | None = None
+    """Percentage flags: the percentage the bucket is compared with."""
+
+    @property
+    def on(self) -> bool:
+        """Boolean and percentage flags: the answer. A variant flag always gives a variant: False."""
+        return self.value is True
+
+
+def unleash_variant(group_id: str, user_id: str, variants: tuple[tuple[str, int], ...]) -> tuple[str, int]:
+    """(variant, bucket 1..total weight) as Unleash assigns variants: murmur3 with the variant seed
+    over "<groupId>:<userId>", % total weight + 1, then the first variant whose cumulative weight
+    reaches it."""
+    total = sum(w for _, w in variants)
+    target = mmh3.hash(f"{group_id}:{user_id}", UNLEASH_VARIANT_SEED, signed=False) % total + 1
+    counter = 0
+    for name, weight in variants:
+        counter += weight
+        if counter >= target:
+            return name, target
+    return variants[-1][0], target
+
+
+def targeted(defn: FlagDef, ctx: EvalContext) -> str:
+    """Why the user is in the flag's targeting ("user u1 is listed"), or "" when they are not."""
+    t = defn.targeting
+    if not t:
+        return ""
+    if ctx.user is not None and ctx.user in t.users:
+        return f"user {ctx.user} is in targeting.users"
+    if ctx.tenant is not None and ctx.tenant in t.tenants:
+        return f"tenant {ctx.tenant} is in targeting.tenants"
+    if ctx.region is not None and ctx.region in t.regions:
+        return f"region {ctx.region} is in targeting.regions"
+    return ""
+
+
+_FORCING = {"env": "environment variable", "kill_switch": "kill switch", "parent": "parent"}
+
+
+def evaluate(state: FlagState, defn: FlagDef, ctx: EvalContext) -> Evaluation:
+    """The console's own answer (what the seed-schema JSON consumers, the demo service and the
+    canary compute): Unleash's gradual rollout for percentages, Unleash's variant hashing."""
+    return _evaluate(state, defn, ctx, _unleash_split)
+
+
+def flagd_evaluate(state: FlagState, defn: FlagDef, ctx: EvalContext) -> Evaluation:
+    """What an OpenFeature consumer of the flagd export gets: the same rules, but percentages and
+    variants are placed by flagd's `fractional` (see flagd_bucket), so a user may land differently."""
+    return _evaluate(state, defn, ctx, _flagd_split)
+
+
+def _evaluate(state: FlagState, defn: FlagDef, ctx: EvalContext, split: _Split) -> Evaluation:
+    name = state.name
+    kind = state.type
+    decided = state.decided_by
+    if decided in _FORCING:
+        # The environment variable, the kill switch and an off parent apply to everyone.
+        if decided == "parent":
+            detail = f"parent {state.detail} is off"
+        elif decided == "env":
+            detail = f"{state.detail} is set"
+        else:
+            detail = "the kill switch is engaged"
+        if kind == VARIANT:
+            return _variant_forced(name, defn, state, decided, detail, split, ctx)
+        if kind == PERCENTAGE:
+            pct = int(state.value)
+            if pct in (0, 100):
+                return Evaluation(name, pct == 100, decided, f"{detail}: {pct}%")
+            return split(name, defn, ctx, pct, decided, f"{detail}: {pct}%")
+        return Evaluation(name, bool(state.value), decided, detail)
+    why = targeted(defn, ctx)
+    if why:
+        value: bool | str = True
+        if kind == VARIANT:
+            return split(name, defn, ctx, 100, "targeting", why)
+        return Evaluation(name, value, "targeting", why)
+    where = "stored value" if decided == "stored" else "default"
+    if kind == PERCENTAGE:
+        pct = int(state.value)
+        if pct in (0, 100):
+            return Evaluation(name, pct == 100, decided, f"{where} {pct}%", None, pct)
+        return split(name, defn, ctx, pct, decided, f"{where} {pct}%")
+    if kind == VARIANT:
+        if not state.value:
+            return Evaluation(
+                name, defn.variants[0][0], decided, f"{where}: off, everyone gets the first variant"
+            )
+        return split(name, defn, ctx, 100, decided, f"{where}: on")
+    return Evaluation(name, bool(state.value), decided, where)
+
+
+def _variant_forced(
+    name: str, defn: FlagDef, state: FlagState, rule: str, detail: str, split: _Split, ctx: EvalContext
+) -> Evaluation:
+    if state.value:
+        return split(name, defn, ctx, 100, rule, detail)
+    return Evaluation(name, defn.variants[0][0], rule, f"{detail}: off, everyone gets the first variant")
+
+
+_Split = Callable[[str, FlagDef, EvalContext, int, str, str], Evaluation]
+"""Places a user for a percentage or variant split: Unleash's way or flagd's."""
+
+
+def _unleash_split(
+    name: str, defn: FlagDef, ctx: EvalContext, pct: int, rule: str, detail: str
+) -> Evaluation:
+    if ctx.user is None:
+        return Evaluation(name, _no_user_value(defn, pct), rule, f"{detail}; no user id, so no bucket")
+    if defn.type == VARIANT:
+        variant, bucket = unleash_variant(name, ctx.user, defn.variants)
+        return Evaluation(name, variant, rule, f"{detail}; variant bucket {bucket}", bucket)
+    bucket = unleash_bucket(name, ctx.user)
+    on = bucket <= pct
+    return Evaluation(name, on, rule, f"{detail}; bucket {bucket} {'<=' if on else '>'} {pct}", bucket, pct)
+
+
+def _flagd_split(name: str, defn: FlagDef, ctx: EvalContext, pct: int, rule: str, detail: str) -> Evaluation:
+    if ctx.user is None:
+        return Evaluation(name, _no_user_value(defn, pct), rule, f"{detail}; no targetingKey, so no bucket")
+    if defn.type == VARIANT:
+        bucket = flagd_bucket(name, ctx.user, sum(w for _, w in defn.variants))
+        return Evaluation(
+            name, _flagd_variant(defn.variants, bucket), rule, f"{detail}; fractional bucket {bucket}", bucket
+        )
+    bucket = flagd_bucket(name, ctx.user, 100)
+    on = bucket < pct
+    return Evaluation(
+        name, on, rule, f"{detail}; fractional bucket {bucket} {'<' if on else '>='} {pct}", bucket, pct
+    )
+
+
+def _flagd_variant(variants: tuple[tuple[str, int], ...], bucket: int) -> str:
+    """The variant whose cumulative weight range holds the bucket (flagd: bucket < range end)."""
+    end = 0
+    for name, weight in variants:
+        end += weight
+        if bucket < end:
+            return name
+    return variants[-1][0]
+
+
+def _no_user_value(defn: FlagDef, pct: int) -> bool | str:
+    if defn.type == VARIANT:
+        return defn.variants[0][0]
+    return pct >= 100
+
+
+def flagd_bucket(flag: str, targeting_key: str, total_weight: int = 100) -> int:
+    """The bucket 0..total_weight-1 flagd's `fractional` shorthand gives a user, as flagd-core 2.x
+    computes it: murmur3 (x86 32-bit, seed 0, unsigned) over the canonical CBOR encoding of
+    [flagKey, targetingKey], then (hash * total_weight) >> 32."""
+    h = mmh3.hash(_cbor_pair(flag, targeting_key), 0, signed=False)
+    return (h * total_weight) >> 32
+
+
+def _cbor_pair(a: str, b: str) -> bytes:
+    """Canonical CBOR of a two-element array of text strings (RFC 8949 §4.2: shortest lengths)."""
+    return b"\x82" + _cbor_text(a) + _cbor_text(b)
+
+
+def _cbor_text(text: str) -> bytes:
+    data = text.encode("utf-8")
+    n = len(data)
+    if n < 24:
+        head = bytes((0x60 + n,))
+    elif n < 0x100:
+        head = bytes((0x78, n))
+    elif n < 0x10000:
+        head = b"\x79" + n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        head = b"\x7a" + n.to_bytes(4, "big")
+    else:
+        head = b"\x7b" + n.to_bytes(8, "big")
+    return head + data

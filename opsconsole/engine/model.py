@@ -161,17 +161,63 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Targeting:
+    """Who gets a flag first, whatever its percentage: users by id, tenants, regions (DESIGN §7).
+    Only the environment variable, the kill switch and an off parent beat it."""
+
+    users: frozenset[str] = frozenset()
+    tenants: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.tenants or self.regions)
+
+
+FLAG_LIFETIMES: dict[str, float | None] = {
+    "release": 40 * 86400.0,
+    "experiment": 40 * 86400.0,
+    "operational": 7 * 86400.0,
+    "kill-switch": None,
+    "permission": None,
+}
+"""Expected lifetime per flag kind (Unleash's defaults); None: never stale."""
+
+
+@dataclass(frozen=True)
 class FlagDef:
-    """A flag's definition from config/flags.yaml (its values live in the store)."""
+    """A flag's definition from config/flags.yaml (its values live in the store).
+
+    The stored value is a bool for boolean and variant flags and an int 0..100 for percentage
+    flags. A variant flag that is on gives each user one of `variants` by weight (stable per user);
+    off, everyone gets the first variant (the control)."""
 
     name: str
-    type: str = "boolean"  # boolean | percentage
+    type: str = "boolean"  # boolean | percentage | variant
     default: FlagValue = False
     description: str = ""
     risk: str = "low"  # low | medium | high
     owner: str = ""
     depends_on: str | None = None
     where: str = ""
+    variants: tuple[tuple[str, int], ...] = ()
+    """Variant flags: (variant name, weight), weights summing to 100, in file order."""
+    targeting: Targeting = Targeting()
+    environments: tuple[str, ...] = ()
+    """The environments the flag exists in; empty: all of them."""
+    env_defaults: tuple[tuple[str, FlagValue], ...] = ()
+    """Per-environment defaults (the seed's ENABLE_* settings differ between dev and production)."""
+    kind: str = "release"  # a key of FLAG_LIFETIMES
+    created: float | None = None
+    """When the flag was introduced (config `created: 2026-10-01`), epoch seconds; None: unknown."""
+
+    def default_for(self, environment: str | None) -> FlagValue:
+        for env, value in self.env_defaults:
+            if env == environment:
+                return value
+        return self.default
+
+    def in_environment(self, environment: str | None) -> bool:
+        return not self.environments or environment is None or environment in self.environments
 
 
 @dataclass(frozen=True)

@@ -321,8 +321,8 @@ def test_parse_env_value() -> None:
     for bad in ["101", "-1", "2.5", "lots", ""]:
         with pytest.raises(ValueError, match="is not a percentage"):
             parse_env_value("percentage", bad)
-    with pytest.raises(ValueError, match="unknown flag type 'variant'"):
-        parse_env_value("variant", "blue")
+    with pytest.raises(ValueError, match="unknown flag type 'colour'"):
+        parse_env_value("colour", "blue")
 
 
 def test_validate_value_errors_name_the_flag() -> None:
