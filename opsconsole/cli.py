@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     fset.add_argument("value", help="true/false, or 0..100 for percentage flags")
     fset.add_argument("--env", required=True)
     fset.add_argument("--reason", required=True)
+    fev = fl.add_parser(
+        "eval", parents=[common], help="a flag for one user: value, deciding rule, bucket, both consumers"
+    )
+    fev.add_argument("name")
+    fev.add_argument("--user", required=True, help="the user id (flagd: targetingKey)")
+    fev.add_argument("--tenant", default=None)
+    fev.add_argument("--region", default=None)
+    fev.add_argument("--env", default=None, help="environment (default: the production one)")
+    fev.add_argument("--json", action="store_true")
 
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
     eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
@@ -340,6 +349,55 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_flags_eval(args: argparse.Namespace) -> int:
+    from .engine.flags import EvalContext
+
+    engine = _engine(args)
+    env = args.env or _production_environment(engine.config)
+    ctx = EvalContext(args.user, args.tenant, args.region)
+    state, own, flagd = engine.evaluate_flag(env, args.name, ctx)
+    answers = {"console": own, "flagd": flagd}
+    doc = {
+        "flag": args.name,
+        "environment": env,
+        "context": ctx._asdict(),
+        "state": {
+            "value": state.value,
+            "decided_by": state.decided_by,
+            "detail": state.detail,
+            "warning": state.warning,
+        },
+        **{k: {f: getattr(e, f) for f in e._fields if f != "flag"} for k, e in answers.items()},
+        "differ": own.value != flagd.value,
+    }
+    if args.json:
+        _out(doc)
+        return EXIT_OK
+    who = ", ".join(f"{k} {v}" for k, v in ctx._asdict().items() if v is not None)
+    print(f"{args.name} in {env} for {who}")
+    shown = f"{state.value}%" if state.type == "percentage" else str(state.value).lower()
+    print(
+        f"  flag value: {shown}, decided by {state.decided_by}"
+        + (f" ({state.detail})" if state.detail else "")
+    )
+    for label, e in (
+        ("console (Unleash: JSON file, demo, canary)", own),
+        ("flagd fractional (OpenFeature)", flagd),
+    ):
+        value = str(e.value).lower() if isinstance(e.value, bool) else e.value
+        print(f"  {label:<44} {value:<8} rule={e.rule}: {e.detail}")
+    if doc["differ"]:
+        print("  the two consumers disagree for this user: they hash users differently (DESIGN §7)")
+    return EXIT_OK
+
+
+def _production_environment(config: Any) -> str:
+    for name, env in config.environments.items():
+        if env.production:
+            return str(name)
+    return str(next(iter(config.environments)))
+
+
 def cmd_engine(args: argparse.Namespace) -> int:
     from .engine.runner import EngineBusy, Runner
 
@@ -428,6 +486,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("all-clear", None): cmd_all_clear,
     ("flags", "list"): cmd_flags_list,
     ("flags", "set"): cmd_flags_set,
+    ("flags", "eval"): cmd_flags_eval,
     ("engine", None): cmd_engine,
     ("report", None): cmd_report,
     ("audit", None): cmd_audit,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .alarms import AlarmStatus
     from .authz import Forbidden
     from .core import Conflict, Engine, NotFound
-    from .flags import FlagState
+    from .flags import EvalContext, Evaluation, FlagState
     from .killswitch import KillResult, KillState
     from .model import Actor, Config, GateVerdict, Role, Rollout, RolloutState, Verdict
     from .report import iso
@@ -55,6 +55,8 @@ _LAZY = {
     "iso": "report",
     "render_report": "report",
     "FlagState": "flags",
+    "EvalContext": "flags",
+    "Evaluation": "flags",
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
     "Role": "model",
@@ -66,6 +68,8 @@ __all__ = [
     "Actor",
     "AlarmStatus",
     "EngineBusy",
+    "EvalContext",
+    "Evaluation",
     "FlagState",
     "GateVerdict",
     "MetricRow",

@@ -8,6 +8,7 @@ newer version, re-reads, and the state machine refuses the second approval or re
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import time
@@ -25,6 +26,7 @@ from .model import (
     ENGINE_ACTOR,
     Actor,
     Config,
+    FlagDef,
     FlagValue,
     GateVerdict,
     Plan,
@@ -141,7 +143,36 @@ class Engine:
         with self.store.read() as tx:
             stored = {f.name: f.value for f in tx.list_flags(environment)}
         kill = self.config.kill_switch if self.kill_state().engaged else None
-        return flag_logic.resolve(self.config.flags, stored, kill=kill, environ=self.environ)
+        return flag_logic.resolve(
+            self.config.flags, stored, kill=kill, environ=self.environ, environment=environment
+        )
+
+    def evaluate_flag(
+        self, environment: str, name: str, ctx: flag_logic.EvalContext
+    ) -> tuple[flag_logic.FlagState, flag_logic.Evaluation, flag_logic.Evaluation]:
+        """A flag for one user: its state, the console's own answer (Unleash bucketing: the JSON
+        file's consumers, the demo service, the canary) and what a flagd/OpenFeature consumer gets."""
+        defn = self._flag_def(environment, name)
+        state = self.flag_states(environment)[name]
+        return state, flag_logic.evaluate(state, defn, ctx), flag_logic.flagd_evaluate(state, defn, ctx)
+
+    def _flag_def(self, environment: str, name: str) -> FlagDef:
+        """The flag's definition, or NotFound naming what is wrong: the environment, the flag (with a
+        near miss), or the flag not being used in that environment."""
+        if environment not in self.config.environments:
+            raise NotFound(
+                f"no environment {environment!r} (environments: {', '.join(self.config.environments)})"
+            )
+        defn = self.config.flags.get(name)
+        if defn is None:
+            close = difflib.get_close_matches(name, list(self.config.flags), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise NotFound(f"no flag {name!r} in the flag definitions{hint}")
+        if not defn.in_environment(environment):
+            raise NotFound(
+                f"flag {name!r} is not used in {environment} (only in {', '.join(defn.environments)})"
+            )
+        return defn
 
     # ------------------------------------------------------------------------------------ commands
 
@@ -173,11 +204,7 @@ class Engine:
 
     def set_flag(self, environment: str, name: str, value: FlagValue, reason: str) -> FlagValue | None:
         self.authz.require(self.actor, "flag.set")
-        if environment not in self.config.environments:
-            raise NotFound(f"no environment {environment!r}")
-        defn = self.config.flags.get(name)
-        if defn is None:
-            raise NotFound(f"no flag {name!r} in the flag definitions")
+        defn = self._flag_def(environment, name)
         value = flag_logic.validate_value(defn, value)
         now = self.clock()
         with self.store.transaction() as tx:
