@@ -13,9 +13,11 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_PENDING, EXIT_FORBIDDEN, EXIT_STORE = 0, 1, 2, 3, 4, 5
+RAMP_STEPS = 4
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     fev.add_argument("--region", default=None)
     fev.add_argument("--env", default=None, help="environment (default: the production one)")
     fev.add_argument("--json", action="store_true")
+    _flag_schedule_parsers(fl, common)
 
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
     eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
@@ -113,6 +116,50 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     demo.add_argument("--rps", type=float, default=40.0, help="generated requests per second")
     return parser
+
+
+def _flag_schedule_parsers(fl: Any, common: argparse.ArgumentParser) -> None:
+    fhi = fl.add_parser(
+        "history", parents=[common], help="every change of a flag: who, when, old -> new, why"
+    )
+    fhi.add_argument("name")
+    fhi.add_argument("--env", default=None, help="one environment (default: all)")
+    fhi.add_argument("--json", action="store_true")
+    fsc = fl.add_parser(
+        "schedule",
+        parents=[common],
+        help="change a flag later (--at TIME --to VALUE) or ramp it (--from A --to B --over 2h [--steps N])",
+    )
+    fsc.add_argument("name")
+    fsc.add_argument("--env", required=True)
+    fsc.add_argument(
+        "--at",
+        help="14:00 (next occurrence, local time), +30m, or ISO 2026-10-01T14:00; a ramp starts then (default: now)",
+    )
+    fsc.add_argument("--to", required=True, help="the value: true/false, or 0..100 for percentage flags")
+    fsc.add_argument("--from", dest="from_value", help="ramp: the value it starts from (percentage flags)")
+    fsc.add_argument("--over", help="ramp: how long it takes, e.g. 2h")
+    fsc.add_argument("--steps", type=int, default=None, help=f"ramp: number of steps (default {RAMP_STEPS})")
+    fsc.add_argument("--reason", required=True)
+    fsc.add_argument("--json", action="store_true")
+    fss = fl.add_parser(
+        "schedules", parents=[common], help="scheduled flag changes and the time to their next step"
+    )
+    fss.add_argument("--env", default=None)
+    fss.add_argument("--all", action="store_true", help="include done, canceled and stopped schedules")
+    fss.add_argument("--json", action="store_true")
+    fca = fl.add_parser("cancel", parents=[common], help="cancel a pending flag schedule")
+    fca.add_argument("id", type=_schedule_id, help="the schedule's number (from `flags schedules`)")
+    fca.add_argument("--reason", required=True)
+
+
+def _schedule_id(text: str) -> int:
+    digits = text.strip().removeprefix("#")
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a schedule number (see `opsconsole flags schedules`)"
+        )
+    return int(digits)
 
 
 def _console_options(p: argparse.ArgumentParser) -> None:
@@ -309,6 +356,7 @@ def cmd_flags_list(args: argparse.Namespace) -> int:
         if env not in engine.config.environments:
             raise ValueError(f"no environment {env!r}")
         states = engine.flag_states(env)
+        ages = engine.flag_ages(env)
         out[env] = [
             {
                 "name": s.name,
@@ -318,6 +366,8 @@ def cmd_flags_list(args: argparse.Namespace) -> int:
                 "detail": s.detail,
                 "risk": engine.config.flags[s.name].risk,
                 "warning": s.warning,
+                "kind": engine.config.flags[s.name].kind,
+                **_age_fields(ages.get(s.name)),
             }
             for s in sorted(states.values(), key=lambda s: s.name)
         ]
@@ -329,8 +379,16 @@ def cmd_flags_list(args: argparse.Namespace) -> int:
         for row in rows:
             value = f"{row['value']}%" if row["type"] == "percentage" else str(row["value"]).lower()
             why = row["decided_by"] + (f" ({row['detail']})" if row["detail"] else "")
-            print(f"  {row['name']:<36} {value:<6} {why:<28} risk={row['risk']}")
+            stale = "STALE" if row["stale"] else ""
+            line = f"  {row['name']:<36} {value:<6} {why:<28} risk={row['risk']:<6} {row['kind']:<11} {stale}"
+            print(line.rstrip())
     return EXIT_OK
+
+
+def _age_fields(age: Any) -> dict[str, Any]:
+    if age is None:
+        return {"stale": False, "age_seconds": None, "age": "age unknown"}
+    return {"stale": age.stale, "age_seconds": age.age, "age": age.detail}
 
 
 def cmd_flags_set(args: argparse.Namespace) -> int:
@@ -396,6 +454,188 @@ def _production_environment(config: Any) -> str:
         if env.production:
             return str(name)
     return str(next(iter(config.environments)))
+
+
+# ------------------------------------------------------------------------------ flag history, schedules
+
+
+def _known_flag(engine: Any, name: str) -> Any:
+    from .engine.config.issues import suggest
+
+    defn = engine.config.flags.get(name)
+    if defn is None:
+        raise ValueError(f"no flag {name!r} in the flag definitions{suggest(name, engine.config.flags)}")
+    return defn
+
+
+def _known_env(engine: Any, env: str) -> str:
+    from .engine.config.issues import suggest
+
+    if env not in engine.config.environments:
+        raise ValueError(f"no environment {env!r}{suggest(env, engine.config.environments)}")
+    return env
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def cmd_flags_history(args: argparse.Namespace) -> int:
+    from .engine.report import iso
+
+    engine = _engine(args)
+    envs = [_known_env(engine, args.env)] if args.env else list(engine.config.environments)
+    changes = [
+        {"environment": env, **h, "at": iso(h["at"]), "at_epoch": h["at"]}
+        for env in envs
+        for h in engine.flag_history(env, args.name)
+    ]
+    if not changes:
+        _known_flag(engine, args.name)  # a flag no longer defined still shows the history it left
+    changes.sort(key=lambda c: (c["at_epoch"], c["environment"]))
+    if args.json:
+        _out({"flag": args.name, "changes": changes})
+        return EXIT_OK
+    if not changes:
+        where = f" in {args.env}" if args.env else ""
+        print(f"{args.name}: no changes recorded{where} (it has its default value)")
+    for c in changes:
+        who = f"{c['actor']}@{c['origin']}"
+        print(
+            f"{c['at']}  {c['environment']:<11} {who:<24} {_shown(c['old'])} -> {_shown(c['new'])}  {c['reason']}"
+        )
+    return EXIT_OK
+
+
+def cmd_flags_schedule(args: argparse.Namespace) -> int:
+    from .engine import schedules
+    from .engine.config import parse_duration
+    from .engine.flags import validate_value
+    from .engine.model import ScheduleStep
+
+    engine = _engine(args)
+    _known_env(engine, args.env)
+    defn = _known_flag(engine, args.name)
+    now = engine.clock()
+    start = schedules.parse_time(args.at, now) if args.at else None
+    if args.from_value is not None or args.over is not None:
+        if args.from_value is None or args.over is None:
+            raise ValueError("a ramp needs --from, --to and --over (e.g. --from 0 --to 100 --over 2h)")
+        try:
+            over = parse_duration(args.over)
+        except ValueError as exc:
+            raise ValueError(f"--over: {exc}") from None
+        count = RAMP_STEPS if args.steps is None else args.steps
+        steps = schedules.ramp_for(
+            defn, now if start is None else start, args.from_value, args.to, over, count
+        )
+    else:
+        if start is None:
+            raise ValueError("say when: --at TIME (or ramp with --from, --to and --over)")
+        if args.steps is not None:
+            raise ValueError("--steps is for a ramp (--from, --to, --over)")
+        steps = (ScheduleStep(start, validate_value(defn, args.to)),)
+    sched = engine.schedule_flag(args.env, args.name, steps, args.reason)
+    _warn_without_runner(engine, [sched])
+    if args.json:
+        _out(_schedule_doc(engine, sched, engine.clock()))
+        return EXIT_OK
+    print(
+        f"schedule #{sched.id}: {sched.environment}/{sched.flag} {schedules.plan_text(defn.type, sched.steps)}"
+    )
+    print(f"  {_schedule_status(engine, sched, engine.clock())}")
+    return EXIT_OK
+
+
+def cmd_flags_schedules(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    if args.env:
+        _known_env(engine, args.env)
+    now = engine.clock()
+    items = engine.flag_schedules(args.env, active_only=not args.all)
+    _warn_without_runner(engine, items)
+    if args.json:
+        _out([_schedule_doc(engine, s, now) for s in items])
+        return EXIT_OK
+    if not items:
+        print("no flag schedules" if args.all else "no pending flag schedules")
+    for s in items:
+        print(f"#{s.id:<4} {s.environment}/{s.flag}  {_schedule_status(engine, s, now)}")
+        print(f"      by {s.created_by}: {s.reason}")
+    return EXIT_OK
+
+
+def cmd_flags_cancel(args: argparse.Namespace) -> int:
+    s = _engine(args).cancel_schedule(args.id, args.reason)
+    print(
+        f"schedule #{s.id} ({s.environment}/{s.flag}) canceled: {s.next_index} of {len(s.steps)} steps "
+        "were applied and stay"
+    )
+    return EXIT_OK
+
+
+def _flag_type(engine: Any, s: Any) -> str:
+    defn = engine.config.flags.get(s.flag)
+    if defn is not None:
+        return str(defn.type)
+    return "boolean" if all(isinstance(x.value, bool) for x in s.steps) else "percentage"
+
+
+def _schedule_status(engine: Any, s: Any, now: float) -> str:
+    from .engine import schedules
+    from .engine.units import format_duration
+
+    done = f"{s.next_index}/{len(s.steps)} applied"
+    step = s.next_step
+    if step is None:
+        state = str(s.state)
+        text = s.ended_reason if s.ended_reason.startswith(state) else f"{state}: {s.ended_reason}"
+        return text if state == "done" else f"{text} ({done})"
+    when = datetime.fromtimestamp(step.at).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    left = schedules.remaining(s, now) or 0.0
+    due = "due now" if left <= 0 else f"in {format_duration(left)}"
+    value = schedules.value_text(_flag_type(engine, s), step.value)
+    return f"{s.state}, {done}; next: {value} at {when} ({due})"
+
+
+def _schedule_doc(engine: Any, s: Any, now: float) -> dict[str, Any]:
+    from .engine import schedules
+    from .engine.report import iso
+
+    step = s.next_step
+    return {
+        "id": s.id,
+        "environment": s.environment,
+        "flag": s.flag,
+        "type": _flag_type(engine, s),
+        "state": str(s.state),
+        "applied": s.next_index,
+        "steps": [
+            {"at": iso(x.at), "at_epoch": x.at, "value": x.value, "applied": i < s.next_index}
+            for i, x in enumerate(s.steps)
+        ],
+        "next": None
+        if step is None
+        else {"at": iso(step.at), "value": step.value, "in_seconds": schedules.remaining(s, now)},
+        "created_by": s.created_by,
+        "created_origin": s.created_origin,
+        "created_at": iso(s.created_at),
+        "reason": s.reason,
+        "ended_reason": s.ended_reason,
+    }
+
+
+def _warn_without_runner(engine: Any, items: Sequence[Any]) -> None:
+    from .engine.runner import Runner
+
+    if any(s.active for s in items) and Runner.holder(engine.workspace) is None:
+        print(
+            "note: no engine runs on this workspace; scheduled steps apply while `opsconsole engine` "
+            "or the console runs",
+            file=sys.stderr,
+        )
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
@@ -486,6 +726,10 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("all-clear", None): cmd_all_clear,
     ("flags", "list"): cmd_flags_list,
     ("flags", "set"): cmd_flags_set,
+    ("flags", "history"): cmd_flags_history,
+    ("flags", "schedule"): cmd_flags_schedule,
+    ("flags", "schedules"): cmd_flags_schedules,
+    ("flags", "cancel"): cmd_flags_cancel,
     ("flags", "eval"): cmd_flags_eval,
     ("engine", None): cmd_engine,
     ("report", None): cmd_report,

@@ -14,17 +14,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from . import schedules
     from .alarms import AlarmStatus
     from .authz import Forbidden
     from .core import Conflict, Engine, NotFound
     from .flags import EvalContext, Evaluation, FlagState
     from .killswitch import KillResult, KillState
-    from .model import Actor, Config, GateVerdict, Role, Rollout, RolloutState, Verdict
+    from .model import (
+        Actor,
+        Config,
+        FlagSchedule,
+        GateVerdict,
+        Role,
+        Rollout,
+        RolloutState,
+        ScheduleState,
+        ScheduleStep,
+        Verdict,
+    )
     from .report import iso
     from .report import render as render_report
     from .rollout import Rejected
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
+    from .stale import FlagAge
     from .units import format_duration, format_value
     from .views import phase_of, rollout_row, why
 
@@ -57,6 +70,10 @@ _LAZY = {
     "FlagState": "flags",
     "EvalContext": "flags",
     "Evaluation": "flags",
+    "FlagSchedule": "model",
+    "ScheduleState": "model",
+    "ScheduleStep": "model",
+    "FlagAge": "stale",
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
     "Role": "model",
@@ -70,7 +87,12 @@ __all__ = [
     "EngineBusy",
     "EvalContext",
     "Evaluation",
+    "FlagAge",
+    "FlagSchedule",
     "FlagState",
+    "ScheduleState",
+    "ScheduleStep",
+    "schedules",
     "GateVerdict",
     "MetricRow",
     "Role",
@@ -100,7 +122,13 @@ __all__ = [
 ]
 
 
+_MODULES = frozenset({"schedules"})
+"""Pure helper modules the console may use whole (parsing schedule times, describing plans)."""
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EngineEvent:
-    kind: str  # rollout | verdicts | flags | kill_switch | alarms | engine
+    kind: str  # rollout | verdicts | flags | schedules | kill_switch | alarms | engine
     data: dict[str, Any] = field(default_factory=dict)
 
 

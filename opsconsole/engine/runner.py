@@ -39,6 +39,9 @@ class TickStats:
     last_ms: float = 0.0
     commits: int = 0
     evaluations: int = 0
+    schedule_changes: int = 0
+    schedule_errors: int = 0
+    last_schedule_error: str = ""
 
 
 class Runner:
@@ -119,7 +122,7 @@ class Runner:
         t0 = time.perf_counter()
         engine = self.engine
         now = engine.clock()
-        kill, rollouts = await asyncio.to_thread(self._load)
+        kill, rollouts = await asyncio.to_thread(self._load, now)
         work: list[tuple[Plan, Rollout]] = []
         for r in rollouts:
             plan = engine.config.plans.get(r.plan)
@@ -140,8 +143,18 @@ class Runner:
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 
-    def _load(self) -> tuple[bool, list[Rollout]]:
+    def _load(self, now: float) -> tuple[bool, list[Rollout]]:
+        self._apply_schedules(now)  # first: a step applied now is in the state this tick decides on
         return self.engine.kill_state().engaged, self.engine.rollouts(active_only=True)
+
+    def _apply_schedules(self, now: float) -> None:
+        # A schedule that fails must not stop the loop that rolls back bad canaries: count it, and
+        # the next tick tries again.
+        try:
+            self.stats.schedule_changes += len(self.engine.apply_due_schedules(now))
+        except Exception as exc:
+            self.stats.schedule_errors += 1
+            self.stats.last_schedule_error = str(exc)
 
     async def _decide(self, plan: Plan, r: Rollout, now: float, kill_engaged: bool) -> Decision | None:
         """The decision for one rollout this tick, or None when nothing worth writing changed."""

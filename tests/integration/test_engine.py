@@ -270,3 +270,17 @@ def test_kill_switch_with_a_locked_store_writes_files_first_and_journals(tmp_pat
     assert later.rollout(r.id).state is S.ABORTED
     kills = later.audit_events(target="kill_switch")
     assert len(kills) == 1 and kills[0].data["recorded_late"] and kills[0].actor == "bob"
+
+
+def test_high_risk_and_production_flag_changes_need_a_reason(tmp_path):
+    """The console asks for a reason; the engine refuses without one, whoever calls it."""
+    ws = write_workspace(tmp_path, port=9)
+    alice = engine_as(ws, "alice")
+    with pytest.raises(Rejected, match="needs a reason"):
+        alice.set_flag("production", "new_checkout", 10, "  ")
+    with pytest.raises(Rejected, match="high-risk"):
+        alice.set_flag("staging", "emergency_shutdown", True, "")
+    assert alice.flag_history("production", "new_checkout") == []
+    alice.set_flag("staging", "enable_new_checkout", True, "")  # low risk, not production: fine
+    alice.set_flag("production", "new_checkout", 10, "first 10%")
+    assert alice.flag_states("production")["new_checkout"].value == 10

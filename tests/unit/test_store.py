@@ -28,7 +28,7 @@ from opsconsole.engine.model import (
     Verdict,
 )
 from opsconsole.engine.store import Store, StoreError, codec, open_store
-from opsconsole.engine.store.schema import LATEST_VERSION, current_version
+from opsconsole.engine.store.schema import LATEST_VERSION, MIGRATIONS, current_version
 
 ALICE = Actor("alice", "ssh 192.0.2.10:50022")
 BOB = Actor("bob")
@@ -117,7 +117,8 @@ def test_open_creates_directories_and_migrations_are_idempotent(
     path = sqlite_file(store_url)
     assert Path(path).is_file()
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT version FROM schema_version").fetchall() == [(LATEST_VERSION,)]
+    applied = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert applied == [(version,) for version, _ in MIGRATIONS]
     assert current_version(raw) == LATEST_VERSION
     raw.close()
     with first.transaction() as tx:

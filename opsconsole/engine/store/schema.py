@@ -98,6 +98,35 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             """,
         ],
     ),
+    (
+        2,
+        [
+            # Scheduled flag changes. `steps` is JSON [[at, value], ...]; `next_at` repeats the time
+            # of steps[next_index] (NULL once nothing is pending) so the runner's every-tick question
+            # "is anything due?" is one lookup in flag_schedules_due.
+            """
+            CREATE TABLE flag_schedules (
+                id BIGINT NOT NULL PRIMARY KEY,
+                environment TEXT NOT NULL,
+                flag TEXT NOT NULL,
+                steps TEXT NOT NULL,
+                next_index BIGINT NOT NULL,
+                next_at DOUBLE PRECISION,
+                state TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_origin TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                ended_reason TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX flag_schedules_due ON flag_schedules (state, next_at)",
+            "CREATE INDEX flag_schedules_by_flag ON flag_schedules (environment, flag)",
+            # The first recorded change of each flag dates flags without a `created` date (stale.py).
+            "CREATE INDEX flag_history_by_name ON flag_history (name, at)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

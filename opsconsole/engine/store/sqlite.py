@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from .. import audit
-from ..model import ACTIVE_STATES, Actor, AuditEvent, FlagRecord, FlagValue, GateVerdict, Rollout
+from ..model import (
+    ACTIVE_STATES,
+    Actor,
+    AuditEvent,
+    FlagRecord,
+    FlagSchedule,
+    FlagValue,
+    GateVerdict,
+    Rollout,
+    ScheduleState,
+    ScheduleStep,
+)
 from . import Store, StoreError, codec
 from .schema import migrate
 
@@ -27,6 +38,10 @@ BUSY_TIMEOUT_MS = 5000
 
 _ROLLOUT_SELECT = f"SELECT {', '.join(codec.ROLLOUT_COLUMNS)}, body FROM rollouts"
 _AUDIT_COLUMNS = "seq, at, actor, origin, action, target, data, prev_hash, hash"
+_SCHEDULE_COLUMNS = (
+    "id, environment, flag, steps, next_index, state, created_by, created_origin, reason, created_at,"
+    " updated_at, ended_reason"
+)
 
 
 class Tx:
@@ -220,6 +235,129 @@ class Tx:
             for at, actor, origin, old, new, reason in rows
         ]
 
+    def first_flag_changes(self) -> dict[str, float]:
+        """When the store first recorded a change of each flag, in any environment."""
+        rows = self._run("SELECT name, MIN(at) FROM flag_history GROUP BY name").fetchall()
+        return {name: float(at) for name, at in rows}
+
+    # ------------------------------------------------------------------------------ flag schedules
+
+    def insert_schedule(
+        self,
+        environment: str,
+        flag: str,
+        steps: Sequence[ScheduleStep],
+        actor: Actor,
+        reason: str,
+        at: float,
+    ) -> FlagSchedule:
+        """Store a pending schedule under the next free id (assigned under this transaction's lock)."""
+        self._writing("insert_schedule")
+        if not steps:
+            raise StoreError(f"schedule for {environment}/{flag}: no steps")
+        schedule_id = 1 + int(self._scalar("SELECT MAX(id) FROM flag_schedules") or 0)
+        self._run(
+            f"INSERT INTO flag_schedules ({_SCHEDULE_COLUMNS}, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                schedule_id,
+                environment,
+                flag,
+                codec.dumps([[float(s.at), s.value] for s in steps]),
+                0,
+                str(ScheduleState.PENDING),
+                actor.user,
+                actor.origin,
+                reason,
+                float(at),
+                float(at),
+                "",
+                float(steps[0].at),
+            ),
+        )
+        schedule = self.get_schedule(schedule_id)
+        assert schedule is not None
+        return schedule
+
+    def get_schedule(self, schedule_id: int) -> FlagSchedule | None:
+        row = self._run(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM flag_schedules WHERE id = ?", (int(schedule_id),)
+        ).fetchone()
+        return None if row is None else _schedule(row)
+
+    def list_schedules(
+        self, environment: str | None = None, active_only: bool = True, flag: str | None = None
+    ) -> list[FlagSchedule]:
+        """Oldest first."""
+        sql = f"SELECT {_SCHEDULE_COLUMNS} FROM flag_schedules WHERE 1 = 1"
+        params: list[Any] = []
+        if active_only:
+            sql += " AND state = ?"
+            params.append(str(ScheduleState.PENDING))
+        if environment is not None:
+            sql += " AND environment = ?"
+            params.append(environment)
+        if flag is not None:
+            sql += " AND flag = ?"
+            params.append(flag)
+        return [_schedule(row) for row in self._run(sql + " ORDER BY id", params).fetchall()]
+
+    def due_schedules(self, now: float) -> list[FlagSchedule]:
+        """Pending schedules whose next step is due at `now`: one lookup in flag_schedules_due."""
+        rows = self._run(
+            f"SELECT {_SCHEDULE_COLUMNS} FROM flag_schedules WHERE state = ? AND next_at <= ? ORDER BY id",
+            (str(ScheduleState.PENDING), float(now)),
+        ).fetchall()
+        return [_schedule(row) for row in rows]
+
+    def advance_schedule(self, schedule_id: int, next_index: int, at: float) -> FlagSchedule:
+        """Record that every step before `next_index` is applied; past the last step it is done."""
+        self._writing("advance_schedule")
+        current = self.get_schedule(schedule_id)
+        if current is None:
+            raise StoreError(f"no schedule {schedule_id}")
+        done = next_index >= len(current.steps)
+        self._run(
+            "UPDATE flag_schedules SET next_index = ?, next_at = ?, state = ?, updated_at = ?, ended_reason = ?"
+            " WHERE id = ?",
+            (
+                min(next_index, len(current.steps)),
+                None if done else float(current.steps[next_index].at),
+                str(ScheduleState.DONE if done else ScheduleState.PENDING),
+                float(at),
+                f"all {len(current.steps)} steps applied" if done else "",
+                int(schedule_id),
+            ),
+        )
+        updated = self.get_schedule(schedule_id)
+        assert updated is not None
+        return updated
+
+    def end_schedule(self, schedule_id: int, state: ScheduleState, reason: str, at: float) -> bool:
+        """Cancel or stop a pending schedule; False (nothing written) when it is not pending."""
+        self._writing("end_schedule")
+        cur = self._run(
+            "UPDATE flag_schedules SET state = ?, next_at = NULL, updated_at = ?, ended_reason = ?"
+            " WHERE id = ? AND state = ?",
+            (str(state), float(at), reason, int(schedule_id), str(ScheduleState.PENDING)),
+        )
+        return bool(cur.rowcount == 1)
+
+    def stop_pending_schedules(self, reason: str, at: float) -> list[int]:
+        """Stop every pending schedule (the kill switch); returns their ids."""
+        self._writing("stop_pending_schedules")
+        pending = str(ScheduleState.PENDING)
+        ids = [
+            int(row[0])
+            for row in self._run("SELECT id FROM flag_schedules WHERE state = ? ORDER BY id", (pending,))
+        ]
+        if ids:
+            self._run(
+                "UPDATE flag_schedules SET state = ?, next_at = NULL, updated_at = ?, ended_reason = ?"
+                " WHERE state = ?",
+                (str(ScheduleState.STOPPED), float(at), reason, pending),
+            )
+        return ids
+
     # ------------------------------------------------------------------------------ audit
 
     def append_audit(
@@ -283,6 +421,37 @@ class Tx:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             (key, codec.dumps(codec.to_jsonable(value)), float(at)),
         )
+
+
+def _schedule(row: tuple[Any, ...]) -> FlagSchedule:
+    (
+        sid,
+        environment,
+        flag,
+        steps,
+        next_index,
+        state,
+        created_by,
+        origin,
+        reason,
+        created_at,
+        updated_at,
+        ended,
+    ) = row
+    return FlagSchedule(
+        id=int(sid),
+        environment=environment,
+        flag=flag,
+        steps=tuple(ScheduleStep(float(at), value) for at, value in codec.loads(steps)),
+        next_index=int(next_index),
+        state=ScheduleState(state),
+        created_by=created_by,
+        created_origin=origin,
+        reason=reason,
+        created_at=created_at,
+        updated_at=updated_at,
+        ended_reason=ended,
+    )
 
 
 def _flag_record(row: tuple[Any, ...]) -> FlagRecord:
