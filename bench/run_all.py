@@ -17,6 +17,7 @@ from common import machine_facts
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "kill_switch",
+    "flag_export",
     "gate_eval",
     "engine_cpu",
     "reaction",

@@ -12,7 +12,7 @@ import difflib
 import os
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from typing import Any
 from . import flags as flag_logic
 from . import killswitch
 from . import report as report_mod
+from . import schedules as schedule_logic
+from . import stale as stale_logic
 from .authz import Authz
 from .events import EventBus
 from .model import (
@@ -27,15 +29,18 @@ from .model import (
     Actor,
     Config,
     FlagDef,
+    FlagSchedule,
     FlagValue,
     GateVerdict,
     Plan,
     Rollout,
     RolloutState,
+    ScheduleState,
+    ScheduleStep,
 )
 from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlags, Tick, decide, new_rollout
 from .store import Store, open_store
-from .targets import flagfile
+from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 
 ALARM_ACKS = "alarm_acks"
@@ -174,6 +179,24 @@ class Engine:
             )
         return defn
 
+    def flag_schedules(self, environment: str | None = None, active_only: bool = True) -> list[FlagSchedule]:
+        """Scheduled flag changes, oldest first: the pending ones, or every one with active_only=False."""
+        with self.store.read() as tx:
+            return tx.list_schedules(environment, active_only=active_only)
+
+    def flag_ages(self, environment: str) -> dict[str, stale_logic.FlagAge]:
+        """Age and staleness of every flag used in `environment` (stale.py says how age is counted)."""
+        if environment not in self.config.environments:
+            raise NotFound(f"no environment {environment!r}")
+        with self.store.read() as tx:
+            first = tx.first_flag_changes()
+        defs = [d for d in self.config.flags.values() if d.in_environment(environment)]
+        return stale_logic.flag_ages(defs, first, self.clock())
+
+    def stale_flags(self, environment: str) -> list[stale_logic.FlagAge]:
+        """The flags of `environment` that outlived their kind's lifetime, most overdue first."""
+        return stale_logic.stale_only(self.flag_ages(environment).values())
+
     # ------------------------------------------------------------------------------------ commands
 
     def start_rollout(self, plan_name: str, reason: str = "") -> Rollout:
@@ -206,6 +229,9 @@ class Engine:
         self.authz.require(self.actor, "flag.set")
         defn = self._flag_def(environment, name)
         value = flag_logic.validate_value(defn, value)
+        if not reason.strip() and (defn.risk == "high" or self.config.environments[environment].production):
+            where = "a high-risk flag" if defn.risk == "high" else f"a flag in {environment}"
+            raise Rejected(f"changing {where} needs a reason ({name})")
         now = self.clock()
         with self.store.transaction() as tx:
             old = tx.set_flag(environment, name, value, self.actor, reason, now)
@@ -241,7 +267,172 @@ class Engine:
             raise Rejected("all-clear needs a reason")
         killswitch.all_clear(self, reason)
 
+    def schedule_flag(
+        self,
+        environment: str,
+        name: str,
+        steps: Sequence[ScheduleStep | tuple[float, FlagValue]],
+        reason: str,
+    ) -> FlagSchedule:
+        """Plan changes of one flag (one step, or a ramp from schedules.ramp). Each step is applied
+        when due by apply_due_schedules (the runner's tick) as an ordinary audited flag change; a step
+        due already is applied at once. One pending schedule per flag and environment, none while the
+        kill switch is engaged or a rollout drives the flag."""
+        self.authz.require(self.actor, "flag.set")
+        defn = self._flag_def(environment, name)
+        now = self.clock()
+        checked = schedule_logic.validate_steps(defn, steps, now)
+        self._require_reason(environment, defn, reason, "scheduling")
+        target = f"flag:{environment}/{name}"
+        with self.store.transaction() as tx:
+            if killswitch.state_from(tx.get_kv(killswitch.KV_KEY), self.environ).engaged:
+                raise Rejected("the kill switch is engaged; give all-clear before scheduling flag changes")
+            pending = tx.list_schedules(environment, flag=name)
+            if pending:
+                raise Rejected(
+                    f"{environment}/{name} already has pending schedule #{pending[0].id}; cancel it first "
+                    f"(opsconsole flags cancel {pending[0].id} --reason ...)"
+                )
+            driver = self._rollout_driving(tx, environment, name)
+            if driver is not None:
+                raise Rejected(f"rollout {driver} drives {name} in {environment}; a schedule would fight it")
+            schedule = tx.insert_schedule(environment, name, checked, self.actor, reason, now)
+            tx.append_audit(
+                now,
+                self.actor,
+                "flag.schedule",
+                target,
+                {"schedule": schedule.id, "steps": [[s.at, s.value] for s in checked], "reason": reason},
+            )
+        self.bus.publish("schedules", schedules=[schedule])
+        if checked[0].at <= now:
+            self.apply_due_schedules(now)
+            with self.store.read() as tx:
+                schedule = tx.get_schedule(schedule.id) or schedule
+        return schedule
+
+    def cancel_schedule(self, schedule_id: int, reason: str) -> FlagSchedule:
+        """Stop a pending schedule for good; steps applied already stay applied."""
+        self.authz.require(self.actor, "flag.set")
+        now = self.clock()
+        with self.store.transaction() as tx:
+            s = tx.get_schedule(schedule_id)
+            if s is None:
+                raise NotFound(f"no schedule #{schedule_id}")
+            if not s.active:
+                raise Rejected(f"schedule #{s.id} is already {s.state}: {s.ended_reason}")
+            defn = self.config.flags.get(s.flag)
+            if defn is not None and s.environment in self.config.environments:
+                self._require_reason(s.environment, defn, reason, "canceling the schedule of")
+            tx.end_schedule(s.id, ScheduleState.CANCELED, f"canceled by {self.actor.user}: {reason}", now)
+            tx.append_audit(
+                now,
+                self.actor,
+                "flag.schedule.cancel",
+                f"flag:{s.environment}/{s.flag}",
+                {"schedule": s.id, "reason": reason, "applied": s.next_index, "steps": len(s.steps)},
+            )
+            s = tx.get_schedule(s.id) or s
+        self.bus.publish("schedules", schedules=[s])
+        return s
+
+    def apply_due_schedules(self, now: float | None = None) -> list[FlagSchedule]:
+        """Apply every scheduled step due at `now` (default: the clock); returns the schedules that
+        changed (advanced, done, or stopped because they can no longer apply). Called by the runner
+        every tick: when nothing is due it is one indexed query."""
+        now = self.clock() if now is None else now
+        with self.store.read() as tx:
+            due = tx.due_schedules(now)
+        if not due:
+            return []
+        changed: list[FlagSchedule] = []
+        touched: set[str] = set()
+        for candidate in due:
+            s = self._apply_schedule(candidate.id, now, touched)
+            if s is not None:
+                changed.append(s)
+        if touched:
+            self.export_flags(sorted(touched))
+        if changed:
+            self.bus.publish("schedules", schedules=changed)
+        return changed
+
     # ------------------------------------------------------------------------------------ internals
+
+    def _require_reason(self, environment: str, defn: FlagDef, reason: str, what: str) -> None:
+        """High-risk flags and production environments take no change without a reason."""
+        if reason.strip():
+            return
+        if defn.risk == "high":
+            raise Rejected(f"{what} {defn.name} needs a reason: it is a high-risk flag")
+        if self.config.environments[environment].production:
+            raise Rejected(f"{what} {defn.name} needs a reason: {environment} is production")
+
+    def _rollout_driving(self, tx: Any, environment: str, name: str) -> str | None:
+        """The active rollout whose current or later phases set `name` in `environment`, if any."""
+        for r in tx.list_rollouts(active_only=True):
+            plan = self.config.plans.get(r.plan)
+            if plan is None:
+                continue
+            for phase in plan.phases[r.phase_index :]:
+                canary = phase.strategy.flag if phase.strategy is not None else None
+                if phase.environment == environment and (name in phase.flags or canary == name):
+                    return str(r.id)
+        return None
+
+    def _apply_schedule(self, schedule_id: int, now: float, touched: set[str]) -> FlagSchedule | None:
+        """One schedule's due step in one transaction: the same history row and audit event as
+        set_flag, naming the schedule and its creator. Re-read under the write lock, so two engines
+        (the runner and a console) never apply a step twice."""
+        with self.store.transaction() as tx:
+            s = tx.get_schedule(schedule_id)
+            index = None if s is None else schedule_logic.due_index(s, now)
+            if s is None or index is None:
+                return None  # applied, canceled or stopped meanwhile
+            target = f"flag:{s.environment}/{s.flag}"
+            kill = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), self.environ)
+            problem, value = self._schedule_problem(s, index, kill)
+            if problem is not None or value is None:
+                tx.end_schedule(s.id, ScheduleState.STOPPED, problem or "nothing to apply", now)
+                tx.append_audit(
+                    now, ENGINE_ACTOR, "flag.schedule.stop", target, {"schedule": s.id, "reason": problem}
+                )
+                return tx.get_schedule(s.id)
+            actor = Actor(s.created_by, f"schedule #{s.id}")
+            step = f"step {index + 1}/{len(s.steps)}"
+            why = f"schedule #{s.id} {step} by {s.created_by}: {s.reason}"
+            old = tx.set_flag(s.environment, s.flag, value, actor, why, now)
+            if old != value:
+                tx.append_audit(
+                    now,
+                    actor,
+                    "flag.set",
+                    target,
+                    {
+                        "old": old,
+                        "new": value,
+                        "reason": why,
+                        "schedule": s.id,
+                        "scheduled_by": s.created_by,
+                        "step": index + 1,
+                        "steps": len(s.steps),
+                        "skipped": index - s.next_index,
+                    },
+                )
+            touched.add(s.environment)
+            return tx.advance_schedule(s.id, index + 1, now)
+
+    def _schedule_problem(
+        self, s: FlagSchedule, index: int, kill: killswitch.KillState
+    ) -> tuple[str | None, FlagValue | None]:
+        """(why the step cannot apply, None) or (None, the value to set)."""
+        if kill.engaged:
+            return f"kill switch engaged by {kill.by}", None
+        try:
+            defn = self._flag_def(s.environment, s.flag)
+            return None, flag_logic.validate_value(defn, s.steps[index].value)
+        except (NotFound, ValueError) as exc:
+            return f"cannot apply {s.flag} any more: {exc}", None
 
     def _act(self, rollout_id: str, make_event: Any, attempts: int = 3) -> Rollout:
         """Read, decide, commit; on a version conflict re-read and decide again."""
@@ -306,7 +497,8 @@ class Engine:
             tx.append_audit(now, rec.actor, rec.action, f"rollout:{d.rollout.id}", rec.data)
 
     def export_flags(self, environments: Iterable[str] | None = None) -> list[str]:
-        """Render every (or the named) environment's flag file from the store; returns paths written."""
+        """Render every (or the named) environment's flag files (seed-schema JSON, and flagd and .env where
+        configured) from the store; returns the paths written."""
         names = list(self.config.environments) if environments is None else list(environments)
         written = []
         now = self.clock()
@@ -319,10 +511,21 @@ class Engine:
                     continue
                 with self.store.read() as tx:
                     stored = {f.name: f.value for f in tx.list_flags(name)}
-                states = flag_logic.resolve(self.config.flags, stored, kill=kill, environ=self.environ)
-                doc = flagfile.render(name, states, self.config.flags, emergency=engaged, at=now)
-                flagfile.write(Path(env.flags.path), doc)
-                written.append(env.flags.path)
+                defs = self.config.flags
+                states = flag_logic.resolve(defs, stored, kill=kill, environ=self.environ, environment=name)
+                target = env.flags
+                flagfile.write(
+                    Path(target.path), flagfile.render(name, states, defs, emergency=engaged, at=now)
+                )
+                written.append(target.path)
+                if target.flagd:
+                    flagd.write(
+                        Path(target.flagd), flagd.render(name, states, defs, emergency=engaged, at=now)
+                    )
+                    written.append(target.flagd)
+                if target.dotenv:
+                    dotenv.write(Path(target.dotenv), dotenv.render(name, states, emergency=engaged, at=now))
+                    written.append(target.dotenv)
         if written:
             self.bus.publish("flags", environments=names)
         return written

@@ -450,7 +450,7 @@ _Split = Callable[[str, FlagDef, EvalContext, int, str, str], Evaluation]
 def _unleash_split(
     name: str, defn: FlagDef, ctx: EvalContext, pct: int, rule: str, detail: str
 ) -> Evaluation:
-    if ctx.user is None:
+    if not ctx.user:  # flagd-core treats an empty targetingKey as none; so does Unleash
         return Evaluation(name, _no_user_value(defn, pct), rule, f"{detail}; no user id, so no bucket")
     if defn.type == VARIANT:
         variant, bucket = unleash_variant(name, ctx.user, defn.variants)
@@ -461,7 +461,7 @@ def _unleash_split(
 
 
 def _flagd_split(name: str, defn: FlagDef, ctx: EvalContext, pct: int, rule: str, detail: str) -> Evaluation:
-    if ctx.user is None:
+    if not ctx.user:  # flagd-core treats an empty targetingKey as none; so does Unleash
         return Evaluation(name, _no_user_value(defn, pct), rule, f"{detail}; no targetingKey, so no bucket")
     if defn.type == VARIANT:
         bucket = flagd_bucket(name, ctx.user, sum(w for _, w in defn.variants))

@@ -15,7 +15,7 @@ import gc
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .fsutil import write_atomic
 from .model import Actor, Config, Rollout
 from .rollout import Command, decide
-from .targets import flagfile
+from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 
 if TYPE_CHECKING:
@@ -84,15 +84,34 @@ def canary_flags(config: Config, active: Iterable[Rollout] | None) -> dict[str, 
 
 
 def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) -> list[str]:
+    """Patch the safe state into every environment's flag files from configuration alone; returns the
+    paths written. One file that cannot be written does not stop the others: the first error is
+    raised once every other file has been tried."""
     spec = config.kill_switch
-    written = []
+    written: list[str] = []
+    errors: list[Exception] = []
     for env in config.environments.values():
-        if env.flags is None:
+        target = env.flags
+        if target is None:
             continue
-        flagfile.patch_for_kill(
-            Path(env.flags.path), spec.flags_off, spec.flags_on, zero.get(env.name, set()), at
-        )
-        written.append(env.flags.path)
+        canaries = zero.get(env.name, set())
+        patches: list[tuple[str, Callable[..., None], dict[str, Any]]] = [
+            (target.path, flagfile.patch_for_kill, {})
+        ]
+        extra: dict[str, Any] = {"defs": config.flags, "environment": env.name}
+        if target.flagd:
+            patches.append((target.flagd, flagd.patch_for_kill, extra))
+        if target.dotenv:
+            patches.append((target.dotenv, dotenv.patch_for_kill, extra))
+        for path, patch, kwargs in patches:
+            try:
+                patch(Path(path), spec.flags_off, spec.flags_on, canaries, at, **kwargs)
+            except Exception as exc:
+                errors.append(exc)
+            else:
+                written.append(path)
+    if errors:
+        raise errors[0]
     return written
 
 
@@ -171,6 +190,8 @@ def _record(
                 new = engine._apply_flag_actions(tx, d, now, touched)
                 tx.update_rollout(new, r.version)
                 aborted.append(r.id)
+        # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
+        stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
         tx.append_audit(
             now,
             actor,
@@ -179,6 +200,7 @@ def _record(
             {
                 "reason": reason,
                 "aborted": aborted,
+                "stopped_schedules": stopped,
                 "flags_off": list(spec.flags_off),
                 "flags_on": list(spec.flags_on),
                 "already_engaged": already,

@@ -222,10 +222,13 @@ class FlagDef:
 
 @dataclass(frozen=True)
 class FlagTarget:
-    """Where an environment's flags are written: the seed-schema JSON file."""
+    """Where an environment's flags are written: the seed-schema JSON file, and optionally a flagd
+    flag file (OpenFeature) and a `.env` file, all rewritten atomically on every change."""
 
     kind: str  # file
     path: str
+    flagd: str | None = None
+    dotenv: str | None = None
 
 
 @dataclass(frozen=True)
@@ -444,3 +447,51 @@ class AuditEvent:
     data: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+# --------------------------------------------------------------------------------------------- schedules
+
+
+class ScheduleState(StrEnum):
+    PENDING = "pending"  # steps left to apply
+    DONE = "done"  # every step applied
+    CANCELED = "canceled"  # a person canceled it
+    STOPPED = "stopped"  # the engine stopped it (kill switch, flag gone); never resumes by itself
+
+
+@dataclass(frozen=True)
+class ScheduleStep:
+    """One planned flag change: at `at` (epoch seconds) the stored value becomes `value`."""
+
+    at: float
+    value: FlagValue
+
+
+@dataclass(frozen=True)
+class FlagSchedule:
+    """Planned changes of one flag in one environment (a single change, or a time-based ramp).
+    `next_index` is the first step not applied yet; steps are in time order."""
+
+    id: int
+    environment: str
+    flag: str
+    steps: tuple[ScheduleStep, ...]
+    next_index: int
+    state: ScheduleState
+    created_by: str
+    created_origin: str
+    reason: str
+    created_at: float
+    updated_at: float
+    ended_reason: str = ""
+    """Why it is no longer pending: "all 4 steps applied", the cancel reason, what stopped it."""
+
+    @property
+    def active(self) -> bool:
+        return self.state is ScheduleState.PENDING
+
+    @property
+    def next_step(self) -> ScheduleStep | None:
+        if self.state is not ScheduleState.PENDING or self.next_index >= len(self.steps):
+            return None
+        return self.steps[self.next_index]

@@ -68,12 +68,35 @@ def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
 
 
 def _flag_target(src: YamlSource, env: Fields, base: Path) -> FlagTarget | None:
-    later = {"flagd_path": "flagd export is not available yet (the seed-schema JSON file is)"}
-    t = env.mapping("flags", ("kind", "path"), required=("kind", "path"), unavailable=later)
+    t = env.mapping("flags", ("kind", "path", "flagd", "dotenv"), required=("kind", "path"))
     if t is None:
         return None
-    kind = checked_kind(t, ("file",), ("flagd", "env", "dotenv"))
+    kind = t.text("kind")
+    if kind in _ALSO_WRITTEN:
+        # Not kinds of their own: they are written next to the JSON file on every change.
+        t.issue("kind", _ALSO_WRITTEN[kind])
+        return None
+    if kind is not None and kind != "file":
+        t.issue("kind", f"unknown kind '{kind}'{suggest(kind, ('file',))}")
+        return None
     path = t.text("path")
     if kind is None or path is None:
         return None
-    return FlagTarget(kind=kind, path=str(resolve_path(base, path)))
+    paths = {"path": str(resolve_path(base, path))}
+    for key in ("flagd", "dotenv"):
+        text = t.text(key)
+        if text is None:
+            continue
+        paths[key] = str(resolve_path(base, text))
+        same = [other for other, p in paths.items() if other != key and p == paths[key]]
+        if same:
+            t.issue(key, f"'{key}' names the same file as '{same[0]}'; each format needs a file of its own")
+            return None
+    return FlagTarget(kind=kind, path=paths["path"], flagd=paths.get("flagd"), dotenv=paths.get("dotenv"))
+
+
+_ALSO_WRITTEN = {
+    "flagd": "the flagd file is written next to the JSON file: use kind: file with path, and flagd: PATH",
+    "dotenv": "the .env file is written next to the JSON file: use kind: file with path, and dotenv: PATH",
+    "env": "the .env file is written next to the JSON file: use kind: file with path, and dotenv: PATH",
+}
