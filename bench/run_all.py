@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "kill_switch",
     "flag_export",
+    "flag_eval",
     "gate_eval",
     "engine_cpu",
     "reaction",
