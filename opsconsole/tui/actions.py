@@ -20,6 +20,8 @@ RIGHTS: dict[str, str] = {
     "tick_checklist": "checklist.tick",
     "toggle_flag": "flag.set",
     "set_percentage": "flag.set",
+    "schedule_flag": "flag.set",
+    "cancel_schedule": "flag.set",
     "ack_alarm": "alarm.ack",
     "kill_switch": "kill_switch.engage",
     "all_clear": "kill_switch.all_clear",

@@ -14,6 +14,9 @@ The rollouts move through the real state machine and the real gate evaluator; on
 are made up. The story: an earlier `cart` release completed two hours ago; a `pay` canary rolled back
 when its error rate breached; a `search` release waits for a second approver; the current `cart`
 canary sits at 25% with its error-rate guard failing (1 of 3) while the HighErrorRate alarm fires.
+Flags: phase_4_deployment is stale (a release flag created 75 days ago), checkout_copy is a variant
+flag that exists only in production, debug_toolbar only in staging; production has two scheduled
+changes pending (dark_mode_ui on in 45 minutes, new_pay ramping 0 -> 50% from 10 minutes on).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from opsconsole.engine.config import load_config
 from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Actor, Config, GateMemory, GateSpec, Observation, Rollout, RolloutState
 from opsconsole.engine.rollout import Evaluate, current_phase, decide, new_rollout
+from opsconsole.engine.schedules import ramp
 from opsconsole.engine.session import Session
 from opsconsole.engine.sources.promtext import Sample
 from opsconsole.engine.store import Store, open_store
@@ -77,12 +81,14 @@ flags:
   new_pay: {type: percentage, default: 0, risk: high, owner: payments, description: Share of payments on the v2 gateway}
   search_v2: {type: percentage, default: 0, risk: medium, owner: search, description: Share of queries on the v2 ranker}
   dark_mode_ui: {default: false, risk: low, owner: web, description: Dark theme for the storefront}
-  phase_4_deployment: {default: false, risk: high, description: Production deployment flag (master rollout flag)}
+  phase_4_deployment: {default: false, risk: high, created: 2023-09-01, description: Production deployment flag (master rollout flag)}
   llm_integration_enabled: {default: true, risk: medium, depends_on: phase_4_deployment, description: LLM-based decisions (vs heuristic)}
   otel_enabled: {default: true, risk: low, description: OpenTelemetry tracing (always on)}
   enable_self_building: {default: false, risk: high, owner: agents, description: The self-building agent proposes improvements}
   enable_autonomous_improvements: {default: false, risk: high, owner: agents, description: Deploy improvements without a human approval}
-  emergency_shutdown: {default: false, risk: high, description: Kill switch (nuclear option); raised by the console's kill switch}
+  emergency_shutdown: {default: false, risk: high, kind: kill-switch, description: Kill switch (nuclear option); raised by the console's kill switch}
+  checkout_copy: {type: variant, default: true, risk: low, owner: web, kind: experiment, created: 2023-11-01, environments: [production], variants: {control: 50, short: 25, long: 25}, description: Checkout button text experiment}
+  debug_toolbar: {default: true, risk: low, owner: web, environments: [staging], description: Debug toolbar (staging only)}
 """
 
 ERROR_RATE = (
@@ -317,6 +323,18 @@ def seed(world: World) -> None:
 
     # Bob acknowledged the queue alarm a few seconds ago (it fires from NOW - 9, see scrape()).
     go.at(NOW - 5).engines["bob"].ack_alarm("QueueBacklog", "draining: consumer restarted")
+
+    # Planned flag changes: dark mode back on this evening, the payments gateway retried as a slow
+    # ramp, and one in staging (not listed on production's schedule screen).
+    go.at(NOW - 600).engines["bob"].schedule_flag(
+        "production", "dark_mode_ui", [(NOW + 2700, True)], "contrast fix shipped; back on after peak"
+    )
+    go.at(NOW - 300).engines["alice"].schedule_flag(
+        "production", "new_pay", ramp(NOW + 600, 0, 50, 7200, 4), "retry gateway v2 slowly after the fix"
+    )
+    go.at(NOW - 120).engines["bob"].schedule_flag(
+        "staging", "dark_mode_ui", [(NOW + 900, True)], "staging first"
+    )
 
 
 # ---------------------------------------------------------------------------------------- metrics

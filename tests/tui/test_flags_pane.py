@@ -19,6 +19,7 @@ from opsconsole.engine.model import Actor
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.panes.flags import FlagsPane, FlagTable
 from opsconsole.tui.screens.flag_edit import FlagEditScreen
+from opsconsole.tui.screens.flag_explain import FlagExplainScreen
 from opsconsole.tui.screens.flag_history import FlagHistoryScreen
 
 FLAGS = """
@@ -42,6 +43,19 @@ flags:
     default: true
     depends_on: search_v2
     description: Ranking model for search v2
+  checkout_copy:
+    type: variant
+    default: false
+    depends_on: new_checkout
+    environments: [production]
+    variants: {control: 50, short: 25, long: 25}
+    kind: experiment
+    description: Checkout button text experiment
+  old_banner:
+    default: true
+    environments: [production]
+    created: 2024-01-01
+    description: Holiday banner
 """
 
 MAIN = """
@@ -303,3 +317,135 @@ async def test_brackets_switch_environment(tmp_path: Path) -> None:
         assert pane.environment == "production"
         await pilot.press("left_square_bracket")
         await wait_for(pilot, lambda: pane.environment == "staging" and pane.states, "staging again")
+
+
+# ---------------------------------------------------------------------------------------- issue 4
+
+MARCH = 1_709_251_200.0
+"""2024-03-01 00:00 UTC: old_banner (created 2024-01-01, a release flag) is 60 days old, stale."""
+
+
+class Clock:
+    def __init__(self, now: float = MARCH) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@sync
+async def test_lists_the_environments_flags_variants_on_off_and_stale_ones_marked(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path, clock=Clock())
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        assert "checkout_copy" not in pane.query_one(FlagTable).keys  # production only
+        assert "4 of 4" in screen_text(app)
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: pane.environment == "production" and pane.states, "production")
+        table = pane.query_one(FlagTable)
+        assert table.keys[-2:] == ["checkout_copy", "old_banner"]
+        variant = row_text(pane, "checkout_copy")
+        assert (variant["value"], variant["type"], variant["decided"]) == (
+            "off",
+            "var",
+            "parent new_checkout",
+        )
+        await select(pilot, pane, "checkout_copy")
+        detail = str(pane.query_one("#flag-detail").render())  # cut at 80 columns on screen
+        assert "off: off because its parent new_checkout is off · var" in detail
+        assert "variants control 50 · short 25 · long 25" in detail
+        # A variant flag is toggled through the same confirmation as a boolean: production says CAREFUL.
+        await pilot.press("t")
+        assert isinstance(app.screen, FlagEditScreen)
+        assert "CAREFUL" in str(app.screen.query_one("#flag-warning").render())
+        fill(app, "experiment starts")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
+        assert engine.flag_history("production", "checkout_copy")[-1]["new"] is True
+        await select(pilot, pane, "new_checkout")
+        await pilot.press("t")  # a percentage has nothing to toggle to: `t` asks for the new value
+        assert isinstance(app.screen, FlagEditScreen) and app.screen.query("#percentage")
+        await pilot.press("escape")
+        # Stale: old_banner, a release flag created 2024-01-01, is 60 days old on 2024-03-01.
+        await wait_for(pilot, lambda: "old_banner" in pane.stale, "the stale flags")
+        assert pane._cells("old_banner")["mark"] == ("~", "stale")
+        assert "mark" not in pane._cells("dark_mode")
+        await select(pilot, pane, "old_banner")
+        screen = screen_text(app)
+        assert "~1 stale" in screen
+        assert "stale: release flag, 60 days old, lifetime 40 days" in screen
+        await pilot.press("slash")
+        fill(app, "stale")
+        await pilot.pause()
+        assert pane.query_one(FlagTable).keys == ["old_banner"]
+
+
+@sync
+async def test_group_key_orders_children_under_their_parent_and_filter_still_works(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    app = console(engine, environment="production")
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_flags(app, pilot)
+        table = pane.query_one(FlagTable)
+        flat = ["new_checkout", "dark_mode", "search_v2", "search_v2_ranking", "checkout_copy", "old_banner"]
+        assert table.keys == flat
+        await pilot.press("g")
+        assert table.keys == [
+            "new_checkout",
+            "checkout_copy",
+            "dark_mode",
+            "search_v2",
+            "search_v2_ranking",
+            "old_banner",
+        ]
+        assert row_text(pane, "checkout_copy")["name"] == "  └ checkout_copy"
+        assert row_text(pane, "new_checkout")["name"] == "new_checkout"
+        assert "  └ checkout_copy" in screen_text(app)
+        await pilot.press("slash")
+        fill(app, "check")
+        await pilot.pause()
+        assert table.keys == ["new_checkout", "checkout_copy"]  # tree order, filtered
+        await pilot.press("enter", "g")
+        assert table.keys == ["new_checkout", "checkout_copy"]  # file order: the same two here
+        assert row_text(pane, "checkout_copy")["name"] == "checkout_copy"
+        await pilot.press("escape")
+        assert table.keys == flat
+
+
+async def open_explain(app: OpsConsoleApp, pilot: Pilot[None], flag: str) -> FlagExplainScreen:
+    pane = await open_flags(app, pilot)
+    await select(pilot, pane, flag)
+    await pilot.press("x")
+    assert isinstance(app.screen, FlagExplainScreen)
+    return app.screen
+
+
+@sync
+async def test_explain_shows_both_buckets_says_when_they_differ_and_shows_errors(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path)
+    engine.set_flag("production", "new_checkout", 25, "canary")
+    app = console(engine, environment="production")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_explain(app, pilot, "new_checkout")
+        assert app.focused is not None and app.focused.id == "explain-user"
+        fill(app, "user-2")  # Unleash bucket 25 (in a 25% rollout), flagd fractional bucket 50 (out)
+        await pilot.press("enter")
+        result = screen.query_one("#explain-result")
+        await wait_for(pilot, lambda: "user-2" in str(result.render()), "the explanation")
+        text = screen_text(app)
+        assert "console (Unleash)   true · rule stored · bucket 25 · threshold 25%" in text
+        assert "stored value 25%; bucket 25 <= 25" in text
+        assert "flagd (fractional)  false · rule stored · bucket 50 · threshold 25%" in text
+        assert "differ: the console's consumers get true, a flagd consumer gets false" in text
+        await pilot.press("tab")
+        fill(app, "[red]acme")  # a tenant is shown as typed, never as markup
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "tenant [red]acme" in str(result.render()), "the tenant")
+        screen.environment = "nowhere"  # as if the environment left the configuration meanwhile
+        await pilot.press("enter")
+        error = screen.query_one("#error")
+        await wait_for(pilot, lambda: "no environment 'nowhere'" in str(error.render()), "the error")
+        assert "cannot explain new_checkout" in str(error.render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, FlagExplainScreen)

@@ -27,7 +27,9 @@ from opsconsole.tui.screens.approve import ApproveScreen
 from opsconsole.tui.screens.checklist import ChecklistScreen
 from opsconsole.tui.screens.detail import RolloutDetailScreen
 from opsconsole.tui.screens.flag_edit import FlagEditScreen
+from opsconsole.tui.screens.flag_explain import FlagExplainScreen
 from opsconsole.tui.screens.flag_history import FlagHistoryScreen
+from opsconsole.tui.screens.flag_schedules import FlagScheduleNewScreen, FlagSchedulesScreen
 from opsconsole.tui.screens.help import HelpScreen
 from opsconsole.tui.screens.killswitch import KillSwitchScreen
 from opsconsole.tui.screens.reason import ReasonScreen
@@ -182,12 +184,14 @@ def test_metrics_and_alarms_pane(world: World, snap_compare: Snap, size: tuple[i
 
 @SIZES
 def test_flags_pane(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
-    """Flags pane ("3") on production (PRODUCTION marked, 11 of 11, "[ ] environment"). The cursor on
+    """Flags pane ("3") on production: "PRODUCTION", "12 of 12" (debug_toolbar, staging only, is not
+    listed), "~1 stale", then the dim key hints "g tree  [ ] env  h history" (cut after "h histo" at 80x24). The cursor on
     new_cart: 25%, pct, stored, HIGH. Other rows show every decider: default, stored (dark_mode_ui
     false after alice's change), parent phase_4_deployment (llm_integration_enabled), env
-    OTEL_ENABLED (otel_enabled false); at 160x48 also the Owner and Description columns. Under the
-    table: "new_cart · 25%: the stored value · pct · risk high · owner payments" and its description;
-    the footer has Toggle, Set %, History, Filter."""
+    OTEL_ENABLED (otel_enabled false); phase_4_deployment has the stale mark "~" before its name;
+    checkout_copy (a variant flag) reads "on" of type "var". At 160x48 also the Owner and Description
+    columns. Under the table: "new_cart · 25%: the stored value · pct · risk high · owner payments"
+    and its description; the footer: KILL, Toggle, Explain, Schedules, Filter, Help, Quit."""
     app = console(world)
     assert snap_compare(
         app,
@@ -426,6 +430,96 @@ def test_flag_history_modal(world: World, snap_compare: Snap, size: tuple[int, i
     )
 
 
+@SIZES
+def test_flags_pane_grouped_by_parent(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Flags pane ("3") after "g", cursor moved to phase_4_deployment: children right under their
+    parent, indented with "└": phase_4_deployment (stale "~"), then "  └ llm_integration_enabled",
+    then otel_enabled; the title hint says "g flat". The detail line: "phase_4_deployment · false: the default value ·
+    bool · risk high", then "stale: release flag, 75 days old, lifetime 40 days · Production
+    deployment flag (master rollout flag)"."""
+    app = console(world)
+
+    def on_parent(app: Any) -> None:
+        table = app.panes["flags"].table
+        table.move_to(table.keys.index("phase_4_deployment"))
+
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=steps(
+            "3", flags_loaded, "g", Do(on_parent), shows=("└ llm_integration_enabled", "stale: release flag")
+        ),
+    )
+
+
+@SIZES
+def test_flag_explain_modal(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
+    """The explain modal ("3", "x" on new_cart, user "user-3", tenant "acme", Enter): "Explain new_cart
+    in production for a user", "percentage · risk high · owner payments"; the three inputs; "for
+    user-3 (tenant acme)", "now 25%: the stored value"; "console (Unleash)   true · rule stored ·
+    bucket 25 · threshold 25%" over "stored value 25%; bucket 25 <= 25"; "flagd (fractional)  false ·
+    rule stored · bucket 43 · threshold 25%" over "stored value 25%; fractional bucket 43 >= 25"; the
+    bold "differ:" line saying the console's consumers get true and a flagd consumer gets false."""
+    app = console(world)
+
+    def type_in(field: str, text: str) -> Do:
+        return Do(lambda app: setattr(app.screen.query_one(f"#explain-{field}", Input), "value", text))
+
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=steps(
+            "3",
+            flags_loaded,
+            "x",
+            type_in("user", "user-3"),
+            type_in("tenant", "acme"),
+            "enter",
+            screen=FlagExplainScreen,
+            shows=("for user-3", "differ:"),
+        ),
+    )
+
+
+@SIZES
+def test_flag_schedules_modal(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
+    """The schedules modal ("3", then "s"): "Scheduled flag changes in production"; two rows, the next
+    step first: "#2 new_pay 0% 0:10:00 1/5 alice retry gateway v2 slowly after the fix" and "#1
+    dark_mode_ui true 0:45:00 1/1 bob contrast fix shipped; ..." (staging's schedule #3 is not
+    listed); the Reason column is cut at the screen's edge (no horizontal scrollbar). Under the table,
+    the selected #2 in three lines: "#2 new_pay: 0% → 12% → 25% → 37% → 50%", "next: step 1 of 5, 0%
+    at 2023-11-15 00:23:20 UTC", "by alice@local at 2023-11-15 00:08:20 UTC: retry gateway v2 slowly
+    after the fix"; keys "n new schedule · c cancel the selected one · Esc back"."""
+    app = console(world)
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=steps(
+            "3",
+            flags_loaded,
+            "s",
+            screen=FlagSchedulesScreen,
+            shows=("Scheduled flag changes in production", "retry gateway v2", "by alice@local"),
+        ),
+    )
+
+
+@SIZES
+def test_flag_schedule_new_modal(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
+    """The new-schedule modal ("3", "s", "n") in the red frame of production: "Schedule a flag change
+    in production (PRODUCTION)", the examples of what to type, the flag input holding new_cart (the
+    flag under the pane's cursor), the plan input focused (cursor drawn), the reason input, "Enter:
+    next field, then schedule · Esc cancels"."""
+    app = console(world)
+    assert snap_compare(
+        app,
+        terminal_size=size,
+        run_before=steps(
+            "3", flags_loaded, "s", "n", screen=FlagScheduleNewScreen, shows=("Schedule a flag change",)
+        ),
+    )
+
+
 def test_the_snapshot_world_is_what_the_docstrings_say(world: World) -> None:
     """The seeded story the pictures rely on, checked on the engine rather than on pixels."""
     engine = world.engine()
@@ -443,3 +537,10 @@ def test_the_snapshot_world_is_what_the_docstrings_say(world: World) -> None:
         "env",
         "parent",
     )
+    assert flags["checkout_copy"].type == "variant" and "debug_toolbar" not in flags
+    assert [a.name for a in engine.stale_flags("production")] == ["phase_4_deployment"]
+    pending = engine.flag_schedules("production")
+    assert [(s.flag, s.steps[s.next_index].at - world.clock.now) for s in pending] == [
+        ("dark_mode_ui", 2700.0),
+        ("new_pay", 600.0),
+    ]

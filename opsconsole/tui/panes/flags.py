@@ -1,5 +1,9 @@
-"""Flags: every flag of one environment, its effective value and the rule that decided it, and the
-actions on it (toggle, set a percentage, history).
+"""Flags: the flags of one environment, their effective value and the rule that decided it, and the
+actions on them (toggle, set a percentage, history, explain for a user, scheduled changes).
+
+Only the flags that exist in the shown environment are listed (a flag scoped to other environments
+has no state here). `g` orders them as a tree, children under their parent; stale flags (older than
+their kind's lifetime, engine/stale.py) carry a `~` before the name and say why on the detail line.
 
 Built for 10,000 flags. The rows are drawn by `FlagTable`, a Line API widget that renders only the
 rows on screen: Textual's DataTable measures every cell of every row it holds, which costs about
@@ -36,18 +40,76 @@ Column = tuple[str, str, int]
 Cell = tuple[str, str]
 """(text, style name): the style name is a FlagTable component class suffix, or ""."""
 
-TYPE_LABEL = {"boolean": "bool", "percentage": "pct"}
+TYPE_LABEL = {"boolean": "bool", "percentage": "pct", "variant": "var"}
 RISK_LABEL = {"high": ("HIGH", "high"), "medium": ("med", "medium"), "low": ("low", "muted")}
 DECIDER_STYLE = {"env": "override", "kill_switch": "kill", "parent": "override", "default": "muted"}
+STALE_MARK = "~"
+"""Drawn before a stale flag's name: a character, so it survives NO_COLOR and the 16-colour theme."""
+MAX_INDENT = 8
+"""Deeper children are drawn at this depth: a long `depends_on` chain must not push names off screen."""
+DAY = 86400.0
 
 
 def format_flag_value(value: object, flag_type: str) -> str:
-    """true / false for booleans, N% for percentages; `unset` for a missing history value."""
+    """true / false for booleans, N% for percentages, on / off for variant flags (on: users get the
+    variants by weight; off: everyone gets the first); `unset` for a missing history value."""
     if value is None:
         return "unset"
     if flag_type == "percentage":
         return f"{int(value)}%"  # type: ignore[call-overload]
+    if flag_type == "variant":
+        return "on" if value else "off"
     return "true" if value else "false"
+
+
+def variants_text(defn: Any) -> str:
+    """ "control 50 · short 25 · long 25": a variant flag's variants and weights, in file order."""
+    return " · ".join(f"{name} {weight}" for name, weight in defn.variants)
+
+
+def stale_text(age: Any) -> str:
+    """The detail line's staleness: "stale: release flag, 69 days old, lifetime 40 days"."""
+    days = int((age.age or 0.0) // DAY)
+    lifetime = int((age.lifetime or 0.0) // DAY)
+    text = f"stale: {age.kind} flag, {days} day{'s' if days != 1 else ''} old, lifetime {lifetime} days"
+    if age.source == "first change":
+        text += " (age from its first recorded change)"
+    return text
+
+
+def tree_order(names: Sequence[str], parent_of: Callable[[str], str | None]) -> list[tuple[str, int]]:
+    """(name, depth) with every child right after its parent (depth-first, file order among
+    siblings). A flag whose parent is not among `names` is a root. Iterative, so a 10,000-long
+    chain neither recurses nor costs more than one pass; flags on a cycle (config refuses those)
+    come last, as roots, rather than vanish."""
+    present = set(names)
+    children: dict[str, list[str]] = {}
+    roots: list[str] = []
+    for name in names:
+        parent = parent_of(name)
+        if parent is not None and parent in present and parent != name:
+            children.setdefault(parent, []).append(name)
+        else:
+            roots.append(name)
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for root in [*roots, *names]:
+        if root in seen:
+            continue
+        stack = [(root, 0)]
+        while stack:
+            name, depth = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            out.append((name, depth))
+            stack.extend((child, depth + 1) for child in reversed(children.get(name, ())))
+    return out
+
+
+def tree_prefix(depth: int) -> str:
+    """ "  └ " under a root, two more spaces per level (up to MAX_INDENT)."""
+    return "  " * min(depth, MAX_INDENT) + "└ " if depth else ""
 
 
 def decided_text(state: Any) -> str:
@@ -74,10 +136,12 @@ def decided_why(state: Any) -> str:
     return f"the {by} value"
 
 
-def filter_line(flag: Any, state: Any) -> str:
-    """What the filter matches a flag on: its name, description and decided-by, lower-cased."""
+def filter_line(flag: Any, state: Any, stale: bool = False) -> str:
+    """What the filter matches a flag on: its name, description and decided-by, lower-cased, and
+    the word "stale" for a stale flag (so `/stale` lists them)."""
     decided = decided_text(state) if state is not None else ""
-    return f"{flag.name}\n{flag.description}\n{decided}".lower()
+    line = f"{flag.name}\n{flag.description}\n{decided}"
+    return (line + "\nstale" if stale else line).lower()
 
 
 def flag_environments(config: Any) -> list[str]:
@@ -100,7 +164,8 @@ class FlagTable(ScrollView, can_focus=True):
 
     The owner supplies `layout(width) -> columns`, `cells(key) -> {column: (text, style)}` and
     `highlighted(key)`, called when the row under the cursor changes; the table keeps only the ordered
-    keys in view and the cursor.
+    keys in view and the cursor. A "mark" cell, if given, is drawn in the one-cell margin before the
+    first column.
     """
 
     COMPONENT_CLASSES = {
@@ -114,6 +179,7 @@ class FlagTable(ScrollView, can_focus=True):
         "flag-table--override",
         "flag-table--kill",
         "flag-table--warn",
+        "flag-table--stale",
     }
     DEFAULT_CSS = """
     FlagTable {
@@ -140,6 +206,7 @@ class FlagTable(ScrollView, can_focus=True):
         & > .flag-table--override { color: $warning; text-style: bold; }
         & > .flag-table--kill { color: $error; text-style: bold reverse; }
         & > .flag-table--warn { color: $warning; text-style: italic; }
+        & > .flag-table--stale { color: $warning; text-style: bold; }
     }
     """
     BINDINGS = [
@@ -255,6 +322,11 @@ class FlagTable(ScrollView, can_focus=True):
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"flag-table--{name}", partial=True)
 
+    def relayout(self) -> None:
+        """Ask the owner for the columns again (what they hold changed width), and repaint."""
+        self._columns_width = -1
+        self.refresh()
+
     def columns(self, width: int) -> Sequence[Column]:
         if width != self._columns_width:
             self._columns = self._layout(width)
@@ -275,13 +347,17 @@ class FlagTable(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         cells = self._cells(self.keys[index])
         row = [cells.get(key, ("", "")) for key, _, _ in columns]
+        mark = cells.get("mark", (" ", ""))
         if index == self.cursor:
             style = base + self._style("cursor")
-            return self._strip([(text, "") for text, _ in row], columns, style, width)
-        return self._strip(row, columns, base, width)
+            return self._strip([(text, "") for text, _ in row], columns, style, width, (mark[0], ""))
+        return self._strip(row, columns, base, width, mark)
 
-    def _strip(self, row: list[Cell], columns: Sequence[Column], base: Style, width: int) -> Strip:
-        segments = [Segment(" ", base)]
+    def _strip(
+        self, row: list[Cell], columns: Sequence[Column], base: Style, width: int, mark: Cell = (" ", "")
+    ) -> Strip:
+        text, name = mark
+        segments = [Segment(_fit(text, 1), base + self._style(name) if name else base)]
         for (text, name), (_, _, cells) in zip(row, columns, strict=True):
             segments.append(Segment(_fit(text, cells), base + self._style(name) if name else base))
             segments.append(Segment(" ", base))
@@ -290,15 +366,20 @@ class FlagTable(ScrollView, can_focus=True):
 
 class FlagsPane(GuardedActions, Vertical, can_focus=False):
     BINDINGS = [
+        # `t` edits any flag: booleans and variant flags toggle, a percentage asks for the new value.
+        # 80 columns hold these keys with the kill key, Esc (while filtering), Help and Quit; the rest
+        # are named in the title line, in `?` and in the palette.
         Binding("t", "toggle_flag", "Toggle", id="toggle-flag"),
-        Binding("percent_sign,e", "set_percentage", "Set %", id="set-percentage"),
-        Binding("h", "flag_history", "History", id="flag-history"),
+        Binding("percent_sign,e", "set_percentage", "Set %", show=False, id="set-percentage"),
+        Binding("x", "explain_flag", "Explain", id="explain-flag"),
+        Binding("s", "flag_schedules", "Schedules", id="flag-schedules"),
         Binding("slash", "filter", "Filter", id="filter-flags"),
         Binding("escape", "clear_filter", "Clear", id="clear-filter"),
+        Binding("h", "flag_history", "History", show=False, id="flag-history"),
+        Binding("g", "group_by_parent", "Group by parent", show=False, id="group-flags"),
         Binding(
             "left_square_bracket", "switch_environment(-1)", "Prev env", show=False, id="previous-environment"
         ),
-        # The title line says "[ ] environment"; in the footer they would push the kill key off at 80x24.
         Binding(
             "right_square_bracket", "switch_environment(1)", "Next env", show=False, id="next-environment"
         ),
@@ -309,13 +390,22 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self.environment = ""
         self.states: dict[str, Any] = {}
         self.names: list[str] = []
+        """The flags that exist in the shown environment, in file order."""
+        self.grouped = False
+        """Children listed under their parent (`g`), else file order."""
+        self.stale: dict[str, Any] = {}
+        """Stale flags of the shown environment: name -> the engine's FlagAge."""
+        self._tree: list[tuple[str, int]] | None = None
+        self._depth: dict[str, int] = {}
+        self._tree_width = 8
         self._name_width = 8
         self._owner_width = 0
         self.haystack: dict[str, str] = {}
         """The text the filter searches per flag: name, description and decided-by, lower-cased."""
         self.filter_text = ""
         self._shown = False
-        self._stale = False
+        self._reload_on_show = False
+        self._ages_wanted = True
         self._loading = False
         self._again = False
         self._filter_open = False
@@ -323,21 +413,21 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
 
     def compose(self) -> ComposeResult:
         yield Static(id="flags-title")
-        yield Input(placeholder="filter: name, description or decided-by · Esc clears", id="flags-filter")
+        yield Input(
+            placeholder="filter: name, description, decided-by or stale · Esc clears", id="flags-filter"
+        )
         yield FlagTable(self._layout, self._cells, self._show_detail, id="flag-table")
         yield Static(id="flag-detail")
 
     def on_mount(self) -> None:
         app: Any = self.app
         config = app.engine.config
-        self.names = list(config.flags)
         # Flag names are letters, digits and '_' (config checks it): len() is their width on screen.
-        self._name_width = max(map(len, self.names), default=8)
+        self._name_width = max(map(len, config.flags), default=8)
         self._owner_width = min(16, max((cell_len(d.owner) for d in config.flags.values()), default=0))
         envs = flag_environments(config)
-        self.environment = app.environment if app.environment in envs else (envs[0] if envs else "")
         self.query_one("#flags-filter", Input).display = False
-        self._show_title()
+        self._set_environment(app.environment if app.environment in envs else (envs[0] if envs else ""))
         self.reload()
 
     def focus(self, scroll_visible: bool = True) -> FlagsPane:
@@ -348,27 +438,66 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
     def table(self) -> FlagTable:
         return self.query_one("#flag-table", FlagTable)
 
+    def _set_environment(self, env: str) -> None:
+        """Show `env`'s flags (their values arrive with the next load)."""
+        defs = self.app.engine.config.flags  # type: ignore[attr-defined]
+        self.environment = env
+        self.names = [name for name, d in defs.items() if d.in_environment(env)] if env else []
+        self.states = {}
+        self.stale = {}
+        self._tree = None
+        self._ages_wanted = True
+        if self.grouped:
+            self._build_tree()
+        self.table.empty_text = "loading…"
+        self.apply_filter()
+
+    def _build_tree(self) -> None:
+        defs = self.app.engine.config.flags  # type: ignore[attr-defined]
+        self._tree = tree_order(self.names, lambda name: defs[name].depends_on)
+        self._depth = {name: depth for name, depth in self._tree if depth}
+        self._tree_width = max(
+            (len(name) + len(tree_prefix(depth)) for name, depth in self._tree), default=self._name_width
+        )
+        self.table.relayout()
+
     # ------------------------------------------------------------------------------------ data
 
     def on_engine_changed(self, message: EngineChanged) -> None:
-        if message.kind == "flags":
+        kind = message.kind
+        if kind == "flags":
             envs = message.data.get("environments")
             if envs is None or self.environment in envs:
+                self._ages_wanted = True  # a first recorded change can make a flag's age known
                 self._changed()
-        elif message.kind in ("kill_switch", "engine", "poll"):
+        elif kind == "schedules":
+            changed = message.data.get("schedules") or ()
+            if any(getattr(s, "environment", None) == self.environment for s in changed) or not changed:
+                self._changed()
+        elif kind in ("kill_switch", "engine", "poll"):
             self._changed()
+        if kind in ("schedules", "poll", "engine"):
+            self._tell_schedules_screen()
+
+    def _tell_schedules_screen(self) -> None:
+        """Modal screens get no engine events; the open schedules list re-reads on this pane's."""
+        from ..screens.flag_schedules import FlagSchedulesScreen
+
+        for screen in self.app.screen_stack:
+            if isinstance(screen, FlagSchedulesScreen):
+                screen.reload()
 
     def _changed(self) -> None:
         # A hidden pane only remembers; it reloads when shown (on_show).
         if self._shown:
             self.reload()
         else:
-            self._stale = True
+            self._reload_on_show = True
 
     def on_show(self) -> None:
         self._shown = True
-        if self._stale:
-            self._stale = False
+        if self._reload_on_show:
+            self._reload_on_show = False
             self.reload()
 
     def on_hide(self) -> None:
@@ -381,29 +510,36 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
             self._again = True
             return
         self._loading = True
-        self._load(self.environment, self.states)
+        ages, self._ages_wanted = self._ages_wanted, False
+        self._load(self.environment, self.states, self.stale, ages)
 
     @work(thread=True, group="flags-reload", exit_on_error=False)
-    def _load(self, env: str, before: dict[str, Any]) -> None:
+    def _load(self, env: str, before: dict[str, Any], stale_before: dict[str, Any], ages: bool) -> None:
         # Off the event loop: the store read and the resolution (~20 ms for 10,000 flags), the diff
-        # against what is shown, and the filter text of the flags that changed.
+        # against what is shown, and the filter text of the flags that changed. Ages are read only
+        # when asked (a new environment, a flag change): staleness moves in days, not per poll.
         app: Any = self.app
         try:
             states = app.engine.flag_states(env) if env else {}
+            stale = stale_before
+            if ages:
+                stale = {age.name: age for age in app.engine.stale_flags(env)} if env else {}
             changed = {
                 n for n, st in states.items() if (o := before.get(n)) is None or o.__dict__ != st.__dict__
             }
+            changed |= stale.keys() ^ stale_before.keys()  # marked or unmarked: repaint, re-filter
             defs = app.engine.config.flags
-            lines = {n: filter_line(defs[n], states[n]) for n in changed if n in defs}
+            lines = {n: filter_line(defs[n], states[n], n in stale) for n in changed if n in states}
         except Exception as exc:  # the store is unreachable or locked: say so, keep what is shown
-            app.call_from_thread(self._loaded, env, None, set(), {}, before, exc)
+            app.call_from_thread(self._loaded, env, None, stale_before, set(), {}, before, exc)
         else:
-            app.call_from_thread(self._loaded, env, states, changed, lines, before, None)
+            app.call_from_thread(self._loaded, env, states, stale, changed, lines, before, None)
 
     def _loaded(
         self,
         env: str,
         states: dict[str, Any] | None,
+        stale: dict[str, Any],
         changed: set[str],
         lines: dict[str, str],
         before: dict[str, Any],
@@ -420,6 +556,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
                 self.app.notify(safe(message), title="flags", severity="error", markup=False, timeout=8)
         elif states is not None:
             self._failing = False
+            self.stale = stale
             self.apply(states, changed, lines, full=not before)
         if again:
             self.reload()
@@ -432,31 +569,45 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
             # Keep the unchanged (long-lived) state objects: adopting 10,000 new ones on every poll
             # would feed the cyclic collector's full collections, which pause the console.
             for name in changed:
-                self.states[name] = states[name]
+                if name in states:
+                    self.states[name] = states[name]
         self.haystack.update(lines)
         table = self.table
         config = self.app.engine.config  # type: ignore[attr-defined]
-        table.empty_text = (
-            f"no flags defined in {safe(config.path)}"
-            if self.environment
-            else f"no environments defined in {safe(config.path)}"
-        )
+        if not self.environment:
+            table.empty_text = f"no environments defined in {safe(config.path)}"
+        elif config.flags:
+            table.empty_text = f"no flags used in {safe(self.environment)}"
+        else:
+            table.empty_text = f"no flags defined in {safe(config.path)}"
         if full or (self.filter_text and changed):
             self.apply_filter()  # decided-by may have changed which flags match
+        else:
+            self._show_title()  # the stale count
         if full:
             table.refresh()
             table.announce(force=True)
         elif changed:
             table.refresh_keys(changed)
 
+    def ordered(self) -> list[str]:
+        """The environment's flags in the order shown: file order, or the parent tree."""
+        if not self.grouped:
+            return self.names
+        if self._tree is None:
+            self._build_tree()
+        assert self._tree is not None
+        return [name for name, _ in self._tree]
+
     def apply_filter(self) -> None:
         needle = self.filter_text.lower()
+        names = self.ordered()
         if needle:
             hay = self.haystack  # filled by the first load; until then a flag matches on its name
-            keys = [n for n in self.names if needle in hay.get(n, n)]
+            keys = [n for n in names if needle in hay.get(n, n)]
             self.table.empty_text = f"no flag matches {safe(self.filter_text)!r} · Esc clears the filter"
         else:
-            keys = self.names
+            keys = names
         self.table.show_keys(keys)
         self._show_title()
 
@@ -464,7 +615,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
 
     def _layout(self, width: int) -> list[Column]:
         """Name, value, type, decided-by and risk always; owner and description when there is room."""
-        name_w = max(12, min(self._name_width, 40))
+        name_w = max(12, min(self._tree_width if self.grouped else self._name_width, 40))
         decided_w = 20
         used = 1 + (name_w + 1) + (5 + 1) + (4 + 1) + (decided_w + 1) + (4 + 1)  # a space after each
         if used > width:  # narrow: the name and the decider give up room first, down to a minimum
@@ -496,13 +647,18 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         defn = self.app.engine.config.flags[name]  # type: ignore[attr-defined]
         st = self.states.get(name)
         risk, risk_style = RISK_LABEL.get(defn.risk, (safe(defn.risk), ""))
+        shown = safe(name)
+        if self.grouped and name in self._depth:
+            shown = tree_prefix(self._depth[name]) + shown
         cells: dict[str, Cell] = {
-            "name": (safe(name), ""),
+            "name": (shown, ""),
             "type": (TYPE_LABEL.get(defn.type, safe(defn.type)), "muted"),
             "risk": (risk, risk_style),
             "owner": (safe(defn.owner), "muted"),
             "description": (safe(defn.description), ""),
         }
+        if name in self.stale:
+            cells["mark"] = (STALE_MARK, "stale")
         if st is None:
             cells["value"] = ("…", "muted")
             cells["decided"] = ("", "")
@@ -522,11 +678,17 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
             line.append(" PRODUCTION", style="bold reverse")
         shown = len(self.table.keys) if self.filter_text else len(self.names)
         line.append(f" · {shown} of {len(self.names)}")
+        if self.stale:
+            line.append(" · ")
+            line.append(f"{STALE_MARK}{len(self.stale)} stale", style="bold")
         if self.filter_text:
             line.append(" · filter ")
             line.append_text(plain(repr(self.filter_text), "bold"))
+        hints = ["g flat" if self.grouped else "g tree"]
         if len(flag_environments(engine.config)) > 1:
-            line.append(" · [ ] environment", style="dim")
+            hints.append("[ ] env")
+        hints.append("h history")
+        line.append("  " + "  ".join(hints), style="dim")  # the keys the footer has no room for
         self.query_one("#flags-title", Static).update(line, layout=False)  # fixed height: no relayout
 
     def _show_detail(self, name: str | None) -> None:
@@ -541,12 +703,18 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         facts = [TYPE_LABEL.get(defn.type, defn.type), f"risk {defn.risk}"]
         if st is not None:
             facts.insert(0, f"{format_flag_value(st.value, st.type)}: {decided_why(st)}")
+        if defn.variants:
+            facts.append(f"variants {variants_text(defn)}")
         if defn.owner:
             facts.append(f"owner {defn.owner}")
         if defn.depends_on:
             facts.append(f"depends on {defn.depends_on}")
         line.append_text(plain(" · " + " · ".join(facts)))
         line.append("\n")
+        age = self.stale.get(name)
+        if age is not None:
+            line.append_text(plain(stale_text(age), "bold"))
+            line.append(" · ")
         if st is not None and st.warning:
             line.append_text(plain(f"warning: {st.warning}", "bold"))
         else:
@@ -592,17 +760,21 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
 
     # ------------------------------------------------------------------------------------ actions
 
+    def action_group_by_parent(self) -> None:
+        """Toggle the tree order: every child right after its parent, indented."""
+        self.grouped = not self.grouped
+        if self.grouped and self._tree is None:
+            self._build_tree()
+        self.table.relayout()
+        self.apply_filter()
+
     def action_switch_environment(self, step: int) -> None:
         envs = flag_environments(self.app.engine.config)  # type: ignore[attr-defined]
         if len(envs) < 2:
             self.app.notify("Only one environment has flags", timeout=3)
             return
         at = envs.index(self.environment) if self.environment in envs else 0
-        self.environment = envs[(at + step) % len(envs)]
-        self.states = {}
-        self.table.empty_text = "loading…"
-        self.table.refresh()
-        self._show_title()
+        self._set_environment(envs[(at + step) % len(envs)])
         self.reload()
 
     def selected(self) -> tuple[Any, Any] | None:
@@ -614,22 +786,14 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         return self.app.engine.config.flags[name], st  # type: ignore[attr-defined]
 
     def action_toggle_flag(self) -> None:
+        # Booleans and variant flags (on/off) toggle; a percentage has no "other" value, so the same
+        # dialog asks for the new one. Either way: a reason, and the production/high-risk warning.
         picked = self.selected()
-        if picked is None:
-            return
-        defn, _ = picked
-        if defn.type == "percentage":
-            self.app.notify(
-                safe(f"{defn.name} is a percentage flag: press % to set it"),
-                severity="warning",
-                markup=False,
-                timeout=4,
-            )
-            return
-        self._edit(*picked)
+        if picked is not None:
+            self._edit(*picked)
 
     def action_set_percentage(self) -> None:
-        # On a boolean flag the same keys open the toggle dialog: "edit this flag" either way.
+        # On a boolean or variant flag the same keys open the toggle dialog: "edit this flag" either way.
         picked = self.selected()
         if picked is not None:
             self._edit(*picked)
@@ -652,3 +816,19 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         if picked is not None:
             defn, st = picked
             self.app.push_screen(FlagHistoryScreen(self.environment, defn, st))
+
+    def action_explain_flag(self) -> None:
+        from ..screens.flag_explain import FlagExplainScreen
+
+        picked = self.selected()
+        if picked is not None:
+            defn, st = picked
+            self.app.push_screen(FlagExplainScreen(self.environment, defn, st))
+
+    def action_flag_schedules(self) -> None:
+        from ..screens.flag_schedules import FlagSchedulesScreen
+
+        if not self.environment:
+            self.app.notify("No environment to schedule flag changes in", severity="warning", timeout=3)
+            return
+        self.app.push_screen(FlagSchedulesScreen(self.environment, self.table.selected))
