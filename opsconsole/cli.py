@@ -190,6 +190,7 @@ def _report(exc: Exception) -> int:
     (Imported here, not at the top: the console's first frame must not wait for the engine.)"""
     from .engine import Conflict, Forbidden, NotFound, Rejected
     from .engine.config import ConfigError
+    from .engine.core import FilesBehind
     from .engine.store import StoreError
 
     if isinstance(exc, ConfigError):
@@ -204,6 +205,9 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, Forbidden):
         print(f"not permitted: {exc}", file=sys.stderr)
         return EXIT_FORBIDDEN
+    if isinstance(exc, FilesBehind):
+        print(f"flag files: {exc}", file=sys.stderr)
+        return EXIT_STORE
     if isinstance(exc, StoreError | Conflict):
         print(f"store: {exc}", file=sys.stderr)
         return EXIT_STORE
@@ -313,23 +317,56 @@ def cmd_gates_check(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    from .engine.killswitch import engage_without_store
+    """Safe flag files first, from configuration alone; then the store's record, which may wait at
+    most a couple of seconds for a busy store before the journal keeps it for later."""
+    import threading
+    import time
 
-    try:
-        engine = _engine(args)
-    except Exception as exc:
-        from .engine.config import ConfigError
+    from .engine import killswitch, load
+    from .engine.authz import Authz
+    from .engine.identity import current_actor
 
-        if isinstance(exc, ConfigError):
-            raise
-        # The store could not be opened: the flag files still get the safe state.
-        res = engage_without_store(args.config, args.workspace, args.reason, str(exc))
-    else:
-        res = engine.kill(args.reason)
+    config, ws = load(args.config, args.workspace)
+    ws.mkdir(parents=True, exist_ok=True)
+    actor = current_actor()
+    Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
+    safe = killswitch.make_safe(config, ws, actor, args.reason, time.time())
+    outcome: list[Any] = []
+
+    def record() -> None:
+        try:
+            from .engine.core import Engine
+
+            engine = Engine(config, ws, actor, replay=False)
+            outcome.append(killswitch.record(engine, safe, args.reason))
+        except Exception as exc:  # noqa: BLE001 - whatever stops the record, the files are safe
+            outcome.append(exc)
+
+    # Opening a store someone holds locked can itself wait; the command does not wait longer than
+    # this, because the journal line already holds the event.
+    worker = threading.Thread(target=record, daemon=True)
+    worker.start()
+    worker.join(killswitch.RECORD_WAIT + 1.0)
+    res = (
+        outcome[0]
+        if outcome
+        else TimeoutError(f"the store did not answer in {killswitch.RECORD_WAIT + 1:g} s")
+    )
+    if isinstance(res, Exception):
+        res = killswitch.KillResult(
+            safe.at,
+            safe.files,
+            [],
+            False,
+            timings_ms={"files": safe.ms},
+            error=f"store: {res}" + (f"; {safe.error}" if safe.error else ""),
+            journaled=bool(safe.journal_hash),
+        )
     _out(
         {
             "engaged": True,
             "recorded": res.recorded,
+            "journaled": res.journaled,
             "already_engaged": res.already_engaged,
             "aborted": res.aborted,
             "files": res.files,
@@ -337,6 +374,13 @@ def cmd_kill(args: argparse.Namespace) -> int:
             "error": res.error,
         }
     )
+    if not res.recorded:
+        where = (
+            f"kept in {ws / killswitch.JOURNAL}; the next engine or command records it"
+            if res.journaled
+            else "NOT recorded anywhere (the journal could not be written either): record it by hand"
+        )
+        print(f"kill switch engaged, flag files safe; the event is {where}: {res.error}", file=sys.stderr)
     return EXIT_OK if res.recorded else EXIT_STORE
 
 
@@ -642,7 +686,16 @@ def cmd_engine(args: argparse.Namespace) -> int:
     from .engine.runner import EngineBusy, Runner
 
     engine = _engine(args)
+    engine.engage_from_environment()
     runner = Runner(engine, args.interval)
+    # What the runner keeps retrying (flag files on a full disk, journal lines set aside) is said.
+    engine.bus.subscribe(
+        lambda e: (
+            print(f"warning: {e.data.get('message', '')}", file=sys.stderr, flush=True)
+            if e.kind == "warning"
+            else None
+        )
+    )
 
     async def run() -> None:
         stop = asyncio.Event()

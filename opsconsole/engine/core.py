@@ -8,11 +8,12 @@ newer version, re-reads, and the state machine refuses the second approval or re
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from . import stale as stale_logic
 from .authz import Authz
 from .events import EventBus
 from .model import (
+    ACTIVE_STATES,
     ENGINE_ACTOR,
     Actor,
     Config,
@@ -39,7 +41,7 @@ from .model import (
     ScheduleStep,
 )
 from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlags, Tick, decide, new_rollout
-from .store import Store, open_store
+from .store import Store, StoreError, open_store
 from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 
@@ -54,6 +56,11 @@ class NotFound(Exception):
     pass
 
 
+class FilesBehind(Exception):
+    """A change is stored but its flag files could not be written (a full disk): consumers see the
+    old value until an engine writes them, which a running engine retries every tick."""
+
+
 class Engine:
     def __init__(
         self,
@@ -65,6 +72,7 @@ class Engine:
         environ: Mapping[str, str] | None = None,
         clock: Any = time.time,
         store: Store | None = None,
+        replay: bool = True,
     ) -> None:
         self.config = config
         self.workspace = workspace
@@ -74,7 +82,18 @@ class Engine:
         self.authz = Authz.from_config(config, read_only=read_only)
         self.bus = EventBus()
         self.store = store if store is not None else open_store(config.store)
-        self.replay_kill_journal()
+        self.exported_seq = -1
+        """The audit head at this engine's last complete flag export (-1: none yet)."""
+        self.journal_warnings: list[str] = []
+        """Kill-journal lines set aside at the last replay (file:line and why), for the CLI to show."""
+        if not read_only:
+            killswitch.ensure_reserve(self.workspace)
+            if replay:
+                # A kill recorded only in the journal (the store was locked or down) is recorded now.
+                with contextlib.suppress(StoreError):
+                    self.replay_kill_journal()
+            with contextlib.suppress(StoreError, OSError):
+                self.refresh_canary_cache()
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -140,9 +159,11 @@ class Engine:
         return self.authz.allowed(self.actor, action)
 
     def kill_state(self) -> killswitch.KillState:
+        """Engaged when the store says so or the kill journal holds an engagement not yet recorded."""
         with self.store.read() as tx:
             stored = tx.get_kv(killswitch.KV_KEY)
-        return killswitch.state_from(stored, self.environ)
+            waiting = killswitch.pending(self, tx)
+        return killswitch.state_from(stored, waiting)
 
     def flag_states(self, environment: str) -> dict[str, flag_logic.FlagState]:
         with self.store.read() as tx:
@@ -210,6 +231,8 @@ class Engine:
         with self.store.transaction() as tx:
             tx.insert_rollout(d.rollout)
             self._write_records(tx, d, now)
+        with contextlib.suppress(StoreError, OSError):
+            self.refresh_canary_cache()
         self.bus.publish("rollout", rollout=d.rollout)
         return d.rollout
 
@@ -243,7 +266,13 @@ class Engine:
                     f"flag:{environment}/{name}",
                     {"old": old, "new": value, "reason": reason},
                 )
-        self.export_flags([environment])
+        try:
+            self.export_flags([environment])
+        except OSError as exc:
+            raise FilesBehind(
+                f"{environment}/{name} is stored as {value!r}, but its flag files could not be written "
+                f"({exc}); consumers see the old value until they are (a running engine retries every tick)"
+            ) from exc
         return old
 
     def ack_alarm(self, name: str, reason: str) -> None:
@@ -257,9 +286,23 @@ class Engine:
             tx.append_audit(now, self.actor, "alarm.ack", f"alarm:{name}", {"reason": reason})
         self.bus.publish("alarms")
 
-    def kill(self, reason: str) -> killswitch.KillResult:
+    def kill(
+        self, reason: str, on_safe: Callable[[killswitch.SafeFiles], None] | None = None
+    ) -> killswitch.KillResult:
+        """Pull the kill switch. `on_safe` is called as soon as the flag files hold the safe state,
+        before the store records it (which may wait for a busy store)."""
         self.authz.require(self.actor, "kill_switch.engage")
-        return killswitch.engage(self, reason)
+        return killswitch.engage(self, reason, on_safe)
+
+    def engage_from_environment(self) -> killswitch.KillResult | None:
+        """EMERGENCY_SHUTDOWN=true in the environment of an engine or console at start pulls the kill
+        switch, as an audited action of the account that started it and with the key's permission
+        (Forbidden otherwise). Nothing when it is unset or the switch is engaged already."""
+        if self.environ.get("EMERGENCY_SHUTDOWN", "").strip().lower() not in killswitch.TRUTHY:
+            return None
+        if self.kill_state().engaged:
+            return None
+        return self.kill("EMERGENCY_SHUTDOWN=true in the environment at start")
 
     def all_clear(self, reason: str) -> None:
         self.authz.require(self.actor, "kill_switch.all_clear")
@@ -285,7 +328,7 @@ class Engine:
         self._require_reason(environment, defn, reason, "scheduling")
         target = f"flag:{environment}/{name}"
         with self.store.transaction() as tx:
-            if killswitch.state_from(tx.get_kv(killswitch.KV_KEY), self.environ).engaged:
+            if killswitch.state_from(tx.get_kv(killswitch.KV_KEY), killswitch.pending(self, tx)).engaged:
                 raise Rejected("the kill switch is engaged; give all-clear before scheduling flag changes")
             pending = tx.list_schedules(environment, flag=name)
             if pending:
@@ -390,7 +433,7 @@ class Engine:
             if s is None or index is None:
                 return None  # applied, canceled or stopped meanwhile
             target = f"flag:{s.environment}/{s.flag}"
-            kill = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), self.environ)
+            kill = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), killswitch.pending(self, tx))
             problem, value = self._schedule_problem(s, index, kill)
             if problem is not None or value is None:
                 tx.end_schedule(s.id, ScheduleState.STOPPED, problem or "nothing to apply", now)
@@ -453,7 +496,12 @@ class Engine:
         flag files are exported."""
         touched: set[str] = set()
         with self.store.transaction() as tx:
-            r = self._apply_flag_actions(tx, d, now, touched)
+            if d.rollout.state not in _SAFE_STATES:
+                kill = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), killswitch.pending(self, tx))
+                if kill.engaged:
+                    # A decision taken before the switch was pulled must not land after it.
+                    raise Rejected(f"the kill switch is engaged (by {kill.by}); nothing moves forward")
+            r = self.apply_flag_actions(tx, d, now, touched)
             if not tx.update_rollout(r, before.version):
                 raise Conflict(f"rollout {before.id} changed concurrently")
             self._write_records(tx, d, now)
@@ -463,6 +511,9 @@ class Engine:
                 tx.add_verdicts(r.id, phase.name, changed, now)
         r = replace(r, version=before.version + 1)
         self.export_flags(touched)
+        if _canaries_of(plan, before) != _canaries_of(plan, r):
+            with contextlib.suppress(StoreError, OSError):
+                self.refresh_canary_cache()
         for action in d.actions:
             if not isinstance(action, SetFlags):
                 notifier.send(self.config.notifications, action.event, action.message, rollout=r.id)
@@ -472,7 +523,9 @@ class Engine:
             return self.commit(plan, r, done, self.clock())
         return r
 
-    def _apply_flag_actions(self, tx: Any, d: Decision, now: float, touched: set[str]) -> Rollout:
+    def apply_flag_actions(self, tx: Any, d: Decision, now: float, touched: set[str]) -> Rollout:
+        """Write a decision's flag changes in `tx` (remembering what a rollback restores); adds the
+        environments changed to `touched`."""
         r = d.rollout
         restore = {env: dict(v) for env, v in r.flag_restore.items()}
         actor = d.records[-1].actor if d.records else ENGINE_ACTOR
@@ -498,21 +551,31 @@ class Engine:
 
     def export_flags(self, environments: Iterable[str] | None = None) -> list[str]:
         """Render every (or the named) environment's flag files (seed-schema JSON, and flagd and .env where
-        configured) from the store; returns the paths written."""
+        configured) from the store; returns the paths written. While the kill switch is engaged, in the
+        store or only in its journal, the killed flags and the aborted canaries keep their safe values.
+        The process's own environment never reaches the files: overrides are the consumers' business."""
         names = list(self.config.environments) if environments is None else list(environments)
         written = []
         now = self.clock()
         with killswitch.export_lock(self.workspace, wait=2.0):
-            engaged = self.kill_state().engaged  # read under the lock: see killswitch.export_lock
-            kill = self.config.kill_switch if engaged else None
+            # Read under the lock: a kill that wrote its journal line before we got here is seen.
+            with self.store.read() as tx:
+                seq = tx.last_audit_seq()
+                waiting = killswitch.pending(self, tx)
+                engaged = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), waiting).engaged
+                stored_by_env = {name: {f.name: f.value for f in tx.list_flags(name)} for name in names}
+            defs = self.config.flags
             for name in names:
                 env = self.config.environments.get(name)
                 if env is None or env.flags is None:
                     continue
-                with self.store.read() as tx:
-                    stored = {f.name: f.value for f in tx.list_flags(name)}
-                defs = self.config.flags
-                states = flag_logic.resolve(defs, stored, kill=kill, environ=self.environ, environment=name)
+                kill = None
+                if engaged:
+                    zero = [flag for e in waiting for flag in e.zero.get(name, [])]
+                    kill = killswitch.kill_spec_for(self.config.kill_switch, zero)
+                states = flag_logic.resolve(
+                    defs, stored_by_env[name], kill=kill, environ={}, environment=name
+                )
                 target = env.flags
                 flagfile.write(
                     Path(target.path), flagfile.render(name, states, defs, emergency=engaged, at=now)
@@ -526,12 +589,44 @@ class Engine:
                 if target.dotenv:
                     dotenv.write(Path(target.dotenv), dotenv.render(name, states, emergency=engaged, at=now))
                     written.append(target.dotenv)
+        if set(names) >= {n for n, e in self.config.environments.items() if e.flags is not None}:
+            self.exported_seq = seq
         if written:
             self.bus.publish("flags", environments=names)
         return written
 
+    def flag_files_behind(self) -> bool:
+        """Whether something was recorded since the last complete export of this engine (every
+        change of a flag comes with an audit event, so the audit head says it)."""
+        with self.store.read() as tx:
+            return bool(tx.last_audit_seq() != self.exported_seq)
+
+    def refresh_canary_cache(self) -> None:
+        """Rewrite the store-free list of active canaries the kill switch zeroes first."""
+        with killswitch.export_lock(self.workspace, wait=0.5), self.store.read() as tx:
+            active = tx.list_rollouts(active_only=True)
+            canaries = killswitch.canary_flags(self.config, active)
+            killswitch.write_canary_cache(self.workspace, canaries)
+
     def replay_kill_journal(self) -> int:
-        return killswitch.replay_journal(self)
+        """Record the kill journal's engagements the store does not have yet; bad lines are set aside
+        and their warnings kept in `journal_warnings`. Raises StoreError when the store is busy."""
+        count, warnings = killswitch.replay_journal(self)
+        self.journal_warnings = warnings
+        return count
+
+
+_SAFE_STATES = frozenset({RolloutState.ABORTED, RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK})
+"""States a decision may still reach while the kill switch is engaged."""
+
+
+def _canaries_of(plan: Plan, r: Rollout) -> tuple[str, str] | None:
+    """The (environment, flag) a rollout's canary drives right now, for the kill switch's cache."""
+    if r.state not in ACTIVE_STATES:
+        return None
+    phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
+    s = phase.strategy
+    return (phase.environment, s.flag) if s is not None and s.kind == "canary" and s.flag else None
 
 
 def _changed_verdicts(before: Rollout, after: Rollout) -> list[GateVerdict]:

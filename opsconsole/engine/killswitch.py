@@ -1,28 +1,41 @@
-"""The emergency path (DESIGN §6).
+"""The emergency path.
 
-Order matters: the safe state goes to the flag files first (atomic, fsynced) from configuration alone,
-so it lands even when the database is locked or gone; then the store records the engagement and aborts
-every active rollout in one transaction; notifications go last, on background threads. Nothing here
-waits on a metric source, an alarm source or a notification receiver. When the store cannot be
-written, the event is appended to a journal in the workspace and recorded when the store is back.
+Order matters, and nothing on the way to the safe files touches the database:
+1. an intent line goes to the kill journal in the workspace (appended, fsynced), so every process
+   that exports flag files from now on knows the switch is engaged, whatever the store says;
+2. the safe state is patched into every flag file (atomic, fsynced) from configuration alone, with
+   the canaries of active rollouts taken from a small cache file the engine keeps beside the store;
+3. the store records the engagement, aborts every active rollout and appends one audit event in one
+   transaction, and marks the journal line as recorded;
+4. notifications go last.
+A locked, unreachable or full store therefore never delays the files: the journal line waits, and
+any engine (a running one on its next tick) records it when the store is back. On a full disk a
+small reserve file kept in the workspace is given up so the files and the journal line still fit.
+
+The journal is data to check, not truth: a line that is malformed, has unknown fields or an
+impossible time is set aside with a warning naming the file and line, and never engages anything.
+A replayed line is recorded as replayed, with its hash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import gc
+import hashlib
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import write_atomic
-from .model import Actor, Config, Rollout
-from .rollout import Command, decide
+from .fsutil import fsync_dir, write_atomic
+from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
+from .rollout import Command, Rejected, decide
 from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 
@@ -30,15 +43,31 @@ if TYPE_CHECKING:
     from .core import Engine
 
 KV_KEY = "kill_switch"
+JOURNAL_DONE_KEY = "kill_switch.journal_done"
+"""Hashes of journal lines already recorded (or set aside), so a line is never recorded twice."""
 IMPROVEMENTS_KEY = "improvements.paused"
 JOURNAL = "kill-journal.jsonl"
+SET_ASIDE = "kill-journal.set-aside.jsonl"
+CANARY_CACHE = "active-canaries.json"
+RESERVE = ".kill-reserve"
+RESERVE_BYTES = 512 * 1024
+"""Given up on a full disk so the safe files fit: the largest flag file is written whole before the
+old one is freed, so this must exceed one environment's largest export."""
+LOCK_WAIT = 0.02
+"""The longest the kill switch waits for an export in progress before it writes anyway."""
+RECORD_WAIT = 2.0
+"""How long the store may keep the kill switch waiting for its record; the journal holds it after."""
+FUTURE_SKEW = 300.0
+MAX_AGE = 30 * 86400.0
+_DONE_KEPT = 1000
+_JOURNAL_FIELDS = {"id", "at", "user", "origin", "reason", "zero"}
 TRUTHY = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
 class KillState:
     engaged: bool
-    source: str = "none"  # store | env | none
+    source: str = "none"  # store | journal | none
     by: str = ""
     at: float | None = None
     reason: str = ""
@@ -53,20 +82,178 @@ class KillResult:
     already_engaged: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    journaled: bool = True  # False: not even the journal could be written (the files still were)
 
 
-def state_from(stored: Mapping[str, Any] | None, environ: Mapping[str, str]) -> KillState:
-    env_value = environ.get("EMERGENCY_SHUTDOWN", "").strip().lower()
-    if env_value in TRUTHY:
-        return KillState(True, "env", "environment", None, "EMERGENCY_SHUTDOWN is set in the environment")
+@dataclass(frozen=True)
+class JournalEntry:
+    """One valid, not yet recorded engagement in the journal."""
+
+    id: str
+    at: float
+    user: str
+    origin: str
+    reason: str
+    zero: dict[str, list[str]]
+    line: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class JournalProblem:
+    line: int
+    sha256: str
+    text: str
+    problem: str
+
+    def warning(self, path: Path) -> str:
+        return f"{path}:{self.line}: kill journal line set aside ({self.problem}); it engages nothing"
+
+
+def state_from(stored: Mapping[str, Any] | None, pending: Iterable[JournalEntry] = ()) -> KillState:
+    """The switch's state from the store's record and the journal's unrecorded engagements."""
     if stored and stored.get("engaged"):
         return KillState(True, "store", stored.get("by", ""), stored.get("at"), stored.get("reason", ""))
+    for e in pending:
+        return KillState(True, "journal", e.user, e.at, f"{e.reason} (not yet recorded in the store)")
     return KillState(False)
+
+
+# ---------------------------------------------------------------------------------------- journal
+
+
+def read_journal(
+    workspace: Path, done: Iterable[str] = (), now: float | None = None
+) -> tuple[list[JournalEntry], list[JournalProblem]]:
+    """The journal's unrecorded engagements and its bad lines (both skipping hashes in `done`).
+    Never raises for what the file holds: a command must not fail because of one bad line."""
+    path = workspace / JOURNAL
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [JournalProblem(0, "", "", f"cannot read it: {exc.strerror or exc}")]
+    if not raw:
+        return [], []
+    done_set = set(done)
+    now = time.time() if now is None else now
+    entries: list[JournalEntry] = []
+    problems: list[JournalProblem] = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        digest = hashlib.sha256(line).hexdigest()
+        if digest in done_set:
+            continue
+        text = line.decode("utf-8", "replace")
+        entry, problem = _parse_line(text, number, digest, now)
+        if entry is not None:
+            entries.append(entry)
+        else:
+            problems.append(JournalProblem(number, digest, text[:500], problem))
+    return entries, problems
+
+
+def _parse_line(text: str, number: int, digest: str, now: float) -> tuple[JournalEntry | None, str]:
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(obj, dict):
+        return None, "not a JSON object"
+    unknown = sorted(set(obj) - _JOURNAL_FIELDS)
+    if unknown:
+        return None, f"unknown fields {', '.join(map(repr, unknown))}"
+    missing = sorted(_JOURNAL_FIELDS - {"zero", "origin"} - set(obj))
+    if missing:
+        return None, f"missing fields {', '.join(map(repr, missing))}"
+    at, user, reason = obj["at"], obj["user"], obj["reason"]
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        return None, "'at' is not a time"
+    if at > now + FUTURE_SKEW:
+        return None, f"time {_iso(at)} is in the future"
+    if at < now - MAX_AGE:
+        return None, f"time {_iso(at)} is more than {MAX_AGE / 86400:g} days ago"
+    if not isinstance(user, str) or not user.strip() or not isinstance(reason, str):
+        return None, "'user' and 'reason' must be text"
+    zero = obj.get("zero", {})
+    if not isinstance(zero, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+        for k, v in zero.items()
+    ):
+        return None, "'zero' must map environments to flag names"
+    origin = obj.get("origin", "")
+    return (
+        JournalEntry(
+            str(obj["id"]),
+            float(at),
+            user,
+            origin if isinstance(origin, str) else "",
+            reason,
+            zero,
+            number,
+            digest,
+        ),
+        "",
+    )
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(0.0, min(at, 32503680000.0))))
+
+
+def append_journal(
+    workspace: Path, actor: Actor, reason: str, at: float, zero: Mapping[str, set[str]]
+) -> str:
+    """Append one engagement to the journal (fsynced); returns the line's hash."""
+    line = json.dumps(
+        {
+            "id": secrets.token_hex(8),
+            "at": at,
+            "user": actor.user,
+            "origin": actor.origin,
+            "reason": reason,
+            "zero": {env: sorted(names) for env, names in sorted(zero.items())},
+        },
+        sort_keys=True,
+    ).encode()
+    path = workspace / JOURNAL
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        # One write of a short line: appends from several processes never interleave.
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(workspace)
+    return hashlib.sha256(line).hexdigest()
+
+
+def pending(engine: Engine, tx: Any = None) -> list[JournalEntry]:
+    """Valid journal engagements the store has not recorded yet (cheap when there is no journal)."""
+    path = engine.workspace / JOURNAL
+    try:
+        if path.stat().st_size == 0:
+            return []
+    except OSError:
+        return []
+    if tx is None:
+        with engine.store.read() as rtx:
+            done = rtx.get_kv(JOURNAL_DONE_KEY, []) or []
+    else:
+        done = tx.get_kv(JOURNAL_DONE_KEY, []) or []
+    return read_journal(engine.workspace, done, engine.clock())[0]
+
+
+# ---------------------------------------------------------------------------------------- canaries
 
 
 def canary_flags(config: Config, active: Iterable[Rollout] | None) -> dict[str, set[str]]:
     """Flags to send to 0%, per environment: the canaries of active rollouts' current phases, or,
-    when the store could not say which rollouts are active, every canary flag any plan drives."""
+    when nobody can say which rollouts are active, every canary flag any plan drives."""
     out: dict[str, set[str]] = {}
     if active is None:
         phases = [p for plan in config.plans.values() for p in plan.phases]
@@ -74,13 +261,42 @@ def canary_flags(config: Config, active: Iterable[Rollout] | None) -> dict[str, 
         phases = []
         for r in active:
             plan = config.plans.get(r.plan)
-            if plan is not None:
+            if plan is not None and r.state in ACTIVE_STATES:
                 phases.append(plan.phases[min(r.phase_index, len(plan.phases) - 1)])
     for phase in phases:
         s = phase.strategy
         if s is not None and s.kind == "canary" and s.flag:
             out.setdefault(phase.environment, set()).add(s.flag)
     return out
+
+
+def cached_canaries(config: Config, workspace: Path) -> dict[str, set[str]]:
+    """The active canaries as the engine last saw them, without the store. A missing or unreadable
+    cache means nobody can say: then every canary any plan drives goes to 0 (the safe side)."""
+    try:
+        obj = json.loads((workspace / CANARY_CACHE).read_bytes())
+        return {str(env): {str(n) for n in names} for env, names in obj["canaries"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return canary_flags(config, None)
+
+
+def write_canary_cache(workspace: Path, canaries: Mapping[str, set[str]]) -> None:
+    body = {"canaries": {env: sorted(v) for env, v in sorted(canaries.items()) if v}}
+    data = (json.dumps(body, sort_keys=True) + "\n").encode()
+    path = workspace / CANARY_CACHE
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:
+            return
+    write_atomic(path, data)
+
+
+# ---------------------------------------------------------------------------------------- files
+
+
+def kill_spec_for(spec: KillSwitchSpec, zero: Iterable[str]) -> KillSwitchSpec:
+    """The spec an export applies while engaged: the configured flags and the aborted canaries."""
+    extra = tuple(n for n in zero if n not in spec.flags_off)
+    return replace(spec, flags_off=(*spec.flags_off, *extra)) if extra else spec
 
 
 def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) -> list[str]:
@@ -115,105 +331,44 @@ def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) ->
     return written
 
 
-def engage(engine: Engine, reason: str) -> KillResult:
-    # The collector must not pause the emergency path: a gen-2 pass with a large heap costs tens of ms.
-    was_enabled = gc.isenabled()
-    gc.disable()
+def ensure_reserve(workspace: Path) -> None:
+    """Keep the full-disk reserve in the workspace (quietly: there may be no room for it now)."""
+    path = workspace / RESERVE
+    with contextlib.suppress(OSError):
+        if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            return
+        os.close(fd)
+
+
+def _free_reserve(workspace: Path) -> bool:
     try:
-        return _engage(engine, reason)
-    finally:
-        if was_enabled:
-            gc.enable()
+        os.unlink(workspace / RESERVE)
+    except OSError:
+        return False
+    return True
 
 
-def _engage(engine: Engine, reason: str) -> KillResult:
-    t0 = time.perf_counter()
-    now = engine.clock()
-    actor = engine.actor
+def _with_room(workspace: Path, write: Callable[[], Any]) -> Any:
+    """Run `write`; on a full disk give up the reserve and try once more."""
     try:
-        active: list[Rollout] | None = engine.rollouts(active_only=True)
-    except Exception:
-        active = None
-    files = write_safe_files(engine.config, canary_flags(engine.config, active), now)
-    t_files = time.perf_counter()
-    try:
-        aborted, already = _record(engine, actor, reason, now)
-    except Exception as exc:
-        journal(engine.workspace, actor, reason, now)
-        notifier.send(
-            engine.config.notifications, "kill_switch", f"kill switch engaged by {actor.user}: {reason}"
-        )
-        return KillResult(now, files, [], False, timings_ms=_ms(t0, t_files), error=str(exc))
-    t_store = time.perf_counter()
-    _reexport(engine)
-    notifier.send(
-        engine.config.notifications,
-        "kill_switch",
-        f"kill switch engaged by {actor.user}: {reason}",
-        aborted=aborted,
-    )
-    engine.bus.publish("kill_switch", engaged=True, by=actor.user, reason=reason, aborted=aborted)
-    timings = _ms(t0, t_files) | {
-        "store": (t_store - t_files) * 1000,
-        "total": (time.perf_counter() - t0) * 1000,
-    }
-    return KillResult(now, files, aborted, True, already, timings)
-
-
-def _ms(t0: float, t_files: float) -> dict[str, float]:
-    return {"files": (t_files - t0) * 1000}
-
-
-def _record(
-    engine: Engine, actor: Actor, reason: str, now: float, late: bool = False
-) -> tuple[list[str], bool]:
-    """The store part of engaging, in one transaction: state, aborts, one audit event."""
-    spec = engine.config.kill_switch
-    aborted: list[str] = []
-    touched: set[str] = set()
-    with engine.store.transaction() as tx:
-        prev = tx.get_kv(KV_KEY)
-        already = bool(prev and prev.get("engaged"))
-        tx.set_kv(
-            KV_KEY,
-            {"engaged": True, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
-            now,
-        )
-        if spec.pause_improvements:
-            tx.set_kv(IMPROVEMENTS_KEY, {"paused": True, "by": "kill_switch", "at": now}, now)
-        if spec.abort_rollouts:
-            for r in tx.list_rollouts(active_only=True):
-                plan = engine.config.plans.get(r.plan)
-                if plan is None:
-                    continue
-                d = decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)
-                new = engine._apply_flag_actions(tx, d, now, touched)
-                tx.update_rollout(new, r.version)
-                aborted.append(r.id)
-        # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
-        stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
-        tx.append_audit(
-            now,
-            actor,
-            "kill_switch.engage",
-            "kill_switch",
-            {
-                "reason": reason,
-                "aborted": aborted,
-                "stopped_schedules": stopped,
-                "flags_off": list(spec.flags_off),
-                "flags_on": list(spec.flags_on),
-                "already_engaged": already,
-                "recorded_late": late,
-            },
-        )
-    return aborted, already
+        return write()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not _free_reserve(workspace):
+            raise
+        return write()
 
 
 @contextlib.contextmanager
 def export_lock(workspace: Path, wait: float = 1.0) -> Any:
-    """Serialises flag-file exports across processes so a stale export cannot land after the kill
-    switch's; gives up after `wait` seconds rather than make anyone wait longer."""
+    """Serialises flag-file writers across processes so a stale export cannot land after the kill
+    switch's; gives up after `wait` seconds (yielding False) rather than make anyone wait longer."""
     workspace.mkdir(parents=True, exist_ok=True)
     fd = os.open(workspace / "flags.lock", os.O_CREAT | os.O_RDWR, 0o644)
     got = False
@@ -227,7 +382,7 @@ def export_lock(workspace: Path, wait: float = 1.0) -> Any:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     break
-                time.sleep(0.005)
+                time.sleep(0.002)
         yield got
     finally:
         if got:
@@ -235,74 +390,231 @@ def export_lock(workspace: Path, wait: float = 1.0) -> Any:
         os.close(fd)
 
 
-def _reexport(engine: Engine) -> None:
+@dataclass(frozen=True)
+class SafeFiles:
+    """What the store-free part of the kill switch did."""
+
+    at: float
+    files: list[str]
+    journal_hash: str  # "" when the journal line could not be written
+    error: str
+    ms: float
+
+
+def make_safe(config: Config, workspace: Path, actor: Actor, reason: str, now: float) -> SafeFiles:
+    """Steps 1 and 2: journal line, then every flag file, with no database access at all."""
+    t0 = time.perf_counter()
+    zero = cached_canaries(config, workspace)
+    errors: list[str] = []
+    digest = ""
+    with export_lock(workspace, wait=LOCK_WAIT):
+        try:
+            digest = _with_room(workspace, lambda: append_journal(workspace, actor, reason, now, zero))
+        except OSError as exc:
+            errors.append(f"kill journal {workspace / JOURNAL}: {exc.strerror or exc}")
+        try:
+            files = _with_room(workspace, lambda: write_safe_files(config, zero, now))
+        except OSError as exc:
+            errors.append(f"flag files: {exc}")
+            files = []
+    return SafeFiles(now, files, digest, "; ".join(errors), (time.perf_counter() - t0) * 1000)
+
+
+# ---------------------------------------------------------------------------------------- engage
+
+
+def engage(engine: Engine, reason: str, on_safe: Callable[[SafeFiles], None] | None = None) -> KillResult:
+    # The collector must not pause the emergency path: a gen-2 pass with a large heap costs tens of ms.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        safe = make_safe(engine.config, engine.workspace, engine.actor, reason, engine.clock())
+        if on_safe is not None:
+            on_safe(safe)
+        return record(engine, safe, reason)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def record(engine: Engine, safe: SafeFiles, reason: str) -> KillResult:
+    """Steps 3 and 4: the store's record (bounded wait), then the re-export and notifications."""
+    t0 = time.perf_counter()
+    actor = engine.actor
+    timings = {"files": safe.ms}
+    try:
+        with engine.store.transaction(timeout=RECORD_WAIT) as tx:
+            aborted, already = _record(engine, tx, actor, reason, safe.at, journal_hash=safe.journal_hash)
+    except Exception as exc:
+        message = f"kill switch engaged by {actor.user}: {reason} (not yet recorded: {exc})"
+        notifier.send(engine.config.notifications, "kill_switch", message)
+        error = f"store: {exc}" + (f"; {safe.error}" if safe.error else "")
+        return KillResult(
+            safe.at, safe.files, [], False, timings_ms=timings, error=error, journaled=bool(safe.journal_hash)
+        )
+    timings["store"] = (time.perf_counter() - t0) * 1000
+    timings["total"] = timings["files"] + timings["store"]
+    _after_record(engine, actor, reason, aborted)
+    return KillResult(safe.at, safe.files, aborted, True, already, timings, safe.error)
+
+
+def _after_record(engine: Engine, actor: Actor, reason: str, aborted: list[str]) -> None:
     with contextlib.suppress(Exception):  # the patched files already hold the safe state
         engine.export_flags()
+    with contextlib.suppress(Exception):
+        engine.refresh_canary_cache()
+    notifier.send(
+        engine.config.notifications,
+        "kill_switch",
+        f"kill switch engaged by {actor.user}: {reason}",
+        aborted=aborted,
+    )
+    engine.bus.publish("kill_switch", engaged=True, by=actor.user, reason=reason, aborted=aborted)
+
+
+def _record(
+    engine: Engine,
+    tx: Any,
+    actor: Actor,
+    reason: str,
+    now: float,
+    *,
+    journal_hash: str = "",
+    replayed: bool = False,
+) -> tuple[list[str], bool]:
+    """The store part of engaging, inside `tx`: state, aborts, one audit event, the journal line
+    marked as recorded."""
+    spec = engine.config.kill_switch
+    aborted: list[str] = []
+    touched: set[str] = set()
+    prev = tx.get_kv(KV_KEY)
+    already = bool(prev and prev.get("engaged"))
+    tx.set_kv(
+        KV_KEY,
+        {"engaged": True, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
+        now,
+    )
+    if spec.pause_improvements:
+        tx.set_kv(IMPROVEMENTS_KEY, {"paused": True, "by": "kill_switch", "at": now}, now)
+    if spec.abort_rollouts:
+        for r in tx.list_rollouts(active_only=True):
+            plan = engine.config.plans.get(r.plan)
+            if plan is None:
+                continue
+            d = decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)
+            new = engine.apply_flag_actions(tx, d, now, touched)
+            tx.update_rollout(new, r.version)
+            aborted.append(r.id)
+    # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
+    stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
+    data: dict[str, Any] = {
+        "reason": reason,
+        "aborted": aborted,
+        "stopped_schedules": stopped,
+        "flags_off": list(spec.flags_off),
+        "flags_on": list(spec.flags_on),
+        "already_engaged": already,
+        "recorded_late": replayed,
+    }
+    if replayed:
+        data["replayed_from_journal"] = journal_hash
+    tx.append_audit(now, actor, "kill_switch.engage", "kill_switch", data)
+    if journal_hash:
+        _mark_done(tx, [journal_hash], now)
+    return aborted, already
+
+
+def _mark_done(tx: Any, hashes: Iterable[str], now: float) -> None:
+    done = list(tx.get_kv(JOURNAL_DONE_KEY, []) or [])
+    done.extend(h for h in hashes if h not in done)
+    tx.set_kv(JOURNAL_DONE_KEY, done[-_DONE_KEPT:], now)
+
+
+def replay_journal(engine: Engine) -> tuple[int, list[str]]:
+    """Record the journal's unrecorded engagements in the store, each as replayed with its line's
+    hash; set bad lines aside with a warning. Returns (engagements recorded, warnings). Raises
+    StoreError when the store cannot be written (the journal keeps its lines)."""
+    path = engine.workspace / JOURNAL
+    try:
+        if path.stat().st_size == 0:
+            return 0, []
+    except OSError:
+        return 0, []
+    now = engine.clock()
+    with engine.store.read() as rtx:
+        if read_journal(engine.workspace, rtx.get_kv(JOURNAL_DONE_KEY, []) or [], now) == ([], []):
+            return 0, []  # every line recorded already: no write lock needed
+    recorded: list[JournalEntry] = []
+    warnings: list[str] = []
+    with engine.store.transaction() as tx:
+        entries, problems = read_journal(engine.workspace, tx.get_kv(JOURNAL_DONE_KEY, []) or [], now)
+        for e in entries:
+            _record(engine, tx, Actor(e.user, e.origin), e.reason, e.at, journal_hash=e.sha256, replayed=True)
+            recorded.append(e)
+        for p in problems:
+            if not p.sha256:  # the journal itself could not be read
+                warnings.append(f"{path}: {p.problem}")
+                continue
+            warnings.append(p.warning(path))
+            tx.append_audit(
+                now,
+                engine.actor,
+                "kill_switch.journal_set_aside",
+                "kill_switch",
+                {"file": str(path), "line": p.line, "sha256": p.sha256, "problem": p.problem},
+            )
+        _mark_done(tx, [p.sha256 for p in problems if p.sha256], now)
+    if problems:
+        with contextlib.suppress(OSError):
+            _set_aside(engine.workspace, problems)
+    if recorded:
+        last = recorded[-1]
+        _after_record(engine, Actor(last.user, last.origin), last.reason, [])
+    return len(recorded), warnings
+
+
+def _set_aside(workspace: Path, problems: Iterable[JournalProblem]) -> None:
+    lines = "".join(
+        json.dumps({"line": p.line, "sha256": p.sha256, "problem": p.problem, "text": p.text}) + "\n"
+        for p in problems
+        if p.sha256
+    )
+    with open(workspace / SET_ASIDE, "a", encoding="utf-8") as fh:
+        fh.write(lines)
+
+
+# ---------------------------------------------------------------------------------------- all-clear
 
 
 def all_clear(engine: Engine, reason: str) -> None:
     state = engine.kill_state()
-    if state.source == "env":
-        from .rollout import Rejected
-
-        raise Rejected("EMERGENCY_SHUTDOWN is set in the environment; unset it first")
     now = engine.clock()
     actor = engine.actor
-    with engine.store.transaction() as tx:
-        tx.set_kv(
-            KV_KEY,
-            {"engaged": False, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
-            now,
-        )
-        tx.set_kv(IMPROVEMENTS_KEY, {"paused": False, "by": actor.user, "at": now}, now)
-        tx.append_audit(
-            now,
-            actor,
-            "kill_switch.all_clear",
-            "kill_switch",
-            {"reason": reason, "was_engaged": state.engaged},
-        )
+    with export_lock(engine.workspace, wait=2.0) as locked:
+        with engine.store.transaction() as tx:
+            if pending(engine, tx):
+                raise Rejected(
+                    f"the kill journal ({engine.workspace / JOURNAL}) holds an engagement the store has not "
+                    "recorded yet; the running engine records it on its next tick, then give the all-clear"
+                )
+            tx.set_kv(
+                KV_KEY,
+                {"engaged": False, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
+                now,
+            )
+            tx.set_kv(IMPROVEMENTS_KEY, {"paused": False, "by": actor.user, "at": now}, now)
+            tx.append_audit(
+                now,
+                actor,
+                "kill_switch.all_clear",
+                "kill_switch",
+                {"reason": reason, "was_engaged": state.engaged},
+            )
+        if locked:
+            # Every line is recorded: start the next emergency with an empty journal.
+            with contextlib.suppress(OSError):
+                os.truncate(engine.workspace / JOURNAL, 0)
+    ensure_reserve(engine.workspace)
     engine.export_flags()
     notifier.send(engine.config.notifications, "all_clear", f"all-clear given by {actor.user}: {reason}")
     engine.bus.publish("kill_switch", engaged=False, by=actor.user, reason=reason)
-
-
-def journal(workspace: Path, actor: Actor, reason: str, at: float) -> None:
-    """Append the engagement to the journal (fsynced) for recording when the store is back."""
-    path = workspace / JOURNAL
-    existing = path.read_bytes() if path.exists() else b""
-    line = json.dumps({"user": actor.user, "origin": actor.origin, "reason": reason, "at": at}) + "\n"
-    write_atomic(path, existing + line.encode())
-
-
-def replay_journal(engine: Engine) -> int:
-    path = engine.workspace / JOURNAL
-    if not path.exists():
-        return 0
-    entries = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    for e in entries:
-        _record(engine, Actor(e["user"], e["origin"]), e["reason"], e["at"], late=True)
-    path.unlink()
-    engine.export_flags()
-    return len(entries)
-
-
-def engage_without_store(
-    config_file: str | None, workspace: str | None, reason: str, error: str
-) -> KillResult:
-    """The kill switch when the store cannot even be opened: configuration alone says which files to
-    write; every canary any plan drives goes to 0; the event waits in the journal."""
-    from . import load
-    from .authz import Authz
-    from .identity import current_actor
-
-    t0 = time.perf_counter()
-    config, ws = load(config_file, workspace)
-    actor = current_actor()
-    Authz.from_config(config).require(actor, "kill_switch.engage")
-    now = time.time()
-    files = write_safe_files(config, canary_flags(config, None), now)
-    t_files = time.perf_counter()
-    journal(ws, actor, reason, now)
-    notifier.send(config.notifications, "kill_switch", f"kill switch engaged by {actor.user}: {reason}")
-    return KillResult(now, files, [], False, timings_ms=_ms(t0, t_files), error=f"store unavailable: {error}")

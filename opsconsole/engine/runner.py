@@ -42,6 +42,7 @@ class TickStats:
     schedule_changes: int = 0
     schedule_errors: int = 0
     last_schedule_error: str = ""
+    export_error: str = ""
 
 
 class Runner:
@@ -97,7 +98,7 @@ class Runner:
         if self._lock_fd is None:
             self.acquire()
         try:
-            await asyncio.to_thread(self.engine.export_flags)  # reconcile files with the store
+            await asyncio.to_thread(self._reconcile_flag_files)  # files catch up with the store
             self.engine.bus.publish("engine", state="running")
             loop = asyncio.get_running_loop()
             start = loop.time()
@@ -144,8 +145,36 @@ class Runner:
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 
     def _load(self, now: float) -> tuple[bool, list[Rollout]]:
-        self._apply_schedules(now)  # first: a step applied now is in the state this tick decides on
+        # First of all, a kill pulled elsewhere while the store was busy: recorded (every rollout
+        # aborted) before anything is evaluated; while it cannot be, kill_state() still says engaged.
+        self._replay_kill_journal()
+        self._apply_schedules(now)  # a step applied now is in the state this tick decides on
+        self._reconcile_flag_files()
         return self.engine.kill_state().engaged, self.engine.rollouts(active_only=True)
+
+    def _replay_kill_journal(self) -> None:
+        from .store import StoreError
+
+        with contextlib.suppress(StoreError):
+            self.engine.replay_kill_journal()
+        for warning in self.engine.journal_warnings:
+            self.engine.bus.publish("warning", message=warning)
+
+    def _reconcile_flag_files(self) -> None:
+        """Flag files catch up with the store: a change another process stored but could not write
+        (a full disk) is written here, with a warning every tick until it is."""
+        try:
+            if self.engine.flag_files_behind():
+                self.engine.export_flags()
+        except OSError as exc:
+            message = f"flag files could not be written, consumers see old values: {exc}"
+            if message != self.stats.export_error:
+                self.engine.bus.publish("warning", message=message)
+            self.stats.export_error = message
+        else:
+            if self.stats.export_error:
+                self.engine.bus.publish("warning", message="flag files written again: they match the store")
+            self.stats.export_error = ""
 
     def _apply_schedules(self, now: float) -> None:
         # A schedule that fails must not stop the loop that rolls back bad canaries: count it, and
@@ -205,13 +234,15 @@ class Runner:
 
     def _commit_all(self, decisions: list[tuple[Plan, Rollout, Decision]], now: float) -> None:
         from .core import Conflict
+        from .rollout import Rejected
 
         for plan, before, d in decisions:
             try:
                 self.engine.commit(plan, before, d, now)
                 self.stats.commits += 1
-            except Conflict:
-                continue  # a command changed it meanwhile; next tick decides on the new state
+            except (Conflict, Rejected):
+                # A command (or the kill switch) changed it meanwhile; next tick decides on the new state.
+                continue
 
 
 def _signature(r: Rollout, phase: Phase) -> Any:

@@ -63,6 +63,8 @@ class Session:
 
     async def start(self) -> None:
         envs = {name for name, env in self.engine.config.environments.items() if env.metrics is not None}
+        if self.run_engine:
+            await asyncio.to_thread(self._engage_from_environment)
         if self.run_engine and Runner.holder(self.engine.workspace) is None:
             runner = Runner(self.engine, keep=SPARK_POINTS * self.engine.config.interval)
             runner.observer.watch |= envs
@@ -78,6 +80,14 @@ class Session:
         self.mode = "client"
         self.observer.watch |= envs
         self._task = asyncio.create_task(self._poll())
+
+    def _engage_from_environment(self) -> None:
+        from .authz import Forbidden
+
+        try:
+            self.engine.engage_from_environment()
+        except Forbidden as exc:
+            self.engine.bus.publish("warning", message=f"EMERGENCY_SHUTDOWN is set but not applied: {exc}")
 
     async def _poll(self) -> None:
         """Client mode: keep metrics and alarms fresh and tell subscribers to re-read the store."""

@@ -23,6 +23,7 @@ from .actions import GuardedActions
 from .bridge import EngineChanged, connect
 from .header import StatusHeader
 from .keybar import KeyBar
+from .safe import safe
 from .themes import follow_themes, install_themes
 
 
@@ -169,6 +170,13 @@ class OpsConsoleApp(GuardedActions, App[None]):
     # ------------------------------------------------------------------------------------ engine
 
     def on_engine_changed(self, message: EngineChanged) -> None:
+        if message.kind == "warning":
+            # Something the engine keeps retrying (flag files on a full disk, a kill journal line set
+            # aside): said once, in words, never parsed as markup.
+            self.notify(
+                safe(str(message.data.get("message", ""))), severity="warning", timeout=15, markup=False
+            )
+            return
         if message.kind in ("kill_switch", "engine", "poll"):
             self.refresh_status()
         for pane in self.panes.values():

@@ -211,4 +211,7 @@ def test_kill_writes_flag_files_when_the_store_is_unreachable_and_records_later(
     events = json.loads(cli("audit", "--json", *w).stdout)
     assert [e["action"] for e in events] == ["kill_switch.engage"]
     assert events[0]["data"]["recorded_late"] is True and events[0]["data"]["reason"] == "store is down"
-    assert not (ws / "kill-journal.jsonl").exists()
+    assert len(events[0]["data"]["replayed_from_journal"]) == 64  # the journal line's sha256
+    # recorded once: later commands do not record the same journal line again
+    cli("status", *w)
+    assert len(json.loads(cli("audit", "--json", *w).stdout)) == 1

@@ -172,17 +172,26 @@ def test_kill_switch_aborts_everything_writes_files_and_one_audit_event(tmp_path
     assert not alice.kill_state().engaged
 
 
-def test_environment_variable_engages_the_kill_switch(tmp_path, service):
+def test_environment_variable_at_start_engages_the_kill_switch_as_an_audited_action(tmp_path, service):
     ws = write_workspace(tmp_path, service.port)
     from opsconsole.engine.core import Engine
     from opsconsole.engine.model import Actor
 
-    eng = Engine(load_ws(ws), ws, Actor("alice", "t"), environ={"EMERGENCY_SHUTDOWN": "true"})
-    assert eng.kill_state().engaged and eng.kill_state().source == "env"
-    eng.export_flags()
+    env = {"EMERGENCY_SHUTDOWN": "true"}
+    viewer = Engine(load_ws(ws), ws, Actor("carol", "t"), environ=env)
+    with pytest.raises(Forbidden):
+        viewer.engage_from_environment()  # the same permission as the key
+    assert not viewer.kill_state().engaged
+    eng = Engine(load_ws(ws), ws, Actor("alice", "t"), environ=env)
+    res = eng.engage_from_environment()
+    assert res is not None and res.recorded
+    assert eng.kill_state().engaged and eng.kill_state().by == "alice"
     assert flag_doc(ws)["flags"]["emergency_shutdown"]["enabled"] is True
-    with pytest.raises(Rejected, match="EMERGENCY_SHUTDOWN"):
-        eng.all_clear("env says so")
+    (event,) = [e for e in eng.audit_events() if e.action == "kill_switch.engage"]
+    assert event.actor == "alice" and "EMERGENCY_SHUTDOWN" in event.data["reason"]
+    assert eng.engage_from_environment() is None  # engaged already: no second event
+    eng.all_clear("drill over")
+    assert flag_doc(ws)["emergency_shutdown"] is False
 
 
 @pytest.fixture

@@ -212,12 +212,14 @@ def test_kill_switch_stops_every_pending_schedule_for_good(ws, clock, as_user):
     assert [h["new"] for h in bob.flag_history("production", "new_checkout")] == [0]
 
 
-def test_kill_switch_from_the_environment_stops_a_step_when_it_falls_due(ws, clock, as_user):
+def test_kill_switch_from_the_environment_stops_pending_schedules(ws, clock, as_user):
     as_user("bob").schedule_flag("production", "new_checkout", [(T0 + 60, 50)], "raise")
-    clock.now = T0 + 60
     engaged = as_user("bob", environ={"EMERGENCY_SHUTDOWN": "true"})
-    (s,) = engaged.apply_due_schedules()
-    assert s.state is ScheduleState.STOPPED and s.ended_reason == "kill switch engaged by environment"
+    engaged.engage_from_environment()
+    clock.now = T0 + 60
+    assert engaged.apply_due_schedules() == []
+    (s,) = engaged.flag_schedules(active_only=False)
+    assert s.state is ScheduleState.STOPPED and "kill switch engaged by bob" in s.ended_reason
     assert engaged.flag_history("production", "new_checkout") == []
 
 

@@ -29,10 +29,11 @@ class Store(ABC):
     """
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Tx]:
+    def transaction(self, timeout: float | None = None) -> AbstractContextManager[Tx]:
         """A write transaction holding the database's write lock: commits when the block ends,
         rolls back when it raises. Nested in another transaction of the same thread, it is a
-        savepoint (its writes are undone alone if it raises)."""
+        savepoint (its writes are undone alone if it raises). With `timeout`, StoreError after that
+        many seconds of waiting for the lock instead of the store's usual busy timeout."""
 
     @abstractmethod
     def read(self) -> AbstractContextManager[Tx]:

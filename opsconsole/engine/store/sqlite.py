@@ -493,14 +493,33 @@ class SqliteStore(Store):
         return f"SqliteStore({self.path!r})"
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        with self._lock:
+    def transaction(self, timeout: float | None = None) -> Iterator[Tx]:
+        # `timeout` bounds the whole wait (this process's other threads, then other processes) for
+        # callers that must not wait the full busy timeout, such as the kill switch's record.
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise StoreError(f"{self.path}: still in use by another task of this process after {timeout:g} s")
+        try:
             if self._active is None:
-                yield from self._top_level("BEGIN IMMEDIATE", writable=True)
+                if timeout is None:
+                    yield from self._top_level("BEGIN IMMEDIATE", writable=True)
+                else:
+                    yield from self._bounded_top_level(timeout)
             elif not self._active.writable:
                 raise StoreError("cannot start a write transaction inside a read transaction (Store.read())")
             else:
                 yield from self._savepoint(self._active)
+        finally:
+            self._lock.release()
+
+    def _bounded_top_level(self, timeout: float) -> Iterator[Tx]:
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
+        restore = f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"
+        try:
+            # Once BEGIN holds the lock, the rest of the transaction waits as usual.
+            yield from self._top_level("BEGIN IMMEDIATE", writable=True, after_begin=restore)
+        finally:
+            conn.execute(restore)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -537,12 +556,14 @@ class SqliteStore(Store):
             raise StoreError(f"the store {self.path} is closed")
         return self._conn
 
-    def _top_level(self, begin: str, writable: bool) -> Iterator[Tx]:
+    def _top_level(self, begin: str, writable: bool, after_begin: str = "") -> Iterator[Tx]:
         conn = self._connection()
         try:
             conn.execute(begin)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot start a transaction: {_explain(exc)}") from exc
+        if after_begin:
+            conn.execute(after_begin)
         tx = Tx(conn, writable, where=self.path)
         self._active = tx
         try:

@@ -5,6 +5,8 @@ any source); it runs off the event loop so the screen never freezes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +16,7 @@ from textual.widgets import Input, Static
 
 from opsconsole.engine import Forbidden, Rejected
 
-from ..safe import plain
+from ..safe import plain, safe
 
 DEFAULT_REASON = "kill switch pulled from the console"
 
@@ -71,21 +73,28 @@ class KillSwitchScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="kill")
     def pull(self, reason: str) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        app = self.app
+        engine = app.engine  # type: ignore[attr-defined]
+
+        def files_safe(done: Any) -> None:
+            # The safe state is on disk (and the journal says engaged): close now and let the header
+            # say so; the store's record, which may wait on a busy store, is reported when it is in.
+            app.call_from_thread(self.dismiss, None)
+            app.call_from_thread(app.refresh_status)  # type: ignore[attr-defined]
+
         try:
-            res = engine.kill(reason)
+            res = engine.kill(reason, on_safe=files_safe)
         except Forbidden as exc:
             self.busy = False
-            self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
+            app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
             return
         note = (
             f"KILL SWITCH ENGAGED: {len(res.aborted)} rollouts aborted, {len(res.files)} flag files written"
         )
         if not res.recorded:
-            note += " (store unreachable: recorded when it is back)"
-        self.app.call_from_thread(self.app.notify, note, severity="error", timeout=10)
-        self.app.call_from_thread(self.app.refresh_status)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self.dismiss, None)
+            note += f" (store busy or unreachable, recorded when it is back: {res.error})"
+        app.call_from_thread(app.notify, safe(note), severity="error", timeout=10, markup=False)
+        app.call_from_thread(app.refresh_status)  # type: ignore[attr-defined]
 
     @work(thread=True, exclusive=True, group="kill")
     def all_clear(self, reason: str) -> None:
