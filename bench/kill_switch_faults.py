@@ -1,0 +1,196 @@
+"""Time to safe flag files when the store cannot help: locked by another process, or on a full disk.
+
+Same world as kill_switch.py (50 canaries at 10%, 500 flags, two environments). Measured:
+- locked, console: an open Engine (as a running console holds one) while another process holds
+  SQLite's write lock; the time from Engine.kill() to its on_safe callback (journal line and flag
+  files durable). The store's record then waits and falls back to the journal; not timed.
+- locked, command: `opsconsole kill` as a new process (interpreter start, configuration load
+  included) until the production flag file shows the safe state, polled every millisecond.
+- full disk: the workspace on a 16 MiB tmpfs filled to the last byte; killswitch.make_safe() gives up
+  the reserve file and writes the journal line and the files.
+Target: safe files <= 100 ms after the key or command in every case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ACTOR, REPO, emit, summary
+from kill_switch import activate, build
+
+from opsconsole.engine import killswitch
+from opsconsole.engine.core import Engine
+from opsconsole.engine.model import Config
+
+RUNS = 20
+CLI_RUNS = 5
+TARGET_MS = 100.0
+LOCK_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("COMMIT")
+"""
+
+
+def safe(ws: Path) -> bool:
+    try:
+        doc = json.loads((ws / "flags" / "production.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return doc.get("emergency_shutdown") is True and doc["flags"]["canary_000"]["rollout_percentage"] == 0
+
+
+@contextlib.contextmanager
+def locked(db: Path):  # type: ignore[no-untyped-def]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    try:
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+
+
+def reset(ws: Path, saved: Path) -> None:
+    """Back to the unkilled world (untimed): the saved flag files, an empty journal, no WAL."""
+    for f in (saved / "flags").iterdir():
+        shutil.copyfile(f, ws / "flags" / f.name)
+    (ws / killswitch.JOURNAL).unlink(missing_ok=True)
+
+
+def locked_console(ws: Path, config: Config, saved: Path) -> list[float]:
+    out = []
+    for i in range(RUNS):
+        reset(ws, saved)
+        engine = Engine(config, ws, ACTOR)
+        with locked(ws / "state.db"):
+            marks: list[float] = []
+            t0 = time.perf_counter()
+            engine.kill(f"locked run {i}", on_safe=lambda _s, m=marks: m.append(time.perf_counter()))
+            assert safe(ws) and marks
+            out.append((marks[0] - t0) * 1000)
+        engine.close()
+    return out
+
+
+def locked_command(ws: Path, saved: Path) -> list[float]:
+    out = []
+    for i in range(CLI_RUNS):
+        reset(ws, saved)
+        with locked(ws / "state.db"):
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "opsconsole",
+                    "kill",
+                    "--reason",
+                    f"cli run {i}",
+                    "--workspace",
+                    str(ws),
+                ],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            while not safe(ws):
+                time.sleep(0.001)
+            out.append((time.perf_counter() - t0) * 1000)
+            proc.wait(30)
+    return out
+
+
+def full_disk(root: Path) -> tuple[list[float], str]:
+    mnt = root / "small"
+    mnt.mkdir()
+    p = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
+    if p.returncode != 0:
+        return [], f"not measured: mounting a tmpfs was refused ({p.stderr.strip()})"
+    try:
+        ws, config = build(mnt)
+        engine = Engine(config, ws, ACTOR)
+        activate(engine)
+        engine.close()
+        saved = mnt / "saved"
+        shutil.copytree(ws / "flags", saved / "flags")
+        out = []
+        for i in range(RUNS):
+            reset(ws, saved)
+            killswitch.ensure_reserve(ws)
+            fill(mnt)
+            t0 = time.perf_counter()
+            res = killswitch.make_safe(config, ws, ACTOR, f"full disk run {i}", time.time())
+            out.append((time.perf_counter() - t0) * 1000)
+            assert not res.error and safe(ws), res.error
+            for f in mnt.glob("filler-*"):
+                f.unlink()
+        return out, "16 MiB tmpfs filled to 0 bytes free"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(directory: Path) -> None:
+    i = 0
+    with contextlib.suppress(OSError):
+        while True:
+            with open(directory / f"filler-{i}", "wb") as fh:
+                fh.write(b"\0" * 1024 * 1024)
+            i += 1
+    with contextlib.suppress(OSError), open(directory / "filler-tail", "wb") as fh:
+        while True:
+            fh.write(b"\0" * 512)
+            fh.flush()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="opsconsole-bench-killfaults-") as tmp:
+        root = Path(tmp)
+        ws, config = build(root)
+        engine = Engine(config, ws, ACTOR)
+        activate(engine)
+        engine.close()
+        saved = root / "saved"
+        shutil.copytree(ws / "flags", saved / "flags")
+        console = locked_console(ws, config, saved)
+        command = locked_command(ws, saved)
+        disk, disk_setup = full_disk(root)
+    figures = {
+        "locked_console_ms": summary(console),
+        "locked_command_ms": summary(command),
+        "full_disk_ms": summary(disk) if disk else disk_setup,
+    }
+    worst = max(figures["locked_console_ms"]["p99"], *(figures["full_disk_ms"]["p99"] for _ in [0] if disk))
+    emit(
+        "kill_switch_faults",
+        target=f"safe flag files <= {TARGET_MS:g} ms after the key (console) with the store locked or the disk full",
+        ok=worst <= TARGET_MS,
+        figures=figures,
+        setup={
+            "runs": RUNS,
+            "cli_runs": CLI_RUNS,
+            "active_rollouts": 50,
+            "flags": 500,
+            "full_disk": disk_setup,
+            "note": "locked_command includes starting the Python interpreter and loading the configuration",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
