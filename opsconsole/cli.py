@@ -210,10 +210,12 @@ def _report(exc: Exception) -> int:
     raise exc
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace, reading: bool = False) -> Any:
+    """`reading`: the command only reads, so its session is read-only and never takes the store's
+    write lock (it answers while another process writes)."""
     from .engine import open_engine
 
-    return open_engine(args.config, args.workspace, read_only=getattr(args, "read_only", False))
+    return open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
 
 
 def _out(obj: Any) -> None:
@@ -237,7 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .engine.runner import Runner
     from .engine.views import rollout_row
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     kill = engine.kill_state()
     holder = Runner.holder(engine.workspace)
     rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
@@ -297,7 +299,7 @@ def cmd_gates_check(args: argparse.Namespace) -> int:
     from .engine.checks import check_now
     from .engine.model import Verdict
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     verdicts = asyncio.run(check_now(engine, args.id))
     if args.json:
         _out([{"role": role, **v.to_dict()} for role, v in verdicts])
@@ -347,7 +349,7 @@ def cmd_all_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_list(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     envs = (
         [args.env] if args.env else [n for n, e in engine.config.environments.items() if e.flags is not None]
     )
@@ -410,7 +412,7 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
 def cmd_flags_eval(args: argparse.Namespace) -> int:
     from .engine.flags import EvalContext
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     env = args.env or _production_environment(engine.config)
     ctx = EvalContext(args.user, args.tenant, args.region)
     state, own, flagd = engine.evaluate_flag(env, args.name, ctx)
@@ -485,7 +487,7 @@ def _shown(value: Any) -> str:
 def cmd_flags_history(args: argparse.Namespace) -> int:
     from .engine.report import iso
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     envs = [_known_env(engine, args.env)] if args.env else list(engine.config.environments)
     changes = [
         {"environment": env, **h, "at": iso(h["at"]), "at_epoch": h["at"]}
@@ -550,7 +552,7 @@ def cmd_flags_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_schedules(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     if args.env:
         _known_env(engine, args.env)
     now = engine.clock()
@@ -663,12 +665,12 @@ def cmd_engine(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .engine.report import render
 
-    print(render(_engine(args).report(args.id), args.format), end="")
+    print(render(_engine(args, reading=True).report(args.id), args.format), end="")
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     if args.verify:
         res = engine.verify_audit()
         if res.ok:

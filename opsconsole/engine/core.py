@@ -8,6 +8,7 @@ newer version, re-reads, and the state machine refuses the second approval or re
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import secrets
@@ -39,7 +40,7 @@ from .model import (
     ScheduleStep,
 )
 from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlags, Tick, decide, new_rollout
-from .store import Store, open_store
+from .store import Store, StoreError, open_store
 from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 
@@ -73,8 +74,18 @@ class Engine:
         self.clock = clock
         self.authz = Authz.from_config(config, read_only=read_only)
         self.bus = EventBus()
-        self.store = store if store is not None else open_store(config.store)
-        self.replay_kill_journal()
+        # A read-only session never takes the write lock, except to record a kill-switch engagement
+        # still waiting in the journal (the store was unavailable when it was pulled); if it cannot,
+        # it reports the engagement from the journal (kill_state).
+        pending = (workspace / killswitch.JOURNAL).exists()
+        if store is None:
+            store = open_store(config.store, read_only=read_only and not pending)
+        self.store = store
+        if not read_only:
+            self.replay_kill_journal()
+        elif pending:
+            with contextlib.suppress(StoreError):
+                self.replay_kill_journal()
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -142,7 +153,10 @@ class Engine:
     def kill_state(self) -> killswitch.KillState:
         with self.store.read() as tx:
             stored = tx.get_kv(killswitch.KV_KEY)
-        return killswitch.state_from(stored, self.environ)
+        state = killswitch.state_from(stored, self.environ)
+        if not state.engaged and self.authz.read_only:
+            return _journaled_kill(self.workspace) or state
+        return state
 
     def flag_states(self, environment: str) -> dict[str, flag_logic.FlagState]:
         with self.store.read() as tx:
@@ -532,6 +546,22 @@ class Engine:
 
     def replay_kill_journal(self) -> int:
         return killswitch.replay_journal(self)
+
+
+def _journaled_kill(workspace: Path) -> killswitch.KillState | None:
+    """An engagement still waiting in the journal (a read-only session does not record it): the flag
+    files are in the safe state, so that is what a read-only session reports."""
+    import json
+
+    path = workspace / killswitch.JOURNAL
+    try:
+        lines = [x for x in path.read_text().splitlines() if x.strip()]
+        last = json.loads(lines[-1])
+        return killswitch.KillState(
+            True, "journal", str(last["user"]), float(last["at"]), str(last["reason"])
+        )
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
 
 
 def _changed_verdicts(before: Rollout, after: Rollout) -> list[GateVerdict]:

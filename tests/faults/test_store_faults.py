@@ -1,0 +1,149 @@
+"""Store errors are states, not crashes: a store another process keeps locked, and a damaged database.
+
+A writer that holds SQLite's write lock longer than the busy timeout must not stop the engine (it
+says "store busy since …" and carries on when the lock is released), must not stop anyone from
+reading, and a database with damaged pages is reported as a store problem naming the file (exit 5),
+never as a traceback or as exit 1, which means "audit chain broken".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from .conftest import cli, engine_as, sqlite_write_lock, write_workspace
+
+STEPS = list(range(0, 101, 10))
+PLAN = f"""
+name: steps
+phases:
+  - name: canary
+    environment: production
+    strategy: {{kind: canary, flag: new_checkout, steps: {STEPS}, step_wait: 1s}}
+"""
+NO_SERVICE = 9  # nothing in these plans scrapes or probes the demo service
+
+
+def _workspace(tmp_path: Path) -> Path:
+    return write_workspace(tmp_path, NO_SERVICE, plan=PLAN)
+
+
+def _populate(ws: Path, rollouts: int = 3, flag_changes: int = 40) -> list[str]:
+    """Rollouts, flag history and audit events, as a workspace has after some use."""
+    eng = engine_as(ws, "alice")
+    ids = [eng.start_rollout("steps", f"rollout {i}").id for i in range(rollouts)]
+    for i in range(flag_changes):
+        eng.set_flag("staging", "new_checkout", i % 100, f"change {i} " + "x" * 200)
+    eng.close()
+    return ids
+
+
+READERS = (
+    ("status",),
+    ("status", "--all"),
+    ("status", "--json"),
+    ("status", "--read-only"),
+    ("audit",),
+    ("audit", "--verify"),
+    ("flags", "list"),
+    ("flags", "history", "new_checkout"),
+)
+
+
+def test_read_commands_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    rid = _populate(ws, rollouts=1, flag_changes=3)[0]
+    with sqlite_write_lock(ws / "state.db", 30) as holder:
+        for args in (*READERS, ("report", rid)):
+            t0 = time.monotonic()
+            p = cli(*args, "--workspace", str(ws), timeout=30)
+            took = time.monotonic() - t0
+            assert p.returncode == 0, (args, p.stderr)
+            # Well under the 5 s a writer would wait for the lock before giving up.
+            assert took < 4.0, (args, took)
+        holder.kill()
+
+
+def test_read_only_store_opens_without_the_write_lock_and_cannot_write(tmp_path: Path) -> None:
+    from opsconsole.engine.store import StoreError
+    from opsconsole.engine.store.sqlite import SqliteStore
+
+    db = tmp_path / "state.db"
+    SqliteStore(str(db)).close()
+    with sqlite_write_lock(db, 30) as holder:
+        t0 = time.monotonic()
+        store = SqliteStore(str(db), read_only=True)
+        assert time.monotonic() - t0 < 1.0
+        try:
+            with store.read() as tx:
+                assert tx.list_rollouts() == []
+            try:
+                with store.transaction() as tx:
+                    tx.set_kv("x", 1, 0.0)
+            except StoreError as exc:
+                assert "read-only" in str(exc)
+            else:
+                raise AssertionError("a read-only store accepted a write")
+        finally:
+            store.close()
+        holder.kill()
+
+
+def _corrupt_middle_leaves(db: Path) -> list[str]:
+    """Overwrite one leaf page in the middle of every table and index that spans several, as a bad
+    disk or a stray write into the file would: the first rows still read, the scan then fails. The
+    schema and the small tables (kv, schema_version) stay intact. Returns the damaged b-trees."""
+    conn = sqlite3.connect(db)
+    try:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        leaves: dict[str, list[int]] = {}
+        for name, pageno in conn.execute("SELECT name, pageno FROM dbstat WHERE pagetype = 'leaf'"):
+            leaves.setdefault(name, []).append(pageno)
+    finally:
+        conn.close()
+    wal = db.parent / f"{db.name}-wal"
+    assert not wal.exists() or wal.stat().st_size == 0, "the store must be checkpointed and closed"
+    damaged = {name: sorted(pages)[len(pages) // 2] for name, pages in leaves.items() if len(pages) > 1}
+    with open(db, "r+b") as fh:
+        for pageno in damaged.values():
+            fh.seek((pageno - 1) * page_size)
+            fh.write(bytes([0xA5]) * page_size)
+    return sorted(damaged)
+
+
+def test_damaged_pages_are_a_store_error_naming_the_file_in_every_command(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    rid = _populate(ws, rollouts=20, flag_changes=200)[0]
+    db = ws / "state.db"
+    damaged = _corrupt_middle_leaves(db)
+    assert {"audit", "rollouts", "flag_history"} <= set(damaged), damaged
+    problems = []
+    for args in (
+        ("audit", "--verify"),
+        ("audit",),
+        ("audit", "--json"),
+        ("status", "--all"),
+        ("status",),
+        ("report", rid),
+        ("flags", "list"),
+        ("flags", "history", "new_checkout"),
+    ):
+        p = cli(*args, "--workspace", str(ws), timeout=30)
+        said = p.stderr.strip().splitlines()[-1:] if p.stderr else []
+        if p.returncode != 5 or "Traceback" in p.stderr or f"{db}:" not in p.stderr:
+            problems.append((args, p.returncode, said))
+        elif "damaged" not in p.stderr:
+            problems.append((args, "does not say the file is damaged", said))
+    assert not problems, problems
+
+
+def test_damaged_header_still_says_the_store_is_unavailable(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    _populate(ws, rollouts=1, flag_changes=1)
+    db = ws / "state.db"
+    with open(db, "r+b") as fh:
+        fh.write(b"this is not a database file at all")
+    p = cli("audit", "--verify", "--workspace", str(ws), timeout=30)
+    assert p.returncode == 5, (p.stdout, p.stderr)
+    assert str(db) in p.stderr and "Traceback" not in p.stderr
