@@ -236,12 +236,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .engine import health as engine_health
+    from .engine.report import iso
     from .engine.runner import Runner
     from .engine.views import rollout_row
 
     engine = _engine(args, reading=True)
     kill = engine.kill_state()
     holder = Runner.holder(engine.workspace)
+    health = engine_health.read(engine.workspace, holder)
     rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
     if args.json:
         _out(
@@ -249,7 +252,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "workspace": str(engine.workspace),
                 "user": engine.actor.user,
                 "role": engine.role,
-                "engine": {"running": holder is not None, "pid": holder},
+                "engine": {
+                    "running": holder is not None,
+                    "pid": holder,
+                    "state": health.state if health else ("running" if holder else "stopped"),
+                    "since": iso(health.since) if health else None,
+                    "since_epoch": health.since if health else None,
+                    "error": health.error if health else "",
+                },
                 "kill_switch": {
                     "engaged": kill.engaged,
                     "source": kill.source,
@@ -262,6 +272,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     ks = f"ENGAGED by {kill.by}: {kill.reason}" if kill.engaged else "off"
     runner = f"running (pid {holder})" if holder else "not running (start one with `opsconsole engine`)"
+    if health and health.note():
+        runner += f", {health.note()}: {health.error}"
     print(f"kill switch: {ks}\nengine: {runner}\nuser: {engine.actor.user} ({engine.role})")
     if not rows:
         print("no active rollouts" if not args.all else "no rollouts")
@@ -652,6 +664,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(f"engine running on {engine.workspace} every {runner.interval:g}s (Ctrl-C stops)", flush=True)
+        engine.bus.subscribe(_print_engine_state)
         await runner.run(stop)
 
     try:
@@ -660,6 +673,16 @@ def cmd_engine(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
+
+
+def _print_engine_state(event: Any) -> None:
+    """The headless engine's log of its own state: a busy or failing store, and when it is back."""
+    if event.kind != "engine" or event.data.get("state") not in ("running", "store_busy", "store_error"):
+        return
+    from .engine.health import clock_text
+
+    error = f": {event.data['error']}" if event.data.get("error") else ""
+    print(f"{clock_text(event.data['since'])} engine {event.data['state']}{error}", flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -8,11 +8,14 @@ never as a traceback or as exit 1, which means "audit chain broken".
 
 from __future__ import annotations
 
+import json
+import re
+import signal
 import sqlite3
 import time
 from pathlib import Path
 
-from .conftest import cli, engine_as, sqlite_write_lock, write_workspace
+from .conftest import cli, engine_as, spawn, sqlite_write_lock, wait_for, write_workspace
 
 STEPS = list(range(0, 101, 10))
 PLAN = f"""
@@ -23,10 +26,49 @@ phases:
     strategy: {{kind: canary, flag: new_checkout, steps: {STEPS}, step_wait: 1s}}
 """
 NO_SERVICE = 9  # nothing in these plans scrapes or probes the demo service
+BUSY = re.compile(r"store busy since \d\d:\d\d:\d\d")
 
 
 def _workspace(tmp_path: Path) -> Path:
     return write_workspace(tmp_path, NO_SERVICE, plan=PLAN)
+
+
+def _status(ws: Path, *extra: str) -> tuple[int, str, str]:
+    p = cli("status", "--workspace", str(ws), *extra, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_engine_keeps_running_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    eng = engine_as(ws, "bob")
+    rid = eng.start_rollout("steps", "store busy test").id
+    proc = spawn("engine", "--workspace", str(ws))
+    try:
+        wait_for(lambda: eng.rollout(rid).step_index >= 2, 40, "the canary reaching its third step")
+        with sqlite_write_lock(ws / "state.db", 7):
+            held = eng.rollout(rid)
+            # status answers while the lock is held (it never needs the write lock) and says why the
+            # engine is not moving.
+            text = wait_for(lambda: (s := _status(ws))[0] == 0 and BUSY.search(s[1]) and s[1], 7, "busy")
+            assert f"running (pid {proc.pid})" in text, text
+            code, out, err = _status(ws, "--json")
+            assert code == 0, err
+            doc = json.loads(out)["engine"]
+            if doc["state"] == "store_busy":  # the lock may have just been released
+                assert doc["running"] and doc["pid"] == proc.pid and doc["since_epoch"] <= time.time()
+            nothing_moved = eng.rollout(rid)
+            assert (nothing_moved.step_index, nothing_moved.version) == (held.step_index, held.version)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        wait_for(lambda: eng.rollout(rid).step_index > held.step_index, 20, "the rollout moving on")
+        assert proc.poll() is None
+        wait_for(lambda: "store busy" not in _status(ws)[1], 20, "status back to running")
+        code, out, _ = _status(ws, "--json")
+        assert json.loads(out)["engine"]["state"] == "running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
 
 
 def _populate(ws: Path, rollouts: int = 3, flag_changes: int = 40) -> list[str]:
