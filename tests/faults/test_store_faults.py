@@ -8,12 +8,14 @@ never as a traceback or as exit 1, which means "audit chain broken".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from .conftest import cli, engine_as, spawn, sqlite_write_lock, wait_for, write_workspace
 
@@ -189,3 +191,45 @@ def test_damaged_header_still_says_the_store_is_unavailable(tmp_path: Path) -> N
     p = cli("audit", "--verify", "--workspace", str(ws), timeout=30)
     assert p.returncode == 5, (p.stdout, p.stderr)
     assert str(db) in p.stderr and "Traceback" not in p.stderr
+
+
+def test_console_shows_a_busy_store_and_never_a_step_the_store_lacks(tmp_path: Path) -> None:
+    """The console's own runner (the engine inside the console) waits out the lock like the headless
+    one; meanwhile the header says so, and the rollouts pane never runs ahead of the store."""
+    from opsconsole.tui.app import OpsConsoleApp
+
+    ws = _workspace(tmp_path)
+    rid = engine_as(ws, "bob").start_rollout("steps", "console busy test").id
+    store_view = engine_as(ws, "carol")  # what the store has, through another connection
+
+    async def run() -> None:
+        app = OpsConsoleApp(engine_as(ws, "alice"))
+        async with app.run_test(size=(160, 24)) as pilot:
+            pane = app.panes["rollouts"]
+
+            async def until(predicate: Any, seconds: float, what: str) -> None:
+                deadline = time.monotonic() + seconds
+                while not predicate():
+                    assert time.monotonic() < deadline, f"{what} not reached within {seconds} s"
+                    await pilot.pause(0.1)
+
+            await until(lambda: store_view.rollout(rid).step_index >= 2, 40, "the third step")
+            assert app.session.mode == "runner"
+            ahead: list[tuple[int, int]] = []
+            headers: list[str] = []
+            with sqlite_write_lock(ws / "state.db", 7) as holder:
+                held = store_view.rollout(rid)
+                while holder.poll() is None:
+                    shown = pane.rollouts.get(rid)
+                    stored = store_view.rollout(rid)  # read after `shown`: the store only moves on
+                    if shown is not None and shown.step_index > stored.step_index:
+                        ahead.append((shown.step_index, stored.step_index))
+                    headers.append(str(app.header.render()))
+                    await pilot.pause(0.1)
+            assert not ahead, f"the pane showed steps the store did not have (shown, stored): {ahead}"
+            assert any(BUSY.search(h) for h in headers), headers[-1]
+            await until(lambda: store_view.rollout(rid).step_index > held.step_index, 20, "moving on")
+            await until(lambda: "store busy" not in str(app.header.render()), 10, "header back")
+            assert app.session.mode == "runner" and "engine: local" in str(app.header.render())
+
+    asyncio.run(run())
