@@ -233,3 +233,23 @@ def test_console_shows_a_busy_store_and_never_a_step_the_store_lacks(tmp_path: P
             assert app.session.mode == "runner" and "engine: local" in str(app.header.render())
 
     asyncio.run(run())
+
+
+def test_status_reports_a_kill_still_in_the_journal_while_the_store_is_locked(tmp_path: Path) -> None:
+    """A kill pulled while the store was locked waits in the journal. A read command must not fail
+    on recording it (it tries, then reads on) and must not say the switch is off."""
+    ws = _workspace(tmp_path)
+    _populate(ws, rollouts=1, flag_changes=1)
+    with sqlite_write_lock(ws / "state.db", 20) as holder:
+        p = cli("kill", "--reason", "locked store drill", "--workspace", str(ws), timeout=30)
+        assert p.returncode == 5 and json.loads(p.stdout)["recorded"] is False, p.stdout + p.stderr
+        assert (ws / "kill-journal.jsonl").exists()
+        code, out, err = _status(ws, "--json")
+        assert code == 0, err
+        kill = json.loads(out)["kill_switch"]
+        assert kill["engaged"] is True and kill["reason"] == "locked store drill", kill
+        holder.kill()
+    p = cli("audit", "--json", "--workspace", str(ws), timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert [e["action"] for e in json.loads(p.stdout)][-1] == "kill_switch.engage"
+    assert not (ws / "kill-journal.jsonl").exists()
