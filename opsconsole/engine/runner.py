@@ -107,7 +107,7 @@ class Runner:
             slot = 0
             while not (stop is not None and stop.is_set()) and not (until is not None and until()):
                 # A store that is locked or failing is a state to report and wait out, never a reason
-                # to stop: nothing was committed, and the next tick decides again from the store.
+                # to stop: what failed was not committed, and the next tick decides again from the store.
                 backoff = 0.0
                 try:
                     if not exported:
@@ -116,6 +116,7 @@ class Runner:
                     await self.tick()
                 except StoreError as exc:
                     backoff = self.health.failed(exc, self.interval)
+                    exported = False  # a commit may have landed before its files: reconcile them first
                 else:
                     self.health.ok()
                 slot = max(slot + 1, int((loop.time() - start) / self.interval) + 1)
