@@ -214,10 +214,12 @@ def _report(exc: Exception) -> int:
     raise exc
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace, reading: bool = False) -> Any:
+    """`reading`: the command only reads, so its session is read-only and never takes the store's
+    write lock (it answers while another process writes)."""
     from .engine import open_engine
 
-    return open_engine(args.config, args.workspace, read_only=getattr(args, "read_only", False))
+    return open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
 
 
 def _out(obj: Any) -> None:
@@ -238,12 +240,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .engine import health as engine_health
+    from .engine.report import iso
     from .engine.runner import Runner
     from .engine.views import rollout_row
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     kill = engine.kill_state()
     holder = Runner.holder(engine.workspace)
+    health = engine_health.read(engine.workspace, holder)
     rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
     if args.json:
         _out(
@@ -251,7 +256,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "workspace": str(engine.workspace),
                 "user": engine.actor.user,
                 "role": engine.role,
-                "engine": {"running": holder is not None, "pid": holder},
+                "engine": {
+                    "running": holder is not None,
+                    "pid": holder,
+                    "state": health.state if health else ("running" if holder else "stopped"),
+                    "since": iso(health.since) if health else None,
+                    "since_epoch": health.since if health else None,
+                    "error": health.error if health else "",
+                },
                 "kill_switch": {
                     "engaged": kill.engaged,
                     "source": kill.source,
@@ -264,6 +276,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     ks = f"ENGAGED by {kill.by}: {kill.reason}" if kill.engaged else "off"
     runner = f"running (pid {holder})" if holder else "not running (start one with `opsconsole engine`)"
+    if health and health.note():
+        runner += f", {health.note()}: {health.error}"
     print(f"kill switch: {ks}\nengine: {runner}\nuser: {engine.actor.user} ({engine.role})")
     if not rows:
         print("no active rollouts" if not args.all else "no rollouts")
@@ -301,7 +315,7 @@ def cmd_gates_check(args: argparse.Namespace) -> int:
     from .engine.checks import check_now
     from .engine.model import Verdict
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     verdicts = asyncio.run(check_now(engine, args.id))
     if args.json:
         _out([{"role": role, **v.to_dict()} for role, v in verdicts])
@@ -391,7 +405,7 @@ def cmd_all_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_list(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     envs = (
         [args.env] if args.env else [n for n, e in engine.config.environments.items() if e.flags is not None]
     )
@@ -454,7 +468,7 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
 def cmd_flags_eval(args: argparse.Namespace) -> int:
     from .engine.flags import EvalContext
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     env = args.env or _production_environment(engine.config)
     ctx = EvalContext(args.user, args.tenant, args.region)
     state, own, flagd = engine.evaluate_flag(env, args.name, ctx)
@@ -529,7 +543,7 @@ def _shown(value: Any) -> str:
 def cmd_flags_history(args: argparse.Namespace) -> int:
     from .engine.report import iso
 
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     envs = [_known_env(engine, args.env)] if args.env else list(engine.config.environments)
     changes = [
         {"environment": env, **h, "at": iso(h["at"]), "at_epoch": h["at"]}
@@ -594,7 +608,7 @@ def cmd_flags_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_schedules(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     if args.env:
         _known_env(engine, args.env)
     now = engine.clock()
@@ -703,6 +717,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(f"engine running on {engine.workspace} every {runner.interval:g}s (Ctrl-C stops)", flush=True)
+        engine.bus.subscribe(_print_engine_state)
         await runner.run(stop)
 
     try:
@@ -713,15 +728,25 @@ def cmd_engine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_engine_state(event: Any) -> None:
+    """The headless engine's log of its own state: a busy or failing store, and when it is back."""
+    if event.kind != "engine" or event.data.get("state") not in ("running", "store_busy", "store_error"):
+        return
+    from .engine.health import clock_text
+
+    error = f": {event.data['error']}" if event.data.get("error") else ""
+    print(f"{clock_text(event.data['since'])} engine {event.data['state']}{error}", flush=True)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .engine.report import render
 
-    print(render(_engine(args).report(args.id), args.format), end="")
+    print(render(_engine(args, reading=True).report(args.id), args.format), end="")
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine(args, reading=True)
     if args.verify:
         res = engine.verify_audit()
         if res.ok:

@@ -81,7 +81,11 @@ class Engine:
         self.clock = clock
         self.authz = Authz.from_config(config, read_only=read_only)
         self.bus = EventBus()
-        self.store = store if store is not None else open_store(config.store)
+        if store is None:
+            # A read-only session never takes the write lock: it reports a kill still waiting in the
+            # journal from the journal itself (kill_state) rather than record it.
+            store = open_store(config.store, read_only=read_only)
+        self.store = store
         self.exported_seq = -1
         """The audit head at this engine's last complete flag export (-1: none yet)."""
         self.journal_warnings: list[str] = []

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import fsync_dir, write_atomic
+from .fsutil import fsync_dir, write_atomic, write_atomic_many
 from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
 from .rollout import Command, Rejected, decide
 from .targets import dotenv, flagd, flagfile
@@ -304,31 +304,39 @@ def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) ->
     paths written. One file that cannot be written does not stop the others: the first error is
     raised once every other file has been tried."""
     spec = config.kill_switch
-    written: list[str] = []
+    items: list[tuple[Path, bytes]] = []
     errors: list[Exception] = []
     for env in config.environments.values():
         target = env.flags
         if target is None:
             continue
-        canaries = zero.get(env.name, set())
-        patches: list[tuple[str, Callable[..., None], dict[str, Any]]] = [
-            (target.path, flagfile.patch_for_kill, {})
-        ]
-        extra: dict[str, Any] = {"defs": config.flags, "environment": env.name}
+        patches: list[tuple[str, Callable[..., bytes]]] = [(target.path, flagfile.kill_patch)]
         if target.flagd:
-            patches.append((target.flagd, flagd.patch_for_kill, extra))
+            patches.append((target.flagd, flagd.kill_patch))
         if target.dotenv:
-            patches.append((target.dotenv, dotenv.patch_for_kill, extra))
-        for path, patch, kwargs in patches:
+            patches.append((target.dotenv, dotenv.kill_patch))
+        canaries = zero.get(env.name, set())
+        for path, patch in patches:
             try:
-                patch(Path(path), spec.flags_off, spec.flags_on, canaries, at, **kwargs)
+                data = patch(
+                    Path(path),
+                    spec.flags_off,
+                    spec.flags_on,
+                    canaries,
+                    at,
+                    defs=config.flags,
+                    environment=env.name,
+                )
             except Exception as exc:
                 errors.append(exc)
             else:
-                written.append(path)
+                items.append((Path(path), data))
+    failed = write_atomic_many(items)
+    errors.extend(exc for _, exc in failed)
     if errors:
         raise errors[0]
-    return written
+    bad = {str(p) for p, _ in failed}
+    return [str(p) for p, _ in items if str(p) not in bad]
 
 
 def ensure_reserve(workspace: Path) -> None:
@@ -452,9 +460,11 @@ def record(engine: Engine, safe: SafeFiles, reason: str) -> KillResult:
         return KillResult(
             safe.at, safe.files, [], False, timings_ms=timings, error=error, journaled=bool(safe.journal_hash)
         )
-    timings["store"] = (time.perf_counter() - t0) * 1000
-    timings["total"] = timings["files"] + timings["store"]
+    t_store = time.perf_counter()
+    timings["store"] = (t_store - t0) * 1000
     _after_record(engine, actor, reason, aborted)
+    timings["after_store"] = (time.perf_counter() - t_store) * 1000
+    timings["total"] = timings["files"] + timings["store"] + timings["after_store"]
     return KillResult(safe.at, safe.files, aborted, True, already, timings, safe.error)
 
 

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import gates as gate_logic
+from .health import HealthTracker
 from .model import GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
 from .observe import Observer, due
 from .rollout import Decision, Evaluate, RollbackDone, current_phase, decide
+from .store import StoreError
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -51,6 +53,7 @@ class Runner:
         self.interval = interval or engine.config.interval
         self.observer = Observer(engine.config, keep=keep)
         self.stats = TickStats()
+        self.health = HealthTracker(engine.workspace, engine.bus, engine.clock)
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -98,15 +101,24 @@ class Runner:
         if self._lock_fd is None:
             self.acquire()
         try:
-            await asyncio.to_thread(self._reconcile_flag_files)  # files catch up with the store
-            self.engine.bus.publish("engine", state="running")
+            self.health.start()
             loop = asyncio.get_running_loop()
             start = loop.time()
             slot = 0
             while not (stop is not None and stop.is_set()) and not (until is not None and until()):
-                await self.tick()
+                # A store that is locked or failing is a state to report and wait out, never a reason
+                # to stop: what failed was not committed, and the next tick decides again from the store.
+                backoff = 0.0
+                try:
+                    # Each tick first brings the flag files up to the store (_load), so a commit
+                    # that landed before its files after a store error is written then.
+                    await self.tick()
+                except StoreError as exc:
+                    backoff = self.health.failed(exc, self.interval)
+                else:
+                    self.health.ok()
                 slot = max(slot + 1, int((loop.time() - start) / self.interval) + 1)
-                delay = start + slot * self.interval - loop.time()
+                delay = max(start + slot * self.interval - loop.time(), backoff)
                 if stop is not None:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), max(0.0, delay))
@@ -114,7 +126,7 @@ class Runner:
                     await asyncio.sleep(max(0.0, delay))
         finally:
             await self.observer.close()
-            self.engine.bus.publish("engine", state="stopped")
+            self.health.stop()
             self.release()
 
     # ------------------------------------------------------------------------------------ one tick
@@ -140,7 +152,7 @@ class Runner:
             if d is not None:
                 decisions.append((plan, r, d))
         if decisions:
-            await asyncio.to_thread(self._commit_all, decisions, now)
+            await self.health.watch(asyncio.to_thread(self._commit_all, decisions, now))
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 
@@ -199,9 +211,9 @@ class Runner:
         memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now)
         candidate = replace(r, memory=memory)
         d = decide(plan, candidate, Evaluate(tuple(gate_v), tuple(guard_v)), now)
-        self.engine.bus.publish("verdicts", rollout=d.rollout)
         if d.records or d.actions or _signature(r, phase) != _signature(d.rollout, phase):
-            return d
+            return d  # shown once committed (Engine.commit publishes it): never a step the store lacks
+        self.engine.bus.publish("verdicts", rollout=d.rollout)  # the stored state, with fresh readings
         return None
 
     async def _evaluate_phase(

@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import health
 from .model import GateSpec
 from .observe import Observer
 from .runner import EngineBusy, Runner
@@ -47,6 +48,8 @@ class Session:
         self.run_engine = run_engine
         self.runner: Runner | None = None
         self.mode = "stopped"  # runner | client | stopped
+        self.error = ""
+        """Why the runner stopped when nobody asked it to."""
         self._own_observer: Observer | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
@@ -76,6 +79,7 @@ class Session:
                 self.runner = runner
                 self.mode = "runner"
                 self._task = asyncio.create_task(runner.run(self._stop))
+                self._task.add_done_callback(self._runner_ended)
                 return
         self.mode = "client"
         self.observer.watch |= envs
@@ -88,6 +92,24 @@ class Session:
             self.engine.engage_from_environment()
         except Forbidden as exc:
             self.engine.bus.publish("warning", message=f"EMERGENCY_SHUTDOWN is set but not applied: {exc}")
+
+    def _runner_ended(self, task: asyncio.Task[Any]) -> None:
+        # The header must not go on saying "local" about a runner that is gone.
+        if self._stop.is_set():
+            return
+        self.mode = "stopped"
+        self.error = "" if task.cancelled() or task.exception() is None else str(task.exception())
+        self.engine.bus.publish("engine", state="stopped", error=self.error)
+
+    def health_note(self) -> str:
+        """What the engine is waiting on ("store busy since 14:02:11"), empty when nothing. In client
+        mode it is the other runner's, from its health file: call it off the event loop."""
+        if self.mode == "runner" and self.runner is not None:
+            return self.runner.health.current.note()
+        if self.mode == "client":
+            other = health.read(self.engine.workspace, Runner.holder(self.engine.workspace))
+            return other.note() if other is not None else ""
+        return self.error
 
     async def _poll(self) -> None:
         """Client mode: keep metrics and alarms fresh and tell subscribers to re-read the store."""

@@ -185,15 +185,16 @@ class OpsConsoleApp(GuardedActions, App[None]):
     @work(thread=True, exclusive=True, group="status")
     def refresh_status(self) -> None:
         kill = self.engine.kill_state()
-        self.call_from_thread(self._show_status, kill)
+        self.call_from_thread(self._show_status, kill, self.session.health_note())
 
-    def _show_status(self, kill: Any) -> None:
+    def _show_status(self, kill: Any, engine_note: str = "") -> None:
         env = self.engine.config.environments.get(self.environment)
         mode = {"runner": "local", "client": "attached", "stopped": "stopped"}[self.session.mode]
         self.header.show(
             environment=self.environment,
             production=bool(env and env.production),
             engine=mode,
+            engine_note=engine_note,
             kill=kill,
             user=self.engine.actor.user,
             role=self.engine.role,

@@ -36,6 +36,7 @@ class StatusHeader(Static):
         production: bool,
         engine: str,
         kill: Any,
+        engine_note: str = "",
         user: str,
         role: str,
         read_only: bool,
@@ -62,5 +63,10 @@ class StatusHeader(Static):
         else:
             # The footer can run out of columns at 80; the kill key must never be the thing cut off.
             line.append(f"│ kill: off ({safe(kill_hint)}) " if kill_hint else "│ kill: off ")
+        # What the engine waits on ("store busy since 14:02:11"), after the kill key: that one must show.
+        if engine_note:
+            line.append("│ ")
+            line.append(safe(engine_note), style="bold reverse")
+            line.append(" ")
         line.append(f"│ {safe(user)} ({role})")
         self.update(line)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from opsconsole.demo.run import write_demo_config
+from opsconsole.engine import open_engine
 
 from .conftest import REPO, write_workspace
 
@@ -204,14 +205,15 @@ def test_kill_writes_flag_files_when_the_store_is_unreachable_and_records_later(
     assert doc["emergency_shutdown"] is True
     assert doc["flags"]["new_checkout"]["rollout_percentage"] == 0  # every plan's canary, to be safe
     assert (ws / "kill-journal.jsonl").exists()
-    # the store comes back: the next command records the engagement from the journal
+    # the store comes back: read commands report the journal's engagement, the next engine records it
     (ws / "state.db").unlink()
     status = json.loads(cli("status", "--json", *w).stdout)
-    assert status["kill_switch"]["engaged"] is True
+    assert status["kill_switch"]["engaged"] is True and status["kill_switch"]["source"] == "journal"
+    open_engine(None, ws).close()
     events = json.loads(cli("audit", "--json", *w).stdout)
     assert [e["action"] for e in events] == ["kill_switch.engage"]
     assert events[0]["data"]["recorded_late"] is True and events[0]["data"]["reason"] == "store is down"
     assert len(events[0]["data"]["replayed_from_journal"]) == 64  # the journal line's sha256
-    # recorded once: later commands do not record the same journal line again
-    cli("status", *w)
+    # recorded once: later engines do not record the same journal line again
+    open_engine(None, ws).close()
     assert len(json.loads(cli("audit", "--json", *w).stdout)) == 1

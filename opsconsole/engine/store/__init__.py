@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 
 class StoreError(Exception):
-    """The store cannot do what was asked: unreachable, locked too long, unknown URL, misuse."""
+    """The store cannot do what was asked: unreachable, locked too long, damaged, unknown URL, misuse."""
+
+
+class StoreBusy(StoreError):
+    """Another writer held the database's write lock for longer than we wait: a passing state, worth
+    trying again, not a broken store."""
 
 
 class Store(ABC):
@@ -37,7 +42,9 @@ class Store(ABC):
 
     @abstractmethod
     def read(self) -> AbstractContextManager[Tx]:
-        """A read transaction: one consistent snapshot; writing through it raises StoreError."""
+        """A read transaction: one consistent snapshot of what is committed (or, inside this thread's
+        write transaction, of what it wrote so far); writing through it raises StoreError. It never
+        waits for a writer, in this process or another."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -51,10 +58,12 @@ class Store(ABC):
         self.close()
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, read_only: bool = False) -> Store:
     """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (SQLAlchemy's spelling: the
     path is what follows `sqlite:///`; relative paths are relative to the working directory).
-    Creates the file and its directories and brings the schema up to date."""
+    Creates the file and its directories and brings the schema up to date if it is behind.
+    A read-only store refuses write transactions and never takes the database's write lock once
+    the schema is current, so it opens and reads while another process writes."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if sep and scheme == "sqlite":
@@ -64,7 +73,7 @@ def open_store(url: str) -> Store:
             )
         from .sqlite import SqliteStore
 
-        return SqliteStore(rest[1:])
+        return SqliteStore(rest[1:], read_only=read_only)
     if sep and scheme.startswith("postgres"):
         raise StoreError("the PostgreSQL store is not available yet in this version")
     # Only the scheme is echoed: a database URL can carry a password.

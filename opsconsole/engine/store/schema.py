@@ -146,11 +146,7 @@ def migrate(conn: Any, begin: str = "BEGIN", clock: Callable[[], float] = time.t
         conn.execute(begin)
         try:
             current = current_version(conn)
-            if current > LATEST_VERSION:
-                raise StoreError(
-                    f"the database has schema version {current}, newer than this opsconsole knows "
-                    f"({LATEST_VERSION}); upgrade opsconsole"
-                )
+            refuse_newer(current)
             if current < version:
                 for statement in statements:
                     conn.execute(statement)
@@ -164,6 +160,25 @@ def migrate(conn: Any, begin: str = "BEGIN", clock: Callable[[], float] = time.t
             conn.execute("ROLLBACK")
             raise
     return applied
+
+
+def refuse_newer(version: int) -> None:
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"the database has schema version {version}, newer than this opsconsole knows "
+            f"({LATEST_VERSION}); upgrade opsconsole"
+        )
+
+
+def version_on_disk(conn: Any) -> int:
+    """The schema version with a plain read (0 for a new database), so that opening a current
+    database never needs the write lock: migrate() is for when this is behind."""
+    try:
+        return current_version(conn)
+    except Exception as exc:
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            return 0
+        raise
 
 
 def current_version(conn: Any) -> int:

@@ -3,7 +3,10 @@
 Durability first: synchronous=FULL fsyncs every commit, because the kill switch reports success only
 once its state is on disk. Writers take the database's write lock up front (BEGIN IMMEDIATE), so a
 transaction never fails half-way because another process started writing; they wait for each other
-up to BUSY_TIMEOUT_MS. WAL lets readers go on while someone writes.
+up to BUSY_TIMEOUT_MS. WAL lets readers go on while someone writes, and readers here never queue
+behind a writer: reads go through their own connection (query_only), so a write waiting for another
+process's lock holds up neither the console's reads nor the kill switch's, and opening a database
+whose schema is current takes no write lock at all.
 
 Tx is written in portable SQL with `?` placeholders, executed only through `Tx._run`, which is the
 one place a PostgreSQL adapter needs to change.
@@ -31,8 +34,8 @@ from ..model import (
     ScheduleState,
     ScheduleStep,
 )
-from . import Store, StoreError, codec
-from .schema import migrate
+from . import Store, StoreBusy, StoreError, codec
+from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -59,9 +62,9 @@ class Tx:
         if not self._open:
             raise StoreError("a store transaction was used after it ended")
         try:
-            return self._conn.execute(sql, params)
+            return _Rows(self._conn.execute(sql, params), self._where)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self._where}: {exc}") from exc
+            raise _store_error(f"{self._where}: ", exc) from exc
 
     def _writing(self, what: str) -> None:
         if not self.writable:
@@ -462,32 +465,68 @@ def _flag_record(row: tuple[Any, ...]) -> FlagRecord:
     return FlagRecord(environment, name, parsed, updated_at, updated_by)
 
 
-class SqliteStore(Store):
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        self._active: Tx | None = None
-        self._depth = 0
+class _Rows:
+    """A cursor whose fetches fail as StoreError too: SQLite reads pages as it steps through rows, so
+    a damaged page in the middle of a table surfaces in fetchall(), not in execute()."""
+
+    def __init__(self, cursor: sqlite3.Cursor, where: str) -> None:
+        self._cursor = cursor
+        self._where = where
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._guard(self._cursor.fetchone)
+
+    def fetchall(self) -> list[Any]:
+        rows: list[Any] = self._guard(self._cursor.fetchall)
+        return rows
+
+    def fetchmany(self, size: int) -> list[Any]:
+        rows: list[Any] = self._guard(self._cursor.fetchmany, size)
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+    def _guard(self, fetch: Any, *args: Any) -> Any:
         try:
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            migrate(conn, begin="BEGIN IMMEDIATE")
+            return fetch(*args)
         except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot prepare the SQLite store {path}: {_explain(exc)}") from exc
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+
+class _Channel:
+    """One connection and who is using it: a transaction at a time, nested ones in the same thread."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn: sqlite3.Connection | None = conn
+        self.lock = threading.RLock()
+        self.active: Tx | None = None
+        self.owner: int | None = None
+        """The thread running `active`."""
+
+    def mine(self) -> Tx | None:
+        """This thread's open transaction on this connection, if any."""
+        return self.active if self.owner == threading.get_ident() else None
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._depth = 0
+        writer = _connect(path, read_only)
+        try:
+            # A private in-memory database exists once per connection: it cannot have a reader.
+            reader = writer if path == ":memory:" or read_only else _connect(path, True)
         except BaseException:
-            conn.close()
+            writer.close()
             raise
-        self._conn: sqlite3.Connection | None = conn
+        self._writer = _Channel(writer)
+        self._reader = self._writer if reader is writer else _Channel(reader)
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -496,76 +535,81 @@ class SqliteStore(Store):
     def transaction(self, timeout: float | None = None) -> Iterator[Tx]:
         # `timeout` bounds the whole wait (this process's other threads, then other processes) for
         # callers that must not wait the full busy timeout, such as the kill switch's record.
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+        if self.read_only:
+            raise StoreError(f"{self.path}: this store is open read-only; a write needs a writable session")
+        if self._reader is not self._writer and self._reader.mine() is not None:
+            raise StoreError("cannot start a write transaction inside a read transaction (Store.read())")
+        channel = self._writer
+        if not channel.lock.acquire(timeout=-1 if timeout is None else timeout):
             raise StoreError(f"{self.path}: still in use by another task of this process after {timeout:g} s")
         try:
-            if self._active is None:
-                if timeout is None:
-                    yield from self._top_level("BEGIN IMMEDIATE", writable=True)
-                else:
-                    yield from self._bounded_top_level(timeout)
-            elif not self._active.writable:
+            if channel.active is None:
+                after = ""
+                if timeout is not None:
+                    self._connection(channel).execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
+                    after = f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"
+                try:
+                    # Once BEGIN holds the lock, the rest of the transaction waits as usual.
+                    yield from self._top_level(channel, "BEGIN IMMEDIATE", writable=True, after_begin=after)
+                finally:
+                    if after and channel.conn is not None:
+                        channel.conn.execute(after)
+            elif not channel.active.writable:
                 raise StoreError("cannot start a write transaction inside a read transaction (Store.read())")
             else:
-                yield from self._savepoint(self._active)
+                yield from self._savepoint(channel.active)
         finally:
-            self._lock.release()
-
-    def _bounded_top_level(self, timeout: float) -> Iterator[Tx]:
-        conn = self._connection()
-        conn.execute(f"PRAGMA busy_timeout = {max(1, int(timeout * 1000))}")
-        restore = f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"
-        try:
-            # Once BEGIN holds the lock, the rest of the transaction waits as usual.
-            yield from self._top_level("BEGIN IMMEDIATE", writable=True, after_begin=restore)
-        finally:
-            conn.execute(restore)
+            channel.lock.release()
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        with self._lock:
-            if self._active is None:
-                yield from self._top_level("BEGIN", writable=False)
-                return
-            # Inside another transaction: read what it sees, through a handle that cannot write.
-            view = Tx(self._active._conn, writable=False, where=self.path)
+        # Inside this thread's own transaction: read what it sees, through a handle that cannot write.
+        outer = self._writer.mine() or self._reader.mine()
+        if outer is not None:
+            view = Tx(outer._conn, writable=False, where=self.path)
             try:
                 yield view
             finally:
                 view._open = False
+            return
+        with self._reader.lock:
+            yield from self._top_level(self._reader, "BEGIN", writable=False)
 
     def pragmas(self) -> dict[str, Any]:
         """The connection's durability settings, for diagnostics (synchronous 2 means FULL)."""
-        with self._lock:
-            conn = self._connection()
+        with self._writer.lock:
+            conn = self._connection(self._writer)
             return {
                 name: conn.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "synchronous", "busy_timeout")
             }
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        for channel in {id(c): c for c in (self._reader, self._writer)}.values():
+            with channel.lock:
+                if channel.conn is not None:
+                    channel.conn.close()
+                    channel.conn = None
 
     # ------------------------------------------------------------------------------ internals
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+    def _connection(self, channel: _Channel) -> sqlite3.Connection:
+        if channel.conn is None:
             raise StoreError(f"the store {self.path} is closed")
-        return self._conn
+        return channel.conn
 
-    def _top_level(self, begin: str, writable: bool, after_begin: str = "") -> Iterator[Tx]:
-        conn = self._connection()
+    def _top_level(
+        self, channel: _Channel, begin: str, writable: bool, after_begin: str = ""
+    ) -> Iterator[Tx]:
+        conn = self._connection(channel)
         try:
             conn.execute(begin)
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot start a transaction: {_explain(exc)}") from exc
+            raise _store_error(f"{self.path}: cannot start a transaction: ", exc) from exc
         if after_begin:
             conn.execute(after_begin)
         tx = Tx(conn, writable, where=self.path)
-        self._active = tx
+        channel.active, channel.owner = tx, threading.get_ident()
         try:
             try:
                 yield tx
@@ -576,15 +620,15 @@ class SqliteStore(Store):
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(conn)
-                raise StoreError(f"{self.path}: commit failed, nothing was written: {_explain(exc)}") from exc
+                raise _store_error(f"{self.path}: commit failed, nothing was written: ", exc) from exc
         finally:
             tx._open = False
-            self._active = None
+            channel.active, channel.owner = None, None
 
     def _savepoint(self, outer: Tx) -> Iterator[Tx]:
         self._depth += 1
         name = f"nested_{self._depth}"
-        conn = self._connection()
+        conn = outer._conn
         try:
             conn.execute(f"SAVEPOINT {name}")
             try:
@@ -598,6 +642,38 @@ class SqliteStore(Store):
             self._depth -= 1
 
 
+def _connect(path: str, query_only: bool) -> sqlite3.Connection:
+    """A connection with the store's settings, the schema brought up to date if it is behind (the
+    only case that takes the write lock while opening)."""
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Asking first: switching to WAL needs an exclusive lock, finding it on (the usual case) none.
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        version = version_on_disk(conn)
+        refuse_newer(version)
+        if version < LATEST_VERSION:
+            migrate(conn, begin="BEGIN IMMEDIATE")
+        if query_only:
+            conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _store_error(f"cannot prepare the SQLite store {path}: ", exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     # SQLite may already have rolled back by itself (some I/O errors, SQLITE_FULL).
     if conn.in_transaction:
@@ -606,6 +682,19 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _explain(exc: sqlite3.Error) -> str:
     text = str(exc)
-    if "locked" in text or "busy" in text:
+    if _is_busy(exc):
         return f"{text} (another process held the write lock for more than {BUSY_TIMEOUT_MS / 1000:g} s)"
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in text:
+        return f"{text}: the database file is damaged; restore it from a backup"
     return text
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _store_error(prefix: str, exc: sqlite3.Error) -> StoreError:
+    kind = StoreBusy if _is_busy(exc) else StoreError
+    return kind(prefix + _explain(exc))

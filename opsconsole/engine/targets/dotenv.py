@@ -77,7 +77,23 @@ def patch_for_kill(
     defs: Mapping[str, FlagDef] | None = None,
     environment: str | None = None,
 ) -> None:
-    """Write the kill switch's safe state (flagd.kill_states: configuration alone, no store) into the
+    """Write kill_patch()'s text to `path` atomically."""
+    write_atomic(
+        Path(path), kill_patch(path, flags_off, flags_on, zero, at, defs=defs, environment=environment)
+    )
+
+
+def kill_patch(
+    path: Path,
+    flags_off: Iterable[str],
+    flags_on: Iterable[str],
+    zero: Iterable[str],
+    at: float,
+    *,
+    defs: Mapping[str, FlagDef] | None = None,
+    environment: str | None = None,
+) -> bytes:
+    """The kill switch's safe state (flagd.kill_states: configuration alone, no store) into the
     .env file at `path`, keeping every other assignment. A missing or unreadable file is replaced by
     one holding only the safe state; lines that are not assignments are dropped. Idempotent."""
     path = Path(path)
@@ -88,4 +104,4 @@ def patch_for_kill(
     for name, state in kill_states(flags_off, flags_on, zero, defs or {}, environment).items():
         values[env_var_name(name)] = value_text(state)
     header = _header(environment or found_env, at, True, " (safe state written without the store)")
-    write_atomic(path, _text(header, values).encode("utf-8"))
+    return _text(header, values).encode("utf-8")

@@ -244,7 +244,23 @@ def patch_for_kill(
     defs: Mapping[str, FlagDef] | None = None,
     environment: str | None = None,
 ) -> None:
-    """Write the kill switch's safe state into the flagd file at `path`, keeping every other flag.
+    """Write kill_patch()'s document to `path` atomically."""
+    write_atomic(
+        Path(path), kill_patch(path, flags_off, flags_on, zero, at, defs=defs, environment=environment)
+    )
+
+
+def kill_patch(
+    path: Path,
+    flags_off: Iterable[str],
+    flags_on: Iterable[str],
+    zero: Iterable[str],
+    at: float,
+    *,
+    defs: Mapping[str, FlagDef] | None = None,
+    environment: str | None = None,
+) -> bytes:
+    """The flagd file at `path` with the kill switch's safe state in it, every other flag kept.
 
     Without the store: the states come from kill_states(). A missing or unreadable file is replaced
     by a document holding only the safe state (a flag the provider does not know gives the caller's
@@ -261,7 +277,7 @@ def patch_for_kill(
     meta = document.get("metadata")
     environment = environment if environment is not None else _text(meta, "environment")
     document["metadata"] = _metadata(environment, True, at)
-    write_atomic(path, encode(document))
+    return encode(document)
 
 
 def _text(meta: Any, key: str) -> str | None:

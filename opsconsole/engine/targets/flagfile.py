@@ -164,13 +164,33 @@ def patch_for_kill(
     flags_on: Iterable[str],
     zero: Iterable[str],
     at: float,
+    *,
+    defs: Mapping[str, FlagDef] | None = None,
+    environment: str | None = None,
 ) -> None:
-    """Write the kill switch's safe state into the file at `path`, keeping every other flag as it is.
+    """Write kill_patch()'s document to `path` atomically."""
+    write_atomic(
+        Path(path), kill_patch(path, flags_off, flags_on, zero, at, defs=defs, environment=environment)
+    )
+
+
+def kill_patch(
+    path: Path,
+    flags_off: Iterable[str],
+    flags_on: Iterable[str],
+    zero: Iterable[str],
+    at: float,
+    *,
+    defs: Mapping[str, FlagDef] | None = None,
+    environment: str | None = None,
+) -> bytes:
+    """The file at `path` with the kill switch's safe state in it, every other flag kept as it is.
 
     `zero` are the canary flags of aborted rollouts: sent to 0% and disabled. A flag listed both on
-    and off ends up off. A missing or unreadable file is replaced by a document holding only the
-    safe state: consumers treat absent flags as off, and the safe state must land regardless.
-    Idempotent: patching twice with the same arguments writes the same bytes.
+    and off ends up off. With `defs`, every descendant of an off flag is off too (decided by its
+    parent), as the export from the store would say. A missing or unreadable file becomes a
+    document holding only the safe state: consumers treat absent flags as off, and the safe state
+    must land regardless. Idempotent: the same arguments give the same bytes.
     """
     path = Path(path)
     try:
@@ -178,24 +198,34 @@ def patch_for_kill(
     except FlagFileError:
         document = {"version": VERSION, "flags": {}}
     flags: dict[str, Any] = document["flags"]
+    flags_off, zero = list(flags_off), list(zero)
     for name in flags_on:
         _set(flags, name, True, ALL_AT_ONCE)
     for name in flags_off:
         _set(flags, name, False, ALL_AT_ONCE)
     for name in zero:
         _set(flags, name, False, PERCENTAGE_STRATEGY)
+    if defs:
+        from .flagd import kill_states
+
+        for name, state in kill_states(flags_off, (), zero, defs, environment).items():
+            if state.decided_by == "parent":
+                strategy = PERCENTAGE_STRATEGY if state.type == PERCENTAGE else ALL_AT_ONCE
+                _set(flags, name, False, strategy, decided_by="parent")
     document["emergency_shutdown"] = True
     document["generated_at"] = iso_utc(at)
-    write_atomic(path, encode(document))
+    return encode(document)
 
 
-def _set(flags: dict[str, Any], name: str, on: bool, strategy_if_new: str) -> None:
+def _set(
+    flags: dict[str, Any], name: str, on: bool, strategy_if_new: str, decided_by: str = "kill_switch"
+) -> None:
     entry = flags.get(name)
     if entry is None:
         entry = flags[name] = {"rollout_strategy": strategy_if_new}
     entry["enabled"] = on
     entry["rollout_percentage"] = 100 if on else 0
-    entry["decided_by"] = "kill_switch"
+    entry["decided_by"] = decided_by
     entry.pop("detail", None)  # it explained the previous decider
 
 
