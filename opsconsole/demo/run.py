@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine import Actor, Engine, Rejected, RolloutState
+from ..engine import Actor, Engine, Rejected, Rollout, RolloutState
 from ..engine.config import load_config
 from ..engine.fsutil import write_atomic
 from ..engine.identity import current_actor
@@ -119,6 +120,25 @@ async def drive(
     return final
 
 
+def own_active_rollout(engine: Engine) -> Rollout | None:
+    """The demo plan's active rollout in this workspace (the newest), left by a demo that died."""
+    return next((r for r in engine.rollouts(active_only=True) if r.plan == DEMO_PLAN), None)
+
+
+def resume_or_start(engine: Engine, reason: str, log: Any) -> Rollout | None:
+    """The demo's rollout: the one a crashed demo left active, else a new one (None, said why, when
+    the engine refuses: the kill switch is engaged, or another rollout drives the canary flag)."""
+    r = own_active_rollout(engine)
+    if r is not None:
+        log(f"resuming rollout {r.id} ({r.state}, left active by an earlier demo)")
+        return r
+    try:
+        return engine.start_rollout(DEMO_PLAN, reason)
+    except Rejected as exc:
+        log(f"refused: {exc}")
+        return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         return run_demo_console(args)
@@ -132,7 +152,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
-        r = engine.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
+        r = resume_or_start(engine, f"demo run, fault {args.fault}", log)
+        if r is None:
+            return 1
         log(f"demo service on {env.service.url}, workspace {workspace}, rollout {r.id}")
         final = asyncio.run(
             drive(engine, r.id, auto_approve=args.auto_approve, timeout=args.timeout, log=log)
@@ -177,13 +199,11 @@ def run_demo_console(args: argparse.Namespace) -> int:
     env.start()
     try:
         engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
-        if (
-            not any(r.plan == DEMO_PLAN for r in engine.rollouts(active_only=True))
-            and not engine.kill_state().engaged
-        ):
+        if own_active_rollout(engine) is None and not engine.kill_state().engaged:
             # The demo starts its rollout as `demo`, so the person at the console can be its approver.
             starter = Engine(engine.config, workspace, DEMO_ACTOR, store=engine.store)
-            starter.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
+            with contextlib.suppress(Rejected):  # another rollout drives the flag: the console shows it
+                starter.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
         OpsConsoleApp(engine, theme=args.theme, environment=args.env).run()
     finally:
         env.stop()
