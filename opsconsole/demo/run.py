@@ -1,8 +1,9 @@
 """`opsconsole demo`: a real rollout on this machine with nothing else installed.
 
 It starts the sample service and a bounded traffic generator on 127.0.0.1, writes the demo's
-configuration (with the service's real port) into the workspace — so later commands on that
-workspace (`status`, `kill`, `report`) use it without flags — starts the demo plan and runs the
+configuration and its plan (with the service's real port pinned) into the workspace — so later
+commands on that workspace (`status`, `gates check`, `kill`, `report`) use it without flags or
+variables — starts the demo plan, or resumes the one a crashed demo left active, and runs the
 engine's runner until the rollout ends. `--auto-approve` approves as the actor `demo`, recorded so.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,11 +42,39 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "config"
 
 
+PORT_VARIABLES = ("DEMO_PORT", "OPSCONSOLE_DEMO_PORT")
+"""Variables that name the sample service's port in the demo's config and the shipped plans."""
+_PORT_REFERENCE = re.compile(r"\$\{(?:" + "|".join(PORT_VARIABLES) + r")(?::-[^}]*)?\}")
+_SHIPPED_PLANS = re.compile(r"\$\{DEMO_CONFIG_DIR\}/plans/([^\"'\s\]]+)")
+
+
+def pin_port(text: str, port: int) -> str:
+    """`text` with every reference to the service's port (defaults included) replaced by `port`."""
+    return _PORT_REFERENCE.sub(str(port), text)
+
+
 def write_demo_config(workspace: Path, port: int, template: Path | None = None) -> Path:
+    """The demo's configuration in the workspace, its ports pinned: `status` or `gates check` from
+    another shell, which has no DEMO_PORT, must probe the service this demo started, not a default.
+    The shipped plans it names are copied beside it with their ports pinned too."""
     cfg_dir = config_dir()
-    text = (template or cfg_dir / "demo.yaml").read_text()
-    text = text.replace("${DEMO_PORT}", str(port)).replace("${DEMO_CONFIG_DIR}", str(cfg_dir))
-    header = f"# Written by `opsconsole demo` at {time.strftime('%Y-%m-%d %H:%M:%S')}: the demo's config, port fixed.\n"
+    text = pin_port((template or cfg_dir / "demo.yaml").read_text(), port)
+    plans_dir = workspace / "plans"
+
+    def copy_plans(m: re.Match[str]) -> str:
+        pattern = m.group(1)
+        for plan in sorted((cfg_dir / "plans").glob(pattern)):
+            plans_dir.mkdir(parents=True, exist_ok=True)
+            # The copy lives elsewhere: its own directory is still the shipped one.
+            text = pin_port(plan.read_text(), port).replace("${CONFIG_DIR}", str(plan.parent))
+            write_atomic(plans_dir / plan.name, text.encode())
+        return f"{plans_dir}/{pattern}"
+
+    text = _SHIPPED_PLANS.sub(copy_plans, text).replace("${DEMO_CONFIG_DIR}", str(cfg_dir))
+    header = (
+        f"# Written by `opsconsole demo` at {time.strftime('%Y-%m-%d %H:%M:%S')}: the demo's config, "
+        f"the service's port ({port}) pinned here and in the plan copies in {plans_dir}.\n"
+    )
     path = workspace / "opsconsole.yaml"
     write_atomic(path, (header + text).encode())
     return path

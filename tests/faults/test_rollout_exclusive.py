@@ -161,6 +161,11 @@ def test_headless_demo_resumes_its_own_rollout_after_sigkill(tmp_path):
             return rs[0].state if rs and rs[0].phase_index == 1 and rs[0].step_index >= 1 else None
 
         wait_for(in_canary, 90, "the demo's rollout stepping in production")
+        # From another shell (no DEMO_PORT): the saved configuration probes the running demo.
+        rid = engine_as(ws, "bob").rollouts()[0].id
+        check = cli("gates", "check", rid, "--json", "--workspace", str(ws))
+        health = next(v for v in json.loads(check.stdout) if v["kind"] == "health")
+        assert health["status"] == "pass" and ":8780/" not in health["source"], health
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.communicate(timeout=30)
