@@ -1,8 +1,9 @@
 """`opsconsole demo`: a real rollout on this machine with nothing else installed.
 
 It starts the sample service and a bounded traffic generator on 127.0.0.1, writes the demo's
-configuration (with the service's real port) into the workspace — so later commands on that
-workspace (`status`, `kill`, `report`) use it without flags — starts the demo plan and runs the
+configuration and its plan (with the service's real port pinned) into the workspace — so later
+commands on that workspace (`status`, `gates check`, `kill`, `report`) use it without flags or
+variables — starts the demo plan, or resumes the one a crashed demo left active, and runs the
 engine's runner until the rollout ends. `--auto-approve` approves as the actor `demo`, recorded so.
 """
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..engine import Actor, Engine, Rejected, RolloutState
+from ..engine import Actor, Engine, Rejected, Rollout, RolloutState
 from ..engine.config import load_config
 from ..engine.fsutil import write_atomic
 from ..engine.identity import current_actor
@@ -39,11 +42,39 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "config"
 
 
+PORT_VARIABLES = ("DEMO_PORT", "OPSCONSOLE_DEMO_PORT")
+"""Variables that name the sample service's port in the demo's config and the shipped plans."""
+_PORT_REFERENCE = re.compile(r"\$\{(?:" + "|".join(PORT_VARIABLES) + r")(?::-[^}]*)?\}")
+_SHIPPED_PLANS = re.compile(r"\$\{DEMO_CONFIG_DIR\}/plans/([^\"'\s\]]+)")
+
+
+def pin_port(text: str, port: int) -> str:
+    """`text` with every reference to the service's port (defaults included) replaced by `port`."""
+    return _PORT_REFERENCE.sub(str(port), text)
+
+
 def write_demo_config(workspace: Path, port: int, template: Path | None = None) -> Path:
+    """The demo's configuration in the workspace, its ports pinned: `status` or `gates check` from
+    another shell, which has no DEMO_PORT, must probe the service this demo started, not a default.
+    The shipped plans it names are copied beside it with their ports pinned too."""
     cfg_dir = config_dir()
-    text = (template or cfg_dir / "demo.yaml").read_text()
-    text = text.replace("${DEMO_PORT}", str(port)).replace("${DEMO_CONFIG_DIR}", str(cfg_dir))
-    header = f"# Written by `opsconsole demo` at {time.strftime('%Y-%m-%d %H:%M:%S')}: the demo's config, port fixed.\n"
+    text = pin_port((template or cfg_dir / "demo.yaml").read_text(), port)
+    plans_dir = workspace / "plans"
+
+    def copy_plans(m: re.Match[str]) -> str:
+        pattern = m.group(1)
+        for plan in sorted((cfg_dir / "plans").glob(pattern)):
+            plans_dir.mkdir(parents=True, exist_ok=True)
+            # The copy lives elsewhere: its own directory is still the shipped one.
+            text = pin_port(plan.read_text(), port).replace("${CONFIG_DIR}", str(plan.parent))
+            write_atomic(plans_dir / plan.name, text.encode())
+        return f"{plans_dir}/{pattern}"
+
+    text = _SHIPPED_PLANS.sub(copy_plans, text).replace("${DEMO_CONFIG_DIR}", str(cfg_dir))
+    header = (
+        f"# Written by `opsconsole demo` at {time.strftime('%Y-%m-%d %H:%M:%S')}: the demo's config, "
+        f"the service's port ({port}) pinned here and in the plan copies in {plans_dir}.\n"
+    )
     path = workspace / "opsconsole.yaml"
     write_atomic(path, (header + text).encode())
     return path
@@ -119,6 +150,25 @@ async def drive(
     return final
 
 
+def own_active_rollout(engine: Engine) -> Rollout | None:
+    """The demo plan's active rollout in this workspace (the newest), left by a demo that died."""
+    return next((r for r in engine.rollouts(active_only=True) if r.plan == DEMO_PLAN), None)
+
+
+def resume_or_start(engine: Engine, reason: str, log: Any) -> Rollout | None:
+    """The demo's rollout: the one a crashed demo left active, else a new one (None, said why, when
+    the engine refuses: the kill switch is engaged, or another rollout drives the canary flag)."""
+    r = own_active_rollout(engine)
+    if r is not None:
+        log(f"resuming rollout {r.id} ({r.state}, left active by an earlier demo)")
+        return r
+    try:
+        return engine.start_rollout(DEMO_PLAN, reason)
+    except Rejected as exc:
+        log(f"refused: {exc}")
+        return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         return run_demo_console(args)
@@ -132,7 +182,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
-        r = engine.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
+        r = resume_or_start(engine, f"demo run, fault {args.fault}", log)
+        if r is None:
+            return 1
         log(f"demo service on {env.service.url}, workspace {workspace}, rollout {r.id}")
         final = asyncio.run(
             drive(engine, r.id, auto_approve=args.auto_approve, timeout=args.timeout, log=log)
@@ -177,13 +229,11 @@ def run_demo_console(args: argparse.Namespace) -> int:
     env.start()
     try:
         engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
-        if (
-            not any(r.plan == DEMO_PLAN for r in engine.rollouts(active_only=True))
-            and not engine.kill_state().engaged
-        ):
+        if own_active_rollout(engine) is None and not engine.kill_state().engaged:
             # The demo starts its rollout as `demo`, so the person at the console can be its approver.
             starter = Engine(engine.config, workspace, DEMO_ACTOR, store=engine.store)
-            starter.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
+            with contextlib.suppress(Rejected):  # another rollout drives the flag: the console shows it
+                starter.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
         OpsConsoleApp(engine, theme=args.theme, environment=args.env).run()
     finally:
         env.stop()

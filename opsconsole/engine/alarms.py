@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
 from .model import AlarmRule, Observation
@@ -30,6 +30,9 @@ class AlarmStatus:
     since: float | None  # when the current state began
     value: float | None
     reason: str
+    source_failed: bool = False
+    """Unknown because the rule's source failed (timeout, HTTP error, garbage), not for lack of series:
+    an `alarms` guard cannot say "none firing" then."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ def evaluate_rule(
         # Not firing yet: the gap breaks the "continuously breaching" run, so the for_ timer restarts
         # when data returns; an alarm only fires on a breach it actually saw last for for_ seconds.
         since = prev_since if prev_state == UNKNOWN else now
-        return _status(rule, UNKNOWN, since, None, f"no data ({what})"), AlarmMemory(UNKNOWN, since, None)
+        status = replace(
+            _status(rule, UNKNOWN, since, None, f"no data ({what})"), source_failed=not obs.no_series
+        )
+        return status, AlarmMemory(UNKNOWN, since, None)
 
     breach = _breach(rule, value)
     if breach is None:
@@ -84,6 +90,16 @@ def evaluate_rule(
 def matching_firing(statuses: Iterable[AlarmStatus], patterns: Sequence[str]) -> list[AlarmStatus]:
     """Firing alarms whose name matches any glob in `patterns` (case-sensitive; no patterns, no match)."""
     return [s for s in statuses if s.state == FIRING and any(fnmatchcase(s.name, p) for p in patterns)]
+
+
+def matching_failed(statuses: Iterable[AlarmStatus], patterns: Sequence[str]) -> list[AlarmStatus]:
+    """Alarms matching `patterns` that cannot be evaluated because their source fails: whether they
+    would fire is unknown, so "none firing" cannot be claimed for them."""
+    return [
+        s
+        for s in statuses
+        if s.state == UNKNOWN and s.source_failed and any(fnmatchcase(s.name, p) for p in patterns)
+    ]
 
 
 def _breach(rule: AlarmRule, value: float) -> str | None:

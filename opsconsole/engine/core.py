@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import flags as flag_logic
-from . import killswitch
+from . import killswitch, resources
 from . import report as report_mod
 from . import schedules as schedule_logic
 from . import stale as stale_logic
@@ -233,6 +233,14 @@ class Engine:
         rid = f"{plan.name}-{time.strftime('%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(2)}"
         d = new_rollout(plan, rid, self.actor, now, reason)
         with self.store.transaction() as tx:
+            # Checked under the write lock that the insert takes, so two racing starts give one rollout.
+            clash = resources.first_conflict(plan, tx.list_rollouts(active_only=True), self.config.plans)
+            if clash is not None:
+                other, what = clash
+                raise Rejected(
+                    f"rollout {other.id} (plan {other.plan}) is {other.state} and drives {what}; "
+                    f"one active rollout per flag: finish, abort or roll back {other.id} first"
+                )
             tx.insert_rollout(d.rollout)
             self._write_records(tx, d, now)
         with contextlib.suppress(StoreError, OSError):

@@ -176,6 +176,7 @@ def _missing(
         breached=failures >= limit,
         inconclusive=inconclusive,
         escalate=escalate,
+        no_series=obs.no_series and obs.error is not None,
     )
     new_memory = GateMemory(
         failures=failures,

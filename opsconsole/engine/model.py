@@ -313,6 +313,10 @@ class Observation:
     source: str = ""
     at: float = 0.0
     detail: str = ""  # health body excerpt, smoke output tail, names of firing alarms, missing items
+    no_series: bool = False
+    """With `error`: the source answered but has nothing for this query yet (no canary traffic, one
+    scrape so far). False for a source that failed (timeout, HTTP error, garbage): a canary at 0%
+    may step on the first, never on the second."""
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,7 @@ class GateVerdict:
     breached: bool = False  # failures reached failure_limit (guards roll back on this)
     inconclusive: bool = False  # unknowns reached inconclusive_limit: pause and page
     escalate: bool = False  # unknown for longer than escalate_after: roll back
+    no_series: bool = False  # unknown because the source has no series yet, not because it failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -357,6 +362,7 @@ class GateVerdict:
             "breached": self.breached,
             "inconclusive": self.inconclusive,
             "escalate": self.escalate,
+            "no_series": self.no_series,
         }
 
     @classmethod
@@ -375,6 +381,7 @@ class GateVerdict:
             breached=d.get("breached", False),
             inconclusive=d.get("inconclusive", False),
             escalate=d.get("escalate", False),
+            no_series=d.get("no_series", False),
         )
 
 

@@ -112,6 +112,13 @@ class Observer:
             )
         if kind == "alarms":
             firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)
+            failed = alarm_rules.matching_failed(self.alarms.values(), spec.none_firing)
+            if failed and not firing:  # a firing alarm is a failure whatever the others say
+                first = failed[0]
+                names = ", ".join(a.name for a in failed)
+                return Observation(
+                    error=f"alarm source failed for {names}: {first.reason}", source="alarms", at=now
+                )
             return Observation(
                 value=float(len(firing)), source="alarms", at=now, detail=", ".join(a.name for a in firing)
             )

@@ -6,7 +6,9 @@ any active state aborted, or rolling_back -> rolled_back. The runner and the com
 
 Rules worth knowing:
 - Steps advance when their wait is over and no guard fails or lacks data. At a 0% step nothing is
-  exposed, so a guard without data there does not hold progress (there is nothing to measure yet).
+  exposed, so a guard whose source answers but has no series yet does not hold progress (there is
+  no canary traffic to measure); a guard whose source fails holds at every step, 0% included: a
+  rollout never promotes blind.
 - A phase ends at its last step when every gate passes and, if required, approvals are given.
 - A breached guard (failure_limit consecutive failures) or an escalated unknown rolls back, also while
   paused or awaiting approval: users are exposed in those states too.
@@ -249,12 +251,24 @@ def _guard_trouble(plan: Plan, r: Rollout, guards: Sequence[GateVerdict]) -> tup
     for v in guards:
         if v.inconclusive:
             return "pause", f"guard {v.gate} inconclusive: {v.reason}"
+    percent = step_percent(plan, r)
     for v in guards:
         if v.status is Verdict.FAIL:
             return "hold", f"guard {v.gate} failing ({v.failures} of {v.failure_limit}): {v.reason}"
-        if v.status is Verdict.UNKNOWN and step_percent(plan, r) > 0:
+        if v.status is Verdict.UNKNOWN and not v.no_series:
+            return "hold", f"guard {v.gate} source failed, holding at {percent}%: {v.reason}"
+        if v.status is Verdict.UNKNOWN and percent > 0:
             return "hold", f"guard {v.gate} has no data: {v.reason}"
     return None
+
+
+def _allowed_without_data(plan: Plan, r: Rollout, guards: Sequence[GateVerdict]) -> str:
+    """What a 0% step lets through (guards whose source has no canary series yet), said in the
+    reason so that nobody reads the step as "guards passing"; "" when there is nothing to say."""
+    names = [v.gate for v in guards if v.status is Verdict.UNKNOWN and v.no_series]
+    if not names or step_percent(plan, r) > 0:
+        return ""
+    return f"guard {', '.join(names)}: no canary traffic yet at 0%: allowed"
 
 
 def _gate_trouble(gates: Sequence[GateVerdict]) -> tuple[str, str] | None:
@@ -283,19 +297,22 @@ def _finish_phase(b: _Builder, actor: Actor, reason: str) -> None:
 def _advance(b: _Builder, actor: Actor, *, manual: bool) -> str | None:
     """Try to move one step (or end the phase). Returns why not, or None when it moved."""
     phase = current_phase(b.plan, b.r)
-    guard = _guard_trouble(b.plan, b.r, [v for v in b.r.verdicts if v.gate in _names(phase.guards)])
+    guards = [v for v in b.r.verdicts if v.gate in _names(phase.guards)]
+    guard = _guard_trouble(b.plan, b.r, guards)
     if guard is not None:
         return guard[1]
+    allowed = _allowed_without_data(b.plan, b.r, guards)
     steps = phase.steps
     wait = phase.strategy.step_wait if phase.strategy is not None else 0.0
     left = wait - (b.now - b.r.step_started_at)
     last = b.r.step_index >= len(steps) - 1
     if not last:
         if left > 0 and not manual:
-            return f"step {steps[b.r.step_index]}% waits {left:.0f}s more"
+            waiting = f"step {steps[b.r.step_index]}% waits {left:.0f}s more"
+            return f"{waiting}; {allowed}" if allowed else waiting
         nxt = b.r.step_index + 1
         b.r = replace(b.r, step_index=nxt, step_started_at=b.now)
-        how = "promoted" if manual else "wait over, guards passing"
+        how = "promoted" if manual else f"wait over; {allowed}" if allowed else "wait over, guards passing"
         b.move(S.PROGRESSING, actor, f"step {steps[nxt - 1]}% -> {steps[nxt]}% ({how})")
         if phase.strategy is not None and phase.strategy.flag:
             b.actions.append(SetFlags(phase.environment, {phase.strategy.flag: steps[nxt]}))

@@ -82,11 +82,11 @@ def _demo_workspace(tmp_path: Path) -> Path:
 def test_kill_leaves_safe_flags_aborts_rollouts_one_audit_event_and_audit_verifies(tmp_path):
     ws = _demo_workspace(tmp_path)
     w = ("--workspace", str(ws))
-    ids = []
-    for _ in range(2):
-        p = cli("rollout", "start", "demo", "--reason", "drill prep", *w)
-        assert p.returncode == 0, p.stderr
-        ids.append(p.stdout.split()[0])
+    p = cli("rollout", "start", "demo", "--reason", "drill prep", *w)
+    assert p.returncode == 0, p.stderr
+    ids = [p.stdout.split()[0]]
+    # A second rollout of the same canary flag is refused, so there is one to abort.
+    assert cli("rollout", "start", "demo", "--reason", "drill prep", *w).returncode == 1
     before = json.loads(cli("audit", "--json", "--limit", "0", *w).stdout)
     p = cli("kill", "--reason", "drill", *w)
     assert p.returncode == 0, p.stderr

@@ -141,7 +141,17 @@ def test_roles_and_read_only_are_enforced(tmp_path, service):
 def test_kill_switch_aborts_everything_writes_files_and_one_audit_event(tmp_path, service):
     ws = write_workspace(tmp_path, service.port)
     bob, r_wait = _to_awaiting_approval(ws, service)
-    pending = [bob.start_rollout("fast") for _ in range(3)]
+    # One active rollout per flag: the other three drive flags of their own.
+    for flag in ("otel_enabled", "error_handling_enabled", "reward_learning_enabled"):
+        plan = (
+            f"name: {flag}\nphases:\n  - {{name: switch, environment: production, flags: {{{flag}: true}}}}\n"
+        )
+        (tmp_path / "plans" / f"{flag}.yaml").write_text(plan)
+    bob = engine_as(ws, "bob")
+    pending = [
+        bob.start_rollout(flag)
+        for flag in ("otel_enabled", "error_handling_enabled", "reward_learning_enabled")
+    ]
     before = len(bob.audit_events())
     res = bob.kill("drill")
     assert res.recorded and not res.already_engaged

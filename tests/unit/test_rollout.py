@@ -168,13 +168,29 @@ def test_steps_advance_after_wait_and_guards_pass():
     assert SetFlags("production", {"new_checkout": 50}) in d.actions
 
 
-def test_zero_percent_step_does_not_hold_on_missing_guard_data_but_exposed_steps_do():
+def test_zero_percent_step_does_not_hold_on_a_guard_without_series_but_exposed_steps_do():
     r = at_canary(now=100.0).rollout
-    nodata = Evaluate(gates=(v("health", Verdict.PASS),), guards=(v("error_rate", Verdict.UNKNOWN),))
-    r1 = decide(PLAN, r, nodata, 110.0).rollout
+    noseries = Evaluate(
+        gates=(v("health", Verdict.PASS),), guards=(v("error_rate", Verdict.UNKNOWN, no_series=True),)
+    )
+    waiting = decide(PLAN, r, noseries, 105.0).rollout
+    assert waiting.step_index == 0
+    assert "no canary traffic yet at 0%: allowed" in waiting.reason
+    r1 = decide(PLAN, r, noseries, 110.0).rollout
     assert r1.step_index == 1
-    r2 = decide(PLAN, r1, nodata, 130.0).rollout
+    assert "step 0% -> 50% (wait over; guard error_rate: no canary traffic yet at 0%: allowed)" in r1.reason
+    r2 = decide(PLAN, r1, noseries, 130.0).rollout
     assert r2.step_index == 1 and "no data" in r2.reason
+
+
+def test_a_failed_guard_source_holds_every_step_zero_percent_included():
+    r = at_canary(now=100.0).rollout
+    failed = Evaluate(gates=(v("health", Verdict.PASS),), guards=(v("error_rate", Verdict.UNKNOWN),))
+    held = decide(PLAN, r, failed, 500.0).rollout
+    assert held.step_index == 0
+    assert held.reason.startswith("guard error_rate source failed, holding at 0%")
+    with pytest.raises(Rejected, match="source failed"):
+        decide(PLAN, held, Command("promote", BOB, "push it"), 501.0)
 
 
 def test_failing_guard_holds_and_breach_rolls_back_restoring_flags():

@@ -121,8 +121,10 @@ class ScrapeSource:
         key = (expr, now)
         answer = self._answers.get(key)
         if answer is None or self.last_error is not None:
-            value, error, detail = self._value(expr, now)
-            answer = Observation(value=value, error=error, source=self.url, at=now, detail=detail)
+            value, error, detail, no_series = self._value(expr, now)
+            answer = Observation(
+                value=value, error=error, source=self.url, at=now, detail=detail, no_series=no_series
+            )
             if len(self._answers) < 1024:
                 self._answers[key] = answer
         return answer
@@ -133,21 +135,25 @@ class ScrapeSource:
         values = [self._value(expr, snap.at, check_error=False)[0] for snap in snapshots]
         return [None] * (points - len(values)) + values
 
-    def _value(self, expr: str, now: float, check_error: bool = True) -> tuple[float | None, str | None, str]:
+    def _value(
+        self, expr: str, now: float, check_error: bool = True
+    ) -> tuple[float | None, str | None, str, bool]:
+        """(value, error, note, no_series): no_series when the endpoint answered but has nothing for
+        `expr` yet; a failed scrape or a bad query is an error of the source, not a lack of series."""
         if check_error and self.last_error is not None:
-            return None, self.last_error, ""
+            return None, self.last_error, "", False
         try:
             query = parse_query(expr)
         except QueryError as exc:
-            return None, f"bad query {expr!r}: {exc}", ""
+            return None, f"bad query {expr!r}: {exc}", "", False
         snapshots = [snap for snap in self._history if snap.at <= now]
         try:
             value, note = evaluate(query, snapshots, self.window, now)
         except NoData as exc:
-            return None, str(exc), ""
+            return None, str(exc), "", True
         if math.isnan(value):
-            return None, f"{query.text} is NaN", note
-        return value, None, note
+            return None, f"{query.text} is NaN", note, False
+        return value, None, note, False
 
 
 class _Refused(Exception):
