@@ -200,25 +200,13 @@ class OpsConsoleApp(GuardedActions, App[None]):
             self.kill_engaged = kill.engaged
             self.refresh_bindings()
 
-    def run_engine(self, fn: Callable[..., Any], *args: Any, done: str = "", **kwargs: Any) -> None:
-        """Run an engine command off the event loop; say what happened either way."""
-        self._engine_call(fn, args, kwargs, done)
-
-    @work(thread=True, group="commands")
-    def _engine_call(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], done: str
+    def run_engine(
+        self, fn: Callable[..., Any], *args: Any, action: str, done: str = "", **kwargs: Any
     ) -> None:
-        from .screens.dialog import REFUSALS
+        """Run an engine command off the event loop; say what happened either way (calls.py)."""
+        from .calls import call
 
-        try:
-            fn(*args, **kwargs)
-        except REFUSALS as exc:
-            self.call_from_thread(
-                self.notify, str(exc), title="refused", severity="error", timeout=8, markup=False
-            )
-            return
-        if done:
-            self.call_from_thread(self.notify, done, timeout=4, markup=False)
+        call(self, fn, *args, action=action, done=done or None, group="commands", **kwargs)
 
     # ------------------------------------------------------------------------------------ actions
 

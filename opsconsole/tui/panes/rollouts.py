@@ -220,7 +220,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
         def done(reason: str | None) -> None:
             if reason is not None:
-                self.app.run_engine(engine.command, r.id, kind, reason, done=f"{title}: {r.id}")  # type: ignore[attr-defined]
+                self.app.run_engine(  # type: ignore[attr-defined]
+                    engine.command, r.id, kind, reason, action=f"{title} {r.id}", done=f"{title}: {r.id}"
+                )
 
         self.app.push_screen(ReasonScreen(f"{title} {r.id}", dangerous=dangerous), done)
 

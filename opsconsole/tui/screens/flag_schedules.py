@@ -285,7 +285,9 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
             if reason:
                 engine = self.app.engine  # type: ignore[attr-defined]
                 done = safe(f"schedule #{s.id} ({s.flag} in {self.environment}) canceled")
-                self.app.run_engine(engine.cancel_schedule, s.id, reason, done=done)  # type: ignore[attr-defined]
+                self.app.run_engine(  # type: ignore[attr-defined]
+                    engine.cancel_schedule, s.id, reason, action=f"Cancel schedule #{s.id}", done=done
+                )
 
         self.app.push_screen(screen, cancel)
 
