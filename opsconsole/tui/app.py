@@ -174,10 +174,18 @@ class OpsConsoleApp(GuardedActions, App[None]):
         for pane in self.panes.values():
             pane.post_message(EngineChanged(message.kind, message.data))
 
-    @work(thread=True, exclusive=True, group="status")
     def refresh_status(self) -> None:
-        kill = self.engine.kill_state()
-        self.call_from_thread(self._show_status, kill)
+        from .calls import call
+
+        call(
+            self,
+            self.engine.kill_state,
+            action="Reading the kill switch state",
+            done=self._show_status,
+            group="status",
+            exclusive=True,
+            quiet=True,
+        )
 
     def _show_status(self, kill: Any) -> None:
         env = self.engine.config.environments.get(self.environment)

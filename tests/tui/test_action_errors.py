@@ -172,3 +172,122 @@ def test_an_action_on_a_corrupted_database_page_is_reported_and_the_console_keep
     failed = [m for m in messages if title in m]
     assert failed and "store" in failed[0] and "malformed" in failed[0], messages
     assert after == (state, version)
+
+
+# ---------------------------------------------------------------------------- the other actions
+
+
+def _text(widget: Any) -> str:
+    return str(widget.render())
+
+
+def test_start_plan_and_all_clear_on_a_locked_store_say_so(tmp_path: Path, service: Any) -> None:
+    ws = write_workspace(tmp_path, service.port)
+    db = _store_path(ws)
+
+    async def run() -> None:
+        alice = engine_as(ws, "alice")  # an approver: may start a plan and give the all-clear
+        app = OpsConsoleApp(alice, run_engine=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(pilot, lambda: "rollouts" in app.panes)
+            with sqlite_write_lock(db, 3):
+                await pilot.press("n")
+                await _settle(pilot, lambda: type(app.screen).__name__ == "StartPlanScreen")
+                await pilot.press("enter")  # the highlighted plan
+                await pilot.press(*"go", "enter")
+                await _settle(pilot, lambda: any("Start fast" in m for m in _messages(app)))
+                assert any("store busy" in m for m in _messages(app)), _messages(app)
+                assert app.is_running
+            bob = engine_as(ws, "bob")
+            bob.kill("drill")
+            await _settle(pilot, lambda: app.kill_engaged)  # the console's poll sees it
+            with sqlite_write_lock(db, 3):
+                await pilot.press("ctrl+backslash")
+                screen = app.screen
+                assert type(screen).__name__ == "KillSwitchScreen" and screen.engaged  # type: ignore[attr-defined]
+                await pilot.press(*"drill over", "enter")
+                error = screen.query_one("#error")
+                await _settle(pilot, lambda: "store busy" in _text(error))
+                assert "nothing was changed" in _text(error)
+                assert app.is_running and app.screen is screen  # still open: try again or cancel
+                assert not screen.busy  # type: ignore[attr-defined]
+                await pilot.press("escape")
+
+    asyncio.run(run())
+    alice = engine_as(ws, "alice")
+    assert alice.kill_state().engaged and alice.rollouts() == []
+
+
+def test_flag_change_schedule_and_cancel_on_a_locked_store_say_so(tmp_path: Path) -> None:
+    from tests.tui.test_flags_pane import MARCH, Clock, console, fill, make_engine, open_flags, select
+
+    engine = make_engine(tmp_path, clock=Clock())
+    engine.schedule_flag("production", "new_checkout", [(MARCH + 600, 10)], "slow ramp")
+    db = Path(engine.store.path)  # type: ignore[attr-defined]
+    before = engine.flag_states("production")["search_v2"]
+    events = len(engine.audit_events())
+
+    async def run() -> None:
+        app = console(engine, environment="production")
+        async with app.run_test(size=(100, 30)) as pilot:
+            pane = await open_flags(app, pilot)
+            await select(pilot, pane, "search_v2")
+            with sqlite_write_lock(db, 6):
+                # a flag change: the dialog says so and stays open with what was typed
+                await pilot.press("t")
+                edit = app.screen
+                assert type(edit).__name__ == "FlagEditScreen"
+                fill(app, "try it")
+                await pilot.press("enter")
+                await _settle(pilot, lambda: "store busy" in _text(edit.query_one("#error")))
+                assert app.is_running and app.screen is edit and not edit.busy  # type: ignore[attr-defined]
+                await pilot.press("escape")
+                # cancelling a schedule: a notification naming it
+                await pilot.press("s")
+                await _settle(pilot, lambda: type(app.screen).__name__ == "FlagSchedulesScreen")
+                await _settle(pilot, lambda: bool(app.screen.schedules))  # type: ignore[attr-defined]
+                await pilot.press("c")
+                fill(app, "not needed")
+                await pilot.press("enter")
+                await _settle(pilot, lambda: any("Cancel schedule #1" in m for m in _messages(app)))
+                assert any("store busy" in m for m in _messages(app)), _messages(app)
+                # a new schedule: said in its dialog
+                await pilot.press("n")
+                new = app.screen
+                assert type(new).__name__ == "FlagScheduleNewScreen"
+                fill(app, "at +30m to true")  # search_v2, the selected flag
+                await pilot.press("enter")
+                fill(app, "ramp")
+                await pilot.press("enter")
+                await _settle(pilot, lambda: "store busy" in _text(new.query_one("#error")))
+                assert app.is_running and app.screen is new
+            await pilot.press("escape")
+
+    asyncio.run(run())
+    assert engine.flag_states("production")["search_v2"] == before
+    assert len(engine.audit_events()) == events
+    (only,) = engine.flag_schedules("production", active_only=False)
+    assert str(only.state) != "canceled"
+
+
+def test_a_corrupted_rollouts_table_is_reported_once_and_the_console_keeps_running(
+    tmp_path: Path, service: Any
+) -> None:
+    ws, rid = _rollout_in(tmp_path, service.port, S.PROGRESSING)
+    _corrupt_table(_store_path(ws), "rollouts")
+
+    async def run() -> list[str]:
+        app = OpsConsoleApp(engine_as(ws, "bob"), run_engine=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(pilot, lambda: any("Reading the rollouts" in m for m in _messages(app)))
+            # the console's poll re-reads every second: the same failure is not notified again
+            await pilot.pause(2.5)
+            await pilot.press("2")
+            await pilot.press("1")
+            await pilot.pause(0.2)
+            assert app.is_running
+            return _messages(app)
+
+    messages = asyncio.run(run())
+    reads = [m for m in messages if "Reading the rollouts" in m]
+    assert len(reads) == 1 and "store unavailable" in reads[0] and "malformed" in reads[0], messages

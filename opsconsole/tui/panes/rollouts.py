@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,6 +20,7 @@ from opsconsole.engine import format_value, phase_of, rollout_row
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
+from ..calls import call
 from ..safe import plain
 
 COLUMNS = (
@@ -121,10 +121,17 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         elif message.kind in ("kill_switch", "poll", "engine"):
             self.reload()
 
-    @work(thread=True, exclusive=True, group="rollouts-reload")
     def reload(self) -> None:
-        rollouts = self.app.engine.rollouts()[:MAX_ROWS]  # type: ignore[attr-defined]
-        self.app.call_from_thread(self.apply, rollouts, True)
+        engine = self.app.engine  # type: ignore[attr-defined]
+        call(
+            self,
+            lambda: engine.rollouts()[:MAX_ROWS],
+            action="Reading the rollouts",
+            done=lambda rollouts: self.apply(rollouts, True),
+            group="rollouts-reload",
+            exclusive=True,
+            quiet=True,
+        )
 
     def apply(self, rollouts: list[Any], full: bool) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]

@@ -5,15 +5,15 @@ any source); it runs off the event loop so the screen never freezes."""
 
 from __future__ import annotations
 
-from textual import work
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from opsconsole.engine import Forbidden, Rejected
-
+from ..calls import call
 from ..safe import plain
 
 DEFAULT_REASON = "kill switch pulled from the console"
@@ -29,7 +29,10 @@ class KillSwitchScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         engine = self.app.engine  # type: ignore[attr-defined]
-        self.engaged = engine.kill_state().engaged
+        try:
+            self.engaged = engine.kill_state().engaged
+        except Exception:  # noqa: BLE001 - the store is away: go by what the header last showed
+            self.engaged = bool(getattr(self.app, "kill_engaged", False))
         key = engine.config.kill_key
         with Vertical(classes="dialog -dangerous"):
             if self.engaged:
@@ -69,36 +72,48 @@ class KillSwitchScreen(ModalScreen[None]):
             self.busy = True
             self.pull(reason or DEFAULT_REASON)
 
-    @work(thread=True, exclusive=True, group="kill")
     def pull(self, reason: str) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            res = engine.kill(reason)
-        except Forbidden as exc:
-            self.busy = False
-            self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
-            return
+        call(
+            self,
+            engine.kill,
+            reason,
+            action="Kill switch",
+            done=self._pulled,
+            failed=self._failed,
+            group="kill",
+        )
+
+    def _pulled(self, res: Any) -> None:
         note = (
             f"KILL SWITCH ENGAGED: {len(res.aborted)} rollouts aborted, {len(res.files)} flag files written"
         )
         if not res.recorded:
             note += " (store unreachable: recorded when it is back)"
-        self.app.call_from_thread(self.app.notify, note, severity="error", timeout=10)
-        self.app.call_from_thread(self.app.refresh_status)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self.dismiss, None)
+        self.app.notify(note, severity="error", timeout=10)
+        self.app.refresh_status()  # type: ignore[attr-defined]
+        self.dismiss(None)
 
-    @work(thread=True, exclusive=True, group="kill")
     def all_clear(self, reason: str) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            engine.all_clear(reason)
-        except (Forbidden, Rejected) as exc:
-            self.busy = False
-            self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
-            return
-        self.app.call_from_thread(self.app.notify, "all-clear given; flags back to their stored values")
-        self.app.call_from_thread(self.app.refresh_status)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self.dismiss, None)
+        call(
+            self,
+            engine.all_clear,
+            reason,
+            action="All-clear",
+            done=self._cleared,
+            failed=self._failed,
+            group="kill",
+        )
+
+    def _cleared(self, _: Any) -> None:
+        self.app.notify("all-clear given; flags back to their stored values")
+        self.app.refresh_status()  # type: ignore[attr-defined]
+        self.dismiss(None)
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#error", Static).update(plain(message, wrap=True))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
