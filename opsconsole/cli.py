@@ -643,20 +643,21 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     runner = Runner(engine, args.interval)
+    try:
+        runner.acquire()  # refused before anything says "running"
+    except EngineBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         print(f"engine running on {engine.workspace} every {runner.interval:g}s (Ctrl-C stops)", flush=True)
         await runner.run(stop)
 
-    try:
-        asyncio.run(run())
-    except EngineBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+    asyncio.run(run())
     return EXIT_OK
 
 
