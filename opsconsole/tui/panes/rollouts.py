@@ -16,11 +16,12 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import format_value, phase_of, rollout_row
+from opsconsole.engine import format_value, rollout_row
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
 from ..calls import call
+from ..present import STATUS_STYLE, units_of
 from ..safe import plain
 
 COLUMNS = (
@@ -47,7 +48,6 @@ STATE_STYLE = {
     "aborted": "red",
     "pending": "dim",
 }
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "pending": "yellow", "unknown": "magenta"}
 MAX_ROWS = 200
 ACTIVE = {"pending", "progressing", "paused", "awaiting_approval"}
 APPLIES_TO: dict[str, set[str]] = {
@@ -287,13 +287,3 @@ def _verdict_cells(v: Any, unit: str) -> tuple[Any, ...]:
         plain(v.threshold),
         plain(v.reason),
     )
-
-
-def units_of(engine: Any, r: Any) -> dict[str, str]:
-    """How each gate of the rollout's current phase prints its value."""
-    phase = phase_of(engine, r)
-    if phase is None:
-        return {}
-    return {
-        spec.name: spec.unit or ("s" if spec.kind == "soak" else "") for spec in (*phase.gates, *phase.guards)
-    }

@@ -13,7 +13,7 @@ from textual.widgets import Checkbox, DataTable, Input, Static
 
 from opsconsole.engine import format_value, phase_of
 
-from ..panes.rollouts import STATUS_STYLE, units_of
+from ..present import STATUS_STYLE, units_of
 from ..safe import plain
 from .dialog import ReasonDialog
 

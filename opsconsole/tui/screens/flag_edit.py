@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ..calls import call
-from ..panes.flags import decided_why, format_flag_value
+from ..present import decided_why, format_flag_value
 from ..safe import plain, safe
 
 WHILE = {

@@ -21,7 +21,7 @@ from textual.widgets import Input, Static
 
 from opsconsole.engine import EvalContext
 
-from ..panes.flags import decided_why, format_flag_value, variants_text
+from ..present import decided_why, format_flag_value, variants_text
 from ..safe import plain
 
 CONSUMERS = ("console (Unleash)", "flagd (fractional)")

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 from opsconsole.engine import iso
 
 from ..calls import call
-from ..panes.flags import decided_why, format_flag_value
+from ..present import decided_why, format_flag_value
 from ..safe import plain
 
 COLUMNS = ("When (UTC)", "Who", "Change", "Reason")

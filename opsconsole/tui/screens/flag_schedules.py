@@ -29,7 +29,7 @@ from opsconsole.engine import iso
 
 from ..actions import GuardedActions
 from ..calls import call
-from ..panes.flags import format_flag_value
+from ..present import format_flag_value
 from ..safe import plain, safe
 
 COLUMNS = (("id", "#"), ("flag", "Flag"), ("next", "Next"), ("in", "In"), ("step", "Step"), ("by", "By"))
