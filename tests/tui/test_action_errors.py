@@ -134,7 +134,7 @@ def test_an_action_on_a_locked_store_says_store_busy_and_the_console_keeps_runni
 
 
 def _corrupt_table(db: Path, table: str) -> None:
-    """Overwrite the root page of `table` with garbage, as a torn write or a bad disk would."""
+    """Overwrite the root page of `table` (or index) with garbage, as a torn write or a bad disk would."""
     conn = sqlite3.connect(db)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -291,3 +291,27 @@ def test_a_corrupted_rollouts_table_is_reported_once_and_the_console_keeps_runni
     messages = asyncio.run(run())
     reads = [m for m in messages if "Reading the rollouts" in m]
     assert len(reads) == 1 and "store unavailable" in reads[0] and "malformed" in reads[0], messages
+
+
+def test_the_kill_key_opens_its_dialog_when_the_kill_switch_state_cannot_be_read(
+    tmp_path: Path, service: Any
+) -> None:
+    ws = write_workspace(tmp_path, service.port)
+    engine_as(ws, "bob").close()  # the store and its tables exist
+    # Where the kill switch's state lives: its table and the key index a lookup goes through.
+    _corrupt_table(_store_path(ws), "kv")
+    _corrupt_table(_store_path(ws), "sqlite_autoindex_kv_1")
+
+    async def run() -> list[str]:
+        app = OpsConsoleApp(engine_as(ws, "bob"), run_engine=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(pilot, lambda: any("kill switch state" in m for m in _messages(app)))
+            await pilot.press("ctrl+backslash")
+            await _settle(pilot, lambda: type(app.screen).__name__ == "KillSwitchScreen")
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert app.is_running
+            return _messages(app)
+
+    messages = asyncio.run(run())
+    assert any("store unavailable" in m and "malformed" in m for m in messages), messages

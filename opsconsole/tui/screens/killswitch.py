@@ -29,10 +29,9 @@ class KillSwitchScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            self.engaged = engine.kill_state().engaged
-        except Exception:  # noqa: BLE001 - the store is away: go by what the header last showed
-            self.engaged = bool(getattr(self.app, "kill_engaged", False))
+        # What the header shows (re-read on every kill switch event and poll), not a store read on
+        # the event loop: the kill key answers at once even when the store is slow, locked or broken.
+        self.engaged = bool(getattr(self.app, "kill_engaged", False))
         key = engine.config.kill_key
         with Vertical(classes="dialog -dangerous"):
             if self.engaged:
