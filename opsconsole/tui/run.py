@@ -23,6 +23,15 @@ def run_console(
     from .app import OpsConsoleApp
 
     app = OpsConsoleApp(opener=opener, theme=theme, environment=environment)
+    code = run_app(app)
+    if app.load_error is not None:
+        raise app.load_error
+    return code
+
+
+def run_app(app: Any) -> int:
+    """Run a console app in this terminal until it exits; its exit code (128 + the signal when a
+    STOP_SIGNALS signal ended it)."""
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -35,6 +44,4 @@ def run_console(
                 loop.remove_signal_handler(sig)
 
     asyncio.run(run())
-    if app.load_error is not None:
-        raise app.load_error
-    return app.return_code or 0
+    return int(app.return_code or 0)

@@ -50,13 +50,22 @@ def _wait(predicate, seconds: float, what: str):  # type: ignore[no-untyped-def]
     raise AssertionError(f"{what} not reached within {seconds} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_signal_restores_the_terminal_and_frees_the_engine_lock(terminal, tmp_path, sig):  # noqa: F811
-    ws = _workspace(tmp_path)
+@pytest.mark.parametrize(
+    "command,sig",
+    [("console", signal.SIGTERM), ("console", signal.SIGHUP), ("demo", signal.SIGTERM)],
+    ids=["console-SIGTERM", "console-SIGHUP", "demo-SIGTERM"],
+)
+def test_a_signal_restores_the_terminal_and_frees_the_engine_lock(terminal, tmp_path, command, sig):  # noqa: F811
+    if command == "demo":
+        ws = tmp_path / "w"
+        args = ["demo", "--workspace", str(ws)]
+    else:
+        ws = _workspace(tmp_path)
+        args = ["--workspace", str(ws)]
     # The shell stays after the console ends, so the pane's modes can be read back.
-    t = terminal(f"{opsconsole('--workspace', str(ws))}; echo console-exit=$?; sleep 120")
-    t.wait_for("opsconsole │", seconds=20)
-    t.wait_for("demo-", seconds=20)  # the panes are there
+    t = terminal(f"{opsconsole(*args)}; echo console-exit=$?; sleep 120")
+    t.wait_for("opsconsole │", seconds=30)
+    t.wait_for("demo-", seconds=30)  # the panes are there
     pid = _wait(lambda: Runner.holder(ws), 20, "the console's runner holding the workspace")
     assert _pane(t, "#{alternate_on}") == "1"
     os.kill(pid, sig)
