@@ -209,12 +209,14 @@ class OpsConsoleApp(GuardedActions, App[None]):
             self.refresh_bindings()
 
     def run_engine(
-        self, fn: Callable[..., Any], *args: Any, action: str, done: str = "", **kwargs: Any
+        self, fn: Callable[..., Any], *args: Any, action: str = "", done: str = "", **kwargs: Any
     ) -> None:
-        """Run an engine command off the event loop; say what happened either way (calls.py)."""
+        """Run an engine command off the event loop; say what happened either way (calls.py).
+        `action` names it in a failure ("Pause r-1"); without it, the engine method's name."""
         from .calls import call
 
-        call(self, fn, *args, action=action, done=done or None, group="commands", **kwargs)
+        what = action or getattr(fn, "__name__", "engine call").replace("_", " ")
+        call(self, fn, *args, action=what, done=done or None, group="commands", **kwargs)
 
     # ------------------------------------------------------------------------------------ actions
 

@@ -315,3 +315,34 @@ def test_the_kill_key_opens_its_dialog_when_the_kill_switch_state_cannot_be_read
 
     messages = asyncio.run(run())
     assert any("store unavailable" in m and "malformed" in m for m in messages), messages
+
+
+def test_approve_on_a_locked_store_says_so_in_its_dialog_and_enter_again_approves_once_free(
+    tmp_path: Path, service: Any
+) -> None:
+    ws = write_workspace(tmp_path, service.port)
+    bob = engine_as(ws, "bob")
+    rid = bob.start_rollout("fast", "pilot").id
+    asyncio.run(_tick_until(bob, rid, lambda r: r.state is S.AWAITING_APPROVAL))
+    bob.close()
+    db = _store_path(ws)
+
+    async def run() -> None:
+        alice = engine_as(ws, "alice")
+        app = OpsConsoleApp(alice, run_engine=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _settle(pilot, lambda: rid in app.panes["rollouts"].rollouts)
+            await pilot.press("a")
+            dialog = app.screen
+            assert type(dialog).__name__ == "ApproveScreen"
+            with sqlite_write_lock(db, 2):
+                await pilot.press(*"gates green", "enter")
+                error = dialog.query_one("#error")
+                await _settle(pilot, lambda: "store busy" in _text(error))
+                assert "nothing was changed" in _text(error) and app.screen is dialog
+            assert alice.rollout(rid).state is S.AWAITING_APPROVAL
+            await pilot.press("enter")  # the lock is gone: the same reason, sent again
+            await _settle(pilot, lambda: app.screen is not dialog)
+            assert alice.rollout(rid).state is S.PROGRESSING
+
+    asyncio.run(run())

@@ -47,7 +47,12 @@ class ReasonDialog(ModalScreen[T], Generic[T]):
         raise NotImplementedError
 
     def call_engine(
-        self, fn: Callable[..., Any], *args: Any, action: str, done: Callable[[Any], Any], **kwargs: Any
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        done: Callable[[Any], Any],
+        action: str = "",
+        **kwargs: Any,
     ) -> None:
         """`fn(*args, **kwargs)` off the event loop; `done(result)` on success, else the refusal or
         the store's failure in #error (or a notification naming `action` if the dialog is gone)."""
@@ -60,7 +65,8 @@ class ReasonDialog(ModalScreen[T], Generic[T]):
             self.busy = False
             self.show_error(message)
 
-        call(self, fn, *args, action=action, done=done, failed=failed, group="dialog", **kwargs)
+        what = action or getattr(fn, "__name__", "engine call").replace("_", " ")
+        call(self, fn, *args, action=what, done=done, failed=failed, group="dialog", **kwargs)
 
     def show_error(self, message: str) -> None:
         self.query_one("#error", Static).update(plain(message, wrap=True))
