@@ -700,8 +700,13 @@ def cmd_engine(args: argparse.Namespace) -> int:
     from .engine.runner import EngineBusy, Runner
 
     engine = _engine(args)
-    engine.engage_from_environment()
     runner = Runner(engine, args.interval)
+    try:
+        runner.acquire()  # refused before anything says "running"
+    except EngineBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    engine.engage_from_environment()
     # What the runner keeps retrying (flag files on a full disk, journal lines set aside) is said.
     engine.bus.subscribe(
         lambda e: (
@@ -714,17 +719,13 @@ def cmd_engine(args: argparse.Namespace) -> int:
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         print(f"engine running on {engine.workspace} every {runner.interval:g}s (Ctrl-C stops)", flush=True)
         engine.bus.subscribe(_print_engine_state)
         await runner.run(stop)
 
-    try:
-        asyncio.run(run())
-    except EngineBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+    asyncio.run(run())
     return EXIT_OK
 
 

@@ -222,6 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_demo_console(args: argparse.Namespace) -> int:
     """The demo in the console: the runner runs inside the console's event loop; you approve."""
     from ..tui.app import OpsConsoleApp
+    from ..tui.run import run_app
 
     workspace = Path(args.workspace or ".opsconsole").absolute()
     workspace.mkdir(parents=True, exist_ok=True)
@@ -234,7 +235,7 @@ def run_demo_console(args: argparse.Namespace) -> int:
             starter = Engine(engine.config, workspace, DEMO_ACTOR, store=engine.store)
             with contextlib.suppress(Rejected):  # another rollout drives the flag: the console shows it
                 starter.start_rollout(DEMO_PLAN, f"demo run, fault {args.fault}")
-        OpsConsoleApp(engine, theme=args.theme, environment=args.env).run()
+        code = run_app(OpsConsoleApp(engine, theme=args.theme, environment=args.env))
     finally:
         env.stop()
-    return 0
+    return code

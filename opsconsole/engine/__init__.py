@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
     from .stale import FlagAge
+    from .store import StoreError
     from .units import format_duration, format_value
     from .views import phase_of, rollout_row, why
 
@@ -74,6 +75,7 @@ _LAZY = {
     "ScheduleState": "model",
     "ScheduleStep": "model",
     "FlagAge": "stale",
+    "StoreError": "store",
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
     "Role": "model",
@@ -98,6 +100,7 @@ __all__ = [
     "Role",
     "Runner",
     "Session",
+    "StoreError",
     "format_duration",
     "format_value",
     "iso",

@@ -182,10 +182,21 @@ class OpsConsoleApp(GuardedActions, App[None]):
         for pane in self.panes.values():
             pane.post_message(EngineChanged(message.kind, message.data))
 
-    @work(thread=True, exclusive=True, group="status")
     def refresh_status(self) -> None:
-        kill = self.engine.kill_state()
-        self.call_from_thread(self._show_status, kill, self.session.health_note())
+        from .calls import call
+
+        def read() -> tuple[Any, str]:
+            return self.engine.kill_state(), self.session.health_note()
+
+        call(
+            self,
+            read,
+            action="Reading the kill switch state",
+            done=lambda got: self._show_status(*got),
+            group="status",
+            exclusive=True,
+            quiet=True,
+        )
 
     def _show_status(self, kill: Any, engine_note: str = "") -> None:
         env = self.engine.config.environments.get(self.environment)
@@ -209,25 +220,15 @@ class OpsConsoleApp(GuardedActions, App[None]):
             self.kill_engaged = kill.engaged
             self.refresh_bindings()
 
-    def run_engine(self, fn: Callable[..., Any], *args: Any, done: str = "", **kwargs: Any) -> None:
-        """Run an engine command off the event loop; say what happened either way."""
-        self._engine_call(fn, args, kwargs, done)
-
-    @work(thread=True, group="commands")
-    def _engine_call(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], done: str
+    def run_engine(
+        self, fn: Callable[..., Any], *args: Any, action: str = "", done: str = "", **kwargs: Any
     ) -> None:
-        from .screens.dialog import REFUSALS
+        """Run an engine command off the event loop; say what happened either way (calls.py).
+        `action` names it in a failure ("Pause r-1"); without it, the engine method's name."""
+        from .calls import call
 
-        try:
-            fn(*args, **kwargs)
-        except REFUSALS as exc:
-            self.call_from_thread(
-                self.notify, str(exc), title="refused", severity="error", timeout=8, markup=False
-            )
-            return
-        if done:
-            self.call_from_thread(self.notify, done, timeout=4, markup=False)
+        what = action or getattr(fn, "__name__", "engine call").replace("_", " ")
+        call(self, fn, *args, action=what, done=done or None, group="commands", **kwargs)
 
     # ------------------------------------------------------------------------------------ actions
 

@@ -205,7 +205,9 @@ def _start_plan(app: Any, plan: str) -> None:
 
     def done(reason: str | None) -> None:
         if reason is not None:
-            app.run_engine(app.engine.start_rollout, plan, reason, done=f"started {plan}")
+            app.run_engine(
+                app.engine.start_rollout, plan, reason, action=f"Start {plan}", done=f"started {plan}"
+            )
 
     app.push_screen(ReasonScreen(f"Start plan {plan}", required=False), done)
 

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the console the way `q` does. Python's default for them kills the process on the
+spot: the terminal stays in the alternate screen with the cursor hidden, and the engine stops
+mid-tick. Handled, the app exits normally: the screen is restored and the in-process runner stops
+and releases the workspace lock."""
 
 
 def run_console(
     opener: Callable[[], Any], *, theme: str | None = None, environment: str | None = None
 ) -> int:
-    """Paint the console, open the engine with `opener` behind its first frame, run until quit. An
-    error while opening (a bad configuration) is raised here, after the screen is restored, for the
-    CLI to report with its exit code."""
+    """Paint the console, open the engine with `opener` behind its first frame, run until quit (or
+    SIGTERM / SIGHUP: exit code 128 + the signal). An error while opening (a bad configuration) is
+    raised here, after the screen is restored, for the CLI to report with its exit code."""
     from .app import OpsConsoleApp
 
     app = OpsConsoleApp(opener=opener, theme=theme, environment=environment)
-    app.run()
+    code = run_app(app)
     if app.load_error is not None:
         raise app.load_error
-    return 0
+    return code
+
+
+def run_app(app: Any) -> int:
+    """Run a console app in this terminal until it exits; its exit code (128 + the signal when a
+    STOP_SIGNALS signal ended it)."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, app.exit, None, 128 + sig)
+        try:
+            await app.run_async()
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(run())
+    return int(app.return_code or 0)

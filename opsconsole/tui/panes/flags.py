@@ -33,6 +33,7 @@ from textual.widgets import Input, Static
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
+from ..present import decided_why, format_flag_value, variants_text
 from ..safe import plain, safe
 
 Column = tuple[str, str, int]
@@ -48,23 +49,6 @@ STALE_MARK = "~"
 MAX_INDENT = 8
 """Deeper children are drawn at this depth: a long `depends_on` chain must not push names off screen."""
 DAY = 86400.0
-
-
-def format_flag_value(value: object, flag_type: str) -> str:
-    """true / false for booleans, N% for percentages, on / off for variant flags (on: users get the
-    variants by weight; off: everyone gets the first); `unset` for a missing history value."""
-    if value is None:
-        return "unset"
-    if flag_type == "percentage":
-        return f"{int(value)}%"  # type: ignore[call-overload]
-    if flag_type == "variant":
-        return "on" if value else "off"
-    return "true" if value else "false"
-
-
-def variants_text(defn: Any) -> str:
-    """ "control 50 · short 25 · long 25": a variant flag's variants and weights, in file order."""
-    return " · ".join(f"{name} {weight}" for name, weight in defn.variants)
 
 
 def stale_text(age: Any) -> str:
@@ -122,18 +106,6 @@ def decided_text(state: Any) -> str:
     if by == "kill_switch":
         return "kill switch"
     return str(by)
-
-
-def decided_why(state: Any) -> str:
-    """decided_text in a sentence, for the detail line and the dialogs."""
-    by = state.decided_by
-    if by == "parent":
-        return f"off because its parent {state.detail} is off"
-    if by == "kill_switch":
-        return "forced by the engaged kill switch"
-    if by == "env":
-        return f"set by the environment variable {state.detail}"
-    return f"the {by} value"
 
 
 def filter_line(flag: Any, state: Any, stale: bool = False) -> str:

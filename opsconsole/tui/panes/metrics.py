@@ -192,7 +192,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             self.show_alarms()
         self.load_acks()
 
-    @work(thread=True, exclusive=True, group="alarm-acks")
+    @work(thread=True, exclusive=True, group="alarm-acks", exit_on_error=False)
     def load_acks(self) -> None:
         try:
             acks = self.console_app.engine.alarm_acks()

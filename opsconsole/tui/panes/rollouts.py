@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import format_value, phase_of, rollout_row
+from opsconsole.engine import format_value, rollout_row
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
+from ..calls import call
+from ..present import STATUS_STYLE, units_of
 from ..safe import plain
 
 COLUMNS = (
@@ -47,7 +48,6 @@ STATE_STYLE = {
     "aborted": "red",
     "pending": "dim",
 }
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "pending": "yellow", "unknown": "magenta"}
 MAX_ROWS = 200
 ACTIVE = {"pending", "progressing", "paused", "awaiting_approval"}
 APPLIES_TO: dict[str, set[str]] = {
@@ -121,10 +121,17 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         elif message.kind in ("kill_switch", "poll", "engine"):
             self.reload()
 
-    @work(thread=True, exclusive=True, group="rollouts-reload")
     def reload(self) -> None:
-        rollouts = self.app.engine.rollouts()[:MAX_ROWS]  # type: ignore[attr-defined]
-        self.app.call_from_thread(self.apply, rollouts, True)
+        engine = self.app.engine  # type: ignore[attr-defined]
+        call(
+            self,
+            lambda: engine.rollouts()[:MAX_ROWS],
+            action="Reading the rollouts",
+            done=lambda rollouts: self.apply(rollouts, True),
+            group="rollouts-reload",
+            exclusive=True,
+            quiet=True,
+        )
 
     def apply(self, rollouts: list[Any], full: bool) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
@@ -220,7 +227,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
         def done(reason: str | None) -> None:
             if reason is not None:
-                self.app.run_engine(engine.command, r.id, kind, reason, done=f"{title}: {r.id}")  # type: ignore[attr-defined]
+                self.app.run_engine(  # type: ignore[attr-defined]
+                    engine.command, r.id, kind, reason, action=f"{title} {r.id}", done=f"{title}: {r.id}"
+                )
 
         self.app.push_screen(ReasonScreen(f"{title} {r.id}", dangerous=dangerous), done)
 
@@ -278,13 +287,3 @@ def _verdict_cells(v: Any, unit: str) -> tuple[Any, ...]:
         plain(v.threshold),
         plain(v.reason),
     )
-
-
-def units_of(engine: Any, r: Any) -> dict[str, str]:
-    """How each gate of the rollout's current phase prints its value."""
-    phase = phase_of(engine, r)
-    if phase is None:
-        return {}
-    return {
-        spec.name: spec.unit or ("s" if spec.kind == "soak" else "") for spec in (*phase.gates, *phase.guards)
-    }

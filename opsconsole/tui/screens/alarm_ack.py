@@ -45,4 +45,10 @@ class AlarmAckScreen(ReasonDialog[bool]):
 
     def submit(self, reason: str) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        self.call_engine(engine.ack_alarm, self.alarm.name, reason, done=lambda _: self.dismiss(True))
+        self.call_engine(
+            engine.ack_alarm,
+            self.alarm.name,
+            reason,
+            action=f"Acknowledge {self.alarm.name}",
+            done=lambda _: self.dismiss(True),
+        )

@@ -13,7 +13,7 @@ from textual.widgets import Checkbox, DataTable, Input, Static
 
 from opsconsole.engine import format_value, phase_of
 
-from ..panes.rollouts import STATUS_STYLE, units_of
+from ..present import STATUS_STYLE, units_of
 from ..safe import plain
 from .dialog import ReasonDialog
 
@@ -66,7 +66,14 @@ class ApproveScreen(ReasonDialog[bool]):
     def submit(self, reason: str) -> None:
         override = self.query_one("#override", Checkbox).value
         engine = self.app.engine  # type: ignore[attr-defined]
-        self.call_engine(engine.approve, self.rollout.id, reason, override=override, done=self._approved)
+        self.call_engine(
+            engine.approve,
+            self.rollout.id,
+            reason,
+            override=override,
+            action=f"Approve {self.rollout.id}",
+            done=self._approved,
+        )
 
     def _approved(self, r: Any) -> None:
         self.app.notify(f"approved: {r.id} is {r.state}", markup=False)

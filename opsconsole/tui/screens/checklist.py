@@ -46,7 +46,13 @@ class ChecklistScreen(ModalScreen[None]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         item = event.option.id
-        self.app.run_engine(engine.tick_checklist, self.rollout.id, item, done=f"ticked: {item}")  # type: ignore[attr-defined]
+        self.app.run_engine(  # type: ignore[attr-defined]
+            engine.tick_checklist,
+            self.rollout.id,
+            item,
+            action=f"Tick {item!r} on {self.rollout.id}",
+            done=f"ticked: {item}",
+        )
         self.dismiss(None)
 
     def action_cancel(self) -> None:

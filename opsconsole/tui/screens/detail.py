@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from ..calls import call
 from ..safe import plain
 
 
@@ -36,11 +36,16 @@ class RolloutDetailScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True)
     def load(self) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        doc = engine.report(self.rollout_id).to_dict()
-        self.app.call_from_thread(self.show, doc)
+        call(
+            self,
+            lambda: engine.report(self.rollout_id).to_dict(),
+            action=f"Reading {self.rollout_id}",
+            done=self.show,
+            failed=lambda message: self.query_one("#detail-phases", Static).update(plain(message, wrap=True)),
+            group="detail",
+        )
 
     def show(self, doc: dict[str, Any]) -> None:
         r = doc["rollout"]

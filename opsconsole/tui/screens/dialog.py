@@ -1,8 +1,9 @@
 """The shape every "give a reason, then the engine decides" dialog shares.
 
 Focus starts on the reason input (never on a confirming button), an empty reason is refused before
-anything is sent, the engine is called off the event loop, and a refusal stays on screen with the
-engine's own words, so the person can fix it (or cancel) without losing what they typed.
+anything is sent, the engine is called off the event loop (the console's one path, calls.py), and a
+refusal or a store failure stays on screen in the engine's own words, so the person can fix it, try
+again or cancel without losing what they typed.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from textual import work
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected
-
+from ..calls import REFUSALS, call
 from ..safe import plain
 
-REFUSALS = (Rejected, Forbidden, NotFound, Conflict, ValueError)
+__all__ = ["REFUSALS", "REASON_REQUIRED", "ReasonDialog"]
+
 REASON_REQUIRED = "A reason is required: it is recorded with your name."
 
 T = TypeVar("T")
@@ -31,6 +31,7 @@ class ReasonDialog(ModalScreen[T], Generic[T]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
     CANCELLED: Any = None
     """What the dialog returns when cancelled."""
+    busy = False
 
     def on_mount(self) -> None:
         self.query_one("#reason", Input).focus()
@@ -45,19 +46,27 @@ class ReasonDialog(ModalScreen[T], Generic[T]):
     def submit(self, reason: str) -> None:
         raise NotImplementedError
 
-    @work(thread=True, exclusive=True, group="dialog")
     def call_engine(
-        self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None], **kwargs: Any
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        done: Callable[[Any], Any],
+        action: str = "",
+        **kwargs: Any,
     ) -> None:
-        try:
-            result = fn(*args, **kwargs)
-        except REFUSALS as exc:
-            self.app.call_from_thread(self.show_error, f"refused: {exc}")
-            return
-        except Exception as exc:  # the store failed: say so here rather than take the console down
-            self.app.call_from_thread(self.show_error, f"not recorded: {type(exc).__name__}: {exc}")
-            return
-        self.app.call_from_thread(done, result)
+        """`fn(*args, **kwargs)` off the event loop; `done(result)` on success, else the refusal or
+        the store's failure in #error (or a notification naming `action` if the dialog is gone)."""
+        if self.busy:
+            return  # Enter pressed again while the engine is still deciding
+        self.busy = True
+        self.show_error("")
+
+        def failed(message: str) -> None:
+            self.busy = False
+            self.show_error(message)
+
+        what = action or getattr(fn, "__name__", "engine call").replace("_", " ")
+        call(self, fn, *args, action=what, done=done, failed=failed, group="dialog", **kwargs)
 
     def show_error(self, message: str) -> None:
         self.query_one("#error", Static).update(plain(message, wrap=True))

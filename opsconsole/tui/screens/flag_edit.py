@@ -12,16 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..panes.flags import decided_why, format_flag_value
+from ..calls import call
+from ..present import decided_why, format_flag_value
 from ..safe import plain, safe
-from .dialog import REFUSALS
 
 WHILE = {
     "env": "while the environment variable {detail} is set",
@@ -146,28 +145,39 @@ class FlagEditScreen(ModalScreen[bool]):
     def show_error(self, message: str) -> None:
         self.query_one("#error", Static).update(plain(message))
 
-    @work(thread=True, exclusive=True, group="flag-edit")
     def submit(self, value: bool | int, reason: str) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            engine.set_flag(self.environment, self.flag.name, value, reason)
-        except REFUSALS as exc:
-            self.busy = False
-            self.app.call_from_thread(self.show_error, f"refused: {exc}")
-            return
-        except OSError as exc:  # committed to the store first, then the file write failed
-            message = f"{self.flag.name} is stored, but its flag file could not be written: {exc}"
-            self.app.call_from_thread(self.app.notify, safe(message), severity="error", markup=False)
-            self.app.call_from_thread(self.dismiss, True)
-            return
-        shown = format_flag_value(value, self.flag.type)
-        self.app.call_from_thread(
-            self.app.notify,
-            safe(f"{self.flag.name} = {shown} in {self.environment}"),
-            markup=False,
-            timeout=4,
+        name = self.flag.name
+
+        def set_flag() -> str:
+            try:
+                engine.set_flag(self.environment, name, value, reason)
+            except OSError as exc:  # committed to the store first, then the file write failed
+                return f"{name} is stored, but its flag file could not be written: {exc}"
+            return ""
+
+        call(
+            self,
+            set_flag,
+            action=f"Set {name} in {self.environment}",
+            done=lambda problem: self._done(value, problem),
+            failed=self._failed,
+            group="flag-edit",
         )
-        self.app.call_from_thread(self.dismiss, True)
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self.show_error(message)
+
+    def _done(self, value: bool | int, problem: str) -> None:
+        if problem:
+            self.app.notify(safe(problem), severity="error", markup=False)
+        else:
+            shown = format_flag_value(value, self.flag.type)
+            self.app.notify(
+                safe(f"{self.flag.name} = {shown} in {self.environment}"), markup=False, timeout=4
+            )
+        self.dismiss(True)
 
     def action_cancel(self) -> None:
         self.dismiss(False)

@@ -21,7 +21,7 @@ from textual.widgets import Input, Static
 
 from opsconsole.engine import EvalContext
 
-from ..panes.flags import decided_why, format_flag_value, variants_text
+from ..present import decided_why, format_flag_value, variants_text
 from ..safe import plain
 
 CONSUMERS = ("console (Unleash)", "flagd (fractional)")
@@ -139,7 +139,7 @@ class FlagExplainScreen(ModalScreen[None]):
         self.show_error("")
         self.evaluate(self.context())
 
-    @work(thread=True, exclusive=True, group="flag-explain")
+    @work(thread=True, exclusive=True, group="flag-explain", exit_on_error=False)
     def evaluate(self, ctx: Any) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
         try:

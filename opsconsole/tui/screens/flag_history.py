@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -15,7 +14,8 @@ from textual.widgets import DataTable, Static
 
 from opsconsole.engine import iso
 
-from ..panes.flags import decided_why, format_flag_value
+from ..calls import call
+from ..present import decided_why, format_flag_value
 from ..safe import plain
 
 COLUMNS = ("When (UTC)", "Who", "Change", "Reason")
@@ -47,11 +47,20 @@ class FlagHistoryScreen(ModalScreen[None]):
         self.query_one("#flag-history-table", DataTable).focus()
         self.load()
 
-    @work(thread=True, exclusive=True)
     def load(self) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        rows = engine.flag_history(self.environment, self.flag.name)
-        self.app.call_from_thread(self.show, rows)
+        call(
+            self,
+            engine.flag_history,
+            self.environment,
+            self.flag.name,
+            action=f"Reading the history of {self.flag.name}",
+            done=self.show,
+            failed=lambda message: self.query_one("#flag-history-empty", Static).update(
+                plain(message, wrap=True)
+            ),
+            group="flag-history",
+        )
 
     def show(self, rows: list[dict[str, Any]]) -> None:
         table = self.query_one("#flag-history-table", DataTable)

@@ -28,9 +28,9 @@ from textual.widgets import DataTable, Input, Static
 from opsconsole.engine import iso
 
 from ..actions import GuardedActions
-from ..panes.flags import format_flag_value
+from ..calls import call
+from ..present import format_flag_value
 from ..safe import plain, safe
-from .dialog import REFUSALS
 
 COLUMNS = (("id", "#"), ("flag", "Flag"), ("next", "Next"), ("in", "In"), ("step", "Step"), ("by", "By"))
 RAMP_STEPS = 4
@@ -285,7 +285,9 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
             if reason:
                 engine = self.app.engine  # type: ignore[attr-defined]
                 done = safe(f"schedule #{s.id} ({s.flag} in {self.environment}) canceled")
-                self.app.run_engine(engine.cancel_schedule, s.id, reason, done=done)  # type: ignore[attr-defined]
+                self.app.run_engine(  # type: ignore[attr-defined]
+                    engine.cancel_schedule, s.id, reason, action=f"Cancel schedule #{s.id}", done=done
+                )
 
         self.app.push_screen(screen, cancel)
 
@@ -358,16 +360,18 @@ class FlagScheduleNewScreen(ModalScreen[bool]):
             self.busy = True
             self.submit(self.value("schedule-flag"), self.value("schedule-plan"), self.value("reason"))
 
-    @work(thread=True, exclusive=True, group="flag-schedule-new")
     def submit(self, name: str, plan: str, reason: str) -> None:
-        try:
-            schedule = self.schedule(name, plan, reason)
-        except REFUSALS as exc:
-            self.app.call_from_thread(self.failed, f"refused: {exc}")
-        except Exception as exc:  # the store failed: say so here rather than take the console down
-            self.app.call_from_thread(self.failed, f"not scheduled: {type(exc).__name__}: {exc}")
-        else:
-            self.app.call_from_thread(self.done, schedule)
+        call(
+            self,
+            self.schedule,
+            name,
+            plan,
+            reason,
+            action=f"Schedule {name} in {self.environment}",
+            done=self.done,
+            failed=self.failed,
+            group="flag-schedule-new",
+        )
 
     def failed(self, message: str) -> None:
         self.busy = False

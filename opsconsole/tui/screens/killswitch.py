@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from opsconsole.engine import Forbidden, Rejected
-
+from ..calls import call
 from ..safe import plain, safe
 
 DEFAULT_REASON = "kill switch pulled from the console"
@@ -31,7 +29,9 @@ class KillSwitchScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         engine = self.app.engine  # type: ignore[attr-defined]
-        self.engaged = engine.kill_state().engaged
+        # What the header shows (re-read on every kill switch event and poll), not a store read on
+        # the event loop: the kill key answers at once even when the store is slow, locked or broken.
+        self.engaged = bool(getattr(self.app, "kill_engaged", False))
         key = engine.config.kill_key
         with Vertical(classes="dialog -dangerous"):
             if self.engaged:
@@ -71,43 +71,61 @@ class KillSwitchScreen(ModalScreen[None]):
             self.busy = True
             self.pull(reason or DEFAULT_REASON)
 
-    @work(thread=True, exclusive=True, group="kill")
     def pull(self, reason: str) -> None:
         app = self.app
         engine = app.engine  # type: ignore[attr-defined]
 
-        def files_safe(done: Any) -> None:
+        def files_safe(_: Any) -> None:
             # The safe state is on disk (and the journal says engaged): close now and let the header
             # say so; the store's record, which may wait on a busy store, is reported when it is in.
-            app.call_from_thread(self.dismiss, None)
+            app.call_from_thread(self._close)
             app.call_from_thread(app.refresh_status)  # type: ignore[attr-defined]
 
-        try:
-            res = engine.kill(reason, on_safe=files_safe)
-        except Forbidden as exc:
-            self.busy = False
-            app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
-            return
+        call(
+            self,
+            engine.kill,
+            reason,
+            on_safe=files_safe,
+            action="Kill switch",
+            done=self._pulled,
+            failed=self._failed,
+            group="kill",
+        )
+
+    def _close(self) -> None:
+        if self.is_attached and self.app.screen is self:
+            self.dismiss(None)
+
+    def _pulled(self, res: Any) -> None:
         note = (
             f"KILL SWITCH ENGAGED: {len(res.aborted)} rollouts aborted, {len(res.files)} flag files written"
         )
         if not res.recorded:
             note += f" (store busy or unreachable, recorded when it is back: {res.error})"
-        app.call_from_thread(app.notify, safe(note), severity="error", timeout=10, markup=False)
-        app.call_from_thread(app.refresh_status)  # type: ignore[attr-defined]
+        self.app.notify(safe(note), severity="error", timeout=10, markup=False)
+        self.app.refresh_status()  # type: ignore[attr-defined]
+        self._close()
 
-    @work(thread=True, exclusive=True, group="kill")
     def all_clear(self, reason: str) -> None:
         engine = self.app.engine  # type: ignore[attr-defined]
-        try:
-            engine.all_clear(reason)
-        except (Forbidden, Rejected) as exc:
-            self.busy = False
-            self.app.call_from_thread(self.query_one("#error", Static).update, plain(f"refused: {exc}"))
-            return
-        self.app.call_from_thread(self.app.notify, "all-clear given; flags back to their stored values")
-        self.app.call_from_thread(self.app.refresh_status)  # type: ignore[attr-defined]
-        self.app.call_from_thread(self.dismiss, None)
+        call(
+            self,
+            engine.all_clear,
+            reason,
+            action="All-clear",
+            done=self._cleared,
+            failed=self._failed,
+            group="kill",
+        )
+
+    def _cleared(self, _: Any) -> None:
+        self.app.notify("all-clear given; flags back to their stored values")
+        self.app.refresh_status()  # type: ignore[attr-defined]
+        self.dismiss(None)
+
+    def _failed(self, message: str) -> None:
+        self.busy = False
+        self.query_one("#error", Static).update(plain(message, wrap=True))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

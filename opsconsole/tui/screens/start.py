@@ -43,7 +43,9 @@ class StartPlanScreen(ModalScreen[None]):
             return
         plan = plans.get_option_at_index(plans.highlighted).id
         engine = self.app.engine  # type: ignore[attr-defined]
-        self.app.run_engine(engine.start_rollout, plan, event.value.strip(), done=f"started {plan}")  # type: ignore[attr-defined]
+        self.app.run_engine(  # type: ignore[attr-defined]
+            engine.start_rollout, plan, event.value.strip(), action=f"Start {plan}", done=f"started {plan}"
+        )
         self.dismiss(None)
 
     def action_cancel(self) -> None:
