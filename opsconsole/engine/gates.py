@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
+from ..textsafe import visible
 from .model import GateMemory, GateSpec, GateVerdict, Observation, Verdict
 from .units import format_duration, format_number, format_value
 
@@ -78,6 +79,8 @@ def _one_line(text: str) -> str:
     # break the console's one-line "why".
     if text.isprintable():
         return text
+    # Escape codes are shown rather than dropped, so the reason still says what the remote end sent.
+    text = visible(text)
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 
