@@ -158,3 +158,126 @@ def test_configuration_errors_show_hostile_keys_visibly(tmp_path):
     assert code == 2, out + err
     assert_printable(out + err, "config check")
     assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202e[bold]k\\x9b" in err, err
+
+
+# ------------------------------------------------------------------------------------------ console
+
+
+def _notes(app: object) -> list[str]:
+    return [n.message + " " + n.title for n in app._notifications]  # type: ignore[attr-defined]
+
+
+async def _until(pilot: object, predicate: object, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+        if predicate():  # type: ignore[operator]
+            return
+    raise AssertionError("condition not reached")
+
+
+def test_console_toasts_show_checklist_items_and_refusals_visibly(evil_ws):
+    from opsconsole.tui.app import OpsConsoleApp
+    from opsconsole.tui.screens.checklist import ChecklistScreen
+
+    ws, rid = evil_ws
+    engine = engine_as(ws, "root")
+
+    async def scenario() -> list[str]:
+        app = OpsConsoleApp(engine, run_engine=False)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
+            await pilot.press("c")
+            assert isinstance(app.screen, ChecklistScreen)
+            await pilot.press("enter")  # ticks the first item: the one with the NUL
+            await _until(pilot, lambda: any("ticked" in n for n in _notes(app)))
+            app.run_engine(engine.command, rid, "promote", EVIL)  # refused: the checklist is not done
+            await _until(pilot, lambda: any("refused" in n for n in _notes(app)))
+            app.notify(BIG, title=EVIL, markup=True)
+            await _until(pilot, lambda: len(_notes(app)) >= 3)
+            return _notes(app)
+
+    notes = asyncio.run(scenario())
+    ticked = next(n for n in notes if "ticked" in n)
+    assert "nul\\x00here [bold red]x[/] [link= \\x1b]52;c;SGVsbG8=\\x07" in ticked
+    assert "line1\\nkill switch: off" in ticked and "\\u202eevil" in ticked
+    refused = next(n for n in notes if "refused" in n)
+    assert "\\x1b]0;pwned\\x07" in refused  # the gate's name, quoted in the refusal
+    big = notes[-1]
+    assert "more characters)" in big and len(big) < 2000
+    for note in notes:
+        assert_printable(note, "toast")
+
+
+def test_console_in_a_real_terminal_never_sends_hostile_bytes(evil_ws):
+    """The console under a pseudo-terminal, as an operator's terminal receives it: the rollout's
+    checklist reason in the pane, the checklist dialog, then the tick's toast quoting the item. The raw
+    bytes carry no hostile sequence, and the hostile text is there as visible characters."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import threading
+    import time
+
+    from tests.integration.conftest import REPO
+
+    ws, rid = evil_ws
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO), "TERM": "xterm-256color", "USER": "root"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsconsole", "--workspace", str(ws)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    received = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def wait_bytes(needle: bytes, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while needle not in received:
+            assert time.monotonic() < deadline, f"{needle!r} not received: {bytes(received[-3000:])!r}"
+            time.sleep(0.05)
+
+    try:
+        wait_bytes(rid.encode())
+        wait_bytes(b"missing: first")  # the pane's "why": the checklist items, hostile text and all
+        os.write(master, b"c")
+        wait_bytes(b"Checklist of")
+        os.write(master, b"\r")  # tick the first item; its toast quotes it
+        wait_bytes(b"ticked")
+        time.sleep(0.5)
+        os.write(master, b"q")
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        os.close(master)
+        reader.join(timeout=5)
+    raw = bytes(received)
+    for hostile in (b"\x1b]52;c;SGVsbG8", b"\x1b]0;pwned", b"\x1b]8;;http://evil", b"\x1b[10A\x1b[5;5H"):
+        assert hostile not in raw, hostile
+    for bidi in "\u202e\u202c\u2066\u2069\u200e\u200f\u061c\x9b":
+        assert bidi.encode() not in raw, repr(bidi)
+    assert b"\\x1b]52;c;SGVsbG8=" in raw  # shown, as text
