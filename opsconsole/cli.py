@@ -208,10 +208,11 @@ def _report(exc: Exception) -> int:
     (Imported here, not at the top: the console's first frame must not wait for the engine.)"""
     from .engine import Conflict, Forbidden, NotFound, Rejected
     from .engine.config import ConfigError
+    from .engine.redact import redact_text
     from .engine.store import StoreError
 
     def shown(e: object) -> str:  # one line per message: a newline in data cannot forge another
-        return visible(e)
+        return visible(redact_text(str(e)))
 
     if isinstance(exc, ConfigError):
         issues = "\n".join(shown(i) for i in exc.issues)

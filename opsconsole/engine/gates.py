@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from ..textsafe import visible
 from .model import GateMemory, GateSpec, GateVerdict, Observation, Verdict
+from .redact import redact_text, redact_url
 from .units import format_duration, format_number, format_value
 
 SEVERITY = {Verdict.FAIL: 3, Verdict.UNKNOWN: 2, Verdict.PENDING: 1, Verdict.PASS: 0}
@@ -247,7 +248,7 @@ def _health_threshold(spec: GateSpec, baseline: float | None) -> str:
 
 def _health(spec: GateSpec, value: float, obs: Observation, memory: GateMemory) -> _Outcome:
     threshold = _health_threshold(spec, None)
-    where = _quote(obs.source or spec.url or "?")
+    where = _quote(obs.source or redact_url(spec.url or "?"))
     status = format_number(value)
     if value != spec.expect_status:
         return Verdict.FAIL, f"HTTP {status} from {where}, expected {spec.expect_status}", threshold, None
@@ -261,7 +262,7 @@ def _smoke_threshold(spec: GateSpec, baseline: float | None) -> str:
 
 
 def _smoke(spec: GateSpec, value: float, obs: Observation, memory: GateMemory) -> _Outcome:
-    command = _quote(obs.source or " ".join(spec.command) or "?")
+    command = _quote(obs.source or redact_text(" ".join(spec.command)) or "?")
     if value == 0:
         return Verdict.PASS, f"exit 0 from {command}", "exit 0", None
     reason = f"exit {format_number(value)} from {command}"

@@ -54,12 +54,14 @@ def open_store(url: str) -> Store:
     """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (SQLAlchemy's spelling: the
     path is what follows `sqlite:///`; relative paths are relative to the working directory).
     Creates the file and its directories and brings the schema up to date."""
+    from ..redact import redact_url
+
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if sep and scheme == "sqlite":
         if not rest.startswith("/") or len(rest) < 2:
             raise StoreError(
-                f"store URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                f"store URL {redact_url(url)!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         from .sqlite import SqliteStore
 
