@@ -150,6 +150,13 @@ def test_every_text_command_shows_hostile_text_visibly_and_never_raw(evil_ws):
     history = json.loads(run("flags", "history", "new_checkout", "--json", *w)[0])
     assert history["changes"][0]["reason"] == EVIL
 
+    # The kill switch's reason, on the status line everyone reads first.
+    assert run("kill", "--reason", EVIL, *w)[2] == 0
+    out, err, _ = run("status", *w)
+    assert_printable(out + err, "status killed")
+    assert out.splitlines()[0].startswith("kill switch: ENGAGED by ")
+    assert_shown(out.splitlines()[0], "status killed", ALL)
+
 
 def test_configuration_errors_show_hostile_keys_visibly(tmp_path):
     key = "\x1b]0;pwned\x07\x1b[2J\u202e[bold]k\x9b"
