@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
+
+from .textsafe import VisibleStream, visible
 
 EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_PENDING, EXIT_FORBIDDEN, EXIT_STORE = 0, 1, 2, 3, 4, 5
 RAMP_STEPS = 4
@@ -173,7 +176,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["console", *argv]  # no subcommand: open the console
     args = build_parser().parse_args(argv)
     handler = HANDLERS[(args.command, getattr(args, "sub", None))]
-    return _guarded(handler, args)
+    if handler in (cmd_console, cmd_demo):  # the screen draws itself; headless demo prints JSON
+        return _guarded(handler, args)
+    with _visible_output():
+        return _guarded(handler, args)
+
+
+@contextlib.contextmanager
+def _visible_output() -> Iterator[None]:
+    """Every byte a text command prints passes `visible()`: data from plans, reasons and errors never
+    reaches the terminal as control codes, whichever print forgets to escape it."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = VisibleStream(out), VisibleStream(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -191,25 +209,30 @@ def _report(exc: Exception) -> int:
     from .engine import Conflict, Forbidden, NotFound, Rejected
     from .engine.config import ConfigError
     from .engine.core import FilesBehind
+    from .engine.redact import redact_text
     from .engine.store import StoreError
 
+    def shown(e: object) -> str:  # one line per message: a newline in data cannot forge another
+        return visible(redact_text(str(e)))
+
     if isinstance(exc, ConfigError):
-        print(f"configuration errors:\n{exc}", file=sys.stderr)
+        issues = "\n".join(shown(i) for i in exc.issues)
+        print(f"configuration errors:\n{issues}", file=sys.stderr)
         return EXIT_INPUT
     if isinstance(exc, NotFound | ValueError):
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shown(exc)}", file=sys.stderr)
         return EXIT_INPUT
     if isinstance(exc, Rejected):
-        print(f"refused: {exc}", file=sys.stderr)
+        print(f"refused: {shown(exc)}", file=sys.stderr)
         return EXIT_REFUSED
     if isinstance(exc, Forbidden):
-        print(f"not permitted: {exc}", file=sys.stderr)
+        print(f"not permitted: {shown(exc)}", file=sys.stderr)
         return EXIT_FORBIDDEN
     if isinstance(exc, FilesBehind):
         print(f"flag files: {exc}", file=sys.stderr)
         return EXIT_STORE
     if isinstance(exc, StoreError | Conflict):
-        print(f"store: {exc}", file=sys.stderr)
+        print(f"store: {shown(exc)}", file=sys.stderr)
         return EXIT_STORE
     raise exc
 
@@ -274,21 +297,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_OK
-    ks = f"ENGAGED by {kill.by}: {kill.reason}" if kill.engaged else "off"
+    ks = visible(f"ENGAGED by {kill.by}: {kill.reason}") if kill.engaged else "off"
     runner = f"running (pid {holder})" if holder else "not running (start one with `opsconsole engine`)"
     if health and health.note():
-        runner += f", {health.note()}: {health.error}"
-    print(f"kill switch: {ks}\nengine: {runner}\nuser: {engine.actor.user} ({engine.role})")
+        runner += visible(f", {health.note()}: {health.error}")
+    print(f"kill switch: {ks}\nengine: {runner}\nuser: {visible(engine.actor.user)} ({engine.role})")
     if not rows:
         print("no active rollouts" if not args.all else "no rollouts")
     for row in rows:
-        print(f"{row['id']:<34} {row['state']:<18} {row['phase']}@{row['percent']}%  {row['why']}")
+        print(visible(f"{row['id']:<34} {row['state']:<18} {row['phase']}@{row['percent']}%  {row['why']}"))
     return EXIT_OK
 
 
 def cmd_rollout_start(args: argparse.Namespace) -> int:
     r = _engine(args).start_rollout(args.plan, args.reason)
-    print(f"{r.id} {r.state}: the engine starts its first phase on its next tick")
+    print(f"{visible(r.id)} {r.state}: the engine starts its first phase on its next tick")
     return EXIT_OK
 
 
@@ -299,7 +322,7 @@ def _rollout_command(kind: str) -> Callable[[argparse.Namespace], int]:
             r = engine.approve(args.id, args.reason, override=args.override)
         else:
             r = engine.command(args.id, kind, args.reason)
-        print(f"{r.id} {r.state}: {r.reason}")
+        print(visible(f"{r.id} {r.state}: {r.reason}"))
         return EXIT_OK
 
     return handler
@@ -307,7 +330,7 @@ def _rollout_command(kind: str) -> Callable[[argparse.Namespace], int]:
 
 def cmd_rollout_tick(args: argparse.Namespace) -> int:
     r = _engine(args).tick_checklist(args.id, args.item)
-    print(f"{r.id}: ticked {args.item!r}")
+    print(visible(f"{r.id}: ticked '{args.item}'"))
     return EXIT_OK
 
 
@@ -321,7 +344,7 @@ def cmd_gates_check(args: argparse.Namespace) -> int:
         _out([{"role": role, **v.to_dict()} for role, v in verdicts])
     else:
         for role, v in verdicts:
-            print(f"{role:<5} {v.gate:<16} {v.status:<8} {v.reason}")
+            print(visible(f"{role:<5} {v.gate:<16} {v.status:<8} {v.reason}"))
     statuses = {v.status for _, v in verdicts}
     if Verdict.FAIL in statuses:
         return EXIT_REFUSED
@@ -433,13 +456,13 @@ def cmd_flags_list(args: argparse.Namespace) -> int:
         _out(out)
         return EXIT_OK
     for env, rows in out.items():
-        print(f"[{env}]")
+        print(visible(f"[{env}]"))
         for row in rows:
             value = f"{row['value']}%" if row["type"] == "percentage" else str(row["value"]).lower()
             why = row["decided_by"] + (f" ({row['detail']})" if row["detail"] else "")
             stale = "STALE" if row["stale"] else ""
             line = f"  {row['name']:<36} {value:<6} {why:<28} risk={row['risk']:<6} {row['kind']:<11} {stale}"
-            print(line.rstrip())
+            print(visible(line.rstrip()))
     return EXIT_OK
 
 
@@ -461,7 +484,7 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValueError(f"flag {args.name} ({defn.type}): {exc}") from None
     old = engine.set_flag(args.env, args.name, value, args.reason)
-    print(f"{args.env}/{args.name}: {old} -> {value}")
+    print(visible(f"{args.env}/{args.name}: {old} -> {value}"))
     return EXIT_OK
 
 
@@ -490,18 +513,20 @@ def cmd_flags_eval(args: argparse.Namespace) -> int:
         _out(doc)
         return EXIT_OK
     who = ", ".join(f"{k} {v}" for k, v in ctx._asdict().items() if v is not None)
-    print(f"{args.name} in {env} for {who}")
+    print(visible(f"{args.name} in {env} for {who}"))
     shown = f"{state.value}%" if state.type == "percentage" else str(state.value).lower()
     print(
-        f"  flag value: {shown}, decided by {state.decided_by}"
-        + (f" ({state.detail})" if state.detail else "")
+        visible(
+            f"  flag value: {shown}, decided by {state.decided_by}"
+            + (f" ({state.detail})" if state.detail else "")
+        )
     )
     for label, e in (
         ("console (Unleash: JSON file, demo, canary)", own),
         ("flagd fractional (OpenFeature)", flagd),
     ):
         value = str(e.value).lower() if isinstance(e.value, bool) else e.value
-        print(f"  {label:<44} {value:<8} rule={e.rule}: {e.detail}")
+        print(visible(f"  {label:<44} {value:<8} rule={e.rule}: {e.detail}"))
     if doc["differ"]:
         print("  the two consumers disagree for this user: they hash users differently (DESIGN §7)")
     return EXIT_OK
@@ -558,11 +583,13 @@ def cmd_flags_history(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not changes:
         where = f" in {args.env}" if args.env else ""
-        print(f"{args.name}: no changes recorded{where} (it has its default value)")
+        print(visible(f"{args.name}: no changes recorded{where} (it has its default value)"))
     for c in changes:
         who = f"{c['actor']}@{c['origin']}"
         print(
-            f"{c['at']}  {c['environment']:<11} {who:<24} {_shown(c['old'])} -> {_shown(c['new'])}  {c['reason']}"
+            visible(
+                f"{c['at']}  {c['environment']:<11} {who:<24} {_shown(c['old'])} -> {_shown(c['new'])}  {c['reason']}"
+            )
         )
     return EXIT_OK
 
@@ -601,9 +628,11 @@ def cmd_flags_schedule(args: argparse.Namespace) -> int:
         _out(_schedule_doc(engine, sched, engine.clock()))
         return EXIT_OK
     print(
-        f"schedule #{sched.id}: {sched.environment}/{sched.flag} {schedules.plan_text(defn.type, sched.steps)}"
+        visible(
+            f"schedule #{sched.id}: {sched.environment}/{sched.flag} {schedules.plan_text(defn.type, sched.steps)}"
+        )
     )
-    print(f"  {_schedule_status(engine, sched, engine.clock())}")
+    print(visible(f"  {_schedule_status(engine, sched, engine.clock())}"))
     return EXIT_OK
 
 
@@ -620,16 +649,18 @@ def cmd_flags_schedules(args: argparse.Namespace) -> int:
     if not items:
         print("no flag schedules" if args.all else "no pending flag schedules")
     for s in items:
-        print(f"#{s.id:<4} {s.environment}/{s.flag}  {_schedule_status(engine, s, now)}")
-        print(f"      by {s.created_by}: {s.reason}")
+        print(visible(f"#{s.id:<4} {s.environment}/{s.flag}  {_schedule_status(engine, s, now)}"))
+        print(visible(f"      by {s.created_by}: {s.reason}"))
     return EXIT_OK
 
 
 def cmd_flags_cancel(args: argparse.Namespace) -> int:
     s = _engine(args).cancel_schedule(args.id, args.reason)
     print(
-        f"schedule #{s.id} ({s.environment}/{s.flag}) canceled: {s.next_index} of {len(s.steps)} steps "
-        "were applied and stay"
+        visible(
+            f"schedule #{s.id} ({s.environment}/{s.flag}) canceled: {s.next_index} of {len(s.steps)} steps "
+            "were applied and stay"
+        )
     )
     return EXIT_OK
 
@@ -753,7 +784,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if res.ok:
             print(f"audit chain intact: {res.checked} events verified")
             return EXIT_OK
-        print(f"audit chain BROKEN at event {res.first_broken}: {res.problem}", file=sys.stderr)
+        print(visible(f"audit chain BROKEN at event {res.first_broken}: {res.problem}"), file=sys.stderr)
         return EXIT_REFUSED
     events = engine.audit_events()
     events = events[-args.limit :] if args.limit else events
@@ -778,7 +809,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     for e in events:
         print(
-            f"{e.seq:>5} {iso(e.at)} {e.actor}@{e.origin} {e.action} {e.target} {json.dumps(e.data, default=str)[:160]}"
+            visible(
+                f"{e.seq:>5} {iso(e.at)} {e.actor}@{e.origin} {e.action} {e.target} {json.dumps(e.data, default=str)[:160]}"
+            )
         )
     return EXIT_OK
 

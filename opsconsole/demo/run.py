@@ -25,6 +25,7 @@ from ..engine.config import load_config
 from ..engine.fsutil import write_atomic
 from ..engine.identity import current_actor
 from ..engine.runner import Runner
+from ..textsafe import visible
 from .service import DemoService
 from .traffic import TrafficGenerator
 
@@ -178,7 +179,7 @@ def run_demo(args: argparse.Namespace) -> int:
     env.start()
 
     def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        print(visible(line), file=sys.stderr, flush=True)
 
     try:
         engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)

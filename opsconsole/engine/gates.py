@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
+from ..textsafe import visible
 from .model import GateMemory, GateSpec, GateVerdict, Observation, Verdict
+from .redact import redact_text, redact_url
 from .units import format_duration, format_number, format_value
 
 SEVERITY = {Verdict.FAIL: 3, Verdict.UNKNOWN: 2, Verdict.PENDING: 1, Verdict.PASS: 0}
@@ -78,6 +80,8 @@ def _one_line(text: str) -> str:
     # break the console's one-line "why".
     if text.isprintable():
         return text
+    # Escape codes are shown rather than dropped, so the reason still says what the remote end sent.
+    text = visible(text)
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 
@@ -245,7 +249,7 @@ def _health_threshold(spec: GateSpec, baseline: float | None) -> str:
 
 def _health(spec: GateSpec, value: float, obs: Observation, memory: GateMemory) -> _Outcome:
     threshold = _health_threshold(spec, None)
-    where = _quote(obs.source or spec.url or "?")
+    where = _quote(obs.source or redact_url(spec.url or "?"))
     status = format_number(value)
     if value != spec.expect_status:
         return Verdict.FAIL, f"HTTP {status} from {where}, expected {spec.expect_status}", threshold, None
@@ -259,7 +263,7 @@ def _smoke_threshold(spec: GateSpec, baseline: float | None) -> str:
 
 
 def _smoke(spec: GateSpec, value: float, obs: Observation, memory: GateMemory) -> _Outcome:
-    command = _quote(obs.source or " ".join(spec.command) or "?")
+    command = _quote(obs.source or redact_text(" ".join(spec.command)) or "?")
     if value == 0:
         return Verdict.PASS, f"exit 0 from {command}", "exit 0", None
     reason = f"exit {format_number(value)} from {command}"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import alarms as alarm_rules
 from .model import Config, GateSpec, Observation, Phase, Rollout
+from .redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -146,21 +147,23 @@ class Observer:
         import httpx
 
         url = spec.url or ""
+        shown = redact_url(url)  # what verdicts, the store and every screen get: no credentials
         error = ""
         for _attempt in range(spec.retries + 1):
             try:
                 resp = await asyncio.wait_for(
                     self.client().get(url, timeout=spec.timeout), spec.timeout + 0.5
                 )
-                return Observation(value=float(resp.status_code), source=url, at=now, detail=resp.text[:500])
+                body = redact_text(resp.text[:500])
+                return Observation(value=float(resp.status_code), source=shown, at=now, detail=body)
             except (TimeoutError, httpx.TimeoutException):
-                error = f"timeout after {spec.timeout:g}s: {url}"
+                error = f"timeout after {spec.timeout:g}s: {shown}"
             except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {url}: {exc}"
-        return Observation(error=error, source=url, at=now)
+                error = redact_text(f"{type(exc).__name__}: {shown}: {exc}")
+        return Observation(error=error, source=shown, at=now)
 
     async def _smoke(self, spec: GateSpec, now: float) -> Observation:
-        cmd = " ".join(spec.command)
+        cmd = redact_text(" ".join(spec.command))  # a command line may carry --token=...
         try:
             proc = await asyncio.create_subprocess_exec(
                 *spec.command,
@@ -169,14 +172,14 @@ class Observer:
                 stderr=asyncio.subprocess.STDOUT,
             )
         except OSError as exc:
-            return Observation(error=f"cannot run {cmd}: {exc}", source=cmd, at=now)
+            return Observation(error=redact_text(f"cannot run {cmd}: {exc}"), source=cmd, at=now)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), spec.timeout)
         except TimeoutError:
             proc.kill()
             await proc.wait()
             return Observation(error=f"timeout after {spec.timeout:g}s: {cmd}", source=cmd, at=now)
-        tail = out.decode(errors="replace").strip()[-500:]
+        tail = redact_text(out.decode(errors="replace").strip()[-500:])
         return Observation(value=float(proc.returncode or 0), source=cmd, at=now, detail=tail)
 
 

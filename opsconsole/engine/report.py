@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..textsafe import visible
 from .model import AuditEvent, GateVerdict, Plan, Rollout
 
 
@@ -141,6 +142,7 @@ def _reaction(events: list[AuditEvent], verdicts: list[tuple[str, GateVerdict]])
 
 
 def render(rep: Report, fmt: str) -> str:
+    """JSON keeps the data exact; text and md are for a terminal or an incident record."""
     if fmt == "json":
         return json.dumps(rep.to_dict(), indent=2)
     doc = rep.to_dict()
@@ -175,7 +177,8 @@ def render(rep: Report, fmt: str) -> str:
         lines.append(
             f"{'- ' if md else '  '}{v['at']} {v['phase']}/{v['gate']}: {v['status']} - {v['reason']}"
         )
-    return "\n".join(lines) + "\n"
+    # Every line is one line of data as a terminal shows it: controls and newlines in reasons are escaped.
+    return "\n".join(visible(line) for line in lines) + "\n"
 
 
 def _detail(t: dict[str, Any]) -> str:

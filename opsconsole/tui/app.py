@@ -11,13 +11,15 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Provider
 from textual.widgets import Static
+
+from opsconsole.textsafe import visible
 
 from .actions import GuardedActions
 from .bridge import EngineChanged, connect
@@ -26,11 +28,18 @@ from .keybar import KeyBar
 from .safe import safe
 from .themes import follow_themes, install_themes
 
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
 
 def _console_commands() -> type[Provider]:
     from .commands import ConsoleCommands  # the palette's module loads when the palette first opens
 
     return ConsoleCommands
+
+
+NOTIFY_LIMIT = 500
+"""Characters of a toast's message; a 100 kB reason is cut, saying how much more there was."""
 
 
 class OpsConsoleApp(GuardedActions, App[None]):
@@ -219,6 +228,25 @@ class OpsConsoleApp(GuardedActions, App[None]):
         if kill.engaged != self.kill_engaged:
             self.kill_engaged = kill.engaged
             self.refresh_bindings()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast is plain text with its control codes shown: toasts quote checklist items,
+        reasons and refusals, which are not ours. `markup` is ignored (Textual would parse it)."""
+        super().notify(
+            visible(message, limit=NOTIFY_LIMIT),
+            title=visible(title, limit=80),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def run_engine(
         self, fn: Callable[..., Any], *args: Any, action: str = "", done: str = "", **kwargs: Any

@@ -3,22 +3,20 @@
 Names from config, alarm reasons, metric labels and anything an agent sends are shown as typed:
 `[bold]` stays the six characters it is, and an escape sequence shows as a visible `\\x1b[...` rather
 than reaching the terminal. Everything a pane shows that did not come from our own code goes
-through `safe()` (or `plain()` for a ready Text).
+through `safe()` (or `plain()` for a ready Text); toasts go through the app's `notify`, which does
+the same. The escaping itself is `opsconsole.textsafe.visible`, shared with the command line.
 """
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from opsconsole.textsafe import visible
 
 
 def safe(value: object) -> str:
-    """Printable text: control characters become visible escapes; newlines and tabs become spaces."""
-    text = str(value).replace("\n", " ").replace("\t", " ")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Printable text on one line: controls and bidi overrides become visible escapes."""
+    return visible(value)
 
 
 def plain(value: object, style: str = "", wrap: bool = False) -> Text:

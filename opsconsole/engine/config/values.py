@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..redact import redact_url
+
 STEP_PRESETS: dict[str, tuple[int, ...]] = {
     "safe": (0, 5, 10, 25, 50, 75, 100),
     "fast": (0, 25, 50, 100),
@@ -106,7 +108,7 @@ def name_checker(kind: str) -> Callable[[str], str]:
 
 def http_url(text: str) -> str:
     if not re.match(r"https?://[^/\s]+", text):
-        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(text)!r}")
     return text
 
 

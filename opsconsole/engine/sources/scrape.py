@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..model import Observation
+from ..redact import redact_text, redact_url
 from .promtext import PromTextError, Sample, parse
 
 # The query language used to live here; callers import these names from this module.
@@ -65,6 +66,8 @@ class ScrapeSource:
 
     def __init__(self, url: str, timeout: float = 2.0, window: float = 10.0, keep: float = 0.0) -> None:
         self.url = url
+        self.shown = redact_url(url)
+        """The URL as errors and verdicts quote it: without its credentials (the request uses `url`)."""
         self.timeout = timeout
         self.window = window
         self.keep = keep
@@ -83,9 +86,10 @@ class ScrapeSource:
             text = await asyncio.wait_for(self._download(client), timeout=self.timeout)
             samples = parse(text)
         except PromTextError as exc:
-            self.last_error = f"bad exposition at line {exc.line}: {exc.reason} ({self.url})"
+            self.last_error = f"bad exposition at line {exc.line}: {exc.reason} ({self.shown})"
         except Exception as exc:  # any failure of a source is "no data", never a crash of the runner
-            self.last_error = _describe(exc, self.url, self.timeout)
+            # httpx's own messages may quote the URL it was given, credentials and all.
+            self.last_error = redact_text(_describe(exc, self.shown, self.timeout))
         else:
             self.last_error = None
             self.record(samples, now)
@@ -95,16 +99,18 @@ class ScrapeSource:
         headers = {"Accept": "text/plain;version=0.0.4"}
         async with client.stream("GET", self.url, headers=headers, timeout=self.timeout) as response:
             if response.status_code != 200:
-                raise _Refused(f"HTTP {response.status_code} from {self.url}")
+                raise _Refused(f"HTTP {response.status_code} from {self.shown}")
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
-                    raise _Refused(f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.url}")
+                    raise _Refused(
+                        f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"
+                    )
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _Refused(f"body is not UTF-8 (byte {exc.start}) from {self.url}") from None
+            raise _Refused(f"body is not UTF-8 (byte {exc.start}) from {self.shown}") from None
 
     def record(self, samples: Iterable[Sample], at: float) -> None:
         """Append one scrape taken at `at`, dropping what no query can need any more."""
@@ -123,7 +129,7 @@ class ScrapeSource:
         if answer is None or self.last_error is not None:
             value, error, detail, no_series = self._value(expr, now)
             answer = Observation(
-                value=value, error=error, source=self.url, at=now, detail=detail, no_series=no_series
+                value=value, error=error, source=self.shown, at=now, detail=detail, no_series=no_series
             )
             if len(self._answers) < 1024:
                 self._answers[key] = answer

@@ -64,12 +64,14 @@ def open_store(url: str, read_only: bool = False) -> Store:
     Creates the file and its directories and brings the schema up to date if it is behind.
     A read-only store refuses write transactions and never takes the database's write lock once
     the schema is current, so it opens and reads while another process writes."""
+    from ..redact import redact_url
+
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if sep and scheme == "sqlite":
         if not rest.startswith("/") or len(rest) < 2:
             raise StoreError(
-                f"store URL {url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+                f"store URL {redact_url(url)!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
         from .sqlite import SqliteStore
 

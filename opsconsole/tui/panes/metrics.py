@@ -20,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
-from textual.markup import escape
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -325,7 +324,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
 
         def done(acked: bool | None) -> None:
             if acked:
-                self.app.notify(f"Acknowledged {escape(safe(alarm.name))}", timeout=4)
+                self.app.notify(f"Acknowledged {alarm.name}", timeout=4)
                 self.schedule_refresh()
 
         self.app.push_screen(AlarmAckScreen(alarm, self._now), done)
