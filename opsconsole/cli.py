@@ -782,9 +782,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.verify:
         res = engine.verify_audit()
         if res.ok:
-            print(f"audit chain intact: {res.checked} events verified")
+            head = res.head or "none (no events)"
+            anchored = f", anchored at event {res.anchored}" if res.anchored is not None else ""
+            print(f"audit chain intact: {res.checked} events verified, head {head}{anchored}")
+            if res.anchored is None and res.checked:
+                print(
+                    "warning: no audit anchor in the workspace: a cut-off tail would not show",
+                    file=sys.stderr,
+                )
             return EXIT_OK
-        print(visible(f"audit chain BROKEN at event {res.first_broken}: {res.problem}"), file=sys.stderr)
+        at = f" at event {res.first_broken}" if res.first_broken is not None else ""
+        print(visible(f"audit chain BROKEN{at}: {res.problem}"), file=sys.stderr)
         return EXIT_REFUSED
     events = engine.audit_events()
     events = events[-args.limit :] if args.limit else events

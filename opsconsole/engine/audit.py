@@ -7,8 +7,10 @@ What is hashed is exactly what is stored: the data column's TEXT (not the dict i
 edit that only adds a space is still caught) and `at` as the float the DOUBLE PRECISION column gives
 back. JSON writes a float as its shortest round-tripping repr, and both SQLite (REAL) and PostgreSQL
 (DOUBLE PRECISION) return the same IEEE double that was written, so the hash is stable across a
-read back. The chain proves internal consistency only: someone who rewrites every later event and
-recomputes the hashes is caught only by comparing the latest hash with a copy kept elsewhere.
+read back. The chain proves internal consistency only: someone who deletes the last events, or
+rewrites every later event and recomputes the hashes, leaves a consistent chain. That is caught by
+anchors, copies of the head (seq, hash) kept outside the database after every commit that appended
+events (audit_anchor.py): `check_anchors` fails a chain shorter than, or different from, an anchor.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -36,6 +38,19 @@ class VerifyResult:
     first_broken: int | None = None
     """Seq of the first event that does not verify."""
     problem: str = ""
+    anchored: int | None = None
+    """The highest anchored seq the chain was checked against (None: no anchor to check)."""
+    head: str = ""
+    """The hash of the last event, when the caller looked it up."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The head of the chain as it was right after a commit: seq, hash and the event's time."""
+
+    seq: int
+    hash: str
+    at: str
 
 
 def canonical_json(obj: Any) -> str:
@@ -102,6 +117,35 @@ def verify(events: Iterable[Any]) -> VerifyResult:
         (e.seq, e.at, e.actor, e.origin, e.action, e.target, audit_data_text(e.data), e.prev_hash, e.hash)
         for e in events
     )
+
+
+def check_anchors(
+    result: VerifyResult, hashes: Mapping[int, str], anchors: Sequence[Anchor], where: str
+) -> VerifyResult:
+    """A verified chain (`result`, with `hashes` of the anchored seqs as stored) checked against the
+    anchors kept at `where`: it must reach the highest anchor and hold the anchored hash at every
+    anchored seq. Anchors may be out of order (processes commit and anchor concurrently)."""
+    if not result.ok or not anchors:
+        return result
+    head = result.checked  # a verified chain holds events 1..checked
+    top = max(anchors, key=lambda a: a.seq)
+    if top.seq > head:
+        ends = f"ends at event {head}" if head else "is empty"
+        missing = f"event {top.seq} is" if top.seq == head + 1 else f"events {head + 1}..{top.seq} are"
+        problem = (
+            f"the chain {ends}, but {where} anchors event {top.seq} (hash {top.hash}, {top.at}): "
+            f"{missing} missing"
+        )
+        return replace(result, ok=False, first_broken=head + 1, problem=problem, anchored=top.seq)
+    for a in sorted(anchors, key=lambda a: a.seq):
+        stored = hashes.get(a.seq)
+        if stored != a.hash:
+            problem = (
+                f"event {a.seq} has hash {stored}, but {where} anchored it as {a.hash} ({a.at}): "
+                "the chain was rewritten from there"
+            )
+            return replace(result, ok=False, first_broken=a.seq, problem=problem, anchored=top.seq)
+    return replace(result, anchored=top.seq)
 
 
 def _jsonable(obj: Any) -> Any:

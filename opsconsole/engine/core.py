@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import os
 import secrets
 import time
@@ -23,6 +24,7 @@ from . import killswitch, resources
 from . import report as report_mod
 from . import schedules as schedule_logic
 from . import stale as stale_logic
+from .audit_anchor import append as anchor_audit_head
 from .authz import Authz
 from .events import EventBus
 from .model import (
@@ -86,6 +88,7 @@ class Engine:
             # journal from the journal itself (kill_state) rather than record it.
             store = open_store(config.store, read_only=read_only)
         self.store = store
+        self.store.after_audit_commit = functools.partial(anchor_audit_head, workspace)
         self.exported_seq = -1
         """The audit head at this engine's last complete flag export (-1: none yet)."""
         self.journal_warnings: list[str] = []
@@ -137,10 +140,23 @@ class Engine:
             return tx.list_audit(target=target, limit=limit)
 
     def verify_audit(self) -> Any:
-        from . import audit
+        """The chain checked event by event, then against the anchors in the workspace (read first:
+        a commit racing this check can only make the chain longer than they say)."""
+        from . import audit, audit_anchor
 
+        where = audit_anchor.path(self.workspace)
+        try:
+            anchors = audit_anchor.read(self.workspace)
+        except OSError as exc:
+            return audit.VerifyResult(False, 0, None, f"cannot read the audit anchor {where}: {exc}")
+        hashes: dict[int, str] = {}
         with self.store.read() as tx:
-            return audit.verify_rows(tx.audit_rows())
+            rows = audit_anchor.tap(tx.audit_rows(), {a.seq for a in anchors}, hashes)
+            result = audit.verify_rows(rows)
+            last = tx.list_audit(since_seq=result.checked - 1, limit=1) if result.checked else []
+        if last:
+            result = replace(result, head=last[0].hash)
+        return audit.check_anchors(result, hashes, anchors, str(where))
 
     def report(self, rollout_id: str) -> report_mod.Report:
         r = self.rollout(rollout_id)

@@ -1,14 +1,20 @@
-"""Who is at the keyboard: the OS user and, over SSH, where they connect from.
+"""Who is at the keyboard: the OS account and, over SSH, where the session says it comes from.
 
-This is what the audit log and the approval rules record as the actor. It is what the operating
-system says, not a login of our own: the console trusts the account that runs it.
+This is what the audit log and the approval rules record as the actor. The account is the real uid's
+passwd entry, never LOGNAME/USER/LNAME/USERNAME: anyone can set those (`USER=alice opsconsole kill`),
+and a name taken from them would let a viewer act, and be audited, as an approver. The console trusts
+the account that runs it, as sudo and ssh do, and nothing the process was handed.
+
+The SSH origin cannot be verified from inside the session: SSH_CONNECTION is copied into the
+environment by sshd, but the user can overwrite it. It is recorded as "reported", and only when it
+looks like what sshd writes, so nobody reads it as a checked address.
 """
 
 from __future__ import annotations
 
-import getpass
 import ipaddress
 import os
+import pwd
 from collections.abc import Mapping
 
 from .model import Actor
@@ -16,30 +22,39 @@ from .model import Actor
 
 def current_actor(environ: Mapping[str, str] | None = None) -> Actor:
     env = os.environ if environ is None else environ
-    return Actor(_os_user(), ssh_origin(env) or "local")
+    return Actor(os_user(), ssh_origin(env) or "local")
+
+
+def os_user() -> str:
+    """The real uid's account name; `uid:<n>` when the uid has no passwd entry (an arbitrary uid in a
+    container), so two such users still differ and neither matches a configured name."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name or f"uid:{uid}"
+    except KeyError:
+        return f"uid:{uid}"
 
 
 def ssh_origin(environ: Mapping[str, str]) -> str | None:
-    """The origin "ssh <client ip>:<port>" from SSH_CONNECTION ("ip port server_ip server_port") or SSH_CLIENT
-    ("ip port server_port"); IPv6 addresses in brackets. None when not in an SSH session."""
+    """The origin "ssh <client ip>:<port> (reported)" from SSH_CONNECTION ("ip port server_ip server_port") or
+    SSH_CLIENT ("ip port server_port"); IPv6 addresses in brackets. None when not in an SSH session."""
     for name in ("SSH_CONNECTION", "SSH_CLIENT"):
         raw = environ.get(name, "").strip()
         if not raw:
             continue
         parts = raw.split()
         try:
-            ip = ipaddress.ip_address(parts[0])
+            # A scope id ("fe80::1%eth0") may hold any text, escape codes included: refuse it.
+            ip = ipaddress.ip_address(parts[0]) if "%" not in parts[0] else None
         except ValueError:
+            ip = None
+        if ip is None:
             continue  # not what sshd writes: do not put arbitrary text into the audit log
-        port = parts[1] if len(parts) > 1 and parts[1].isdigit() else None
+        port = parts[1] if len(parts) > 1 and _is_port(parts[1]) else None
         host = f"[{ip}]" if ip.version == 6 else str(ip)
-        return f"ssh {host}:{port}" if port else f"ssh {host}"
+        return f"ssh {host}:{port} (reported)" if port else f"ssh {host} (reported)"
     return None
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser() or "unknown"
-    except (OSError, KeyError, ImportError):
-        # No LOGNAME/USER and no passwd entry (e.g. an arbitrary uid in a container).
-        return "unknown"
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) < 65536

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pwd
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,6 +28,7 @@ from opsconsole.engine.store.schema import LATEST_VERSION, MIGRATIONS, current_v
 
 from .conftest import load_ws, write_workspace
 
+ME = pwd.getpwuid(os.getuid()).pw_name
 T0 = datetime(2026, 10, 1, 13, 0, tzinfo=UTC).timestamp()
 DAY = 86400.0
 
@@ -321,7 +324,9 @@ def test_stale_flags_by_created_date_first_change_or_unknown(ws, clock, as_user)
 
 @pytest.fixture
 def run(ws: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.setenv("LOGNAME", "bob")  # getpass reads it first: bob is an operator here
+    # The command line acts as the account running the tests (never as $LOGNAME): make it an operator.
+    config = ws / "opsconsole.yaml"
+    config.write_text(config.read_text().replace("root: admin", f"{ME}: operator"))
     for name in ("OPSCONSOLE_CONFIG", "EMERGENCY_SHUTDOWN", "SSH_CONNECTION", "SSH_CLIENT"):
         monkeypatch.delenv(name, raising=False)
 
@@ -390,9 +395,9 @@ def test_cli_ramp_list_cancel_and_history(run):
     code, out, _ = run("flags", "history", "new_checkout", "--json")
     assert code == 0
     (change,) = json.loads(out)["changes"]
-    assert (change["environment"], change["actor"], change["origin"]) == ("production", "bob", "schedule #1")
+    assert (change["environment"], change["actor"], change["origin"]) == ("production", ME, "schedule #1")
     assert (change["old"], change["new"]) == (None, 0) and change["at"].endswith("Z")
-    assert change["reason"] == "schedule #1 step 1/5 by bob: progressive rollout"
+    assert change["reason"] == f"schedule #1 step 1/5 by {ME}: progressive rollout"
     code, out, _ = run("flags", "history", "new_checkout", "--env", "staging")
     assert code == 0 and "no changes recorded in staging" in out
 
@@ -403,7 +408,7 @@ def test_cli_history_text_and_unknown_names(run):
     )
     code, out, _ = run("flags", "history", "new_checkout")
     assert code == 0
-    assert "production" in out and "bob@local" in out and "(unset) -> 30" in out and "canary by hand" in out
+    assert "production" in out and f"{ME}@local" in out and "(unset) -> 30" in out and "canary by hand" in out
     code, _, err = run("flags", "history", "new_chekout")
     assert code == 2 and "new_chekout" in err and "did you mean 'new_checkout'" in err
     code, _, err = run("flags", "history", "new_checkout", "--env", "prod")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pwd
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -161,29 +165,47 @@ def test_audit_data_text_escapes_lone_surrogates_so_utf8_storage_works() -> None
     ("environ", "origin"),
     [
         ({}, None),
-        ({"SSH_CONNECTION": "203.0.113.9 51234 10.0.0.5 22"}, "ssh 203.0.113.9:51234"),
-        ({"SSH_CLIENT": "203.0.113.9 51234 22"}, "ssh 203.0.113.9:51234"),
-        ({"SSH_CONNECTION": "2001:db8::7 40000 2001:db8::1 22"}, "ssh [2001:db8::7]:40000"),
+        ({"SSH_CONNECTION": "203.0.113.9 51234 10.0.0.5 22"}, "ssh 203.0.113.9:51234 (reported)"),
+        ({"SSH_CLIENT": "203.0.113.9 51234 22"}, "ssh 203.0.113.9:51234 (reported)"),
+        ({"SSH_CONNECTION": "2001:db8::7 40000 2001:db8::1 22"}, "ssh [2001:db8::7]:40000 (reported)"),
         ({"SSH_CONNECTION": "$(rm -rf /) 1 2 3"}, None),
-        ({"SSH_CONNECTION": "", "SSH_CLIENT": "192.0.2.1 22 22"}, "ssh 192.0.2.1:22"),
+        ({"SSH_CONNECTION": "fe80::1%\x1b[31m 1 2 3"}, None),
+        ({"SSH_CONNECTION": "192.0.2.1 99999 2 3"}, "ssh 192.0.2.1 (reported)"),
+        ({"SSH_CONNECTION": "", "SSH_CLIENT": "192.0.2.1 22 22"}, "ssh 192.0.2.1:22 (reported)"),
     ],
 )
 def test_ssh_origin(environ: dict[str, str], origin: str | None) -> None:
     assert ssh_origin(environ) == origin
 
 
-def test_current_actor_uses_the_os_user_and_ssh_origin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOGNAME", "carol")
+def test_current_actor_is_the_real_uids_account_whatever_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "carol")
     assert current_actor({"SSH_CLIENT": "192.0.2.1 5555 22"}).to_dict() == {
-        "user": "carol",
-        "origin": "ssh 192.0.2.1:5555",
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "origin": "ssh 192.0.2.1:5555 (reported)",
     }
     assert current_actor({}).origin == "local"
 
 
-def test_current_actor_falls_back_to_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_user() -> str:
-        raise OSError("No username set in the environment")
+def test_a_uid_without_a_passwd_entry_is_named_by_its_number() -> None:
+    if os.getuid() != 0:
+        pytest.skip("changing to an unknown uid needs root")
+    unused = next(uid for uid in range(40000, 60000) if not _has_passwd_entry(uid))
+    # Imported first: the interpreter's own files need not be readable by a uid nobody has.
+    script = (
+        f"from opsconsole.engine.identity import os_user; import os; os.setuid({unused}); print(os_user())"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"uid:{unused}"
 
-    monkeypatch.setattr("getpass.getuser", no_user)
-    assert current_actor({}).user == "unknown"
+
+def _has_passwd_entry(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True

@@ -14,6 +14,7 @@ from yaml.nodes import Node
 
 from ..model import Config, Role
 from .alarmrules import read_alarm_rules
+from .bounds import collector_paused
 from .environments import read_environments
 from .fields import Fields
 from .flagdefs import read_flags
@@ -45,8 +46,9 @@ def load_config(path: str | Path, variables: Mapping[str, str] | None = None) ->
     """Read and check the main file, its flags and its plans. Raises ConfigError listing every issue."""
     path = Path(path)
     issues: list[ConfigIssue] = []
-    src, root = YamlSource.open(path, str(path), dict(variables or {}), issues)
-    config = _main(src, root, path) if root is not None else None
+    with collector_paused():
+        src, root = YamlSource.open(path, str(path), dict(variables or {}), issues)
+        config = _main(src, root, path) if root is not None else None
     raise_if_any(issues, src.file)
     assert config is not None
     return config

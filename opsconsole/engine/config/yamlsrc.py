@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from . import bounds
 from .fields import Fields
 from .interpolation import interpolate
 from .issues import ConfigIssue
@@ -43,6 +44,8 @@ class YamlSource:
         self.file = file
         self.variables = variables
         self.issues = issues
+        self._merges = bounds.Merges()
+        self._checked: dict[int, Node] = {}
 
     # ---------------------------------------------------------------------------------- loading
 
@@ -54,15 +57,24 @@ class YamlSource:
         own = {**variables, "CONFIG_DIR": str(path.parent.absolute())}
         src = cls(display, own, issues)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = bounds.read_text(path)
         except FileNotFoundError:
             src.issue(None, "", "no such file")
+            return src, None
+        except bounds.Exceeded as exc:
+            src.issue(None, "", exc.message)
             return src, None
         except (OSError, UnicodeDecodeError) as exc:
             src.issue(None, "", f"cannot read: {exc}")
             return src, None
         try:
+            bounds.count_values(text, _LOADER)
             root = yaml.compose(text, Loader=_LOADER)
+            if root is not None:
+                bounds.check_expansion(root, src._merges)
+        except bounds.Exceeded as exc:
+            issues.append(ConfigIssue(display, exc.line, "", exc.message))
+            return src, None
         except yaml.MarkedYAMLError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
             context = f" ({exc.context})" if exc.context else ""
@@ -74,6 +86,9 @@ class YamlSource:
             return src, None
         except yaml.YAMLError as exc:
             src.issue(None, "", f"not valid YAML: {exc}")
+            return src, None
+        except RecursionError:  # the pure-Python parser (no libyaml) on deeply nested text
+            src.issue(None, "", f"nested more than {bounds.MAX_DEPTH} levels deep")
             return src, None
         if root is None:
             src.issue(None, "", "the file is empty")
@@ -117,17 +132,23 @@ class YamlSource:
         return fields
 
     def _pairs(self, node: MappingNode, key: str) -> list[tuple[ScalarNode, Node]]:
-        """Own pairs (duplicates reported), then pairs merged in with `<<: *anchor` that the mapping
-        does not set itself — overriding a merged key is what merging is for, not a duplicate."""
-        own: list[tuple[ScalarNode, Node]] = []
+        """Own pairs, then pairs merged in with `<<: *anchor` that the mapping does not set itself —
+        overriding a merged key is what merging is for, not a duplicate. Problems (duplicates, keys
+        that are not names, merges of non-mappings) are reported once per mapping node, however many
+        aliases and merges reach it."""
+        if id(node) not in self._checked:
+            self._checked[id(node)] = node
+            self._check_pairs(node, key)
+        return self._merges.pairs(node)
+
+    def _check_pairs(self, node: MappingNode, key: str) -> None:
         seen: dict[str, int] = {}
-        merged: list[tuple[ScalarNode, Node]] = []
         for knode, vnode in node.value:
             if knode.tag == _MERGE:
                 sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
                 for source in sources:
                     if isinstance(source, MappingNode):
-                        merged.extend(self._pairs(source, key))
+                        self._pairs(source, key)
                     else:
                         self.issue(source, key, f"'<<' merges a mapping, got {describe(source)}")
                 continue
@@ -141,12 +162,6 @@ class YamlSource:
                 )
                 continue
             seen[name] = line_of(knode)
-            own.append((knode, vnode))
-        for knode, vnode in merged:
-            if knode.value not in seen:
-                seen[knode.value] = line_of(knode)
-                own.append((knode, vnode))
-        return own
 
     def sequence(self, node: Node, key: str, *, nonempty: bool = False) -> list[tuple[str, Node]] | None:
         """The items of a list node with their dotted paths."""

@@ -8,6 +8,7 @@ PostgreSQL store a later version adds shares the schema and the queries.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,10 @@ class Store(ABC):
     Do not await (or start another transaction from another coroutine) inside a transaction: the
     transaction holds the store's lock for its whole duration.
     """
+
+    after_audit_commit: Callable[[int, str, float], None] | None = None
+    """Called with the new head (seq, hash, time) after each committed transaction that appended
+    audit events; the engine anchors it outside the database."""
 
     @abstractmethod
     def transaction(self, timeout: float | None = None) -> AbstractContextManager[Tx]:

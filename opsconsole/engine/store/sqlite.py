@@ -55,6 +55,8 @@ class Tx:
         self.writable = writable
         self._where = where
         self._open = True
+        self.audit_head: tuple[int, str, float] | None = None
+        """The last event this transaction appended (seq, hash, at), for Store.after_audit_commit."""
 
     # ------------------------------------------------------------------------------ plumbing
 
@@ -378,6 +380,7 @@ class Tx:
             f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, at, actor.user, actor.origin, action, target, data_text, prev_hash, digest),
         )
+        self.audit_head = (seq, digest, at)
         return AuditEvent(
             seq, at, actor.user, actor.origin, action, target, codec.loads(data_text), prev_hash, digest
         )
@@ -624,11 +627,14 @@ class SqliteStore(Store):
         finally:
             tx._open = False
             channel.active, channel.owner = None, None
+        if tx.audit_head is not None and self.after_audit_commit is not None:
+            self.after_audit_commit(*tx.audit_head)
 
     def _savepoint(self, outer: Tx) -> Iterator[Tx]:
         self._depth += 1
         name = f"nested_{self._depth}"
         conn = outer._conn
+        head = outer.audit_head
         try:
             conn.execute(f"SAVEPOINT {name}")
             try:
@@ -636,6 +642,7 @@ class SqliteStore(Store):
             except BaseException:
                 conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
                 conn.execute(f"RELEASE SAVEPOINT {name}")
+                outer.audit_head = head  # its events are undone: not the head to anchor
                 raise
             conn.execute(f"RELEASE SAVEPOINT {name}")
         finally:
