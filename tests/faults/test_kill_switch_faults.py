@@ -190,3 +190,61 @@ def test_a_flag_change_the_disk_cannot_hold_is_said_and_written_once_there_is_ro
     finally:
         log = stop(engine)
     assert "flag files could not be written" in log and "match the store" in log, log
+
+
+def test_a_kill_command_killed_at_any_moment_still_ends_safe(tmp_path, service):
+    """SIGKILL the `kill` command at random moments (before, during and after its journal line and
+    files): whatever it got to, the running engine ends with the switch engaged and the files safe,
+    or, if it was killed before the journal line, with nothing engaged and nothing half-written."""
+    import random
+    import signal
+
+    ws = write_workspace(tmp_path, service.port, plan=CANARY)
+    eng = engine_as(ws, "bob")
+    engine = spawn("engine", "--workspace", str(ws))
+    delays = [0.1, 0.3, 0.6, 2.0]  # before, around and after the journal line (interpreter start ~0.3 s)
+    random.Random(20261129).shuffle(delays)
+    outcomes = []
+    try:
+        for attempt, delay in enumerate(delays):
+            rid = eng.start_rollout("canary", f"sigkill {attempt}").id
+            wait_for(lambda r=rid: eng.rollout(r).step_index >= 1, 30, "canary stepping")
+            kill = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "opsconsole",
+                    "kill",
+                    "--reason",
+                    f"sigkill {attempt}",
+                    "--workspace",
+                    str(ws),
+                ],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(delay)
+            kill.send_signal(signal.SIGKILL)
+            kill.wait(10)
+            journal = ws / "kill-journal.jsonl"
+            journaled = journal.exists() and f"sigkill {attempt}" in journal.read_text()
+            outcomes.append(journaled)
+            if journaled:
+                # The intent is durable: the engine records it and everything stays safe.
+                wait_for(lambda: eng.kill_state().source == "store", 10, "kill recorded")
+                wait_for(lambda: safe(ws), 5, "safe files")
+                wait_for(lambda r=rid: eng.rollout(r).state is RolloutState.ABORTED, 10, "rollout aborted")
+                time.sleep(1.5)
+                assert safe(ws), flag_file(ws)
+                engine_as(ws, "alice").all_clear(f"drill {attempt} over")
+            else:
+                # Killed before the intent was written: nothing engaged; the files are whole JSON.
+                assert not eng.kill_state().engaged
+                flag_file(ws)
+                eng.command(rid, "abort", "next attempt")
+            assert engine.poll() is None
+    finally:
+        stop(engine)
+    assert eng.verify_audit().ok
+    assert any(outcomes), "no attempt got as far as the journal line: the test proved nothing"
