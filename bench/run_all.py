@@ -17,6 +17,7 @@ from common import machine_facts
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "kill_switch",
+    "kill_switch_faults",
     "flag_export",
     "flag_eval",
     "gate_eval",

@@ -690,7 +690,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
 def _explain(exc: sqlite3.Error) -> str:
     text = str(exc)
     if _is_busy(exc):
-        return f"{text} (another process held the write lock for more than {BUSY_TIMEOUT_MS / 1000:g} s)"
+        return f"{text} (another process holds the write lock and kept it past the wait)"
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in text:
         return f"{text}: the database file is damaged; restore it from a backup"
