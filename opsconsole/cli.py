@@ -358,23 +358,29 @@ def cmd_kill(args: argparse.Namespace) -> int:
     most a couple of seconds for a busy store before the journal keeps it for later."""
     import threading
     import time
+    from pathlib import Path
 
-    from .engine import killswitch, load
+    from .engine import DEFAULT_WORKSPACE, config_path, killplan, killswitch, load
     from .engine.authz import Authz
     from .engine.identity import current_actor
 
-    config, ws = load(args.config, args.workspace)
+    # The kill-switch part of the configuration as the last engine left it, when no file changed
+    # since; else the whole configuration (the slow part of a fresh process).
+    ws = Path(args.workspace or DEFAULT_WORKSPACE).absolute()
+    cached = killplan.load(config_path(args.config, ws), ws)
+    config, every_canary = cached if cached is not None else (load(args.config, args.workspace)[0], None)
     ws.mkdir(parents=True, exist_ok=True)
     actor = current_actor()
     Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
-    safe = killswitch.make_safe(config, ws, actor, args.reason, time.time())
+    safe = killswitch.make_safe(config, ws, actor, args.reason, time.time(), every_canary)
     outcome: list[Any] = []
 
     def record() -> None:
         try:
             from .engine.core import Engine
 
-            engine = Engine(config, ws, actor, replay=False)
+            full = config if cached is None else load(args.config, args.workspace)[0]
+            engine = Engine(full, ws, actor, replay=False)
             outcome.append(killswitch.record(engine, safe, args.reason))
         except Exception as exc:  # noqa: BLE001 - whatever stops the record, the files are safe
             outcome.append(exc)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import flags as flag_logic
-from . import killswitch, resources
+from . import killplan, killswitch, resources
 from . import report as report_mod
 from . import schedules as schedule_logic
 from . import stale as stale_logic
@@ -95,6 +95,7 @@ class Engine:
         """Kill-journal lines set aside at the last replay (file:line and why), for the CLI to show."""
         if not read_only:
             killswitch.ensure_reserve(self.workspace)
+            killplan.save(config, workspace, killswitch.canary_flags(config, None))
             if replay:
                 # A kill recorded only in the journal (the store was locked or down) is recorded now.
                 with contextlib.suppress(StoreError):

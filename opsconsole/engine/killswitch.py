@@ -270,14 +270,17 @@ def canary_flags(config: Config, active: Iterable[Rollout] | None) -> dict[str, 
     return out
 
 
-def cached_canaries(config: Config, workspace: Path) -> dict[str, set[str]]:
+def cached_canaries(
+    config: Config, workspace: Path, every_canary: dict[str, set[str]] | None = None
+) -> dict[str, set[str]]:
     """The active canaries as the engine last saw them, without the store. A missing or unreadable
-    cache means nobody can say: then every canary any plan drives goes to 0 (the safe side)."""
+    cache means nobody can say: then every canary any plan drives goes to 0 (the safe side;
+    `every_canary` when the caller knows it without the plans)."""
     try:
         obj = json.loads((workspace / CANARY_CACHE).read_bytes())
         return {str(env): {str(n) for n in names} for env, names in obj["canaries"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return canary_flags(config, None)
+        return every_canary if every_canary is not None else canary_flags(config, None)
 
 
 def write_canary_cache(workspace: Path, canaries: Mapping[str, set[str]]) -> None:
@@ -409,10 +412,17 @@ class SafeFiles:
     ms: float
 
 
-def make_safe(config: Config, workspace: Path, actor: Actor, reason: str, now: float) -> SafeFiles:
+def make_safe(
+    config: Config,
+    workspace: Path,
+    actor: Actor,
+    reason: str,
+    now: float,
+    every_canary: dict[str, set[str]] | None = None,
+) -> SafeFiles:
     """Steps 1 and 2: journal line, then every flag file, with no database access at all."""
     t0 = time.perf_counter()
-    zero = cached_canaries(config, workspace)
+    zero = cached_canaries(config, workspace, every_canary)
     errors: list[str] = []
     digest = ""
     with export_lock(workspace, wait=LOCK_WAIT):
