@@ -70,8 +70,8 @@ def _relevant(config: Config, canaries: Iterable[str]) -> set[str]:
 def save(config: Config, workspace: Path, every_canary: dict[str, set[str]]) -> None:
     """Write the cache (quietly: a workspace that cannot hold it just loads the configuration)."""
     stamp = _stamp(_files(config))
-    if stamp is None:
-        return
+    if stamp is None or any(mtime_ns > config.loaded_at * 1e9 for _, _, mtime_ns in stamp):
+        return  # a source changed since this configuration was read: it would vouch for the wrong one
     canary_names = {n for names in every_canary.values() for n in names}
     flags = {}
     for name in sorted(_relevant(config, canary_names)):

@@ -293,6 +293,8 @@ class Config:
     kill_switch: KillSwitchSpec = KillSwitchSpec()
     interval: float = 1.0  # runner tick
     kill_key: str = "ctrl+backslash"
+    loaded_at: float = 0.0
+    """When loading began (epoch seconds): a source file modified since is not what this holds."""
 
 
 # --------------------------------------------------------------------------------------------- runtime

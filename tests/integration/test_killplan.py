@@ -54,3 +54,16 @@ def test_a_changed_or_damaged_source_is_never_used(tmp_path, service):
     (ws / killplan.KILL_PLAN).write_text(json.dumps(body))
     assert killplan.load(main, ws) is None
     assert killplan.load(tmp_path / "other.yaml", ws) is None
+
+
+def test_a_configuration_edited_after_it_was_read_is_not_cached(tmp_path, service):
+    """An engine holding a configuration older than the file must not vouch for the new file."""
+    ws = write_workspace(tmp_path, service.port)
+    config = load_ws(ws)
+    main = ws / "opsconsole.yaml"
+    time.sleep(0.01)
+    main.write_text(main.read_text().replace("carol: viewer", "carol: admin"))
+    from opsconsole.engine.core import Engine
+
+    Engine(config, ws, Actor("bob", "test")).close()
+    assert killplan.load(main, ws) is None

@@ -7,7 +7,9 @@ environments, the kill switch names flags, and plans name both.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from yaml.nodes import Node
@@ -45,13 +47,14 @@ _MAIN_KEYS = (
 def load_config(path: str | Path, variables: Mapping[str, str] | None = None) -> Config:
     """Read and check the main file, its flags and its plans. Raises ConfigError listing every issue."""
     path = Path(path)
+    started = time.time()
     issues: list[ConfigIssue] = []
     with collector_paused():
         src, root = YamlSource.open(path, str(path), dict(variables or {}), issues)
         config = _main(src, root, path) if root is not None else None
     raise_if_any(issues, src.file)
     assert config is not None
-    return config
+    return replace(config, loaded_at=started)
 
 
 def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
