@@ -18,7 +18,7 @@ from .common import EXIT_FORBIDDEN, EXIT_INPUT, EXIT_OK, EXIT_PENDING, EXIT_REFU
 from .console import cmd_console, cmd_demo
 from .flags import cmd_flags_eval, cmd_flags_history, cmd_flags_list, cmd_flags_set
 from .killswitch import cmd_all_clear, cmd_kill
-from .parser import build_parser
+from .parser import GLOBAL_DEFAULTS, GLOBAL_FLAGS, GLOBAL_WITH_VALUE, build_parser
 from .rollouts import (
     _rollout_command,
     cmd_config_check,
@@ -45,15 +45,38 @@ __all__ = [
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv = ["console", *argv]  # no subcommand: open the console
-    args = build_parser().parse_args(argv)
+    argv = _with_command(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if args.json and not getattr(args, "json_output", False):
+        command = " ".join(filter(None, (args.command, getattr(args, "sub", None))))
+        parser.error(f"--json: `opsconsole {command}` has no JSON output")
     handler = HANDLERS[(args.command, getattr(args, "sub", None))]
     if handler in (cmd_console, cmd_demo):  # the screen draws itself; headless demo prints JSON
         return _guarded(handler, args)
     with _visible_output():
         return _guarded(handler, args)
+
+
+def _with_command(argv: list[str]) -> list[str]:
+    """Without a command the console opens: `console` goes after the global options given before it
+    (`opsconsole --workspace W` opens the console on W; `opsconsole --workspace W kill` does not)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in GLOBAL_WITH_VALUE:
+            i += 2
+        elif word in GLOBAL_FLAGS or word.split("=", 1)[0] in GLOBAL_WITH_VALUE:
+            i += 1
+        else:
+            break
+    rest = argv[i:]
+    if not rest or rest[0].startswith("-") and rest[0] not in ("-h", "--help"):
+        return [*argv[:i], "console", *rest]
+    return argv
 
 
 @contextlib.contextmanager

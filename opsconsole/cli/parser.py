@@ -9,14 +9,33 @@ from .common import (
     RAMP_STEPS,
 )
 
+GLOBAL_DEFAULTS: dict[str, Any] = {"config": None, "workspace": None, "read_only": False, "json": False}
+"""Options that go before or after the command (as in git and kubectl). Their parsers default to
+SUPPRESS: a command's parser would otherwise overwrite what was given before the command with its
+own default; `main` fills in these defaults once both have parsed."""
+
+GLOBAL_WITH_VALUE = frozenset({"--config", "--workspace"})
+GLOBAL_FLAGS = frozenset({"--read-only", "--json"})
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
-        help="main configuration file (default: workspace's opsconsole.yaml, else config/opsconsole.yaml)",
+        default=argparse.SUPPRESS,
+        help="main configuration file (default: workspace's opsconsole.yaml, else the shipped default)",
     )
-    p.add_argument("--workspace", default=None, help="state directory (default: ./.opsconsole)")
-    p.add_argument("--read-only", action="store_true", help="refuse every action that changes state")
+    p.add_argument("--workspace", default=argparse.SUPPRESS, help="state directory (default: ./.opsconsole)")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="refuse every action that changes state",
+    )
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    p.set_defaults(json_output=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsconsole", description="Operations console for safe phased rollouts."
     )
+    _common(parser)
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON (commands that can)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(dest="sub", required=True)
     cfg.add_parser("check", parents=[common], help="validate configuration; exit 2 with file:line errors")
 
     st = sub.add_parser("status", parents=[common], help="where every rollout stands")
-    st.add_argument("--json", action="store_true")
+    _json(st)
     st.add_argument("--all", action="store_true", help="include finished rollouts")
 
     ro = sub.add_parser("rollout", help="start and steer rollouts").add_subparsers(dest="sub", required=True)
@@ -55,17 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate a rollout's current gates now (0 pass, 1 fail, 3 pending/unknown)",
     )
     gc.add_argument("id")
-    gc.add_argument("--json", action="store_true")
+    _json(gc)
 
     k = sub.add_parser("kill", parents=[common], help="pull the emergency kill switch")
     k.add_argument("--reason", required=True)
+    k.set_defaults(json_output=True)  # it always prints JSON
     ac = sub.add_parser("all-clear", parents=[common], help="leave the emergency (approver)")
     ac.add_argument("--reason", required=True)
 
     fl = sub.add_parser("flags", help="feature flags").add_subparsers(dest="sub", required=True)
     fls = fl.add_parser("list", parents=[common], help="flags with value and the rule that decided it")
     fls.add_argument("--env", help="one environment (default: all with a flag target)")
-    fls.add_argument("--json", action="store_true")
+    _json(fls)
     fset = fl.add_parser("set", parents=[common], help="set a flag's stored value")
     fset.add_argument("name")
     fset.add_argument("value", help="true/false, or 0..100 for percentage flags")
@@ -79,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     fev.add_argument("--tenant", default=None)
     fev.add_argument("--region", default=None)
     fev.add_argument("--env", default=None, help="environment (default: the production one)")
-    fev.add_argument("--json", action="store_true")
+    _json(fev)
     _flag_schedule_parsers(fl, common)
 
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
@@ -92,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", parents=[common], help="the audit log")
     au.add_argument("--verify", action="store_true", help="check the hash chain; non-zero when broken")
     au.add_argument("--limit", type=int, default=50)
-    au.add_argument("--json", action="store_true")
+    _json(au)
 
     con = sub.add_parser("console", parents=[common], help="open the console (the default command)")
     _console_options(con)
@@ -114,7 +138,7 @@ def _flag_schedule_parsers(fl: Any, common: argparse.ArgumentParser) -> None:
     )
     fhi.add_argument("name")
     fhi.add_argument("--env", default=None, help="one environment (default: all)")
-    fhi.add_argument("--json", action="store_true")
+    _json(fhi)
     fsc = fl.add_parser(
         "schedule",
         parents=[common],
@@ -131,13 +155,13 @@ def _flag_schedule_parsers(fl: Any, common: argparse.ArgumentParser) -> None:
     fsc.add_argument("--over", help="ramp: how long it takes, e.g. 2h")
     fsc.add_argument("--steps", type=int, default=None, help=f"ramp: number of steps (default {RAMP_STEPS})")
     fsc.add_argument("--reason", required=True)
-    fsc.add_argument("--json", action="store_true")
+    _json(fsc)
     fss = fl.add_parser(
         "schedules", parents=[common], help="scheduled flag changes and the time to their next step"
     )
     fss.add_argument("--env", default=None)
     fss.add_argument("--all", action="store_true", help="include done, canceled and stopped schedules")
-    fss.add_argument("--json", action="store_true")
+    _json(fss)
     fca = fl.add_parser("cancel", parents=[common], help="cancel a pending flag schedule")
     fca.add_argument("id", type=_schedule_id, help="the schedule's number (from `flags schedules`)")
     fca.add_argument("--reason", required=True)
