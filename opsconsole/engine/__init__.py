@@ -140,7 +140,8 @@ def __getattr__(name: str) -> Any:
 
 def config_path(explicit: str | None, workspace: Path) -> Path:
     """Which configuration a command uses: --config, else $OPSCONSOLE_CONFIG, else the workspace's own
-    opsconsole.yaml (the demo writes one), else ./config/opsconsole.yaml."""
+    opsconsole.yaml (the demo writes one), else ./config/opsconsole.yaml, else the default configuration
+    that ships with the package."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("OPSCONSOLE_CONFIG")
@@ -149,7 +150,12 @@ def config_path(explicit: str | None, workspace: Path) -> Path:
     own = workspace / "opsconsole.yaml"
     if own.exists():
         return own
-    return Path("config") / "opsconsole.yaml"
+    here = Path("config") / "opsconsole.yaml"
+    if here.exists():
+        return here
+    from ..shipped import shipped
+
+    return shipped("config") / "opsconsole.yaml"
 
 
 def load(config: str | None, workspace: str | Path | None) -> tuple[Config, Path]:
