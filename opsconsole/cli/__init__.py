@@ -103,11 +103,16 @@ def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namesp
 def _report(exc: Exception) -> int:
     """The exit code and message for an error the engine raises; anything else is a bug: re-raised.
     (Imported here, not at the top: the console's first frame must not wait for the engine.)"""
-    from ..engine import Conflict, Forbidden, NotFound, Rejected
-    from ..engine.config import ConfigError
-    from ..engine.core import FilesBehind
-    from ..engine.redact import redact_text
-    from ..engine.store import StoreError
+    from ..engine import (
+        ConfigError,
+        Conflict,
+        FilesBehind,
+        Forbidden,
+        NotFound,
+        Rejected,
+        StoreError,
+        redact_text,
+    )
 
     def shown(e: object) -> str:  # one line per message: a newline in data cannot forge another
         return visible(redact_text(str(e)))

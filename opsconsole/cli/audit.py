@@ -51,7 +51,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_OK
-    from ..engine.report import iso
+    from ..engine import iso
 
     for e in events:
         print(

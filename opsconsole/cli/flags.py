@@ -63,7 +63,7 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
     defn = engine.config.flags.get(args.name)
     if defn is None:
         raise ValueError(f"no flag {args.name!r} in the flag definitions")
-    from ..engine.flags import parse_env_value
+    from ..engine import parse_env_value
 
     try:
         value = parse_env_value(defn.type, args.value)
@@ -75,7 +75,7 @@ def cmd_flags_set(args: argparse.Namespace) -> int:
 
 
 def cmd_flags_eval(args: argparse.Namespace) -> int:
-    from ..engine.flags import EvalContext
+    from ..engine import EvalContext
 
     engine = _engine(args, reading=True)
     env = args.env or _production_environment(engine.config)
@@ -126,7 +126,7 @@ def _production_environment(config: Any) -> str:
 
 
 def _known_flag(engine: Any, name: str) -> Any:
-    from ..engine.config.issues import suggest
+    from ..engine import suggest
 
     defn = engine.config.flags.get(name)
     if defn is None:
@@ -135,7 +135,7 @@ def _known_flag(engine: Any, name: str) -> Any:
 
 
 def _known_env(engine: Any, env: str) -> str:
-    from ..engine.config.issues import suggest
+    from ..engine import suggest
 
     if env not in engine.config.environments:
         raise ValueError(f"no environment {env!r}{suggest(env, engine.config.environments)}")
@@ -149,7 +149,7 @@ def _shown(value: Any) -> str:
 
 
 def cmd_flags_history(args: argparse.Namespace) -> int:
-    from ..engine.report import iso
+    from ..engine import iso
 
     engine = _engine(args, reading=True)
     envs = [_known_env(engine, args.env)] if args.env else list(engine.config.environments)

@@ -20,23 +20,30 @@ def cmd_kill(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from ..engine import killswitch, load
-    from ..engine.authz import Authz
-    from ..engine.identity import current_actor
+    from ..engine import (
+        KILL_JOURNAL,
+        KILL_RECORD_WAIT,
+        Authz,
+        KillResult,
+        current_actor,
+        load,
+        make_safe,
+        record_kill,
+    )
 
     config, ws = load(args.config, args.workspace)
     ws.mkdir(parents=True, exist_ok=True)
     actor = current_actor()
     Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
-    safe = killswitch.make_safe(config, ws, actor, args.reason, time.time())
+    safe = make_safe(config, ws, actor, args.reason, time.time())
     outcome: list[Any] = []
 
     def record() -> None:
         try:
-            from ..engine.core import Engine
+            from ..engine import Engine
 
             engine = Engine(config, ws, actor, replay=False)
-            outcome.append(killswitch.record(engine, safe, args.reason))
+            outcome.append(record_kill(engine, safe, args.reason))
         except Exception as exc:  # noqa: BLE001 - whatever stops the record, the files are safe
             outcome.append(exc)
 
@@ -44,14 +51,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
     # this, because the journal line already holds the event.
     worker = threading.Thread(target=record, daemon=True)
     worker.start()
-    worker.join(killswitch.RECORD_WAIT + 1.0)
-    res = (
-        outcome[0]
-        if outcome
-        else TimeoutError(f"the store did not answer in {killswitch.RECORD_WAIT + 1:g} s")
-    )
+    worker.join(KILL_RECORD_WAIT + 1.0)
+    res = outcome[0] if outcome else TimeoutError(f"the store did not answer in {KILL_RECORD_WAIT + 1:g} s")
     if isinstance(res, Exception):
-        res = killswitch.KillResult(
+        res = KillResult(
             safe.at,
             safe.files,
             [],
@@ -74,7 +77,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
     )
     if not res.recorded:
         where = (
-            f"kept in {ws / killswitch.JOURNAL}; the next engine or command records it"
+            f"kept in {ws / KILL_JOURNAL}; the next engine or command records it"
             if res.journaled
             else "NOT recorded anywhere (the journal could not be written either): record it by hand"
         )

@@ -27,15 +27,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..engine import health as engine_health
-    from ..engine.report import iso
-    from ..engine.runner import Runner
-    from ..engine.views import rollout_row
+    from ..engine import Runner, iso, read_health, rollout_row
 
     engine = _engine(args, reading=True)
     kill = engine.kill_state()
     holder = Runner.holder(engine.workspace)
-    health = engine_health.read(engine.workspace, holder)
+    health = read_health(engine.workspace, holder)
     rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
     if args.json:
         _out(
@@ -99,8 +96,7 @@ def cmd_rollout_tick(args: argparse.Namespace) -> int:
 
 
 def cmd_gates_check(args: argparse.Namespace) -> int:
-    from ..engine.checks import check_now
-    from ..engine.model import Verdict
+    from ..engine import Verdict, check_now
 
     engine = _engine(args, reading=True)
     verdicts = asyncio.run(check_now(engine, args.id))
@@ -118,7 +114,7 @@ def cmd_gates_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..engine.report import render
+    from ..engine import render_report
 
-    print(render(_engine(args, reading=True).report(args.id), args.format), end="")
+    print(render_report(_engine(args, reading=True).report(args.id), args.format), end="")
     return EXIT_OK

@@ -16,7 +16,7 @@ from .common import (
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    from ..engine.runner import EngineBusy, Runner
+    from ..engine import EngineBusy, Runner
 
     engine = _engine(args)
     runner = Runner(engine, args.interval)
@@ -52,7 +52,7 @@ def _print_engine_state(event: Any) -> None:
     """The headless engine's log of its own state: a busy or failing store, and when it is back."""
     if event.kind != "engine" or event.data.get("state") not in ("running", "store_busy", "store_error"):
         return
-    from ..engine.health import clock_text
+    from ..engine import clock_text
 
     error = f": {event.data['error']}" if event.data.get("error") else ""
     print(f"{clock_text(event.data['since'])} engine {event.data['state']}{error}", flush=True)

@@ -19,10 +19,7 @@ from .flags import _known_env, _known_flag
 
 
 def cmd_flags_schedule(args: argparse.Namespace) -> int:
-    from ..engine import schedules
-    from ..engine.config import parse_duration
-    from ..engine.flags import validate_value
-    from ..engine.model import ScheduleStep
+    from ..engine import ScheduleStep, parse_duration, schedules, validate_value
 
     engine = _engine(args)
     _known_env(engine, args.env)
@@ -97,8 +94,7 @@ def _flag_type(engine: Any, s: Any) -> str:
 
 
 def _schedule_status(engine: Any, s: Any, now: float) -> str:
-    from ..engine import schedules
-    from ..engine.units import format_duration
+    from ..engine import format_duration, schedules
 
     done = f"{s.next_index}/{len(s.steps)} applied"
     step = s.next_step
@@ -114,8 +110,7 @@ def _schedule_status(engine: Any, s: Any, now: float) -> str:
 
 
 def _schedule_doc(engine: Any, s: Any, now: float) -> dict[str, Any]:
-    from ..engine import schedules
-    from ..engine.report import iso
+    from ..engine import iso, schedules
 
     step = s.next_step
     return {
@@ -141,7 +136,7 @@ def _schedule_doc(engine: Any, s: Any, now: float) -> dict[str, Any]:
 
 
 def _warn_without_runner(engine: Any, items: Sequence[Any]) -> None:
-    from ..engine.runner import Runner
+    from ..engine import Runner
 
     if any(s.active for s in items) and Runner.holder(engine.workspace) is None:
         print(
