@@ -114,7 +114,11 @@ def cmd_flags_eval(args: argparse.Namespace) -> int:
         value = str(e.value).lower() if isinstance(e.value, bool) else e.value
         print(visible(f"  {label:<44} {value:<8} rule={e.rule}: {e.detail}"))
     if doc["differ"]:
-        print("  the two consumers disagree for this user: they hash users differently (DESIGN §7)")
+        print(
+            "  the two consumers disagree for this user: the console buckets users as Unleash does (murmur3"
+            ' of "flag:user", 1..100) and flagd\'s fractional hashes the flag and user together (0..99), so'
+            " the same percentage picks different users"
+        )
     return EXIT_OK
 
 
