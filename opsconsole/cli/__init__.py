@@ -67,9 +67,9 @@ def _with_command(argv: list[str]) -> list[str]:
     i = 0
     while i < len(argv):
         word = argv[i]
-        if word in GLOBAL_WITH_VALUE:
+        if word in GLOBAL_WITH_VALUE and i + 1 < len(argv):
             i += 2
-        elif word in GLOBAL_FLAGS or word.split("=", 1)[0] in GLOBAL_WITH_VALUE:
+        elif word in GLOBAL_FLAGS or "=" in word and word.split("=", 1)[0] in GLOBAL_WITH_VALUE:
             i += 1
         else:
             break

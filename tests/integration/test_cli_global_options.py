@@ -86,3 +86,27 @@ def test_json_for_a_command_without_json_output_is_bad_input(ws):
     p = cli("--json", "--workspace", str(ws), "all-clear", "--reason", "x")
     assert p.returncode == 2
     assert "--json" in p.stderr and "all-clear" in p.stderr
+
+
+@pytest.mark.parametrize("args", [["--config"], ["--workspace"], ["--read-only", "--workspace"]])
+def test_a_global_option_without_its_value_is_bad_input(args):
+    p = cli(*args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "expected one argument" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "workspace", "theme"),
+    [
+        (["--workspace", "W"], "W", None),
+        (["--workspace=W", "--read-only", "--theme", "opsconsole-16"], "W", "opsconsole-16"),
+        (["--theme", "opsconsole-16", "--workspace", "W"], "W", "opsconsole-16"),
+    ],
+)
+def test_without_a_command_the_console_opens_with_the_global_options(argv, workspace, theme):
+    # The parse alone: opening the console itself is covered by tests/tui/test_opening.py.
+    from opsconsole.cli import _with_command, build_parser
+
+    args = build_parser().parse_args(_with_command(argv))
+    assert (args.command, args.workspace, args.theme) == ("console", workspace, theme)
