@@ -20,11 +20,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine import Actor, Engine, Rejected, Rollout, RolloutState
-from ..engine.config import load_config
-from ..engine.fsutil import write_atomic
-from ..engine.identity import current_actor
-from ..engine.runner import Runner
+from ..engine import (
+    Actor,
+    Engine,
+    Rejected,
+    Rollout,
+    RolloutState,
+    Runner,
+    current_actor,
+    load_config,
+    write_atomic,
+)
+from ..shipped import shipped
 from ..textsafe import visible
 from .service import DemoService
 from .traffic import TrafficGenerator
@@ -40,7 +47,7 @@ def config_dir() -> Path:
     here = Path("config")
     if (here / "demo.yaml").exists():
         return here.absolute()
-    return Path(__file__).resolve().parents[2] / "config"
+    return shipped("config")
 
 
 PORT_VARIABLES = ("DEMO_PORT", "OPSCONSOLE_DEMO_PORT")

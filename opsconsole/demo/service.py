@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from opsconsole.engine.flags import in_rollout
+from opsconsole.engine import in_rollout
 
 VERSIONS = ("v1", "v2")
 FAULTS = ("none", "canary-errors", "canary-latency")

@@ -1,4 +1,4 @@
-"""The engine facade: the only part of the engine the console and the CLI import.
+"""The engine facade: the only part of the engine the console, the CLI and the demo import.
 
 Everything that decides (rollout state machine, gates, flags) is pure code behind this; adapters
 (store, sources, targets) load lazily. Names are resolved on first use (PEP 562) so that importing one
@@ -16,10 +16,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import schedules
     from .alarms import AlarmStatus
-    from .authz import Forbidden
-    from .core import Conflict, Engine, NotFound
-    from .flags import EvalContext, Evaluation, FlagState
-    from .killswitch import KillResult, KillState
+    from .authz import Authz, Forbidden
+    from .checks import check_now
+    from .config import ConfigError, load_config, parse_duration
+    from .config.issues import suggest
+    from .core import Conflict, Engine, FilesBehind, NotFound
+    from .flags import EvalContext, Evaluation, FlagState, in_rollout, parse_env_value, validate_value
+    from .fsutil import write_atomic
+    from .health import clock_text
+    from .health import read as read_health
+    from .identity import current_actor
+    from .killplan import load as load_kill_plan
+    from .killswitch import JOURNAL as KILL_JOURNAL
+    from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
+    from .killswitch import KillResult, KillState, make_safe
+    from .killswitch import record as record_kill
     from .model import (
         Actor,
         Config,
@@ -32,6 +43,7 @@ if TYPE_CHECKING:
         ScheduleStep,
         Verdict,
     )
+    from .redact import redact_text
     from .report import iso
     from .report import render as render_report
     from .rollout import Rejected
@@ -79,9 +91,37 @@ _LAZY = {
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
     "Role": "model",
+    # the CLI and the demo
+    "Authz": "authz",
+    "check_now": "checks",
+    "ConfigError": "config",
+    "load_config": "config",
+    "parse_duration": "config",
+    "suggest": "config.issues",
+    "FilesBehind": "core",
+    "in_rollout": "flags",
+    "parse_env_value": "flags",
+    "validate_value": "flags",
+    "write_atomic": "fsutil",
+    "clock_text": "health",
+    "read_health": "health",
+    "current_actor": "identity",
+    "KILL_JOURNAL": "killswitch",
+    "KILL_RECORD_WAIT": "killswitch",
+    "make_safe": "killswitch",
+    "record_kill": "killswitch",
+    "load_kill_plan": "killplan",
+    "redact_text": "redact",
 }
 
-_RENAMED = {"render_report": "render"}
+_RENAMED = {
+    "render_report": "render",
+    "read_health": "read",
+    "KILL_JOURNAL": "JOURNAL",
+    "KILL_RECORD_WAIT": "RECORD_WAIT",
+    "record_kill": "record",
+    "load_kill_plan": "load",
+}
 
 __all__ = [
     "Actor",
@@ -122,6 +162,27 @@ __all__ = [
     "config_path",
     "load",
     "open_engine",
+    # the CLI and the demo
+    "Authz",
+    "check_now",
+    "ConfigError",
+    "load_config",
+    "parse_duration",
+    "suggest",
+    "FilesBehind",
+    "in_rollout",
+    "parse_env_value",
+    "validate_value",
+    "write_atomic",
+    "clock_text",
+    "read_health",
+    "current_actor",
+    "KILL_JOURNAL",
+    "KILL_RECORD_WAIT",
+    "load_kill_plan",
+    "make_safe",
+    "record_kill",
+    "redact_text",
 ]
 
 
@@ -140,7 +201,8 @@ def __getattr__(name: str) -> Any:
 
 def config_path(explicit: str | None, workspace: Path) -> Path:
     """Which configuration a command uses: --config, else $OPSCONSOLE_CONFIG, else the workspace's own
-    opsconsole.yaml (the demo writes one), else ./config/opsconsole.yaml."""
+    opsconsole.yaml (the demo writes one), else ./config/opsconsole.yaml, else the default configuration
+    that ships with the package."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("OPSCONSOLE_CONFIG")
@@ -149,7 +211,12 @@ def config_path(explicit: str | None, workspace: Path) -> Path:
     own = workspace / "opsconsole.yaml"
     if own.exists():
         return own
-    return Path("config") / "opsconsole.yaml"
+    here = Path("config") / "opsconsole.yaml"
+    if here.exists():
+        return here
+    from ..shipped import shipped
+
+    return shipped("config") / "opsconsole.yaml"
 
 
 def load(config: str | None, workspace: str | Path | None) -> tuple[Config, Path]:

@@ -1,6 +1,6 @@
 """Flag evaluation: precedence, dependencies and Unleash-compatible percentage bucketing. Pure.
 
-Precedence (DESIGN §7), highest first: an environment variable named as the upper-cased flag, the
+Precedence, highest first: an environment variable named as the upper-cased flag, the
 kill switch, the stored value, the definition's default. Then dependencies: a child is off whenever
 an ancestor is off, even when the child itself was set by an environment variable, because a child
 running without the feature it builds on is exactly the failure `depends_on` exists to prevent.

@@ -162,7 +162,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class Targeting:
-    """Who gets a flag first, whatever its percentage: users by id, tenants, regions (DESIGN §7).
+    """Who gets a flag first, whatever its percentage: users by id, tenants, regions.
     Only the environment variable, the kill switch and an off parent beat it."""
 
     users: frozenset[str] = frozenset()

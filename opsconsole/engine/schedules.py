@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from .config.values import parse_duration
+from .config.values import parse_duration as parse_duration  # the console parses --over with it
 from .flags import PERCENTAGE, validate_value
 from .model import FlagDef, FlagSchedule, FlagValue, ScheduleStep
 

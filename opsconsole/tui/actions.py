@@ -40,4 +40,4 @@ class GuardedActions:
         if engine is None:
             # The workspace is still opening: only the kill key works (it waits for the engine).
             return action == "kill_switch"
-        return engine.can(right)
+        return bool(engine.can(right))

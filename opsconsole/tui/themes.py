@@ -55,12 +55,14 @@ class ThemeFileError(ValueError):
 
 
 def themes_dir() -> Path:
-    """The themes/ directory: the current one when run from a checkout, else the one next to the
-    package (the same rule the demo uses for config/)."""
+    """The themes/ directory: the current one when run from a checkout, else the package's (the same
+    rule the demo uses for config/)."""
     here = Path("themes")
     if (here / f"{DEFAULT_THEME}.yaml").exists():
         return here.absolute()
-    return Path(__file__).resolve().parents[2] / "themes"
+    from ..shipped import shipped
+
+    return shipped("themes")
 
 
 def load_themes(directory: Path | None = None, errors: list[str] | None = None) -> list[Theme]:

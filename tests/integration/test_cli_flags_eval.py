@@ -112,3 +112,20 @@ def test_bad_names_exit_2_and_say_what_is_wrong(tmp_path):
     assert p.returncode == 2 and "no environment 'prod'" in p.stderr
     p = cli("flags", "eval", "checkout_button_copy", "--user", "u1", "--env", "development", *w)
     assert p.returncode == 2 and "not used in development" in p.stderr
+
+
+def test_when_the_consumers_differ_the_text_says_why_in_its_own_words(tmp_path):
+    w = _ws(tmp_path)
+    for name, value in (("phase_4_deployment", "true"), ("phase_4_rollout", "25")):
+        p = cli("flags", "set", name, value, "--env", "production", "--reason", "go", *w)
+        assert p.returncode == 0, p.stderr
+    user = next(
+        u
+        for u in (f"user-{i}" for i in range(500))
+        if (unleash_bucket("phase_4_rollout", u) <= 25) != (flagd_bucket("phase_4_rollout", u) < 25)
+    )
+    p = cli("flags", "eval", "phase_4_rollout", "--user", user, "--env", "production", *w)
+    assert p.returncode == 0, p.stderr
+    assert "disagree" in p.stdout
+    assert "DESIGN" not in p.stdout  # a document users do not have
+    assert "murmur3" in p.stdout and "fractional" in p.stdout

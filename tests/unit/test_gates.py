@@ -1,4 +1,4 @@
-"""The pure gate evaluator (DESIGN.md §4) and the value/duration formatting its reasons use."""
+"""The pure gate evaluator and the value/duration formatting its reasons use."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""DESIGN §2's import rules, checked two ways: the import-linter contracts in pyproject.toml, and at
-run time (a fresh interpreter that uses the engine must never have loaded textual or a heavy client)."""
+"""The import rules (the engine never imports the screen; pure modules do no I/O), checked two ways:
+the import-linter contracts in pyproject.toml, and at run time (a fresh interpreter that uses the
+engine must never have loaded textual or a heavy client)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ _ENV_LATER = {
 
 def checked_kind(f: Fields, available: Sequence[str], later: Sequence[str] = ()) -> str | None:
     """The `kind` entry of `f` when it is one of `available`, else None with an issue recorded."""
-    kind = f.text("kind")
+    kind: str | None = f.text("kind")
     if kind is None or kind in available:
         return kind
     if kind in later:

@@ -116,7 +116,8 @@ def _steps(src: YamlSource, f: Fields) -> tuple[int, ...]:
         except ValueError as exc:
             f.issue("steps", str(exc))
             return STEP_PRESETS["safe"]
-    return f.parsed("steps", parse_steps, STEP_PRESETS["safe"])
+    steps: tuple[int, ...] = f.parsed("steps", parse_steps, STEP_PRESETS["safe"])
+    return steps
 
 
 def _approval(src: YamlSource, phase: Fields) -> ApprovalSpec:

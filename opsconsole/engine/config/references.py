@@ -35,7 +35,7 @@ def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, 
 
 def checked_query(f: Fields) -> str | None:
     """The `query` entry of `f`, its syntax checked by the metrics source that will run it."""
-    query = f.text("query")
+    query: str | None = f.text("query")
     if query is not None:
         problem = _query_problem(query)
         if problem:

@@ -113,7 +113,7 @@ def read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise FlagFileError(path, f"cannot read: {exc.strerror or exc}") from None
     try:
-        document = json.loads(raw)
+        document: dict[str, Any] = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise FlagFileError(
             path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

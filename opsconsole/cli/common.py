@@ -1,0 +1,24 @@
+"""Shared by every command group: exit codes, opening the engine, printing JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_PENDING, EXIT_FORBIDDEN, EXIT_STORE = 0, 1, 2, 3, 4, 5
+
+
+RAMP_STEPS = 4
+
+
+def _engine(args: argparse.Namespace, reading: bool = False) -> Any:
+    """`reading`: the command only reads, so its session is read-only and never takes the store's
+    write lock (it answers while another process writes)."""
+    from ..engine import open_engine
+
+    return open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
+
+
+def _out(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
