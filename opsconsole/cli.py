@@ -411,6 +411,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
             "error": res.error,
         }
     )
+    killswitch.wait_for_notifications()
     if not res.recorded:
         where = (
             f"kept in {ws / killswitch.JOURNAL}; the next engine or command records it"
@@ -422,8 +423,11 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_all_clear(args: argparse.Namespace) -> int:
+    from .engine import killswitch
+
     _engine(args).all_clear(args.reason)
     print("all-clear: kill switch released; flag files re-exported from stored values")
+    killswitch.wait_for_notifications()
     return EXIT_OK
 
 

@@ -537,14 +537,20 @@ class Engine:
             if changed:
                 phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
                 tx.add_verdicts(r.id, phase.name, changed, now)
+            sent = [
+                i
+                for action in d.actions
+                if not isinstance(action, SetFlags)
+                for i in notifier.enqueue(
+                    tx, self.config.notifications, action.event, action.message, now, rollout=r.id
+                )
+            ]
         r = replace(r, version=before.version + 1)
         self.export_flags(touched)
         if _canaries_of(plan, before) != _canaries_of(plan, r):
             with contextlib.suppress(StoreError, OSError):
                 self.refresh_canary_cache()
-        for action in d.actions:
-            if not isinstance(action, SetFlags):
-                notifier.send(self.config.notifications, action.event, action.message, rollout=r.id)
+        notifier.deliver_soon(self.store, sent)
         self.bus.publish("rollout", rollout=r)
         if r.state is RolloutState.ROLLING_BACK:
             done = decide(plan, r, RollbackDone(), self.clock())
