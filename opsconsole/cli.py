@@ -242,7 +242,10 @@ def _engine(args: argparse.Namespace, reading: bool = False) -> Any:
     write lock (it answers while another process writes)."""
     from .engine import open_engine
 
-    return open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
+    engine = open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
+    for warning in engine.journal_warnings:  # a bad kill-journal line: file:line and why
+        print(f"warning: {warning}", file=sys.stderr)
+    return engine
 
 
 def _out(obj: Any) -> None:
@@ -369,12 +372,14 @@ def cmd_kill(args: argparse.Namespace) -> int:
     Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
     safe = killswitch.make_safe(config, ws, actor, args.reason, time.time())
     outcome: list[Any] = []
+    warnings: list[str] = []
 
     def record() -> None:
         try:
             from .engine.core import Engine
 
             engine = Engine(config, ws, actor, replay=False)
+            warnings.extend(engine.journal_warnings)
             outcome.append(killswitch.record(engine, safe, args.reason))
         except Exception as exc:  # noqa: BLE001 - whatever stops the record, the files are safe
             outcome.append(exc)
@@ -412,6 +417,8 @@ def cmd_kill(args: argparse.Namespace) -> int:
         }
     )
     killswitch.wait_for_notifications()
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not res.recorded:
         where = (
             f"kept in {ws / killswitch.JOURNAL}; the next engine or command records it"

@@ -101,6 +101,10 @@ class Engine:
                     self.replay_kill_journal()
             with contextlib.suppress(StoreError, OSError):
                 self.refresh_canary_cache()
+        if read_only or not replay:
+            # Nothing is set aside here, but a bad journal line is still said, naming file and line.
+            with contextlib.suppress(StoreError):
+                self.journal_warnings = killswitch.journal_warnings(self)
 
     # ------------------------------------------------------------------------------------ lifecycle
 

@@ -251,6 +251,21 @@ def pending(engine: Engine, tx: Any = None) -> list[JournalEntry]:
     return read_journal(engine.workspace, done, engine.clock())[0]
 
 
+def journal_warnings(engine: Engine) -> list[str]:
+    """Warnings for the journal's bad lines not set aside yet, without setting them aside (for a
+    session that records nothing: a read-only one, or the kill switch's own)."""
+    path = engine.workspace / JOURNAL
+    try:
+        if path.stat().st_size == 0:
+            return []
+    except OSError:
+        return []
+    with engine.store.read() as rtx:
+        done = rtx.get_kv(JOURNAL_DONE_KEY, []) or []
+    problems = read_journal(engine.workspace, done, engine.clock())[1]
+    return [p.warning(path) if p.sha256 else f"{path}: {p.problem}" for p in problems]
+
+
 # ---------------------------------------------------------------------------------------- canaries
 
 
