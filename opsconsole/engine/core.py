@@ -197,15 +197,9 @@ class Engine:
         # what the engine was started with says nothing about what the services run with.
         env = self.config.environments.get(environment)
         declared = dict(env.overrides) if env is not None else {}
-        states = flag_logic.resolve(
+        return flag_logic.resolve(
             self.config.flags, stored, kill=kill, environ=declared, environment=environment
         )
-        return {
-            name: replace(s, detail=f"{s.detail}={declared[s.detail]}, override declared for {environment}")
-            if s.decided_by == "env" and s.detail in declared
-            else s
-            for name, s in states.items()
-        }
 
     def evaluate_flag(
         self, environment: str, name: str, ctx: flag_logic.EvalContext

@@ -134,9 +134,9 @@ def test_declared_overrides_are_shown_and_never_exported(tmp_path: Path) -> None
     assert p.returncode == 0, p.stderr
     row = listed(ws)["phase_4_deployment"]
     assert (row["value"], row["decided_by"]) == (False, "env")
-    assert row["detail"] == "PHASE_4_DEPLOYMENT=false, override declared for production"
+    assert row["detail"] == "PHASE_4_DEPLOYMENT"
     text = cli("flags", "list", "--env", "production", *w).stdout
-    assert "override declared for production" in text
+    assert "env (PHASE_4_DEPLOYMENT=false, override declared for production)" in text
     # The files say what the store says: each service applies its own override itself.
     assert exported(ws)["phase_4_deployment"] == {"json": True, "flagd": "on", "dotenv": "true"}
 
