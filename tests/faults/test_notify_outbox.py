@@ -164,3 +164,38 @@ def test_the_kill_switch_files_never_wait_for_a_hanging_receiver(tmp_path: Path)
         assert state == "pending"  # the 1 s timeout ran out; a runner tries again later
     finally:
         hang.close()
+
+
+def test_a_receiver_that_never_comes_back_is_retried_with_pauses_then_marked_failed(tmp_path: Path) -> None:
+    from opsconsole.engine.store import open_store
+    from opsconsole.engine.targets import notify
+
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    now = [1000.0]
+    try:
+        with store.transaction() as tx:
+            [item] = notify.enqueue(
+                tx, [_hook(free_port())], "kill_switch", "kill switch engaged by x: y", now[0]
+            )
+        for attempt in range(1, notify.MAX_ATTEMPTS + 1):
+            assert notify.deliver(store, clock=lambda: now[0], budget=5) == 0
+            with store.read() as tx:
+                [row] = tx.list_notifications([item])
+            assert row.attempts == attempt and "ConnectError" in row.last_error
+            if attempt < notify.MAX_ATTEMPTS:
+                assert row.state == "pending" and row.next_at == now[0] + notify.pause_after(attempt)
+                assert notify.deliver(store, clock=lambda: now[0], budget=5) == 0  # not due yet
+                now[0] = row.next_at
+        assert row.state == "failed"
+        now[0] += 3600
+        assert notify.deliver(store, clock=lambda: now[0], budget=5) == 0  # never tried again
+        with store.read() as tx:
+            assert tx.list_notifications([item])[0].attempts == notify.MAX_ATTEMPTS
+    finally:
+        store.close()
+
+
+def _hook(port: int) -> Any:
+    from opsconsole.engine.model import Notification
+
+    return Notification(kind="webhook", url=f"http://127.0.0.1:{port}/hook", timeout=1.0)
