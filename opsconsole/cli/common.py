@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 EXIT_OK, EXIT_REFUSED, EXIT_INPUT, EXIT_PENDING, EXIT_FORBIDDEN, EXIT_STORE = 0, 1, 2, 3, 4, 5
@@ -17,7 +18,10 @@ def _engine(args: argparse.Namespace, reading: bool = False) -> Any:
     write lock (it answers while another process writes)."""
     from ..engine import open_engine
 
-    return open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
+    engine = open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
+    for warning in engine.journal_warnings:  # a bad kill-journal line: file:line and why
+        print(f"warning: {warning}", file=sys.stderr)
+    return engine
 
 
 def _out(obj: Any) -> None:

@@ -45,7 +45,8 @@ def cmd_flags_list(args: argparse.Namespace) -> int:
         print(visible(f"[{env}]"))
         for row in rows:
             value = f"{row['value']}%" if row["type"] == "percentage" else str(row["value"]).lower()
-            why = row["decided_by"] + (f" ({row['detail']})" if row["detail"] else "")
+            declared = f"={value}, override declared for {env}" if row["decided_by"] == "env" else ""
+            why = row["decided_by"] + (f" ({row['detail']}{declared})" if row["detail"] else "")
             stale = "STALE" if row["stale"] else ""
             line = f"  {row['name']:<36} {value:<6} {why:<28} risk={row['risk']:<6} {row['kind']:<11} {stale}"
             print(visible(line.rstrip()))

@@ -33,6 +33,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         load_kill_plan,
         make_safe,
         record_kill,
+        wait_for_notifications,
     )
 
     # The kill-switch part of the configuration as the last engine left it, when no file changed
@@ -45,6 +46,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
     Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
     safe = make_safe(config, ws, actor, args.reason, time.time(), every_canary)
     outcome: list[Any] = []
+    warnings: list[str] = []
 
     def record() -> None:
         try:
@@ -52,6 +54,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
             full = config if cached is None else load(args.config, args.workspace)[0]
             engine = Engine(full, ws, actor, replay=False)
+            warnings.extend(engine.journal_warnings)
             outcome.append(record_kill(engine, safe, args.reason))
         except Exception as exc:  # noqa: BLE001 - whatever stops the record, the files are safe
             outcome.append(exc)
@@ -84,6 +87,9 @@ def cmd_kill(args: argparse.Namespace) -> int:
             "error": res.error,
         }
     )
+    wait_for_notifications()
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if not res.recorded:
         where = (
             f"kept in {ws / KILL_JOURNAL}; the next engine or command records it"
@@ -95,6 +101,9 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_all_clear(args: argparse.Namespace) -> int:
+    from ..engine import wait_for_notifications
+
     _engine(args).all_clear(args.reason)
     print("all-clear: kill switch released; flag files re-exported from stored values")
+    wait_for_notifications()
     return EXIT_OK

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .killplan import load as load_kill_plan
     from .killswitch import JOURNAL as KILL_JOURNAL
     from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
-    from .killswitch import KillResult, KillState, make_safe
+    from .killswitch import KillResult, KillState, make_safe, wait_for_notifications
     from .killswitch import record as record_kill
     from .model import (
         Actor,
@@ -111,6 +111,7 @@ _LAZY = {
     "make_safe": "killswitch",
     "record_kill": "killswitch",
     "load_kill_plan": "killplan",
+    "wait_for_notifications": "killswitch",
     "redact_text": "redact",
 }
 
@@ -180,6 +181,7 @@ __all__ = [
     "KILL_JOURNAL",
     "KILL_RECORD_WAIT",
     "load_kill_plan",
+    "wait_for_notifications",
     "make_safe",
     "record_kill",
     "redact_text",

@@ -102,6 +102,10 @@ class Engine:
                     self.replay_kill_journal()
             with contextlib.suppress(StoreError, OSError):
                 self.refresh_canary_cache()
+        if read_only or not replay:
+            # Nothing is set aside here, but a bad journal line is still said, naming file and line.
+            with contextlib.suppress(StoreError):
+                self.journal_warnings = killswitch.journal_warnings(self)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -190,8 +194,12 @@ class Engine:
         with self.store.read() as tx:
             stored = {f.name: f.value for f in tx.list_flags(environment)}
         kill = self.config.kill_switch if self.kill_state().engaged else None
+        # The overrides the environment's services declare, not this process's own environment:
+        # what the engine was started with says nothing about what the services run with.
+        env = self.config.environments.get(environment)
+        declared = dict(env.overrides) if env is not None else {}
         return flag_logic.resolve(
-            self.config.flags, stored, kill=kill, environ=self.environ, environment=environment
+            self.config.flags, stored, kill=kill, environ=declared, environment=environment
         )
 
     def evaluate_flag(
@@ -538,14 +546,20 @@ class Engine:
             if changed:
                 phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
                 tx.add_verdicts(r.id, phase.name, changed, now)
+            sent = [
+                i
+                for action in d.actions
+                if not isinstance(action, SetFlags)
+                for i in notifier.enqueue(
+                    tx, self.config.notifications, action.event, action.message, now, rollout=r.id
+                )
+            ]
         r = replace(r, version=before.version + 1)
         self.export_flags(touched)
         if _canaries_of(plan, before) != _canaries_of(plan, r):
             with contextlib.suppress(StoreError, OSError):
                 self.refresh_canary_cache()
-        for action in d.actions:
-            if not isinstance(action, SetFlags):
-                notifier.send(self.config.notifications, action.event, action.message, rollout=r.id)
+        notifier.deliver_soon(self.store, sent)
         self.bus.publish("rollout", rollout=r)
         if r.state is RolloutState.ROLLING_BACK:
             done = decide(plan, r, RollbackDone(), self.clock())

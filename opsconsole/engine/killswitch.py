@@ -7,7 +7,7 @@ Order matters, and nothing on the way to the safe files touches the database:
    the canaries of active rollouts taken from a small cache file the engine keeps beside the store;
 3. the store records the engagement, aborts every active rollout and appends one audit event in one
    transaction, and marks the journal line as recorded;
-4. notifications go last.
+4. notifications go last: written to the store's outbox with the record, sent from there.
 A locked, unreachable or full store therefore never delays the files: the journal line waits, and
 any engine (a running one on its next tick) records it when the store is back. On a full disk a
 small reserve file kept in the workspace is given up so the files and the journal line still fit.
@@ -57,6 +57,9 @@ LOCK_WAIT = 0.02
 """The longest the kill switch waits for an export in progress before it writes anyway."""
 RECORD_WAIT = 2.0
 """How long the store may keep the kill switch waiting for its record; the journal holds it after."""
+NOTIFY_WAIT = 2.0
+"""How long a short-lived process (the CLI) waits for its notifications before it exits; what is
+not sent by then stays in the outbox for the next engine."""
 FUTURE_SKEW = 300.0
 MAX_AGE = 30 * 86400.0
 _DONE_KEPT = 1000
@@ -246,6 +249,21 @@ def pending(engine: Engine, tx: Any = None) -> list[JournalEntry]:
     else:
         done = tx.get_kv(JOURNAL_DONE_KEY, []) or []
     return read_journal(engine.workspace, done, engine.clock())[0]
+
+
+def journal_warnings(engine: Engine) -> list[str]:
+    """Warnings for the journal's bad lines not set aside yet, without setting them aside (for a
+    session that records nothing: a read-only one, or the kill switch's own)."""
+    path = engine.workspace / JOURNAL
+    try:
+        if path.stat().st_size == 0:
+            return []
+    except OSError:
+        return []
+    with engine.store.read() as rtx:
+        done = rtx.get_kv(JOURNAL_DONE_KEY, []) or []
+    problems = read_journal(engine.workspace, done, engine.clock())[1]
+    return [p.warning(path) if p.sha256 else f"{path}: {p.problem}" for p in problems]
 
 
 # ---------------------------------------------------------------------------------------- canaries
@@ -462,7 +480,9 @@ def record(engine: Engine, safe: SafeFiles, reason: str) -> KillResult:
     timings = {"files": safe.ms}
     try:
         with engine.store.transaction(timeout=RECORD_WAIT) as tx:
-            aborted, already = _record(engine, tx, actor, reason, safe.at, journal_hash=safe.journal_hash)
+            aborted, already, sent = _record(
+                engine, tx, actor, reason, safe.at, journal_hash=safe.journal_hash
+            )
     except Exception as exc:
         message = f"kill switch engaged by {actor.user}: {reason} (not yet recorded: {exc})"
         notifier.send(engine.config.notifications, "kill_switch", message)
@@ -472,23 +492,20 @@ def record(engine: Engine, safe: SafeFiles, reason: str) -> KillResult:
         )
     t_store = time.perf_counter()
     timings["store"] = (t_store - t0) * 1000
-    _after_record(engine, actor, reason, aborted)
+    _after_record(engine, actor, reason, aborted, sent)
     timings["after_store"] = (time.perf_counter() - t_store) * 1000
     timings["total"] = timings["files"] + timings["store"] + timings["after_store"]
     return KillResult(safe.at, safe.files, aborted, True, already, timings, safe.error)
 
 
-def _after_record(engine: Engine, actor: Actor, reason: str, aborted: list[str]) -> None:
+def _after_record(
+    engine: Engine, actor: Actor, reason: str, aborted: list[str], notifications: list[int]
+) -> None:
     with contextlib.suppress(Exception):  # the patched files already hold the safe state
         engine.export_flags()
     with contextlib.suppress(Exception):
         engine.refresh_canary_cache()
-    notifier.send(
-        engine.config.notifications,
-        "kill_switch",
-        f"kill switch engaged by {actor.user}: {reason}",
-        aborted=aborted,
-    )
+    notifier.deliver_soon(engine.store, notifications)
     engine.bus.publish("kill_switch", engaged=True, by=actor.user, reason=reason, aborted=aborted)
 
 
@@ -501,9 +518,9 @@ def _record(
     *,
     journal_hash: str = "",
     replayed: bool = False,
-) -> tuple[list[str], bool]:
+) -> tuple[list[str], bool, list[int]]:
     """The store part of engaging, inside `tx`: state, aborts, one audit event, the journal line
-    marked as recorded."""
+    marked as recorded, the notifications in the outbox (their ids are returned last)."""
     spec = engine.config.kill_switch
     aborted: list[str] = []
     touched: set[str] = set()
@@ -541,7 +558,16 @@ def _record(
     tx.append_audit(now, actor, "kill_switch.engage", "kill_switch", data)
     if journal_hash:
         _mark_done(tx, [journal_hash], now)
-    return aborted, already
+    sent = notifier.enqueue(
+        tx,
+        engine.config.notifications,
+        "kill_switch",
+        f"kill switch engaged by {actor.user}: {reason}",
+        now,
+        aborted=aborted,
+        **({"replayed_from_journal": journal_hash} if replayed else {}),
+    )
+    return aborted, already, sent
 
 
 def _mark_done(tx: Any, hashes: Iterable[str], now: float) -> None:
@@ -566,10 +592,13 @@ def replay_journal(engine: Engine) -> tuple[int, list[str]]:
             return 0, []  # every line recorded already: no write lock needed
     recorded: list[JournalEntry] = []
     warnings: list[str] = []
+    sent: list[int] = []
     with engine.store.transaction() as tx:
         entries, problems = read_journal(engine.workspace, tx.get_kv(JOURNAL_DONE_KEY, []) or [], now)
         for e in entries:
-            _record(engine, tx, Actor(e.user, e.origin), e.reason, e.at, journal_hash=e.sha256, replayed=True)
+            sent += _record(
+                engine, tx, Actor(e.user, e.origin), e.reason, e.at, journal_hash=e.sha256, replayed=True
+            )[2]
             recorded.append(e)
         for p in problems:
             if not p.sha256:  # the journal itself could not be read
@@ -589,7 +618,7 @@ def replay_journal(engine: Engine) -> tuple[int, list[str]]:
             _set_aside(engine.workspace, problems)
     if recorded:
         last = recorded[-1]
-        _after_record(engine, Actor(last.user, last.origin), last.reason, [])
+        _after_record(engine, Actor(last.user, last.origin), last.reason, [], sent)
     return len(recorded), warnings
 
 
@@ -601,6 +630,11 @@ def _set_aside(workspace: Path, problems: Iterable[JournalProblem]) -> None:
     )
     with open(workspace / SET_ASIDE, "a", encoding="utf-8") as fh:
         fh.write(lines)
+
+
+def wait_for_notifications(timeout: float = NOTIFY_WAIT) -> bool:
+    """Wait (bounded) for this process's notifications to be sent; True when all were."""
+    return notifier.flush(timeout)
 
 
 # ---------------------------------------------------------------------------------------- all-clear
@@ -630,11 +664,18 @@ def all_clear(engine: Engine, reason: str) -> None:
                 "kill_switch",
                 {"reason": reason, "was_engaged": state.engaged},
             )
+            sent = notifier.enqueue(
+                tx,
+                engine.config.notifications,
+                "all_clear",
+                f"all-clear given by {actor.user}: {reason}",
+                now,
+            )
         if locked:
             # Every line is recorded: start the next emergency with an empty journal.
             with contextlib.suppress(OSError):
                 os.truncate(engine.workspace / JOURNAL, 0)
     ensure_reserve(engine.workspace)
     engine.export_flags()
-    notifier.send(engine.config.notifications, "all_clear", f"all-clear given by {actor.user}: {reason}")
+    notifier.deliver_soon(engine.store, sent)
     engine.bus.publish("kill_switch", engaged=False, by=actor.user, reason=reason)

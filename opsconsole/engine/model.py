@@ -246,6 +246,8 @@ class Environment:
     flags: FlagTarget | None = None
     production: bool = False
     theme_accent: str | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+    """(variable, value) this environment's services are declared to run with: shown, never exported."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from .model import GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, Roll
 from .observe import Observer, due
 from .rollout import Decision, Evaluate, RollbackDone, current_phase, decide
 from .store import StoreError
+from .targets import notify as notifier
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -160,6 +161,8 @@ class Runner:
         # First of all, a kill pulled elsewhere while the store was busy: recorded (every rollout
         # aborted) before anything is evaluated; while it cannot be, kill_state() still says engaged.
         self._replay_kill_journal()
+        # Notifications a CLI process could not send before it exited, or a receiver refused.
+        notifier.drain_soon(self.engine.store, self.engine.clock)
         self._apply_schedules(now)  # a step applied now is in the state this tick decides on
         self._reconcile_flag_files()
         return self.engine.kill_state().engaged, self.engine.rollouts(active_only=True)

@@ -76,7 +76,9 @@ def test_child_of_a_disabled_parent_names_the_parent(tmp_path):
     assert "phase_4_deployment" in doc["console"]["detail"]
 
 
-def test_env_override_decides_and_a_bad_one_is_reported(tmp_path):
+def test_a_declared_override_decides_and_the_shell_does_not(tmp_path):
+    """The engine's own environment says nothing about what the services run with: only the
+    overrides an environment declares are shown (a bad one is a configuration error)."""
     w = _ws(tmp_path)
     p = cli(
         "flags",
@@ -88,20 +90,21 @@ def test_env_override_decides_and_a_bad_one_is_reported(tmp_path):
         *w,
         env={"PHASE_4_DEPLOYMENT": "true"},
     )
-    doc = json.loads(p.stdout)
-    assert doc["console"]["rule"] == "env" and doc["console"]["value"] is True
-    p = cli(
-        "flags",
-        "eval",
-        "phase_4_deployment",
-        "--user",
-        "u1",
-        "--json",
-        *w,
-        env={"PHASE_4_DEPLOYMENT": "maybe"},
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["console"]["rule"] == "default"
+    config = Path(w[1]) / "opsconsole.yaml"
+    text = config.read_text()
+    config.write_text(
+        text.replace("  production:\n", '  production:\n    overrides: {PHASE_4_DEPLOYMENT: "true"}\n', 1)
     )
-    doc = json.loads(p.stdout)
-    assert doc["console"]["rule"] == "default" and "is not a boolean" in doc["state"]["warning"]
+    doc = _eval(w, "phase_4_deployment", "--user", "u1")
+    assert doc["console"]["rule"] == "env" and doc["console"]["value"] is True
+    assert doc["state"]["detail"] == "PHASE_4_DEPLOYMENT"
+    config.write_text(
+        text.replace("  production:\n", "  production:\n    overrides: {PHASE_4_DEPLOYMENT: maybe}\n", 1)
+    )
+    p = cli("flags", "eval", "phase_4_deployment", "--user", "u1", "--json", *w)
+    assert p.returncode == 2 and "PHASE_4_DEPLOYMENT" in p.stderr and "not a boolean" in p.stderr, p.stderr
 
 
 def test_bad_names_exit_2_and_say_what_is_wrong(tmp_path):

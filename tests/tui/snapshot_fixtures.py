@@ -45,7 +45,7 @@ WORKSPACE = Path("ws")
 METRICS_URL = "http://127.0.0.1:9/metrics"
 """Port 9 (discard) is closed here; nothing connects to it, the session's poll is switched off."""
 ENVIRON = {"OTEL_ENABLED": "false"}
-"""The engines' environment: one variable, so the Flags pane shows an `env` decision too."""
+"""The engines' own environment: never shown (the flags pane shows only declared overrides)."""
 SCRAPES = 60
 """One scrape a second for the last minute: full sparklines."""
 
@@ -58,9 +58,11 @@ environments:
   staging:
     metrics: {kind: scrape, url: "URL", timeout: 1s, window: 10s}
     flags: {kind: file, path: flags/staging.json}
+    overrides: {OTEL_ENABLED: "false"}  # so the Flags pane shows an `env` decision too
   production:
     metrics: {kind: scrape, url: "URL", timeout: 1s, window: 10s}
     flags: {kind: file, path: flags/production.json}
+    overrides: {OTEL_ENABLED: "false"}
 plans: ["plans/*.yaml"]
 flags: flags.yaml
 alarms:

@@ -83,11 +83,11 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     return run
 
 
-def make_engine(tmp_path: Path, user: str = "alice", **kwargs: object) -> Engine:
+def make_engine(tmp_path: Path, user: str = "alice", main: str = MAIN, **kwargs: object) -> Engine:
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     (ws / "flags.yaml").write_text(textwrap.dedent(FLAGS))
-    (ws / "opsconsole.yaml").write_text(textwrap.dedent(MAIN))
+    (ws / "opsconsole.yaml").write_text(textwrap.dedent(main))
     config = load_config(ws / "opsconsole.yaml", {"WORKSPACE": str(ws)})
     kwargs.setdefault("environ", {})
     return Engine(config, ws, Actor(user, "test"), **kwargs)  # type: ignore[arg-type]
@@ -140,7 +140,13 @@ def row_text(pane: FlagsPane, name: str) -> dict[str, str]:
 
 @sync
 async def test_lists_flags_with_the_rule_that_decided(tmp_path: Path) -> None:
-    engine = make_engine(tmp_path, environ={"DARK_MODE": "true", "SEARCH_V2": "off"})
+    # Overrides the staging services run with, as declared; the engine's own environment is not shown.
+    declared = MAIN.replace(
+        '    flags: {kind: file, path: "${WORKSPACE}/flags/staging.json"}\n',
+        '    flags: {kind: file, path: "${WORKSPACE}/flags/staging.json"}\n'
+        '    overrides: {DARK_MODE: "true", SEARCH_V2: "off"}\n',
+    )
+    engine = make_engine(tmp_path, main=declared, environ={"NEW_CHECKOUT": "100"})
     app = console(engine)
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)

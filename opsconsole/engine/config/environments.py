@@ -6,16 +6,19 @@ message says "not available yet" rather than suggesting a near miss.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from ..model import Environment, FlagTarget, MetricSource
+from ..flags import env_var_name, parse_env_value
+from ..model import Environment, FlagDef, FlagTarget, MetricSource
 from .fields import Fields
 from .issues import suggest
 from .values import NAME, http_url, positive_duration, resolve_path
 from .yamlsrc import YamlSource
 
-_ENV_KEYS = ("production", "metrics", "flags", "theme_accent")
+_ENV_KEYS = ("production", "metrics", "flags", "theme_accent", "overrides")
 _ENV_LATER = {
     "alarms": "alarm sources (alertmanager, cloudwatch) are not available yet; use alarms.rules in the main file",
     "target": "deployment targets (docker, http_switch, command) are not available yet",
@@ -52,6 +55,52 @@ def read_environments(src: YamlSource, main: Fields, base: Path) -> dict[str, En
             theme_accent=e.text("theme_accent"),
         )
     return envs
+
+
+_VAR = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def read_overrides(
+    src: YamlSource, main: Fields, envs: dict[str, Environment], flags: Mapping[str, FlagDef]
+) -> dict[str, Environment]:
+    """Each environment's `overrides:`, the variables its services are declared to run with
+    (`PHASE_4_DEPLOYMENT: "false"`), checked against the flags: for display only, since a service's
+    own environment decides for that service and the exported files never carry it."""
+    f = main.mapping("environments")
+    by_var = {env_var_name(name): d for name, d in flags.items()}
+    out = dict(envs)
+    for name, enode in f or ():
+        if name not in envs:
+            continue
+        e = src.mapping(enode, f.path(name) if f else name)
+        o = e.mapping("overrides") if e is not None else None
+        if o is None:
+            continue
+        overrides: dict[str, str] = {}
+        for var, vnode in o:
+            key = o.path(var)
+            defn = by_var.get(var)
+            if not _VAR.fullmatch(var):
+                src.issue(vnode, key, f"{var!r} is not an environment variable name (A-Z, 0-9, '_')")
+                continue
+            if defn is None:
+                src.issue(vnode, key, f"{var} overrides no flag{suggest(var, sorted(by_var))}")
+                continue
+            if defn.environments and name not in defn.environments:
+                src.issue(vnode, key, f"flag {defn.name} is not used in {name}")
+                continue
+            ok, value = src.scalar(vnode, key, "a value", typed=False)
+            if not ok:
+                continue
+            text = str(value).lower() if isinstance(value, bool) else "" if value is None else str(value)
+            try:
+                parse_env_value(defn.type, text)
+            except ValueError as exc:
+                src.issue(vnode, key, f"{exc} for flag {defn.name}")
+                continue
+            overrides[var] = text
+        out[name] = replace(envs[name], overrides=tuple(overrides.items()))
+    return out
 
 
 def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:

@@ -17,7 +17,7 @@ from yaml.nodes import Node
 from ..model import Config, Role
 from .alarmrules import read_alarm_rules
 from .bounds import collector_paused
-from .environments import read_environments
+from .environments import read_environments, read_overrides
 from .fields import Fields
 from .flagdefs import read_flags
 from .interpolation import interpolate
@@ -69,6 +69,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     default_role, users = _roles(src, f)
     environments = read_environments(src, f, base)
     flags = read_flags(src, f, base, environments)
+    environments = read_overrides(src, f, environments, flags)
     catalog = Catalog(environments, flags)
     alarm_rules = read_alarm_rules(src, f, environments)
     notifications = read_notifications(src, f)

@@ -127,6 +127,31 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX flag_history_by_name ON flag_history (name, at)",
         ],
     ),
+    (
+        3,
+        [
+            # The notification outbox: a notification is written here with the event it reports and
+            # sent from here, so a short-lived process that exits before the POST loses nothing.
+            # `state` is pending | delivered | failed; `next_at` is when a pending one may be tried
+            # (a sender claims it by moving next_at past its own timeout).
+            """
+            CREATE TABLE outbox (
+                id BIGINT NOT NULL PRIMARY KEY,
+                event TEXT NOT NULL,
+                url TEXT NOT NULL,
+                body TEXT NOT NULL,
+                timeout DOUBLE PRECISION NOT NULL,
+                state TEXT NOT NULL,
+                attempts BIGINT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                next_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                last_error TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX outbox_due ON outbox (state, next_at)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -414,6 +415,55 @@ class Tx:
         while rows := cur.fetchmany(batch):
             yield from (tuple(row) for row in rows)
 
+    # ------------------------------------------------------------------------------ outbox
+
+    def enqueue_notification(self, event: str, url: str, body: str, timeout: float, at: float) -> int:
+        """Add one notification to the outbox (pending, due now); returns its id."""
+        self._writing("enqueue_notification")
+        new_id = int(self._scalar("SELECT MAX(id) FROM outbox") or 0) + 1
+        self._run(
+            f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, '')",
+            (new_id, event, url, body, float(timeout), _PENDING, float(at), float(at), float(at)),
+        )
+        return new_id
+
+    def claim_notifications(
+        self, now: float, margin: float, ids: Sequence[int] | None = None, limit: int = 20
+    ) -> list[Outboxed]:
+        """Take pending notifications that are due (or only `ids`): one more attempt each, and
+        next_at moved past their timeout plus `margin`, so no other sender takes them meanwhile."""
+        self._writing("claim_notifications")
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = ? AND next_at <= ?"
+        params: list[Any] = [_PENDING, float(now)]
+        if ids is not None:
+            if not ids:
+                return []
+            sql += f" AND id IN ({', '.join('?' * len(ids))})"
+            params.extend(int(i) for i in ids)
+        rows = self._run(sql + " ORDER BY id LIMIT ?", [*params, int(limit)]).fetchall()
+        out = []
+        for row in rows:
+            item = _outboxed(row)
+            self._run(
+                "UPDATE outbox SET attempts = ?, next_at = ?, updated_at = ? WHERE id = ?",
+                (item.attempts + 1, float(now + item.timeout + margin), float(now), item.id),
+            )
+            out.append(replace(item, attempts=item.attempts + 1))
+        return out
+
+    def finish_notification(self, item_id: int, state: str, error: str, next_at: float, at: float) -> None:
+        """Record an attempt's outcome: delivered, failed for good, or pending until `next_at`."""
+        self._writing("finish_notification")
+        self._run(
+            "UPDATE outbox SET state = ?, last_error = ?, next_at = ?, updated_at = ? WHERE id = ?",
+            (state, error[:500], float(next_at), float(at), int(item_id)),
+        )
+
+    def list_notifications(self, ids: Sequence[int] | None = None) -> list[Outboxed]:
+        rows = self._run(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall()
+        items = [_outboxed(row) for row in rows]
+        return items if ids is None else [i for i in items if i.id in set(ids)]
+
     # ------------------------------------------------------------------------------ small state
 
     def get_kv(self, key: str, default: Any = None) -> Any:
@@ -457,6 +507,46 @@ def _schedule(row: tuple[Any, ...]) -> FlagSchedule:
         created_at=created_at,
         updated_at=updated_at,
         ended_reason=ended,
+    )
+
+
+_OUTBOX_COLUMNS = (
+    "id, event, url, body, timeout, state, attempts, created_at, next_at, updated_at, last_error"
+)
+_PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class Outboxed:
+    """One notification in the outbox."""
+
+    id: int
+    event: str
+    url: str
+    body: str
+    timeout: float
+    state: str  # pending | delivered | failed
+    attempts: int
+    created_at: float
+    next_at: float
+    updated_at: float
+    last_error: str
+
+
+def _outboxed(row: tuple[Any, ...]) -> Outboxed:
+    i, event, url, body, timeout, state, attempts, created, next_at, updated, error = row
+    return Outboxed(
+        int(i),
+        event,
+        url,
+        body,
+        float(timeout),
+        state,
+        int(attempts),
+        float(created),
+        float(next_at),
+        float(updated),
+        error,
     )
 
 
