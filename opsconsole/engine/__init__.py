@@ -18,12 +18,15 @@ if TYPE_CHECKING:
     from .alarms import AlarmStatus
     from .authz import Forbidden
     from .core import Conflict, Engine, NotFound
-    from .flags import EvalContext, Evaluation, FlagState
-    from .killswitch import KillResult, KillState
+    from .flags import EvalContext, Evaluation, FlagState, UnknownFlag, find_flag, near_miss
+    from .flags import value_text as flag_value_text
+    from .killswitch import ImprovementsPause, KillResult, KillState
     from .model import (
         Actor,
         Config,
+        FlagDef,
         FlagSchedule,
+        FlagValue,
         GateVerdict,
         Role,
         Rollout,
@@ -34,12 +37,12 @@ if TYPE_CHECKING:
     )
     from .report import iso
     from .report import render as render_report
-    from .rollout import Rejected
+    from .rollout import Rejected, allowed_commands
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
     from .stale import FlagAge
     from .store import StoreError
-    from .units import format_duration, format_value
+    from .units import format_duration, format_value, iso_utc
     from .views import phase_of, rollout_row, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
@@ -51,12 +54,15 @@ _LAZY = {
     "NotFound": "core",
     "KillResult": "killswitch",
     "KillState": "killswitch",
+    "ImprovementsPause": "killswitch",
     "Actor": "model",
     "Config": "model",
+    "FlagDef": "model",
     "Rollout": "model",
     "RolloutState": "model",
     "Verdict": "model",
     "Rejected": "rollout",
+    "allowed_commands": "rollout",
     "Session": "session",
     "MetricRow": "session",
     "Runner": "runner",
@@ -66,12 +72,18 @@ _LAZY = {
     "phase_of": "views",
     "format_value": "units",
     "format_duration": "units",
+    "iso_utc": "units",
     "iso": "report",
     "render_report": "report",
     "FlagState": "flags",
     "EvalContext": "flags",
     "Evaluation": "flags",
+    "UnknownFlag": "flags",
+    "find_flag": "flags",
+    "near_miss": "flags",
+    "flag_value_text": "flags",
     "FlagSchedule": "model",
+    "FlagValue": "model",
     "ScheduleState": "model",
     "ScheduleStep": "model",
     "FlagAge": "stale",
@@ -81,7 +93,7 @@ _LAZY = {
     "Role": "model",
 }
 
-_RENAMED = {"render_report": "render"}
+_RENAMED = {"render_report": "render", "flag_value_text": "value_text"}
 
 __all__ = [
     "Actor",
@@ -91,6 +103,7 @@ __all__ = [
     "Evaluation",
     "FlagAge",
     "FlagSchedule",
+    "FlagValue",
     "FlagState",
     "ScheduleState",
     "ScheduleStep",
@@ -101,18 +114,26 @@ __all__ = [
     "Runner",
     "Session",
     "StoreError",
+    "UnknownFlag",
+    "allowed_commands",
+    "find_flag",
+    "flag_value_text",
     "format_duration",
     "format_value",
+    "iso_utc",
+    "near_miss",
     "iso",
     "render_report",
     "rollout_row",
     "why",
     "phase_of",
     "Config",
+    "FlagDef",
     "Conflict",
     "Engine",
     "Forbidden",
     "KillResult",
+    "ImprovementsPause",
     "KillState",
     "NotFound",
     "Rejected",
