@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from .safe import safe
+from .format import safe
 
 
 class StatusHeader(Static):

@@ -15,7 +15,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ..safe import safe
+from ..format import safe
+from ..handle import ConsoleAccess
 
 EMPTY_TITLE = "Backups: not configured yet"
 EMPTY_TEXT = (
@@ -34,7 +35,7 @@ SQLITE = "sqlite:///"
 _CREDENTIALS = re.compile(r"(://)[^/@]*@")
 
 
-class BackupsPane(VerticalScroll, can_focus=True):
+class BackupsPane(ConsoleAccess, VerticalScroll, can_focus=True):
     DEFAULT_CSS = """
     BackupsPane { padding: 1 2; }
     BackupsPane .empty-title { text-style: bold; padding: 0 0 1 0; }
@@ -43,7 +44,7 @@ class BackupsPane(VerticalScroll, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static(EMPTY_TITLE, classes="empty-title")
         yield Static(EMPTY_TEXT, id="backups-empty", markup=False)
-        yield Static(_copy_by_hand(self.app.engine.config), id="backups-manual")  # type: ignore[attr-defined]
+        yield Static(_copy_by_hand(self.ops.engine.config), id="backups-manual")
         yield Static(ABOUT_TEXT, id="backups-about", markup=False)
 
 
