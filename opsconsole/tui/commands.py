@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from textual.actions import parse
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -18,6 +18,7 @@ from textual.content import Content
 from textual.markup import escape
 
 from .format import safe
+from .handle import ops_of
 from .keys import (
     ACTION_HELP,
     ACTION_TITLES,
@@ -30,6 +31,9 @@ from .keys import (
 )
 from .themes import file_themes, switch_theme
 
+if TYPE_CHECKING:
+    from textual.app import App
+
 
 class ConsoleCommand(NamedTuple):
     name: str
@@ -37,7 +41,7 @@ class ConsoleCommand(NamedTuple):
     run: Callable[[], Awaitable[Any] | Any]
 
 
-def console_commands(app: Any) -> list[ConsoleCommand]:
+def console_commands(app: App[Any]) -> list[ConsoleCommand]:
     """Every action this session may take now, in the order the palette lists them."""
     return [*_app_commands(app), *_pane_commands(app), *_plan_commands(app), *_theme_commands(app)]
 
@@ -67,7 +71,7 @@ def _help(command: ConsoleCommand) -> str:
 # ------------------------------------------------------------------------------------ commands
 
 
-def _app_commands(app: Any) -> Iterator[ConsoleCommand]:
+def _app_commands(app: App[Any]) -> Iterator[ConsoleCommand]:
     seen: set[str] = set()
     for binding in declared_bindings(app):
         name = action_name(binding)
@@ -86,9 +90,9 @@ def _app_commands(app: Any) -> Iterator[ConsoleCommand]:
         yield ConsoleCommand("All-clear", ACTION_HELP["all_clear"], partial(_open_kill_screen, app))
 
 
-def _pane_commands(app: Any) -> Iterator[ConsoleCommand]:
+def _pane_commands(app: App[Any]) -> Iterator[ConsoleCommand]:
     labels: set[str] = set()
-    for pane_id, pane in getattr(app, "panes", {}).items():
+    for pane_id, pane in ops_of(app).panes.items():
         title = pane_title(pane_id)
         seen: set[str] = set()
         for binding in declared_bindings(pane):
@@ -105,10 +109,10 @@ def _pane_commands(app: Any) -> Iterator[ConsoleCommand]:
             yield ConsoleCommand(label, explain, _runner(app, binding.action, pane_id))
 
 
-def _plan_commands(app: Any) -> Iterator[ConsoleCommand]:
+def _plan_commands(app: App[Any]) -> Iterator[ConsoleCommand]:
     if not allowed(app, "start_plan"):
         return
-    for plan in app.engine.config.plans.values():
+    for plan in ops_of(app).engine.config.plans.values():
         phases = ", ".join(phase.name for phase in plan.phases)
         yield ConsoleCommand(
             f"Start plan: {plan.name}",
@@ -117,7 +121,7 @@ def _plan_commands(app: Any) -> Iterator[ConsoleCommand]:
         )
 
 
-def _theme_commands(app: Any) -> Iterator[ConsoleCommand]:
+def _theme_commands(app: App[Any]) -> Iterator[ConsoleCommand]:
     for name in file_themes(app):
         yield ConsoleCommand(
             f"Theme: {name}",
@@ -126,42 +130,44 @@ def _theme_commands(app: Any) -> Iterator[ConsoleCommand]:
         )
 
 
-def _runner(app: Any, action: str, pane_id: str | None) -> Callable[[], Awaitable[Any]]:
+def _runner(app: App[Any], action: str, pane_id: str | None) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         if pane_id is None:
             await app.run_action(action)
             return
-        app.action_show_pane(pane_id)  # the action works on what that pane has selected
-        await app.run_action(action, app.panes[pane_id])
+        ops = ops_of(app)
+        ops.action_show_pane(pane_id)  # the action works on what that pane has selected
+        await app.run_action(action, ops.panes[pane_id])
 
     return run
 
 
-def _start_plan(app: Any, plan: str) -> None:
+def _start_plan(app: App[Any], plan: str) -> None:
     from .screens.reason import ReasonScreen
 
     def done(reason: str | None) -> None:
         if reason is not None:
-            app.run_engine(
-                app.engine.start_rollout, plan, reason, action=f"Start {plan}", done=f"started {plan}"
+            ops = ops_of(app)
+            ops.run_engine(
+                ops.engine.start_rollout, plan, reason, action=f"Start {plan}", done=f"started {plan}"
             )
 
     app.push_screen(ReasonScreen(f"Start plan {plan}", required=False), done)
 
 
-def _open_kill_screen(app: Any) -> None:
+def _open_kill_screen(app: App[Any]) -> None:
     from .screens.killswitch import KillSwitchScreen
 
     app.push_screen(KillSwitchScreen())  # when engaged it is the all-clear dialog
 
 
-def _kill_engaged(app: Any) -> bool:
+def _kill_engaged(app: App[Any]) -> bool:
     """What the header last showed: reading the store here would block the palette."""
     header = getattr(app, "header", None)
     return bool(header is not None and header.has_class("-killed"))
 
 
-def _selection(pane: Any) -> str:
+def _selection(pane: object) -> str:
     selected = getattr(pane, "selected", None)
     if not callable(selected):
         return ""

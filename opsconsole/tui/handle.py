@@ -46,6 +46,14 @@ class ConsoleHandle(Protocol):
     def refresh_status(self) -> None:
         """Read the kill switch state and the engine's health into the header."""
 
+    def action_show_pane(self, pane_id: str) -> None:
+        """Bring a pane to the front and focus it."""
+
+
+def ops_of(app: object) -> ConsoleHandle:
+    """The console app as a ConsoleHandle, for code that is handed the app (the palette, help)."""
+    return cast("ConsoleHandle", app)
+
 
 class ConsoleAccess:
     """Mixin for panes and screens: `self.ops`, the app as a ConsoleHandle. (Not `console`: Textual
@@ -53,4 +61,4 @@ class ConsoleAccess:
 
     @property
     def ops(self) -> ConsoleHandle:
-        return cast("ConsoleHandle", getattr(self, "app"))  # noqa: B009 - mixin: `app` comes from Textual
+        return ops_of(getattr(self, "app"))  # noqa: B009 - mixin: `app` comes from Textual

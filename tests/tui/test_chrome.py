@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.command import CommandInput, CommandList, CommandPalette
 from textual.filter import Monochrome, NoColor
+from textual.widgets import Input
 
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.commands import console_commands
@@ -196,6 +197,31 @@ async def test_palette_under_read_only_offers_nothing_that_changes_state(ws: Pat
         assert not any(n.startswith(("Approve", "Abort", "Start plan", "Flags: Toggle")) for n in names)
         assert "Help: keys" in names and "Theme: opsconsole-light" in names
         assert "Kill switch" not in await palette_prompts(app, pilot, "kill")
+
+
+@sync
+async def test_palette_starts_a_plan_then_pauses_it_from_the_rollouts_pane(ws: Path) -> None:
+    """Palette entries reach the engine through the console handle: a plan starts, and a pane's
+    action runs on what that pane has selected."""
+    from opsconsole.tui.screens.reason import ReasonScreen
+
+    app = console(engine_for(ws, "bob"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        commands = {c.name: c for c in console_commands(app)}
+        commands["Start plan: fast"].run()  # opens its dialog at once
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "the reason dialog")
+        await pilot.press("enter")  # the reason is optional when starting
+        await until(pilot, lambda: bool(app.engine.rollouts()), "the rollout")
+        rid = app.engine.rollouts()[0].id
+        await until(pilot, lambda: rid in app.panes["rollouts"].rollouts, "the row")  # type: ignore[attr-defined]
+
+        commands = {c.name: c for c in console_commands(app)}
+        await commands["Pause the selected rollout"].run()
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "the pause reason")
+        app.screen.query_one(Input).value = "palette check"
+        await pilot.press("enter")
+        await until(pilot, lambda: str(app.engine.rollout(rid).state) == "paused", "the pause")
 
 
 @sync
