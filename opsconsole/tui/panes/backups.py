@@ -8,7 +8,7 @@ exist). It is focusable so the console's keys keep working on it.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,6 +17,9 @@ from textual.widgets import Static
 
 from ..format import safe
 from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Config
 
 EMPTY_TITLE = "Backups: not configured yet"
 EMPTY_TEXT = (
@@ -48,7 +51,7 @@ class BackupsPane(ConsoleAccess, VerticalScroll, can_focus=True):
         yield Static(ABOUT_TEXT, id="backups-about", markup=False)
 
 
-def _copy_by_hand(config: Any) -> Text:
+def _copy_by_hand(config: Config) -> Text:
     """What holds this console's state, from the configuration, so it can be backed up by hand."""
     text = Text("\nMeanwhile, back these up yourself:\n")
     text.append(f"  configuration  {safe(config.path)}\n")

@@ -16,7 +16,7 @@ thread worker; the event loop only swaps the result in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -31,6 +31,9 @@ from ..bridge import EngineChanged
 from ..format import decided_why, format_flag_value, plain, safe, variants_text
 from ..widgets.keyed_table import Cell, Column, KeyedTable
 
+if TYPE_CHECKING:
+    from opsconsole.engine import Config, FlagAge, FlagDef, FlagState
+
 TYPE_LABEL = {"boolean": "bool", "percentage": "pct", "variant": "var"}
 RISK_LABEL = {"high": ("HIGH", "high"), "medium": ("med", "medium"), "low": ("low", "muted")}
 DECIDER_STYLE = {"env": "override", "kill_switch": "kill", "parent": "override", "default": "muted"}
@@ -41,7 +44,7 @@ MAX_INDENT = 8
 DAY = 86400.0
 
 
-def stale_text(age: Any) -> str:
+def stale_text(age: FlagAge) -> str:
     """The detail line's staleness: "stale: release flag, 69 days old, lifetime 40 days"."""
     days = int((age.age or 0.0) // DAY)
     lifetime = int((age.lifetime or 0.0) // DAY)
@@ -86,7 +89,7 @@ def tree_prefix(depth: int) -> str:
     return "  " * min(depth, MAX_INDENT) + "└ " if depth else ""
 
 
-def decided_text(state: Any) -> str:
+def decided_text(state: FlagState) -> str:
     """Which rule decided the value, with the variable or parent that did it."""
     by = state.decided_by
     if by == "env":
@@ -98,7 +101,7 @@ def decided_text(state: Any) -> str:
     return str(by)
 
 
-def filter_line(flag: Any, state: Any, stale: bool = False) -> str:
+def filter_line(flag: FlagDef, state: FlagState | None, stale: bool = False) -> str:
     """What the filter matches a flag on: its name, description and decided-by, lower-cased, and
     the word "stale" for a stale flag (so `/stale` lists them)."""
     decided = decided_text(state) if state is not None else ""
@@ -106,7 +109,7 @@ def filter_line(flag: Any, state: Any, stale: bool = False) -> str:
     return (line + "\nstale" if stale else line).lower()
 
 
-def flag_environments(config: Any) -> list[str]:
+def flag_environments(config: Config) -> list[str]:
     """The environments the pane switches between: those with a flag target (all when none has)."""
     with_targets = [name for name, env in config.environments.items() if env.flags is not None]
     return with_targets or list(config.environments)
@@ -140,12 +143,12 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.environment = ""
-        self.states: dict[str, Any] = {}
+        self.states: dict[str, FlagState] = {}
         self.names: list[str] = []
         """The flags that exist in the shown environment, in file order."""
         self.grouped = False
         """Children listed under their parent (`g`), else file order."""
-        self.stale: dict[str, Any] = {}
+        self.stale: dict[str, FlagAge] = {}
         """Stale flags of the shown environment: name -> the engine's FlagAge."""
         self._tree: list[tuple[str, int]] | None = None
         self._depth: dict[str, int] = {}
@@ -266,7 +269,9 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self._load(self.environment, self.states, self.stale, ages)
 
     @work(thread=True, group="flags-reload", exit_on_error=False)
-    def _load(self, env: str, before: dict[str, Any], stale_before: dict[str, Any], ages: bool) -> None:
+    def _load(
+        self, env: str, before: dict[str, FlagState], stale_before: dict[str, FlagAge], ages: bool
+    ) -> None:
         # Off the event loop: the store read and the resolution (~20 ms for 10,000 flags), the diff
         # against what is shown, and the filter text of the flags that changed. Ages are read only
         # when asked (a new environment, a flag change): staleness moves in days, not per poll.
@@ -290,11 +295,11 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
     def _loaded(
         self,
         env: str,
-        states: dict[str, Any] | None,
-        stale: dict[str, Any],
+        states: dict[str, FlagState] | None,
+        stale: dict[str, FlagAge],
         changed: set[str],
         lines: dict[str, str],
-        before: dict[str, Any],
+        before: dict[str, FlagState],
         error: Exception | None,
     ) -> None:
         self._loading = False
@@ -313,7 +318,9 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         if again:
             self.reload()
 
-    def apply(self, states: dict[str, Any], changed: set[str], lines: dict[str, str], full: bool) -> None:
+    def apply(
+        self, states: dict[str, FlagState], changed: set[str], lines: dict[str, str], full: bool
+    ) -> None:
         """Show new states: repaint only if a changed flag is on screen, re-filter only if needed."""
         if full:
             self.states = states
@@ -421,7 +428,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         return cells
 
     def _show_title(self) -> None:
-        engine: Any = self.ops.engine
+        engine = self.ops.engine
         env = engine.config.environments.get(self.environment)
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" Flags in ")
@@ -529,7 +536,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self._set_environment(envs[(at + step) % len(envs)])
         self.reload()
 
-    def selected(self) -> tuple[Any, Any] | None:
+    def selected(self) -> tuple[FlagDef, FlagState] | None:
         name = self.table.selected
         st = self.states.get(name) if name is not None else None
         if name is None or st is None:
@@ -550,7 +557,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         if picked is not None:
             self._edit(*picked)
 
-    def _edit(self, defn: Any, state: Any) -> None:
+    def _edit(self, defn: FlagDef, state: FlagState) -> None:
         from ..screens.flag_edit import FlagEditScreen
 
         env = self.ops.engine.config.environments.get(self.environment)

@@ -10,7 +10,7 @@ all-clear lifts it; the pane says so while it holds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,7 +23,7 @@ from ..format import safe, utc_time
 from ..handle import ConsoleAccess
 
 if TYPE_CHECKING:
-    from opsconsole.engine import ImprovementsPause
+    from opsconsole.engine import Config, ImprovementsPause
 
 EMPTY_TITLE = "Improvement queue: not configured in this release"
 EMPTY_TEXT = (
@@ -91,5 +91,5 @@ class ImprovementsPane(ConsoleAccess, VerticalScroll, can_focus=True):
             line.update(safe(f"Paused by {who}{when}: nothing deploys from here until the all-clear."))
 
 
-def _governing_flags(config: Any) -> list[str]:
+def _governing_flags(config: Config) -> list[str]:
     return [safe(name) for name in IMPROVEMENT_FLAGS if name in config.flags]
