@@ -21,7 +21,18 @@ if TYPE_CHECKING:
     from .config import ConfigError, load_config, parse_duration
     from .config.issues import suggest
     from .core import Conflict, Engine, FilesBehind, NotFound
-    from .flags import EvalContext, Evaluation, FlagState, in_rollout, parse_env_value, validate_value
+    from .flags import (
+        EvalContext,
+        Evaluation,
+        FlagState,
+        UnknownFlag,
+        find_flag,
+        in_rollout,
+        near_miss,
+        parse_env_value,
+        validate_value,
+    )
+    from .flags import value_text as flag_value_text
     from .fsutil import write_atomic
     from .health import clock_text
     from .health import read as read_health
@@ -29,12 +40,14 @@ if TYPE_CHECKING:
     from .killplan import load as load_kill_plan
     from .killswitch import JOURNAL as KILL_JOURNAL
     from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
-    from .killswitch import KillResult, KillState, make_safe, wait_for_notifications
+    from .killswitch import ImprovementsPause, KillResult, KillState, make_safe, wait_for_notifications
     from .killswitch import record as record_kill
     from .model import (
         Actor,
         Config,
+        FlagDef,
         FlagSchedule,
+        FlagValue,
         GateVerdict,
         Role,
         Rollout,
@@ -46,12 +59,12 @@ if TYPE_CHECKING:
     from .redact import redact_text
     from .report import iso
     from .report import render as render_report
-    from .rollout import Rejected
+    from .rollout import Rejected, allowed_commands
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
     from .stale import FlagAge
     from .store import StoreError
-    from .units import format_duration, format_value
+    from .units import format_duration, format_value, iso_utc
     from .views import phase_of, rollout_row, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
@@ -63,12 +76,15 @@ _LAZY = {
     "NotFound": "core",
     "KillResult": "killswitch",
     "KillState": "killswitch",
+    "ImprovementsPause": "killswitch",
     "Actor": "model",
     "Config": "model",
+    "FlagDef": "model",
     "Rollout": "model",
     "RolloutState": "model",
     "Verdict": "model",
     "Rejected": "rollout",
+    "allowed_commands": "rollout",
     "Session": "session",
     "MetricRow": "session",
     "Runner": "runner",
@@ -78,12 +94,18 @@ _LAZY = {
     "phase_of": "views",
     "format_value": "units",
     "format_duration": "units",
+    "iso_utc": "units",
     "iso": "report",
     "render_report": "report",
     "FlagState": "flags",
     "EvalContext": "flags",
     "Evaluation": "flags",
+    "UnknownFlag": "flags",
+    "find_flag": "flags",
+    "near_miss": "flags",
+    "flag_value_text": "flags",
     "FlagSchedule": "model",
+    "FlagValue": "model",
     "ScheduleState": "model",
     "ScheduleStep": "model",
     "FlagAge": "stale",
@@ -122,6 +144,7 @@ _RENAMED = {
     "KILL_RECORD_WAIT": "RECORD_WAIT",
     "record_kill": "record",
     "load_kill_plan": "load",
+    "flag_value_text": "value_text",
 }
 
 __all__ = [
@@ -132,6 +155,7 @@ __all__ = [
     "Evaluation",
     "FlagAge",
     "FlagSchedule",
+    "FlagValue",
     "FlagState",
     "ScheduleState",
     "ScheduleStep",
@@ -142,18 +166,26 @@ __all__ = [
     "Runner",
     "Session",
     "StoreError",
+    "UnknownFlag",
+    "allowed_commands",
+    "find_flag",
+    "flag_value_text",
     "format_duration",
     "format_value",
+    "iso_utc",
+    "near_miss",
     "iso",
     "render_report",
     "rollout_row",
     "why",
     "phase_of",
     "Config",
+    "FlagDef",
     "Conflict",
     "Engine",
     "Forbidden",
     "KillResult",
+    "ImprovementsPause",
     "KillState",
     "NotFound",
     "Rejected",

@@ -14,11 +14,11 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .audit import Anchor
+from .units import iso_utc
 
 FILE = "audit-anchor.log"
 TAIL_BYTES = 64 * 1024
@@ -32,7 +32,7 @@ def path(workspace: Path) -> Path:
 
 def append(workspace: Path, seq: int, digest: str, at: float) -> None:
     """Anchor the head `seq` / `digest` (its event's time `at`)."""
-    when = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    when = iso_utc(at)
     line = f"{seq} {digest} {when}\n".encode()
     target = path(workspace)
     with contextlib.suppress(OSError, ValueError, OverflowError):

@@ -9,7 +9,6 @@ newer version, re-reads, and the state machine refuses the second approval or re
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import os
 import secrets
@@ -190,6 +189,11 @@ class Engine:
             waiting = killswitch.pending(self, tx)
         return killswitch.state_from(stored, waiting)
 
+    def improvements_paused(self) -> killswitch.ImprovementsPause:
+        """Whether the kill switch paused the improvement queue; the all-clear lifts it."""
+        with self.store.read() as tx:
+            return killswitch.improvements_pause(tx.get_kv(killswitch.IMPROVEMENTS_KEY))
+
     def flag_states(self, environment: str) -> dict[str, flag_logic.FlagState]:
         with self.store.read() as tx:
             stored = {f.name: f.value for f in tx.list_flags(environment)}
@@ -212,22 +216,11 @@ class Engine:
         return state, flag_logic.evaluate(state, defn, ctx), flag_logic.flagd_evaluate(state, defn, ctx)
 
     def _flag_def(self, environment: str, name: str) -> FlagDef:
-        """The flag's definition, or NotFound naming what is wrong: the environment, the flag (with a
-        near miss), or the flag not being used in that environment."""
-        if environment not in self.config.environments:
-            raise NotFound(
-                f"no environment {environment!r} (environments: {', '.join(self.config.environments)})"
-            )
-        defn = self.config.flags.get(name)
-        if defn is None:
-            close = difflib.get_close_matches(name, list(self.config.flags), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise NotFound(f"no flag {name!r} in the flag definitions{hint}")
-        if not defn.in_environment(environment):
-            raise NotFound(
-                f"flag {name!r} is not used in {environment} (only in {', '.join(defn.environments)})"
-            )
-        return defn
+        """The flag's definition, or NotFound naming what is wrong (flags.find_flag)."""
+        try:
+            return flag_logic.find_flag(self.config, name, environment)
+        except flag_logic.UnknownFlag as exc:
+            raise NotFound(str(exc)) from None
 
     def flag_schedules(self, environment: str | None = None, active_only: bool = True) -> list[FlagSchedule]:
         """Scheduled flag changes, oldest first: the pending ones, or every one with active_only=False."""

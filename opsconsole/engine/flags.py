@@ -10,15 +10,16 @@ Environment variables come in as a mapping so this module stays free of I/O and 
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
 import mmh3
 
-from .model import FlagDef, FlagValue, KillSwitchSpec
+from .model import Config, FlagDef, FlagValue, KillSwitchSpec
 
 BOOLEAN = "boolean"
 PERCENTAGE = "percentage"
@@ -39,6 +40,45 @@ _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 # For percentages "1" and "0" are numbers, so only the words stand for all or nobody.
 _PERCENT_WORDS = {"true": 100, "yes": 100, "on": 100, "false": 0, "no": 0, "off": 0}
 _NOUN = {BOOLEAN: "a boolean", PERCENTAGE: "a percentage 0..100", VARIANT: "a boolean (variant flag on/off)"}
+
+
+class UnknownFlag(LookupError):
+    """A flag name that is not defined, or not used in the environment asked about."""
+
+
+def near_miss(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" when `word` looks like a typo of one of `choices`, else ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def find_flag(config: Config, name: str, environment: str | None = None) -> FlagDef:
+    """The flag's definition, or UnknownFlag naming what is wrong: the environment, the flag (with a
+    near miss), or the flag not being used in that environment. The engine, the CLI and the console
+    all look flags up here, so a typo reads the same everywhere."""
+    if environment is not None and environment not in config.environments:
+        raise UnknownFlag(f"no environment {environment!r} (environments: {', '.join(config.environments)})")
+    defn = config.flags.get(name)
+    if defn is None:
+        raise UnknownFlag(f"no flag {name!r} in the flag definitions{near_miss(name, config.flags)}")
+    if environment is not None and not defn.in_environment(environment):
+        raise UnknownFlag(
+            f"flag {name!r} is not used in {environment} (only in {', '.join(defn.environments)})"
+        )
+    return defn
+
+
+def value_text(value: object, flag_type: str) -> str:
+    """A flag value as people read it: true / false for booleans, N% for percentages, on / off for
+    variant flags (on: users get the variants by weight; off: everyone gets the first); `unset` for a
+    missing value (a history row before the first change)."""
+    if value is None:
+        return "unset"
+    if flag_type == PERCENTAGE:
+        return f"{int(value)}%"  # type: ignore[call-overload]
+    if flag_type == VARIANT:
+        return "on" if value else "off"
+    return "true" if value else "false"
 
 
 def unleash_bucket(group_id: str, user_id: str) -> int:

@@ -38,6 +38,7 @@ from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
 from .rollout import Command, Rejected, decide
 from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
+from .units import iso_utc
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -111,6 +112,23 @@ class JournalProblem:
 
     def warning(self, path: Path) -> str:
         return f"{path}:{self.line}: kill journal line set aside ({self.problem}); it engages nothing"
+
+
+@dataclass(frozen=True)
+class ImprovementsPause:
+    """The improvement queue's pause: set by the kill switch (when it is configured to pause
+    improvements), lifted by the all-clear."""
+
+    paused: bool
+    by: str = ""
+    at: float | None = None
+
+
+def improvements_pause(stored: Mapping[str, Any] | None) -> ImprovementsPause:
+    if not stored or not stored.get("paused"):
+        return ImprovementsPause(False)
+    at = stored.get("at")
+    return ImprovementsPause(True, str(stored.get("by", "")), at if isinstance(at, int | float) else None)
 
 
 def state_from(stored: Mapping[str, Any] | None, pending: Iterable[JournalEntry] = ()) -> KillState:
@@ -203,7 +221,7 @@ def _parse_line(text: str, number: int, digest: str, now: float) -> tuple[Journa
 
 
 def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(0.0, min(at, 32503680000.0))))
+    return iso_utc(max(0.0, min(at, 32503680000.0)), "seconds")
 
 
 def append_journal(

@@ -164,6 +164,25 @@ class _Builder:
 # ------------------------------------------------------------------------------------------ helpers
 
 
+_ALLOWED: dict[RolloutState, frozenset[str]] = {
+    S.PENDING: frozenset({"pause", "abort", "rollback", "tick_checklist"}),
+    S.PROGRESSING: frozenset({"promote", "pause", "abort", "rollback", "tick_checklist"}),
+    S.PAUSED: frozenset({"resume", "abort", "rollback", "tick_checklist"}),
+    S.AWAITING_APPROVAL: frozenset({"approve", "pause", "abort", "rollback", "tick_checklist"}),
+}
+
+
+def allowed_commands(state: RolloutState | str) -> frozenset[str]:
+    """The commands a rollout in `state` accepts: approve, promote, pause, resume, abort, rollback,
+    tick_checklist. The console offers exactly these (others show disabled); `decide` refuses the
+    rest. Whether an allowed command then succeeds still depends on the rollout (promote needs its
+    guards to pass, approve the right person). Rolling back and finished rollouts accept none."""
+    try:
+        return _ALLOWED.get(RolloutState(state), frozenset())
+    except ValueError:
+        return frozenset()
+
+
 def current_phase(plan: Plan, r: Rollout) -> Phase:
     return plan.phases[min(r.phase_index, len(plan.phases) - 1)]
 

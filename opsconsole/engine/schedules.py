@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 
 from .config.values import parse_duration as parse_duration  # the console parses --over with it
 from .flags import PERCENTAGE, validate_value
+from .flags import value_text as flag_value_text
 from .model import FlagDef, FlagSchedule, FlagValue, ScheduleStep
+from .units import iso_utc
 
 MAX_STEPS = 1000
 """More steps than anyone plans by hand; a typo like --steps 100000 is refused, not stored."""
@@ -58,7 +60,9 @@ def parse_time(text: str, now: float, tz: tzinfo | None = None) -> float:
         when = when.replace(tzinfo=tz)
     at = when.timestamp()  # a naive datetime is local time here
     if at <= now:
-        raise ValueError(f"{text!r} is in the past ({iso_utc(at)}; now is {iso_utc(now)})")
+        raise ValueError(
+            f"{text!r} is in the past ({iso_utc(at, 'seconds')}; now is {iso_utc(now, 'seconds')})"
+        )
     return at
 
 
@@ -69,7 +73,7 @@ def _next_clock_time(clock: time, now: float, tz: tzinfo | None) -> float:
         at = datetime.combine(base.date() + timedelta(days=days), clock, tzinfo=tz).timestamp()
         if at > now:
             return at
-    raise ValueError(f"cannot place {clock.isoformat()} after {iso_utc(now)}")  # pragma: no cover
+    raise ValueError(f"cannot place {clock.isoformat()} after {iso_utc(now, 'seconds')}")  # pragma: no cover
 
 
 def ramp(start: float, from_value: int, to_value: int, over: float, steps: int) -> tuple[ScheduleStep, ...]:
@@ -120,14 +124,18 @@ def validate_steps(
         except ValueError as exc:
             raise ValueError(f"step {n}: {exc}") from None
         if out and at <= out[-1].at:
-            raise ValueError(f"step {n} at {iso_utc(at)} is not after step {n - 1} at {iso_utc(out[-1].at)}")
+            raise ValueError(
+                f"step {n} at {iso_utc(at, 'seconds')} is not after step {n - 1} at {iso_utc(out[-1].at, 'seconds')}"
+            )
         out.append(ScheduleStep(float(at), checked))
         if len(out) > MAX_STEPS:
             raise ValueError(f"at most {MAX_STEPS} steps")
     if not out:
         raise ValueError("a schedule needs at least one step")
     if out[0].at < now - PAST_GRACE:
-        raise ValueError(f"step 1 at {iso_utc(out[0].at)} is in the past (now is {iso_utc(now)})")
+        raise ValueError(
+            f"step 1 at {iso_utc(out[0].at, 'seconds')} is in the past (now is {iso_utc(now, 'seconds')})"
+        )
     return tuple(out)
 
 
@@ -152,16 +160,12 @@ def remaining(schedule: FlagSchedule, now: float) -> float | None:
 
 
 def value_text(flag_type: str, value: FlagValue) -> str:
-    return f"{value}%" if flag_type == PERCENTAGE else str(value).lower()
+    return flag_value_text(value, flag_type)
 
 
 def plan_text(flag_type: str, steps: Sequence[ScheduleStep]) -> str:
     """ "0% -> 25% -> 50%": the values in order, as a one-line summary."""
     return " -> ".join(value_text(flag_type, s.value) for s in steps)
-
-
-def iso_utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _towards_zero(numerator: int, denominator: int) -> int:

@@ -7,6 +7,7 @@ verdict the runner produces, so they avoid regexes and keep to plain string form
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -79,3 +80,9 @@ def format_value(value: float | None, unit: str) -> str:
     if unit == "s":
         return format_duration(value)
     return f"{format_number(value)} {unit}"
+
+
+def iso_utc(ts: float, timespec: str = "milliseconds") -> str:
+    """A Unix time as ISO 8601 UTC with a Z: "2026-03-01T14:00:00.000Z". Every time the engine writes
+    (reports, flag files, journals, anchors) and the console shows goes through here."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -7,7 +7,7 @@ same keys everywhere. An action missing from this table is a read-only action by
 
 from __future__ import annotations
 
-from typing import Any
+from .handle import ConsoleAccess
 
 RIGHTS: dict[str, str] = {
     "approve": "rollout.approve",
@@ -29,15 +29,14 @@ RIGHTS: dict[str, str] = {
 """Console action name -> the engine action (authz.ACTIONS) it performs."""
 
 
-class GuardedActions:
+class GuardedActions(ConsoleAccess):
     """Mixin for App, Screen and Widget classes: hides actions the session may not take."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         right = RIGHTS.get(action)
         if right is None:
             return True
-        engine: Any = getattr(self, "app").engine  # noqa: B009 - mixin: `app` comes from Textual
-        if engine is None:
+        if not self.ops.opened:
             # The workspace is still opening: only the kill key works (it waits for the engine).
             return action == "kill_switch"
-        return bool(engine.can(right))
+        return bool(self.ops.engine.can(right))

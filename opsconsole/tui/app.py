@@ -23,13 +23,18 @@ from opsconsole.textsafe import visible
 
 from .actions import GuardedActions
 from .bridge import EngineChanged, connect
+from .format import safe
 from .header import StatusHeader
 from .keybar import KeyBar
-from .safe import safe
 from .themes import follow_themes, install_themes
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
+    from textual.widget import Widget
+
+    from opsconsole.engine import Engine, KillState, Session
+
+    from .handle import ConsoleHandle
 
 
 def _console_commands() -> type[Provider]:
@@ -65,9 +70,9 @@ class OpsConsoleApp(GuardedActions, App[None]):
 
     def __init__(
         self,
-        engine: Any = None,
+        engine: Engine | None = None,
         *,
-        opener: Callable[[], Any] | None = None,
+        opener: Callable[[], Engine] | None = None,
         environment: str | None = None,
         run_engine: bool = True,
         theme: str | None = None,
@@ -76,28 +81,44 @@ class OpsConsoleApp(GuardedActions, App[None]):
         super().__init__()
         if (engine is None) == (opener is None):
             raise TypeError("OpsConsoleApp needs an engine or an opener, not both")
-        self.engine: Any = None
-        self.session: Any = None
+        self._engine: Engine | None = None
+        self._session: Session | None = None
         self._opener = opener
         self._requested_environment = environment
         self._run_engine = run_engine
         self.environment = environment or ""
         self._unsubscribe: Callable[[], None] | None = None
-        self.panes: dict[str, Any] = {}
+        self.panes: dict[str, Widget] = {}
         self.kill_engaged = False
         self._kill_pending = False
         self.load_error: BaseException | None = None
         """Why the engine could not be opened (the app has exited; the CLI reports it)."""
         self._theme_problems = install_themes(self, theme, themes_dir)
         if engine is not None:
-            self._attach(engine)
+            self._attach_engine(engine)
 
-    def _attach(self, engine: Any) -> None:
+    @property
+    def opened(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the workspace is still opening")
+        return self._engine
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("the workspace is still opening")
+        return self._session
+
+    def _attach_engine(self, engine: Engine) -> None:
         from opsconsole.engine import Session
 
-        self.engine = engine
+        self._engine = engine
         # A read-only console observes: it never runs the runner, which would change rollouts.
-        self.session = Session(engine, run_engine=self._run_engine and not engine.authz.read_only)
+        self._session = Session(engine, run_engine=self._run_engine and not engine.authz.read_only)
         self.environment = self._requested_environment or _default_environment(engine)
         self.set_keymap({"kill-switch": engine.config.kill_key})
 
@@ -106,7 +127,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
     def compose(self) -> ComposeResult:
         self.header = StatusHeader(id="status")
         yield self.header
-        if self.engine is not None:
+        if self.opened:
             from .layout import build_panes
 
             tabs, self.panes = build_panes()
@@ -117,7 +138,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
 
     def on_mount(self) -> None:
         follow_themes(self, self._theme_problems)
-        if self.engine is not None:
+        if self.opened:
             self._engine_ready()
         else:
             self.header.opening(self.environment)
@@ -139,10 +160,10 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.load_error = exc
         self.exit(return_code=2)
 
-    async def _opened(self, engine: Any) -> None:
+    async def _opened(self, engine: Engine) -> None:
         from .layout import build_panes
 
-        self._attach(engine)
+        self._attach_engine(engine)
         tabs, self.panes = build_panes()
         await self.mount(tabs, before=self.query_one(KeyBar))
         await self.query_one("#opening").remove()
@@ -173,8 +194,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self.session is not None:
-            await self.session.stop()
+        if self._session is not None:
+            await self._session.stop()
 
     # ------------------------------------------------------------------------------------ engine
 
@@ -194,7 +215,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
     def refresh_status(self) -> None:
         from .calls import call
 
-        def read() -> tuple[Any, str]:
+        def read() -> tuple[KillState, str]:
             return self.engine.kill_state(), self.session.health_note()
 
         call(
@@ -207,7 +228,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
             quiet=True,
         )
 
-    def _show_status(self, kill: Any, engine_note: str = "") -> None:
+    def _show_status(self, kill: KillState, engine_note: str = "") -> None:
         env = self.engine.config.environments.get(self.environment)
         mode = {"runner": "local", "client": "attached", "stopped": "stopped"}[self.session.mode]
         self.header.show(
@@ -249,7 +270,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         )
 
     def run_engine(
-        self, fn: Callable[..., Any], *args: Any, action: str = "", done: str = "", **kwargs: Any
+        self, fn: Callable[..., object], *args: object, action: str = "", done: str = "", **kwargs: Any
     ) -> None:
         """Run an engine command off the event loop; say what happened either way (calls.py).
         `action` names it in a failure ("Pause r-1"); without it, the engine method's name."""
@@ -268,7 +289,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.query_one(TabbedContent).active = f"tab-{pane_id}"
         self._focus_when_mounted(self.panes[pane_id])
 
-    def _focus_when_mounted(self, pane: Any, tries: int = 20) -> None:
+    def _focus_when_mounted(self, pane: Widget, tries: int = 20) -> None:
         """Panes other than the first mount just after the first frame; a key pressed before that
         focuses the pane as soon as it is there."""
         if pane.is_mounted:
@@ -284,7 +305,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
     def action_kill_switch(self) -> None:
         from .screens.killswitch import KillSwitchScreen
 
-        if self.engine is None:
+        if not self.opened:
             # Still opening the workspace (a fraction of a second): the confirmation opens as soon
             # as the engine can act on it.
             self._kill_pending = True
@@ -296,9 +317,15 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.push_screen(KillSwitchScreen())
 
 
-def _default_environment(engine: Any) -> str:
+def _default_environment(engine: Engine) -> str:
     envs = engine.config.environments
     for name, env in envs.items():
         if env.production:
             return str(name)
     return next(iter(envs), "none")
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_handle(app: OpsConsoleApp) -> ConsoleHandle:
+        return app  # mypy checks here that the app is what panes and screens are promised

@@ -8,9 +8,12 @@ the app; panes coalesce them so a burst of events costs one refresh, not one per
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Engine
 
 
 class EngineChanged(Message, bubble=False):
@@ -23,7 +26,7 @@ class EngineChanged(Message, bubble=False):
         self.data = data
 
 
-def connect(engine: Any, post: Callable[[Message], Any]) -> Callable[[], None]:
+def connect(engine: Engine, post: Callable[[Message], object]) -> Callable[[], None]:
     """Subscribe to the engine's bus; returns the unsubscribe function."""
 
     def forward(event: Any) -> None:

@@ -3,8 +3,8 @@
 A call runs in a thread worker, never on the event loop, and never ends the console, whatever it
 raises:
 
-- a refusal (the engine's Rejected, Forbidden, NotFound, Conflict, or a ValueError about what was
-  typed) is the engine's answer: shown with its reason;
+- a refusal (the engine's Rejected, Forbidden, NotFound, Conflict, UnknownFlag, or a ValueError
+  about what was typed) is the engine's answer: shown with its reason;
 - a StoreError is the store being locked by another process or unreachable: said as such. Store
   transactions roll back when they fail, so nothing was changed;
 - anything else is shown with its type, and the console goes on.
@@ -24,9 +24,9 @@ from typing import Any
 from textual.app import App
 from textual.dom import DOMNode
 
-from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, StoreError
+from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, StoreError, UnknownFlag
 
-REFUSALS: tuple[type[Exception], ...] = (Rejected, Forbidden, NotFound, Conflict, ValueError)
+REFUSALS: tuple[type[Exception], ...] = (Rejected, Forbidden, NotFound, Conflict, UnknownFlag, ValueError)
 REPEAT_AFTER = 30.0
 """Seconds before the same failure of the same action is notified again."""
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
 
-from .safe import safe
+from .format import safe
+
+if TYPE_CHECKING:
+    from opsconsole.engine import KillState
 
 
 class StatusHeader(Static):
@@ -35,7 +38,7 @@ class StatusHeader(Static):
         environment: str,
         production: bool,
         engine: str,
-        kill: Any,
+        kill: KillState,
         engine_note: str = "",
         user: str,
         role: str,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Engine
+
+    from .app import OpsConsoleApp
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the console the way `q` does. Python's default for them kills the process on the
@@ -15,7 +20,7 @@ and releases the workspace lock."""
 
 
 def run_console(
-    opener: Callable[[], Any], *, theme: str | None = None, environment: str | None = None
+    opener: Callable[[], Engine], *, theme: str | None = None, environment: str | None = None
 ) -> int:
     """Paint the console, open the engine with `opener` behind its first frame, run until quit (or
     SIGTERM / SIGHUP: exit code 128 + the signal). An error while opening (a bad configuration) is
@@ -29,7 +34,7 @@ def run_console(
     return code
 
 
-def run_app(app: Any) -> int:
+def run_app(app: OpsConsoleApp) -> int:
     """Run a console app in this terminal until it exits; its exit code (128 + the signal when a
     STOP_SIGNALS signal ended it)."""
 

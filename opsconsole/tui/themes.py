@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from textual.app import App
 from textual.color import Color, ColorParseError
 from textual.filter import Monochrome, NoColor
 from textual.theme import BUILTIN_THEMES, Theme
@@ -213,7 +214,7 @@ def choose_theme(requested: str | None, available: set[str]) -> tuple[str, str |
     return default, f"unknown theme '{requested}' (themes: {names}); using {default}"
 
 
-def install_themes(app: Any, requested: str | None, directory: Path | None = None) -> list[str]:
+def install_themes(app: App[Any], requested: str | None, directory: Path | None = None) -> list[str]:
     """Register the theme files with the app and apply the requested theme; returns what went wrong.
 
     Called before the app mounts, so the first frame is styled once, in its final theme (setting
@@ -226,7 +227,7 @@ def install_themes(app: Any, requested: str | None, directory: Path | None = Non
     return [*problems, *([note] if note else [])]
 
 
-def follow_themes(app: Any, problems: list[str]) -> None:
+def follow_themes(app: App[Any], problems: list[str]) -> None:
     """Once mounted: keep NO_COLOR's filter right for every theme, and say what went wrong."""
     follow_no_color(app, app.current_theme)
     app.theme_changed_signal.subscribe(app, lambda theme: follow_no_color(app, theme), immediate=True)
@@ -234,7 +235,7 @@ def follow_themes(app: Any, problems: list[str]) -> None:
         app.notify(problem, title="theme", severity="warning", timeout=10, markup=False)
 
 
-def follow_no_color(app: Any, theme: Theme) -> None:
+def follow_no_color(app: App[Any], theme: Theme) -> None:
     """Under NO_COLOR, the colour-removing filter Textual would have chosen for `theme` itself."""
     if not app.no_color:
         return
@@ -244,14 +245,14 @@ def follow_no_color(app: Any, theme: Theme) -> None:
             filters[index] = NoColor() if theme.ansi else Monochrome()
 
 
-def file_themes(app: Any) -> list[str]:
+def file_themes(app: App[Any]) -> list[str]:
     """Names of the themes that came from files (Textual's own are not offered)."""
     return sorted(
         name for name, theme in app.available_themes.items() if BUILTIN_THEMES.get(name) is not theme
     )
 
 
-def switch_theme(app: Any, name: str) -> None:
+def switch_theme(app: App[Any], name: str) -> None:
     """The command palette's theme switch."""
     if name not in app.available_themes:
         app.notify(f"unknown theme '{name}'", title="theme", severity="warning", markup=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from opsconsole.engine.runner import Runner
+from tests.tui.conftest import until
 
 from .conftest import cli, engine_as, write_workspace
 
@@ -174,14 +175,6 @@ def _notes(app: object) -> list[str]:
     return [n.message + " " + n.title for n in app._notifications]  # type: ignore[attr-defined]
 
 
-async def _until(pilot: object, predicate: object, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
-        if predicate():  # type: ignore[operator]
-            return
-    raise AssertionError("condition not reached")
-
-
 def test_console_toasts_show_checklist_items_and_refusals_visibly(evil_ws):
     from opsconsole.tui.app import OpsConsoleApp
     from opsconsole.tui.screens.checklist import ChecklistScreen
@@ -192,15 +185,15 @@ def test_console_toasts_show_checklist_items_and_refusals_visibly(evil_ws):
     async def scenario() -> list[str]:
         app = OpsConsoleApp(engine, run_engine=False)
         async with app.run_test(size=(160, 48)) as pilot:
-            await _until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts, seconds=10.0)
             await pilot.press("c")
             assert isinstance(app.screen, ChecklistScreen)
             await pilot.press("enter")  # ticks the first item: the one with the NUL
-            await _until(pilot, lambda: any("ticked" in n for n in _notes(app)))
+            await until(pilot, lambda: any("ticked" in n for n in _notes(app)), seconds=10.0)
             app.run_engine(engine.command, rid, "promote", EVIL)  # refused: the checklist is not done
-            await _until(pilot, lambda: any("refused" in n for n in _notes(app)))
+            await until(pilot, lambda: any("refused" in n for n in _notes(app)), seconds=10.0)
             app.notify(BIG, title=EVIL, markup=True)
-            await _until(pilot, lambda: len(_notes(app)) >= 3)
+            await until(pilot, lambda: len(_notes(app)) >= 3, seconds=10.0)
             return _notes(app)
 
     notes = asyncio.run(scenario())

@@ -17,6 +17,7 @@ from opsconsole.engine.runner import Runner
 from opsconsole.tui.app import OpsConsoleApp
 from tests.faults.conftest import sqlite_write_lock
 from tests.integration.conftest import engine_as, write_workspace
+from tests.tui.conftest import until
 
 S = RolloutState
 BUSY_MS = 300
@@ -80,14 +81,6 @@ def _messages(app: OpsConsoleApp) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]
 
 
-async def _settle(pilot: Any, predicate: Any, seconds: float = 8.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        await pilot.pause(0.05)
-        if predicate():
-            return
-    raise AssertionError("condition not reached")
-
-
 ACTIONS = {
     # key: (what the notification names, the state the rollout must be in for the key to apply)
     "z": ("Pause", S.PROGRESSING),
@@ -99,9 +92,9 @@ ACTIONS = {
 
 
 async def _press_action(pilot: Any, app: OpsConsoleApp, rid: str, key: str) -> None:
-    await _settle(pilot, lambda: rid in app.panes["rollouts"].rollouts)
+    await until(pilot, lambda: rid in app.panes["rollouts"].rollouts, seconds=8.0)
     await pilot.press(key)
-    await _settle(pilot, lambda: type(app.screen).__name__ == "ReasonScreen")
+    await until(pilot, lambda: type(app.screen).__name__ == "ReasonScreen", seconds=8.0)
     await pilot.press(*"store test", "enter")
 
 
@@ -119,7 +112,7 @@ def test_an_action_on_a_locked_store_says_store_busy_and_the_console_keeps_runni
         async with app.run_test(size=(100, 30)) as pilot:
             with sqlite_write_lock(db, 3):
                 await _press_action(pilot, app, rid, key)
-                await _settle(pilot, lambda: any("store busy" in m for m in _messages(app)))
+                await until(pilot, lambda: any("store busy" in m for m in _messages(app)), seconds=8.0)
                 assert app.is_running
                 assert type(app.screen).__name__ != "ReasonScreen"
                 await pilot.pause(0.2)
@@ -162,7 +155,7 @@ def test_an_action_on_a_corrupted_database_page_is_reported_and_the_console_keep
         app = OpsConsoleApp(engine, run_engine=False)
         async with app.run_test(size=(100, 30)) as pilot:
             await _press_action(pilot, app, rid, key)
-            await _settle(pilot, lambda: any(title in m for m in _messages(app)))
+            await until(pilot, lambda: any(title in m for m in _messages(app)), seconds=8.0)
             await pilot.pause(0.2)
             assert app.is_running
             r = engine.rollout(rid)
@@ -189,25 +182,25 @@ def test_start_plan_and_all_clear_on_a_locked_store_say_so(tmp_path: Path, servi
         alice = engine_as(ws, "alice")  # an approver: may start a plan and give the all-clear
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await _settle(pilot, lambda: "rollouts" in app.panes)
+            await until(pilot, lambda: "rollouts" in app.panes, seconds=8.0)
             with sqlite_write_lock(db, 3):
                 await pilot.press("n")
-                await _settle(pilot, lambda: type(app.screen).__name__ == "StartPlanScreen")
+                await until(pilot, lambda: type(app.screen).__name__ == "StartPlanScreen", seconds=8.0)
                 await pilot.press("enter")  # the highlighted plan
                 await pilot.press(*"go", "enter")
-                await _settle(pilot, lambda: any("Start fast" in m for m in _messages(app)))
+                await until(pilot, lambda: any("Start fast" in m for m in _messages(app)), seconds=8.0)
                 assert any("store busy" in m for m in _messages(app)), _messages(app)
                 assert app.is_running
             bob = engine_as(ws, "bob")
             bob.kill("drill")
-            await _settle(pilot, lambda: app.kill_engaged)  # the console's poll sees it
+            await until(pilot, lambda: app.kill_engaged, seconds=8.0)  # the console's poll sees it
             with sqlite_write_lock(db, 3):
                 await pilot.press("ctrl+backslash")
                 screen = app.screen
                 assert type(screen).__name__ == "KillSwitchScreen" and screen.engaged  # type: ignore[attr-defined]
                 await pilot.press(*"drill over", "enter")
                 error = screen.query_one("#error")
-                await _settle(pilot, lambda: "store busy" in _text(error))
+                await until(pilot, lambda: "store busy" in _text(error), seconds=8.0)
                 assert "nothing was changed" in _text(error)
                 assert app.is_running and app.screen is screen  # still open: try again or cancel
                 assert not screen.busy  # type: ignore[attr-defined]
@@ -219,7 +212,8 @@ def test_start_plan_and_all_clear_on_a_locked_store_say_so(tmp_path: Path, servi
 
 
 def test_flag_change_schedule_and_cancel_on_a_locked_store_say_so(tmp_path: Path) -> None:
-    from tests.tui.test_flags_pane import MARCH, Clock, console, fill, make_engine, open_flags, select
+    from tests.tui.conftest import console
+    from tests.tui.test_flags_pane import MARCH, Clock, fill, make_engine, open_flags, select
 
     engine = make_engine(tmp_path, clock=Clock())
     engine.schedule_flag("production", "new_checkout", [(MARCH + 600, 10)], "slow ramp")
@@ -239,17 +233,19 @@ def test_flag_change_schedule_and_cancel_on_a_locked_store_say_so(tmp_path: Path
                 assert type(edit).__name__ == "FlagEditScreen"
                 fill(app, "try it")
                 await pilot.press("enter")
-                await _settle(pilot, lambda: "store busy" in _text(edit.query_one("#error")))
+                await until(pilot, lambda: "store busy" in _text(edit.query_one("#error")), seconds=8.0)
                 assert app.is_running and app.screen is edit and not edit.busy  # type: ignore[attr-defined]
                 await pilot.press("escape")
                 # cancelling a schedule: a notification naming it
                 await pilot.press("s")
-                await _settle(pilot, lambda: type(app.screen).__name__ == "FlagSchedulesScreen")
-                await _settle(pilot, lambda: bool(app.screen.schedules))  # type: ignore[attr-defined]
+                await until(pilot, lambda: type(app.screen).__name__ == "FlagSchedulesScreen", seconds=8.0)
+                await until(pilot, lambda: bool(app.screen.schedules), seconds=8.0)  # type: ignore[attr-defined]
                 await pilot.press("c")
                 fill(app, "not needed")
                 await pilot.press("enter")
-                await _settle(pilot, lambda: any("Cancel schedule #1" in m for m in _messages(app)))
+                await until(
+                    pilot, lambda: any("Cancel schedule #1" in m for m in _messages(app)), seconds=8.0
+                )
                 assert any("store busy" in m for m in _messages(app)), _messages(app)
                 # a new schedule: said in its dialog
                 await pilot.press("n")
@@ -259,7 +255,7 @@ def test_flag_change_schedule_and_cancel_on_a_locked_store_say_so(tmp_path: Path
                 await pilot.press("enter")
                 fill(app, "ramp")
                 await pilot.press("enter")
-                await _settle(pilot, lambda: "store busy" in _text(new.query_one("#error")))
+                await until(pilot, lambda: "store busy" in _text(new.query_one("#error")), seconds=8.0)
                 assert app.is_running and app.screen is new
             await pilot.press("escape")
 
@@ -279,7 +275,7 @@ def test_a_corrupted_rollouts_table_is_reported_once_and_the_console_keeps_runni
     async def run() -> list[str]:
         app = OpsConsoleApp(engine_as(ws, "bob"), run_engine=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await _settle(pilot, lambda: any("Reading the rollouts" in m for m in _messages(app)))
+            await until(pilot, lambda: any("Reading the rollouts" in m for m in _messages(app)), seconds=8.0)
             # the console's poll re-reads every second: the same failure is not notified again
             await pilot.pause(2.5)
             await pilot.press("2")
@@ -305,9 +301,9 @@ def test_the_kill_key_opens_its_dialog_when_the_kill_switch_state_cannot_be_read
     async def run() -> list[str]:
         app = OpsConsoleApp(engine_as(ws, "bob"), run_engine=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await _settle(pilot, lambda: any("kill switch state" in m for m in _messages(app)))
+            await until(pilot, lambda: any("kill switch state" in m for m in _messages(app)), seconds=8.0)
             await pilot.press("ctrl+backslash")
-            await _settle(pilot, lambda: type(app.screen).__name__ == "KillSwitchScreen")
+            await until(pilot, lambda: type(app.screen).__name__ == "KillSwitchScreen", seconds=8.0)
             await pilot.press("escape")
             await pilot.pause(0.2)
             assert app.is_running
@@ -331,18 +327,18 @@ def test_approve_on_a_locked_store_says_so_in_its_dialog_and_enter_again_approve
         alice = engine_as(ws, "alice")
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=(100, 30)) as pilot:
-            await _settle(pilot, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts, seconds=8.0)
             await pilot.press("a")
             dialog = app.screen
             assert type(dialog).__name__ == "ApproveScreen"
             with sqlite_write_lock(db, 2):
                 await pilot.press(*"gates green", "enter")
                 error = dialog.query_one("#error")
-                await _settle(pilot, lambda: "store busy" in _text(error))
+                await until(pilot, lambda: "store busy" in _text(error), seconds=8.0)
                 assert "nothing was changed" in _text(error) and app.screen is dialog
             assert alice.rollout(rid).state is S.AWAITING_APPROVAL
             await pilot.press("enter")  # the lock is gone: the same reason, sent again
-            await _settle(pilot, lambda: app.screen is not dialog)
+            await until(pilot, lambda: app.screen is not dialog, seconds=8.0)
             assert alice.rollout(rid).state is S.PROGRESSING
 
     asyncio.run(run())

@@ -4,25 +4,22 @@ that are honest empty states. Real keys through the pilot; no runner (run_engine
 from __future__ import annotations
 
 import asyncio
-import functools
 import shutil
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.command import CommandInput, CommandList, CommandPalette
 from textual.filter import Monochrome, NoColor
+from textual.widgets import Input
 
-from opsconsole.engine.core import Engine
-from opsconsole.engine.model import Actor
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.commands import console_commands
 from opsconsole.tui.panes.backups import BackupsPane
 from opsconsole.tui.panes.improvements import ImprovementsPane
 from opsconsole.tui.screens.help import HelpScreen
 from opsconsole.tui.themes import load_theme_file, load_themes, switch_theme, themes_dir
-from tests.integration.conftest import load_ws, write_workspace
+from tests.integration.conftest import write_workspace
+from tests.tui.conftest import console, engine_for, sync, until
 
 SHIPPED = {"opsconsole-dark", "opsconsole-light", "opsconsole-16"}
 KILL_KEY = "^\\"  # ctrl+backslash as Textual displays it
@@ -32,23 +29,6 @@ GATHERING = "--textual-command-palette-gather-commands"
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     return write_workspace(tmp_path, port=9)  # nothing connects: the runner is off
-
-
-def console(ws: Path, user: str = "alice", *, read_only: bool = False, **kwargs: object) -> OpsConsoleApp:
-    engine = Engine(load_ws(ws), ws, Actor(user, "test"), read_only=read_only)
-    app = OpsConsoleApp(engine, run_engine=False, **kwargs)  # type: ignore[arg-type]
-    app.animation_level = "none"  # tab underlines would otherwise animate on every pane switch
-    return app
-
-
-def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async pilot test on its own event loop (the suite's convention, no plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 def record_notes(app: OpsConsoleApp) -> list[str]:
@@ -114,7 +94,7 @@ async def test_console_starts_despite_a_broken_theme_file_and_an_unknown_theme(
     folder = tmp_path / "themes"
     shutil.copytree(themes_dir(), folder)
     (folder / "broken.yaml").write_text("name: broken\nprimary: nope\n")
-    app = console(ws, themes_dir=folder, theme="solarized-nope")
+    app = console(engine_for(ws), themes_dir=folder, theme="solarized-nope")
     notes = record_notes(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
@@ -128,7 +108,7 @@ async def test_no_color_is_honoured_in_every_theme(ws: Path, monkeypatch: pytest
     """Greyscale for truecolour themes; for the ANSI theme the terminal's default colours (greyscale
     would turn its default-coloured text into black on black)."""
     monkeypatch.setenv("NO_COLOR", "1")
-    app = console(ws, theme="opsconsole-16")
+    app = console(engine_for(ws), theme="opsconsole-16")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.no_color
@@ -152,7 +132,7 @@ async def open_help(app: OpsConsoleApp, pilot) -> HelpScreen:  # type: ignore[no
 
 @sync
 async def test_help_lists_the_approve_and_kill_keys_on_the_rollouts_pane(ws: Path) -> None:
-    app = console(ws)
+    app = console(engine_for(ws))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         lines = (await open_help(app, pilot)).lines()
@@ -170,7 +150,7 @@ async def test_help_lists_the_approve_and_kill_keys_on_the_rollouts_pane(ws: Pat
 
 @sync
 async def test_help_under_read_only_omits_every_hidden_action(ws: Path) -> None:
-    app = console(ws, read_only=True)
+    app = console(engine_for(ws, read_only=True))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         lines = (await open_help(app, pilot)).lines()
@@ -183,7 +163,7 @@ async def test_help_under_read_only_omits_every_hidden_action(ws: Path) -> None:
 async def test_help_follows_the_kill_key_from_the_config(ws: Path) -> None:
     text = (ws / "opsconsole.yaml").read_text()
     (ws / "opsconsole.yaml").write_text(text.replace("kill_switch:\n", "kill_switch:\n  key: f9\n"))
-    app = console(ws)
+    app = console(engine_for(ws))
     async with app.run_test(size=(80, 24)) as pilot:
         lines = (await open_help(app, pilot)).lines()
         assert any(line.startswith("Global: f9 KILL") for line in lines)
@@ -209,7 +189,7 @@ async def palette_prompts(app: OpsConsoleApp, pilot, query: str) -> list[str]:  
 
 @sync
 async def test_palette_under_read_only_offers_nothing_that_changes_state(ws: Path) -> None:
-    app = console(ws, read_only=True)
+    app = console(engine_for(ws, read_only=True))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         names = [c.name for c in console_commands(app)]
@@ -220,8 +200,33 @@ async def test_palette_under_read_only_offers_nothing_that_changes_state(ws: Pat
 
 
 @sync
+async def test_palette_starts_a_plan_then_pauses_it_from_the_rollouts_pane(ws: Path) -> None:
+    """Palette entries reach the engine through the console handle: a plan starts, and a pane's
+    action runs on what that pane has selected."""
+    from opsconsole.tui.screens.reason import ReasonScreen
+
+    app = console(engine_for(ws, "bob"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        commands = {c.name: c for c in console_commands(app)}
+        commands["Start plan: fast"].run()  # opens its dialog at once
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "the reason dialog")
+        await pilot.press("enter")  # the reason is optional when starting
+        await until(pilot, lambda: bool(app.engine.rollouts()), "the rollout")
+        rid = app.engine.rollouts()[0].id
+        await until(pilot, lambda: rid in app.panes["rollouts"].rollouts, "the row")  # type: ignore[attr-defined]
+
+        commands = {c.name: c for c in console_commands(app)}
+        await commands["Pause the selected rollout"].run()
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "the pause reason")
+        app.screen.query_one(Input).value = "palette check"
+        await pilot.press("enter")
+        await until(pilot, lambda: str(app.engine.rollout(rid).state) == "paused", "the pause")
+
+
+@sync
 async def test_theme_option_then_palette_kill_switch_theme_and_pane(ws: Path) -> None:
-    app = console(ws, theme="opsconsole-light")
+    app = console(engine_for(ws), theme="opsconsole-light")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.theme == "opsconsole-light" and app.current_theme.dark is False  # --theme applies
@@ -250,7 +255,7 @@ async def test_theme_option_then_palette_kill_switch_theme_and_pane(ws: Path) ->
 
 @sync
 async def test_improvements_and_backups_say_what_to_configure(ws: Path) -> None:
-    app = console(ws)
+    app = console(engine_for(ws))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
         await pilot.pause()
@@ -271,3 +276,26 @@ async def test_improvements_and_backups_say_what_to_configure(ws: Path) -> None:
         await pilot.press("question_mark")  # the console's keys still work from an empty pane
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+
+
+@sync
+async def test_improvements_pane_shows_the_kill_switch_pause_until_the_all_clear(ws: Path) -> None:
+    """The kill switch writes `improvements.paused`; the pane reads it (the queue itself is not there
+    yet, the pause is)."""
+    app = console(engine_for(ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        pane = app.query_one(ImprovementsPane)
+        line = pane.query_one("#improvements-paused")
+        await pilot.pause(0.2)
+        assert not line.display and not app.engine.improvements_paused().paused
+
+        await asyncio.to_thread(app.engine.kill, "drill")
+        await until(pilot, lambda: line.display)
+        assert app.engine.improvements_paused().paused
+        shown = str(line.render())
+        assert shown.startswith("Paused by the kill switch at ") and "UTC" in shown and "all-clear" in shown
+
+        await asyncio.to_thread(app.engine.all_clear, "over")
+        await until(pilot, lambda: not line.display)
+        assert not app.engine.improvements_paused().paused

@@ -14,18 +14,8 @@ from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.flag_explain import FlagExplainScreen
 from opsconsole.tui.screens.flag_schedules import FlagScheduleNewScreen, FlagSchedulesScreen, plan_steps
 from opsconsole.tui.screens.reason import ReasonScreen
-from tests.tui.test_flags_pane import (
-    MARCH,
-    Clock,
-    console,
-    fill,
-    make_engine,
-    open_flags,
-    screen_text,
-    select,
-    sync,
-    wait_for,
-)
+from tests.tui.conftest import console, screen_text, sync, until
+from tests.tui.test_flags_pane import MARCH, Clock, fill, make_engine, open_flags, select
 
 
 async def open_schedules(app: OpsConsoleApp, pilot: Pilot[None]) -> FlagSchedulesScreen:
@@ -33,7 +23,7 @@ async def open_schedules(app: OpsConsoleApp, pilot: Pilot[None]) -> FlagSchedule
     await pilot.press("s")
     screen = app.screen
     assert isinstance(screen, FlagSchedulesScreen)
-    await wait_for(pilot, lambda: not screen._loading, "the schedules")
+    await until(pilot, lambda: not screen._loading, "the schedules")
     await pilot.pause()
     return screen
 
@@ -70,11 +60,11 @@ async def test_schedules_list_counts_down_and_cancel_needs_a_reason(tmp_path: Pa
         assert isinstance(app.screen, ReasonScreen)
         fill(app, "ramp no longer needed")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not engine.flag_schedules("production"), "the cancel")
+        await until(pilot, lambda: not engine.flag_schedules("production"), "the cancel")
         (canceled,) = engine.flag_schedules("production", active_only=False)
         assert str(canceled.state) == "canceled" and "ramp no longer needed" in canceled.ended_reason
         assert len(engine.flag_schedules("staging")) == 1
-        await wait_for(pilot, lambda: table.row_count == 0, "the list to empty")
+        await until(pilot, lambda: table.row_count == 0, "the list to empty")
         assert "No pending schedules in production" in screen_text(app)
 
 
@@ -96,18 +86,18 @@ async def test_new_schedule_from_the_console(tmp_path: Path) -> None:
         fill(app, "evening ramp")
         await pilot.press("enter")
         error = new.query_one("#error")
-        await wait_for(pilot, lambda: "140" in str(error.render()), "the engine's refusal of 140%")
+        await until(pilot, lambda: "140" in str(error.render()), "the engine's refusal of 140%")
         assert engine.flag_schedules("production") == []
         await pilot.press("shift+tab")
         fill(app, "from 0 to 50 over 1h in 2 steps")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: engine.flag_schedules("production"), "the schedule")
+        await until(pilot, lambda: engine.flag_schedules("production"), "the schedule")
         (made,) = engine.flag_schedules("production")
         assert [(s.at - MARCH, s.value) for s in made.steps] == [(0.0, 0), (1800.0, 25), (3600.0, 50)]
         assert made.reason == "evening ramp" and made.created_by == "alice"
-        await wait_for(pilot, lambda: isinstance(app.screen, FlagSchedulesScreen), "back to the list")
+        await until(pilot, lambda: isinstance(app.screen, FlagSchedulesScreen), "back to the list")
         table: DataTable[Any] = app.screen.query_one(DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1, "the new row")
+        await until(pilot, lambda: table.row_count == 1, "the new row")
 
 
 def test_plan_words() -> None:
@@ -130,7 +120,7 @@ async def test_read_only_sees_schedules_but_not_the_keys_that_change_them(tmp_pa
     writer = make_engine(tmp_path, clock=Clock())
     writer.schedule_flag("staging", "dark_mode", [(MARCH + 60, True)], "later")
     engine = make_engine(tmp_path, read_only=True, clock=Clock())
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_schedules(app, pilot)
         assert screen.query_one(DataTable).row_count == 1

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import textwrap
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from opsconsole.tui.panes.flags import FlagsPane, FlagTable
 from opsconsole.tui.screens.flag_edit import FlagEditScreen
 from opsconsole.tui.screens.flag_explain import FlagExplainScreen
 from opsconsole.tui.screens.flag_history import FlagHistoryScreen
+from tests.tui.conftest import console, screen_text, sync, until
 
 FLAGS = """
 flags:
@@ -73,16 +71,6 @@ kill_switch: {flags_off: [search_v2], flags_on: []}
 """
 
 
-def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async pilot test in its own event loop (the suite has no asyncio plugin)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
-
-
 def make_engine(tmp_path: Path, user: str = "alice", main: str = MAIN, **kwargs: object) -> Engine:
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
@@ -91,10 +79,6 @@ def make_engine(tmp_path: Path, user: str = "alice", main: str = MAIN, **kwargs:
     config = load_config(ws / "opsconsole.yaml", {"WORKSPACE": str(ws)})
     kwargs.setdefault("environ", {})
     return Engine(config, ws, Actor(user, "test"), **kwargs)  # type: ignore[arg-type]
-
-
-def console(engine: Engine, environment: str = "staging") -> OpsConsoleApp:
-    return OpsConsoleApp(engine, environment=environment, run_engine=False)
 
 
 async def open_flags(app: OpsConsoleApp, pilot: Pilot[None]) -> FlagsPane:
@@ -114,24 +98,11 @@ async def select(pilot: Pilot[None], pane: FlagsPane, name: str) -> None:
     await pilot.pause()
 
 
-async def wait_for(pilot: Pilot[None], check: Callable[[], object], what: str) -> None:
-    for _ in range(100):
-        if check():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def fill(app: OpsConsoleApp, text: str) -> None:
     """Put text in the focused input at once: pilot spends ~80 ms per key, typing is not under test."""
     box = app.focused
     assert isinstance(box, Input), box
     box.value = text
-
-
-def screen_text(app: OpsConsoleApp) -> str:
-    """What the terminal shows, as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 def row_text(pane: FlagsPane, name: str) -> dict[str, str]:
@@ -147,7 +118,7 @@ async def test_lists_flags_with_the_rule_that_decided(tmp_path: Path) -> None:
         '    overrides: {DARK_MODE: "true", SEARCH_V2: "off"}\n',
     )
     engine = make_engine(tmp_path, main=declared, environ={"NEW_CHECKOUT": "100"})
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         assert pane.query_one(FlagTable).keys == [
@@ -172,7 +143,7 @@ async def test_lists_flags_with_the_rule_that_decided(tmp_path: Path) -> None:
 @sync
 async def test_filter_narrows_and_escape_clears(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         table = pane.query_one(FlagTable)
@@ -198,7 +169,7 @@ async def test_filter_narrows_and_escape_clears(tmp_path: Path) -> None:
 @sync
 async def test_toggle_with_reason_stores_and_writes_the_flag_file(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         await select(pilot, pane, "dark_mode")
@@ -208,12 +179,12 @@ async def test_toggle_with_reason_stores_and_writes_the_flag_file(tmp_path: Path
         await pilot.press("enter")  # no reason: refused, nothing changes
         assert "reason is required" in str(app.screen.query_one("#error").render())
         await pilot.press(*"t42", "enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
+        await until(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
         assert engine.flag_states("staging")["dark_mode"].value is True
         assert engine.flag_states("production")["dark_mode"].value is False
         doc = json.loads((tmp_path / "ws" / "flags" / "staging.json").read_text())
         assert doc["flags"]["dark_mode"]["enabled"] is True
-        await wait_for(pilot, lambda: row_text(pane, "dark_mode")["value"] == "true", "the row to update")
+        await until(pilot, lambda: row_text(pane, "dark_mode")["value"] == "true", "the row to update")
         assert row_text(pane, "dark_mode")["decided"] == "stored"
 
 
@@ -240,15 +211,15 @@ async def test_percentage_refuses_bad_input_and_stores_a_good_one(tmp_path: Path
         assert engine.flag_history("production", "new_checkout") == []
         fill(app, "25")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
+        await until(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
         assert engine.flag_states("production")["new_checkout"].value == 25
-        await wait_for(pilot, lambda: row_text(pane, "new_checkout")["value"] == "25%", "the row to update")
+        await until(pilot, lambda: row_text(pane, "new_checkout")["value"] == "25%", "the row to update")
 
 
 @sync
 async def test_read_only_hides_the_keys_and_the_engine_refuses_a_forged_call(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, read_only=True)
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         await select(pilot, pane, "dark_mode")
@@ -261,7 +232,7 @@ async def test_read_only_hides_the_keys_and_the_engine_refuses_a_forged_call(tmp
         assert isinstance(app.screen, FlagEditScreen)
         await pilot.press("s", "enter")
         error = app.screen.query_one("#error")
-        await wait_for(pilot, lambda: "read-only" in str(error.render()), "the engine's refusal")
+        await until(pilot, lambda: "read-only" in str(error.render()), "the engine's refusal")
         assert engine.flag_states("staging")["dark_mode"].value is False
         assert engine.flag_history("staging", "dark_mode") == []
 
@@ -271,14 +242,14 @@ async def test_history_shows_who_when_and_why(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, clock=lambda: 1_700_000_000.0)
     engine.set_flag("staging", "dark_mode", True, "launch [red]day[/red]")
     engine.set_flag("staging", "dark_mode", False, "rollback")
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         await select(pilot, pane, "dark_mode")
         await pilot.press("h")
         assert isinstance(app.screen, FlagHistoryScreen)
         table: DataTable[Any] = app.screen.query_one("#flag-history-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2, "the history rows")
+        await until(pilot, lambda: table.row_count == 2, "the history rows")
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(2)]
         assert rows[0] == ["2023-11-14 22:13:20", "alice@test", "true → false", "rollback"]
         assert rows[1][2:] == ["default false → true", "launch [red]day[/red]"]  # shown literally
@@ -289,7 +260,7 @@ async def test_history_shows_who_when_and_why(tmp_path: Path) -> None:
 @sync
 async def test_remote_markup_and_escape_codes_are_shown_literally(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(160, 30)) as pilot:
         pane = await open_flags(app, pilot)
         await select(pilot, pane, "dark_mode")
@@ -301,11 +272,11 @@ async def test_remote_markup_and_escape_codes_are_shown_literally(tmp_path: Path
 @sync
 async def test_kill_switch_shows_in_the_value_column_at_once(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         engine.kill("test")  # turns search_v2 off
-        await wait_for(pilot, lambda: row_text(pane, "search_v2")["value"] == "false", "the kill switch")
+        await until(pilot, lambda: row_text(pane, "search_v2")["value"] == "false", "the kill switch")
         assert row_text(pane, "search_v2")["decided"] == "kill switch"
         assert row_text(pane, "search_v2_ranking")["decided"] == "parent search_v2"
 
@@ -314,15 +285,15 @@ async def test_kill_switch_shows_in_the_value_column_at_once(tmp_path: Path) -> 
 async def test_brackets_switch_environment(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
     engine.set_flag("production", "new_checkout", 10, "canary")
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         assert pane.environment == "staging" and row_text(pane, "new_checkout")["value"] == "0%"
         await pilot.press("right_square_bracket")
-        await wait_for(pilot, lambda: row_text(pane, "new_checkout")["value"] == "10%", "production's values")
+        await until(pilot, lambda: row_text(pane, "new_checkout")["value"] == "10%", "production's values")
         assert pane.environment == "production"
         await pilot.press("left_square_bracket")
-        await wait_for(pilot, lambda: pane.environment == "staging" and pane.states, "staging again")
+        await until(pilot, lambda: pane.environment == "staging" and pane.states, "staging again")
 
 
 # ---------------------------------------------------------------------------------------- issue 4
@@ -342,13 +313,13 @@ class Clock:
 @sync
 async def test_lists_the_environments_flags_variants_on_off_and_stale_ones_marked(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, clock=Clock())
-    app = console(engine)
+    app = console(engine, environment="staging")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_flags(app, pilot)
         assert "checkout_copy" not in pane.query_one(FlagTable).keys  # production only
         assert "4 of 4" in screen_text(app)
         await pilot.press("right_square_bracket")
-        await wait_for(pilot, lambda: pane.environment == "production" and pane.states, "production")
+        await until(pilot, lambda: pane.environment == "production" and pane.states, "production")
         table = pane.query_one(FlagTable)
         assert table.keys[-2:] == ["checkout_copy", "old_banner"]
         variant = row_text(pane, "checkout_copy")
@@ -367,14 +338,14 @@ async def test_lists_the_environments_flags_variants_on_off_and_stale_ones_marke
         assert "CAREFUL" in str(app.screen.query_one("#flag-warning").render())
         fill(app, "experiment starts")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
+        await until(pilot, lambda: not isinstance(app.screen, FlagEditScreen), "the dialog to close")
         assert engine.flag_history("production", "checkout_copy")[-1]["new"] is True
         await select(pilot, pane, "new_checkout")
         await pilot.press("t")  # a percentage has nothing to toggle to: `t` asks for the new value
         assert isinstance(app.screen, FlagEditScreen) and app.screen.query("#percentage")
         await pilot.press("escape")
         # Stale: old_banner, a release flag created 2024-01-01, is 60 days old on 2024-03-01.
-        await wait_for(pilot, lambda: "old_banner" in pane.stale, "the stale flags")
+        await until(pilot, lambda: "old_banner" in pane.stale, "the stale flags")
         assert pane._cells("old_banner")["mark"] == ("~", "stale")
         assert "mark" not in pane._cells("dark_mode")
         await select(pilot, pane, "old_banner")
@@ -438,7 +409,7 @@ async def test_explain_shows_both_buckets_says_when_they_differ_and_shows_errors
         fill(app, "user-2")  # Unleash bucket 25 (in a 25% rollout), flagd fractional bucket 50 (out)
         await pilot.press("enter")
         result = screen.query_one("#explain-result")
-        await wait_for(pilot, lambda: "user-2" in str(result.render()), "the explanation")
+        await until(pilot, lambda: "user-2" in str(result.render()), "the explanation")
         text = screen_text(app)
         assert "console (Unleash)   true · rule stored · bucket 25 · threshold 25%" in text
         assert "stored value 25%; bucket 25 <= 25" in text
@@ -447,11 +418,11 @@ async def test_explain_shows_both_buckets_says_when_they_differ_and_shows_errors
         await pilot.press("tab")
         fill(app, "[red]acme")  # a tenant is shown as typed, never as markup
         await pilot.press("enter")
-        await wait_for(pilot, lambda: "tenant [red]acme" in str(result.render()), "the tenant")
+        await until(pilot, lambda: "tenant [red]acme" in str(result.render()), "the tenant")
         screen.environment = "nowhere"  # as if the environment left the configuration meanwhile
         await pilot.press("enter")
         error = screen.query_one("#error")
-        await wait_for(pilot, lambda: "no environment 'nowhere'" in str(error.render()), "the error")
+        await until(pilot, lambda: "no environment 'nowhere'" in str(error.render()), "the error")
         assert "cannot explain new_checkout" in str(error.render())
         await pilot.press("escape")
         assert not isinstance(app.screen, FlagExplainScreen)

@@ -9,7 +9,6 @@ engine's clock is fixed, so every value, sparkline and "ago" on screen is determ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,12 @@ from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Actor
 from opsconsole.engine.sources.promtext import Sample
 from opsconsole.tui.app import OpsConsoleApp
-from opsconsole.tui.panes.metrics import LiveTable, MetricsPane, ago, sparkline
+from opsconsole.tui.format import ago
+from opsconsole.tui.panes.metrics import MetricsPane, sparkline
 from opsconsole.tui.screens.alarm_ack import AlarmAckScreen
+from opsconsole.tui.widgets.live_table import LiveTable
 from tests.integration.conftest import load_ws, write_workspace
+from tests.tui.conftest import console, engine_for, screen_text, until
 
 T0 = 1_700_000_000.0
 EVIL = "[bold]Evil\x1b[31m"
@@ -66,10 +68,10 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return write_workspace(tmp_path, 9, plan=PLAN, extra=ALARMS)  # port 9: never contacted
 
 
-def console(ws: Path, user: str = "alice", read_only: bool = False) -> tuple[OpsConsoleApp, Clock]:
+def clocked(ws: Path, user: str = "alice", read_only: bool = False) -> tuple[OpsConsoleApp, Clock]:
+    """The console on an engine whose clock the test moves."""
     clock = Clock()
-    engine = Engine(load_ws(ws), ws, Actor(user, "test"), read_only=read_only, clock=clock)
-    return OpsConsoleApp(engine, run_engine=False), clock
+    return console(engine_for(ws, user, read_only=read_only, clock=clock)), clock
 
 
 def samples(
@@ -121,14 +123,6 @@ async def ticks(pilot: Any, app: OpsConsoleApp, clock: Clock, steps: range, **kw
     await tick(pilot, app, clock, steps[-1], **kw)
 
 
-async def settle(pilot: Any, predicate: Callable[[], bool], seconds: float = 3.0) -> None:
-    for _ in range(int(seconds / 0.02)):
-        await pilot.pause(0.02)
-        if predicate():
-            return
-    raise AssertionError("condition not reached")
-
-
 def pane(app: OpsConsoleApp) -> MetricsPane:
     return app.query_one(MetricsPane)
 
@@ -143,10 +137,6 @@ def metric(env: str, name: str, query: str) -> str:
     return "\x1f".join((env, name, query))
 
 
-def screen_text(app: OpsConsoleApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
 def run(coro: Any) -> None:
     asyncio.run(coro)
 
@@ -156,12 +146,12 @@ def run(coro: Any) -> None:
 
 def test_metrics_show_values_thresholds_breaches_a_sparkline_and_no_data(workspace):
     async def go():
-        app, clock = console(workspace)
+        app, clock = clocked(workspace)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("2")
             await ticks(pilot, app, clock, range(3))
             await ticks(pilot, app, clock, range(3, 6), errors=0.05)
-            await settle(pilot, lambda: len(pane(app).metrics) == 5)
+            await until(pilot, lambda: len(pane(app).metrics) == 5)
             err = metric("production", "error_rate", "ratio(errors_total, requests_total)")
             lat = metric("production", "latency_ms", "latency_seconds * 1000")
             value = cell(app, "metric-table", err, "value")
@@ -186,7 +176,7 @@ def test_metrics_show_values_thresholds_breaches_a_sparkline_and_no_data(workspa
 
             # The source dies: no numbers from before the failure, its error instead.
             await tick(pilot, app, clock, 6, error="connection refused: http://127.0.0.1:9/metrics")
-            await settle(pilot, lambda: cell(app, "metric-table", lat, "value").plain == "n/a")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "value").plain == "n/a")
             assert cell(app, "metric-table", lat, "trend").plain.startswith("no data: connection refused")
             assert app.query_one("#metric-note").display
             words = " ".join(screen_text(app).split())  # the note wraps over two lines
@@ -200,12 +190,12 @@ def test_metrics_show_values_thresholds_breaches_a_sparkline_and_no_data(workspa
 
 def test_a_firing_alarm_comes_first_in_red_with_how_long_ago(workspace):
     async def go():
-        app, clock = console(workspace)
+        app, clock = clocked(workspace)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("2")
             await ticks(pilot, app, clock, range(5), queue=150)  # over 100 from 0; `for: 2s`: firing from 2
             table = app.query_one("#alarm-table", LiveTable)
-            await settle(pilot, lambda: table.row_keys()[:1] == ["ZQueueHigh"])
+            await until(pilot, lambda: table.row_keys()[:1] == ["ZQueueHigh"])
             assert table.row_keys() == ["ZQueueHigh", "AFreeLow", EVIL]  # firing first, whatever the name
             state = cell(app, "alarm-table", "ZQueueHigh", "state")
             assert state.plain == "FIRING" and "red" in str(state.style)
@@ -222,31 +212,31 @@ def test_a_firing_alarm_comes_first_in_red_with_how_long_ago(workspace):
 
 def test_ack_asks_for_a_reason_records_it_and_shows_who_until_the_alarm_fires_anew(workspace):
     async def go():
-        app, clock = console(workspace, user="alice")
+        app, clock = clocked(workspace, user="alice")
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("2")
             await ticks(pilot, app, clock, range(4), queue=150)
             table = app.query_one("#alarm-table", LiveTable)
-            await settle(pilot, lambda: table.selected_key() == "ZQueueHigh")
+            await until(pilot, lambda: table.selected_key() == "ZQueueHigh")
             assert "k" in app.screen.active_bindings
             await pilot.press("k")
-            await settle(pilot, lambda: isinstance(app.screen, AlarmAckScreen))
+            await until(pilot, lambda: isinstance(app.screen, AlarmAckScreen))
             await pilot.press("enter")  # no reason: refused by the screen, nothing recorded
             await pilot.pause()
             assert isinstance(app.screen, AlarmAckScreen)
             assert app.engine.alarm_acks() == {}
             await pilot.press(*"on it", "enter")
-            await settle(pilot, lambda: not isinstance(app.screen, AlarmAckScreen))
+            await until(pilot, lambda: not isinstance(app.screen, AlarmAckScreen))
             ack = app.engine.alarm_acks()["ZQueueHigh"]
             assert (ack["by"], ack["reason"], ack["at"]) == ("alice", "on it", T0 + 3)
-            await settle(pilot, lambda: cell(app, "alarm-table", "ZQueueHigh", "acked").plain == "alice")
+            await until(pilot, lambda: cell(app, "alarm-table", "ZQueueHigh", "acked").plain == "alice")
             await tick(pilot, app, clock, 4, queue=150)
-            await settle(pilot, lambda: "✓ acked by alice 1s ago: on it" in screen_text(app))
+            await until(pilot, lambda: "✓ acked by alice 1s ago: on it" in screen_text(app))
 
             # It clears, then fires again: that is a new episode nobody has acknowledged yet.
             scrape(app, clock, 5, queue=10)
             await ticks(pilot, app, clock, range(6, 9), queue=150)
-            await settle(pilot, lambda: "(last ack: alice 5s ago: on it)" in screen_text(app))
+            await until(pilot, lambda: "(last ack: alice 5s ago: on it)" in screen_text(app))
             assert cell(app, "alarm-table", "ZQueueHigh", "state").plain == "FIRING"
             assert cell(app, "alarm-table", "ZQueueHigh", "acked").plain == ""
 
@@ -255,12 +245,12 @@ def test_ack_asks_for_a_reason_records_it_and_shows_who_until_the_alarm_fires_an
 
 def test_read_only_hides_the_ack_key(workspace):
     async def go():
-        app, clock = console(workspace, user="alice", read_only=True)
+        app, clock = clocked(workspace, user="alice", read_only=True)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("2")
             await ticks(pilot, app, clock, range(4), queue=150)
             table = app.query_one("#alarm-table", LiveTable)
-            await settle(pilot, lambda: table.selected_key() == "ZQueueHigh")
+            await until(pilot, lambda: table.selected_key() == "ZQueueHigh")
             assert "k" not in app.screen.active_bindings
             await pilot.press("k")
             await pilot.pause()
@@ -274,19 +264,19 @@ def test_read_only_hides_the_ack_key(workspace):
 
 def test_markup_and_escape_codes_in_names_and_reasons_are_shown_literally(workspace):
     async def go():
-        app, clock = console(workspace)
+        app, clock = clocked(workspace)
         async with app.run_test(size=(120, 30)) as pilot:
             await pilot.press("2")
             await ticks(pilot, app, clock, range(3), weird=9)  # fires at once: the rule has no `for`
             table = app.query_one("#alarm-table", LiveTable)
-            await settle(pilot, lambda: table.selected_key() == EVIL)
+            await until(pilot, lambda: table.selected_key() == EVIL)
             text = screen_text(app)
             assert "\x1b" not in text
             assert EVIL_SHOWN in text  # the metric row and the alarm row, as typed
             assert text.count(EVIL_SHOWN) >= 3  # metrics, alarms, the reason line
             assert 'weird{tag="[bold]x"} 9 > 5 for 2s' in text  # a reason with markup in it
             await pilot.press("k")
-            await settle(pilot, lambda: isinstance(app.screen, AlarmAckScreen))
+            await until(pilot, lambda: isinstance(app.screen, AlarmAckScreen))
             assert f"Acknowledge alarm {EVIL_SHOWN}" in screen_text(app)
 
     run(go())
@@ -297,13 +287,13 @@ def test_markup_and_escape_codes_in_names_and_reasons_are_shown_literally(worksp
 
 def test_hidden_pane_does_nothing_until_shown(workspace):
     async def go():
-        app, clock = console(workspace)
+        app, clock = clocked(workspace)
         async with app.run_test(size=(80, 24)) as pilot:
             await ticks(pilot, app, clock, range(3))
             await pilot.pause(0.05)
             assert pane(app).metrics == []  # on the Rollouts pane: nothing computed
             await pilot.press("2")
-            await settle(pilot, lambda: len(pane(app).metrics) == 5)
+            await until(pilot, lambda: len(pane(app).metrics) == 5)
             assert cell(app, "alarm-table", "AFreeLow", "since").plain == "2s ago"
 
     run(go())
@@ -311,13 +301,13 @@ def test_hidden_pane_does_nothing_until_shown(workspace):
 
 def test_ticks_update_cells_in_place_and_repaint_little(workspace):
     async def go():
-        app, clock = console(workspace)
+        app, clock = clocked(workspace)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("2")
             for i in range(62):  # a full sparkline: from here on every scrape shifts every bar
                 scrape(app, clock, i, latency=0.1 + 0.01 * (i % 7))
             app.engine.bus.publish("alarms")
-            await settle(pilot, lambda: cell(app, "alarm-table", "AFreeLow", "since").plain == "1m ago")
+            await until(pilot, lambda: cell(app, "alarm-table", "AFreeLow", "since").plain == "1m ago")
             await pilot.pause(0.1)
             tables = list(app.query(LiveTable))
             cleared = []

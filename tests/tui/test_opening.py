@@ -15,6 +15,7 @@ from opsconsole.engine.config import ConfigError
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.killswitch import KillSwitchScreen
 from tests.integration.conftest import engine_as, write_workspace
+from tests.tui.conftest import until
 
 
 def gated_opener(ws: Path, user: str = "alice"):
@@ -28,14 +29,6 @@ def gated_opener(ws: Path, user: str = "alice"):
     return open_engine, release
 
 
-async def _until(pilot, predicate, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached")
-
-
 def test_first_frame_before_the_engine_then_the_panes(tmp_path):
     ws = write_workspace(tmp_path, port=9)
     opener, release = gated_opener(ws)
@@ -46,12 +39,12 @@ def test_first_frame_before_the_engine_then_the_panes(tmp_path):
             await pilot.pause(0.1)
             header = str(app.header.render())
             assert "engine: opening" in header and "kill: unknown until open" in header
-            assert app.panes == {} and app.engine is None
+            assert app.panes == {} and not app.opened
             assert not app.check_action("approve", ())  # nothing that changes state until it is open
             await pilot.press("1")  # a pane key before the panes exist does nothing, and no error
             release.set()
-            await _until(pilot, lambda: "rollouts" in app.panes and app.panes["rollouts"].is_mounted)
-            await _until(pilot, lambda: "kill: off" in str(app.header.render()))
+            await until(pilot, lambda: "rollouts" in app.panes and app.panes["rollouts"].is_mounted)
+            await until(pilot, lambda: "kill: off" in str(app.header.render()))
             assert not app.query("#opening")
             assert app.engine.actor.user == "alice"
 
@@ -69,9 +62,9 @@ def test_kill_key_while_opening_asks_for_confirmation_once_open(tmp_path):
             await pilot.press("ctrl+backslash")
             assert not isinstance(app.screen, KillSwitchScreen)  # no engine to act yet
             release.set()
-            await _until(pilot, lambda: isinstance(app.screen, KillSwitchScreen))
+            await until(pilot, lambda: isinstance(app.screen, KillSwitchScreen))
             await pilot.press("ctrl+backslash")  # the confirmation
-            await _until(pilot, lambda: app.engine.kill_state().engaged)
+            await until(pilot, lambda: app.engine.kill_state().engaged)
 
     asyncio.run(run())
 
@@ -83,7 +76,7 @@ def test_a_bad_configuration_ends_the_app_with_its_error(tmp_path):
     async def run():
         app = OpsConsoleApp(opener=broken, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _until(pilot, lambda: app.load_error is not None)
+            await until(pilot, lambda: app.load_error is not None)
         return app
 
     app = asyncio.run(run())
@@ -104,7 +97,7 @@ def test_cli_console_reports_a_config_error_with_exit_2(tmp_path, capsys, monkey
 def _run_headless(self: OpsConsoleApp, *args: object, **kwargs: object) -> None:
     async def run() -> None:
         async with self.run_test(size=(80, 24)) as pilot:
-            await _until(pilot, lambda: self.load_error is not None)
+            await until(pilot, lambda: self.load_error is not None)
 
     asyncio.run(run())
 

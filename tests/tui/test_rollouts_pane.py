@@ -14,6 +14,7 @@ from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.approve import ApproveScreen
 from opsconsole.tui.screens.killswitch import KillSwitchScreen
 from tests.integration.conftest import engine_as, load_ws, write_workspace
+from tests.tui.conftest import until
 
 S = RolloutState
 
@@ -40,14 +41,6 @@ def awaiting(tmp_path, service):
     return ws, rid
 
 
-async def _settle(pilot, app, predicate, seconds=5.0):
-    for _ in range(int(seconds / 0.05)):
-        await pilot.pause(0.05)
-        if predicate():
-            return
-    raise AssertionError("condition not reached")
-
-
 def test_approve_with_reason_moves_the_rollout_on(awaiting):
     ws, rid = awaiting
     alice = engine_as(ws, "alice")
@@ -55,14 +48,14 @@ def test_approve_with_reason_moves_the_rollout_on(awaiting):
     async def run():
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             await pilot.press("a")
             assert isinstance(app.screen, ApproveScreen)
             await pilot.press("enter")  # an empty reason is refused in the modal
             assert isinstance(app.screen, ApproveScreen)
             await pilot.press(*"gates green")
             await pilot.press("enter")
-            await _settle(pilot, app, lambda: not isinstance(app.screen, ApproveScreen))
+            await until(pilot, lambda: not isinstance(app.screen, ApproveScreen))
 
     asyncio.run(run())
     r = alice.rollout(rid)
@@ -78,7 +71,7 @@ def test_approval_refused_by_the_engine_says_why_and_stays_open(awaiting):
     async def run():
         app = OpsConsoleApp(bob, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             assert not app.panes["rollouts"].check_action("approve", ())  # operators don't see it
             app.push_screen(ApproveScreen(bob.rollout(rid)))  # forged: the modal opened anyway
             await pilot.pause()
@@ -98,7 +91,7 @@ def test_kill_switch_from_an_input_without_breaking_text_editing(awaiting):
     async def run():
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             await pilot.press("a")
             reason = app.screen.query_one("#reason")
             await pilot.press(*"abc", "ctrl+a", "X")  # ctrl+a is Input's home: editing still works
@@ -106,9 +99,9 @@ def test_kill_switch_from_an_input_without_breaking_text_editing(awaiting):
             await pilot.press("ctrl+backslash")
             assert isinstance(app.screen, KillSwitchScreen)
             await pilot.press("ctrl+backslash")  # the key again confirms
-            await _settle(pilot, app, lambda: alice.kill_state().engaged)
+            await until(pilot, lambda: alice.kill_state().engaged)
             # the console itself shows it (the approval modal is still open on top)
-            await _settle(pilot, app, lambda: app.screen_stack[0].has_class("-killed"))
+            await until(pilot, lambda: app.screen_stack[0].has_class("-killed"))
 
     asyncio.run(run())
     doc = json.loads((ws / "flags" / "production.json").read_text())
@@ -125,7 +118,7 @@ def test_read_only_hides_actions_and_the_engine_refuses_forged_ones(awaiting):
     async def run():
         app = OpsConsoleApp(root_ro, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             pane = app.panes["rollouts"]
             for action in (
                 "approve",

@@ -34,6 +34,7 @@ from opsconsole.tui.screens.help import HelpScreen
 from opsconsole.tui.screens.killswitch import KillSwitchScreen
 from opsconsole.tui.screens.reason import ReasonScreen
 from opsconsole.tui.screens.start import StartPlanScreen
+from tests.tui.conftest import console, screen_text
 from tests.tui.snapshot_fixtures import CART, CART_DONE, PAY, SEARCH, World, build_world, record_scrapes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,15 +58,11 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     w.close()
 
 
-def console(world: World, user: str = "alice", *, read_only: bool = False) -> OpsConsoleApp:
-    app = OpsConsoleApp(world.engine(user, read_only=read_only), run_engine=False, themes_dir=REPO / "themes")
-    app.animation_level = "none"  # the tab underline would otherwise slide on every pane switch
+def world_console(world: World, user: str = "alice", *, read_only: bool = False) -> OpsConsoleApp:
+    """The console on the recorded world, with the shipped themes."""
+    app = console(world.engine(user, read_only=read_only), themes_dir=REPO / "themes")
     record_scrapes(app.session, world.clock)
     return app
-
-
-def screen_text(app: Any) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 class Do:
@@ -159,7 +156,7 @@ def test_rollouts_pane(world: World, snap_compare: Snap, size: tuple[int, int]) 
     failing, 1 of 3 checks to rollback (at 80 columns the why is cut after two lines); the verdicts:
     error_rate fail 2.2% against <= 1.0%, latency_ms pass 181 ms, alarms pass. The footer lists the
     rollout keys (Approve, Promote, Pause, ...; at 160x48 also Help, Quit and KILL)."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(app, terminal_size=size, run_before=steps(shows=("1 of 3 checks", "2.2%")))
 
 
@@ -170,7 +167,7 @@ def test_metrics_and_alarms_pane(world: World, snap_compare: Snap, size: tuple[i
     QueueBacklog, LowCacheHit), then staging. Alarms: 2 firing, 1 pending, 1 ok; HighErrorRate FIRING
     first (cursor, 2s ago), QueueBacklog FIRING acked by bob, StagingLatency pending, LowCacheHit ok.
     Below: the selected alarm's reason and "not acknowledged · k acknowledges"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -192,7 +189,7 @@ def test_flags_pane(world: World, snap_compare: Snap, size: tuple[int, int]) -> 
     checkout_copy (a variant flag) reads "on" of type "var". At 160x48 also the Owner and Description
     columns. Under the table: "new_cart · 25%: the stored value · pct · risk high · owner payments"
     and its description; the footer: KILL, Toggle, Explain, Schedules, Filter, Help, Quit."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -205,7 +202,7 @@ def test_improvements_pane(world: World, snap_compare: Snap, size: tuple[int, in
     """Improvements pane ("4"): the honest empty state (the queue is not configured in this release),
     what it will hold, and the flags that govern the agent here: enable_self_building,
     enable_autonomous_improvements."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(app, terminal_size=size, run_before=steps("4", shows=("Improvement queue",)))
 
 
@@ -214,7 +211,7 @@ def test_backups_pane(world: World, snap_compare: Snap, size: tuple[int, int]) -
     """Backups pane ("5"): not configured yet, and what to copy by hand meanwhile, from this
     configuration: ws/opsconsole.yaml, the state database ws/state.db (with the sqlite3 .backup hint),
     the flag files ws/flags/staging.json and ws/flags/production.json."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(app, terminal_size=size, run_before=steps("5", shows=("Backups: not configured",)))
 
 
@@ -223,7 +220,7 @@ def test_read_only_console(world: World, snap_compare: Snap, size: tuple[int, in
     """A read-only console (--read-only) on the same rollouts: the header says READ-ONLY, the footer
     has no action key at all (no Approve, Promote, Pause, Resume, Abort, Rollback, New, Checklist,
     KILL): only Help and Quit."""
-    app = console(world, read_only=True)
+    app = world_console(world, read_only=True)
     assert snap_compare(app, terminal_size=size, run_before=steps(shows=("READ-ONLY", "1 of 3 checks")))
 
 
@@ -236,7 +233,7 @@ def test_approve_modal(world: World, snap_compare: Snap, size: tuple[int, int]) 
     search-... : phase staging"; started by bob, approved so far: root, needs 2 approver(s), you are
     alice (approver); the evidence: soak pass (10m1s of 10m), latency_ms pass 142 ms <= 300 ms; the
     reason input focused (cursor drawn), the admin override checkbox, "Enter approves · Esc cancels"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -250,7 +247,7 @@ def test_approve_modal(world: World, snap_compare: Snap, size: tuple[int, int]) 
 def test_reason_modal_for_pause(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
     """The reason modal of a command ("z" on the cart canary): "Pause cart-...", an empty reason input
     with its cursor, "Enter confirms · Esc cancels", in the normal (not red) frame."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app, terminal_size=size, run_before=steps("z", screen=ReasonScreen, shows=(f"Pause {CART}",))
     )
@@ -262,7 +259,7 @@ def test_reason_modal_for_rollback_is_dangerous(
 ) -> None:
     """The reason modal of a dangerous command ("b" on the cart canary): "Roll back cart-..." in the
     red (dangerous) frame, focus in the reason input, never on a button."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app, terminal_size=size, run_before=steps("b", screen=ReasonScreen, shows=(f"Roll back {CART}",))
     )
@@ -272,7 +269,7 @@ def test_reason_modal_for_rollback_is_dangerous(
 def test_start_plan_modal(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
     """The start-a-plan modal ("n"): the three configured plans with their phases (cart: staging,
     canary; pay: canary; search: staging, production), the optional reason input, the keys line."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app, terminal_size=size, run_before=steps("n", screen=StartPlanScreen, shows=("Start a plan",))
     )
@@ -282,7 +279,7 @@ def test_start_plan_modal(world: World, snap_compare: Snap, size: tuple[int, int
 def test_checklist_modal_without_items(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
     """The checklist modal ("c" on the cart canary): "Checklist of cart-..., phase canary" and the
     phase has no checklist items."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app, terminal_size=size, run_before=steps("c", screen=ChecklistScreen, shows=("no checklist items",))
     )
@@ -294,7 +291,7 @@ def test_rollout_detail(world: World, snap_compare: Snap, size: tuple[int, int])
     cart · completed · started by bob at 2023-11-14T22:13:20; both phases and their steps; the timeline
     in order with UTC times, actors (bob@local, engine@runner, alice@local) and reasons: start, staging
     entered, awaiting approval, alice's approval, each canary step 0 -> 5 -> 25 -> 50 -> 100, completed."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -317,7 +314,7 @@ def test_kill_switch_modal(world: World, snap_compare: Snap, size: tuple[int, in
     """The kill switch modal (ctrl+backslash): "PULL THE KILL SWITCH?" in the red frame, what it does
     (flags to safe values, active rollouts aborted, improvements paused), the optional reason input,
     "ctrl+backslash again or Enter pulls it · Esc cancels"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -331,7 +328,7 @@ def test_kill_switch_engaged(world: World, snap_compare: Snap, size: tuple[int, 
     "KILL SWITCH ENGAGED by alice: kill switch pulled from the console", the two active rollouts (cart,
     search) now aborted with the kill switch as their why, pay and the old cart unchanged; a toast
     "KILL SWITCH ENGAGED: 2 rollouts aborted, 2 flag files written"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -350,7 +347,7 @@ def test_kill_switch_engaged(world: World, snap_compare: Snap, size: tuple[int, 
 def test_all_clear_modal(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
     """The kill key again once the switch is engaged: "KILL SWITCH IS ENGAGED", the all-clear needs an
     approver and a reason, the required reason input, "Enter gives all-clear · Esc cancels"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -376,7 +373,7 @@ def test_help_screen(world: World, snap_compare: Snap, size: tuple[int, int]) ->
     (a Approve with its explanation, p Promote, z Pause, r Resume, x Abort, b Rollback, n New,
     c Checklist, enter Detail), then the global keys (^q Quit, 1-5 the panes, ? Help, : and ^p
     Commands, q Quit, ^\\ KILL, ...); at 160x48 also the navigation keys and the next pane's heading."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(app, terminal_size=size, run_before=steps("?", screen=HelpScreen, shows=("Keys",)))
 
 
@@ -384,7 +381,7 @@ def test_help_screen(world: World, snap_compare: Snap, size: tuple[int, int]) ->
 def test_alarm_ack_modal(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
     """The alarm acknowledgement modal ("k" on the Metrics pane, HighErrorRate selected): the alarm's
     evidence (production, critical, firing, its value 0.022 against the rule) and the reason input."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -400,7 +397,7 @@ def test_flag_edit_modal(world: World, snap_compare: Snap, size: tuple[int, int]
     "now 25%: the stored value · percentage · risk high · owner payments", the CAREFUL warning (a
     HIGH-RISK flag in the PRODUCTION environment), the reason input focused (cursor drawn), the
     percentage input holding 25, "Enter: next field, then confirm · Esc cancels"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -416,7 +413,7 @@ def test_flag_history_modal(world: World, snap_compare: Snap, size: tuple[int, i
     25%: the stored value"; newest first, with UTC times: engine@runner 5% -> 25% and 0% -> 5% for the
     current cart rollout, alice@local 100% -> 0% when she approved its staging phase, then the earlier
     rollout's steps down to default 0% -> 0%."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -437,7 +434,7 @@ def test_flags_pane_grouped_by_parent(world: World, snap_compare: Snap, size: tu
     then otel_enabled; the title hint says "g flat". The detail line: "phase_4_deployment · false: the default value ·
     bool · risk high", then "stale: release flag, 75 days old, lifetime 40 days · Production
     deployment flag (master rollout flag)"."""
-    app = console(world)
+    app = world_console(world)
 
     def on_parent(app: Any) -> None:
         table = app.panes["flags"].table
@@ -460,7 +457,7 @@ def test_flag_explain_modal(world: World, snap_compare: Snap, size: tuple[int, i
     bucket 25 · threshold 25%" over "stored value 25%; bucket 25 <= 25"; "flagd (fractional)  false ·
     rule stored · bucket 43 · threshold 25%" over "stored value 25%; fractional bucket 43 >= 25"; the
     bold "differ:" line saying the console's consumers get true and a flagd consumer gets false."""
-    app = console(world)
+    app = world_console(world)
 
     def type_in(field: str, text: str) -> Do:
         return Do(lambda app: setattr(app.screen.query_one(f"#explain-{field}", Input), "value", text))
@@ -490,7 +487,7 @@ def test_flag_schedules_modal(world: World, snap_compare: Snap, size: tuple[int,
     the selected #2 in three lines: "#2 new_pay: 0% → 12% → 25% → 37% → 50%", "next: step 1 of 5, 0%
     at 2023-11-15 00:23:20 UTC", "by alice@local at 2023-11-15 00:08:20 UTC: retry gateway v2 slowly
     after the fix"; keys "n new schedule · c cancel the selected one · Esc back"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,
@@ -510,7 +507,7 @@ def test_flag_schedule_new_modal(world: World, snap_compare: Snap, size: tuple[i
     in production (PRODUCTION)", the examples of what to type, the flag input holding new_cart (the
     flag under the pane's cursor), the plan input focused (cursor drawn), the reason input, "Enter:
     next field, then schedule · Esc cancels"."""
-    app = console(world)
+    app = world_console(world)
     assert snap_compare(
         app,
         terminal_size=size,

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsconsole.engine.model import (
+    ACTIVE_STATES,
     Actor,
     ApprovalSpec,
     GateSpec,
@@ -322,3 +323,31 @@ def test_invariants_over_random_event_sequences(seq):
         # the starter alone never approves a phase that requires approval
         if isinstance(ev, Approve) and r.phase_index > before.phase_index:
             assert {a.user for a in before.approvals} | {ev.actor.user} != {"bob"}
+
+
+@pytest.mark.parametrize("state", list(S))
+def test_allowed_commands_are_exactly_what_decide_accepts(state: RolloutState) -> None:
+    """The console offers a rollout's keys from allowed_commands: every command it offers must pass the
+    state machine's state check, and every one it withholds must be refused by it."""
+    from opsconsole.engine import allowed_commands
+
+    r = replace(at_canary().rollout, state=state, paused_from=S.PROGRESSING)
+    allowed = allowed_commands(state)
+    assert allowed == allowed_commands(str(state))
+    for kind in ("pause", "resume", "abort", "rollback"):
+        if kind in allowed:
+            decide(PLAN, r, Command(kind, BOB, "why"), 200)
+        else:
+            with pytest.raises(Rejected):
+                decide(PLAN, r, Command(kind, BOB, "why"), 200)
+    if "promote" not in allowed:
+        with pytest.raises(Rejected):
+            decide(PLAN, r, Command("promote", BOB, "why"), 200)
+    if "approve" not in allowed:
+        with pytest.raises(Rejected):
+            decide(PLAN, r, Approve(CAROL, Role.ADMIN, "why"), 200)
+    else:
+        assert "approval" in str(decide(PLAN, r, Approve(CAROL, Role.ADMIN, "ok"), 200).records)
+    if state not in ACTIVE_STATES:
+        assert allowed == frozenset()
+    assert allowed_commands("no-such-state") == frozenset()

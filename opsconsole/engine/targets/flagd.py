@@ -31,7 +31,7 @@ from typing import Any
 from ..flags import PERCENTAGE, VARIANT, FlagState, off_value, on_value
 from ..fsutil import write_atomic
 from ..model import FlagDef, Targeting
-from .flagfile import iso_utc
+from ..units import iso_utc
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 ON = "on"

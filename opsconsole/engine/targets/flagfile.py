@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..flags import PERCENTAGE, FlagState, in_rollout
 from ..fsutil import write_atomic
 from ..model import FlagDef
+from ..units import iso_utc
 
 VERSION = 1
 ALL_AT_ONCE = "all_at_once"
@@ -34,10 +34,6 @@ class FlagFileError(Exception):
         super().__init__(f"{path}: {message}")
         self.path = Path(path)
         self.message = message
-
-
-def iso_utc(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def render(

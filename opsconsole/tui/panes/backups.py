@@ -8,14 +8,18 @@ exist). It is focusable so the console's keys keep working on it.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ..safe import safe
+from ..format import safe
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Config
 
 EMPTY_TITLE = "Backups: not configured yet"
 EMPTY_TEXT = (
@@ -34,7 +38,7 @@ SQLITE = "sqlite:///"
 _CREDENTIALS = re.compile(r"(://)[^/@]*@")
 
 
-class BackupsPane(VerticalScroll, can_focus=True):
+class BackupsPane(ConsoleAccess, VerticalScroll, can_focus=True):
     DEFAULT_CSS = """
     BackupsPane { padding: 1 2; }
     BackupsPane .empty-title { text-style: bold; padding: 0 0 1 0; }
@@ -43,11 +47,11 @@ class BackupsPane(VerticalScroll, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static(EMPTY_TITLE, classes="empty-title")
         yield Static(EMPTY_TEXT, id="backups-empty", markup=False)
-        yield Static(_copy_by_hand(self.app.engine.config), id="backups-manual")  # type: ignore[attr-defined]
+        yield Static(_copy_by_hand(self.ops.engine.config), id="backups-manual")
         yield Static(ABOUT_TEXT, id="backups-about", markup=False)
 
 
-def _copy_by_hand(config: Any) -> Text:
+def _copy_by_hand(config: Config) -> Text:
     """What holds this console's state, from the configuration, so it can be backed up by hand."""
     text = Text("\nMeanwhile, back these up yourself:\n")
     text.append(f"  configuration  {safe(config.path)}\n")

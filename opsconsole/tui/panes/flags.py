@@ -16,30 +16,23 @@ thread worker; the event loop only swaps the result in.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.cells import cell_len, set_cell_size
-from rich.segment import Segment
-from rich.style import Style
+from rich.cells import cell_len
 from rich.text import Text
-from textual import events, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.geometry import Size
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
 from textual.widgets import Input, Static
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
-from ..present import decided_why, format_flag_value, variants_text
-from ..safe import plain, safe
+from ..format import decided_why, format_flag_value, plain, safe, variants_text
+from ..widgets.keyed_table import Cell, Column, KeyedTable
 
-Column = tuple[str, str, int]
-"""(key, label, width in cells)."""
-Cell = tuple[str, str]
-"""(text, style name): the style name is a FlagTable component class suffix, or ""."""
+if TYPE_CHECKING:
+    from opsconsole.engine import Config, FlagAge, FlagDef, FlagState
 
 TYPE_LABEL = {"boolean": "bool", "percentage": "pct", "variant": "var"}
 RISK_LABEL = {"high": ("HIGH", "high"), "medium": ("med", "medium"), "low": ("low", "muted")}
@@ -51,7 +44,7 @@ MAX_INDENT = 8
 DAY = 86400.0
 
 
-def stale_text(age: Any) -> str:
+def stale_text(age: FlagAge) -> str:
     """The detail line's staleness: "stale: release flag, 69 days old, lifetime 40 days"."""
     days = int((age.age or 0.0) // DAY)
     lifetime = int((age.lifetime or 0.0) // DAY)
@@ -96,7 +89,7 @@ def tree_prefix(depth: int) -> str:
     return "  " * min(depth, MAX_INDENT) + "└ " if depth else ""
 
 
-def decided_text(state: Any) -> str:
+def decided_text(state: FlagState) -> str:
     """Which rule decided the value, with the variable or parent that did it."""
     by = state.decided_by
     if by == "env":
@@ -108,7 +101,7 @@ def decided_text(state: Any) -> str:
     return str(by)
 
 
-def filter_line(flag: Any, state: Any, stale: bool = False) -> str:
+def filter_line(flag: FlagDef, state: FlagState | None, stale: bool = False) -> str:
     """What the filter matches a flag on: its name, description and decided-by, lower-cased, and
     the word "stale" for a stale flag (so `/stale` lists them)."""
     decided = decided_text(state) if state is not None else ""
@@ -116,224 +109,14 @@ def filter_line(flag: Any, state: Any, stale: bool = False) -> str:
     return (line + "\nstale" if stale else line).lower()
 
 
-def flag_environments(config: Any) -> list[str]:
+def flag_environments(config: Config) -> list[str]:
     """The environments the pane switches between: those with a flag target (all when none has)."""
     with_targets = [name for name, env in config.environments.items() if env.flags is not None]
     return with_targets or list(config.environments)
 
 
-def _fit(text: str, width: int) -> str:
-    """Exactly `width` cells: padded, or cut with an ellipsis."""
-    if width <= 0:
-        return ""
-    if cell_len(text) <= width:
-        return text + " " * (width - cell_len(text))
-    return set_cell_size(text, width - 1) + "…"
-
-
-class FlagTable(ScrollView, can_focus=True):
-    """Rows keyed by name, drawn on demand: cost per repaint is the rows on screen, not the rows held.
-
-    The owner supplies `layout(width) -> columns`, `cells(key) -> {column: (text, style)}` and
-    `highlighted(key)`, called when the row under the cursor changes; the table keeps only the ordered
-    keys in view and the cursor. A "mark" cell, if given, is drawn in the one-cell margin before the
-    first column.
-    """
-
-    COMPONENT_CLASSES = {
-        "flag-table--header",
-        "flag-table--cursor",
-        "flag-table--high",
-        "flag-table--medium",
-        "flag-table--muted",
-        "flag-table--on",
-        "flag-table--off",
-        "flag-table--override",
-        "flag-table--kill",
-        "flag-table--warn",
-        "flag-table--stale",
-    }
-    DEFAULT_CSS = """
-    FlagTable {
-        height: 1fr;
-        overflow-x: hidden;
-        overflow-y: auto;
-        scrollbar-size-vertical: 1;
-        background: $surface;
-        & > .flag-table--header { text-style: bold; background: $panel; }
-        & > .flag-table--cursor {
-            background: $block-cursor-blurred-background;
-            color: $block-cursor-blurred-foreground;
-        }
-        &:focus > .flag-table--cursor {
-            background: $block-cursor-background;
-            color: $block-cursor-foreground;
-            text-style: $block-cursor-text-style;
-        }
-        & > .flag-table--high { color: $error; text-style: bold; }
-        & > .flag-table--medium { color: $warning; }
-        & > .flag-table--muted { color: $text-muted; }
-        & > .flag-table--on { color: $success; text-style: bold; }
-        & > .flag-table--off { color: $text-muted; }
-        & > .flag-table--override { color: $warning; text-style: bold; }
-        & > .flag-table--kill { color: $error; text-style: bold reverse; }
-        & > .flag-table--warn { color: $warning; text-style: italic; }
-        & > .flag-table--stale { color: $warning; text-style: bold; }
-    }
-    """
-    BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "move_to(0)", "First", show=False),
-        Binding("end", "move_to(-1)", "Last", show=False),
-    ]
-
-    def __init__(
-        self,
-        layout: Callable[[int], Sequence[Column]],
-        cells: Callable[[str], dict[str, Cell]],
-        highlighted: Callable[[str | None], None],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._layout = layout
-        self._cells = cells
-        # Called directly rather than by message: a message would paint the detail one frame later.
-        self._highlighted_cb = highlighted
-        self.keys: list[str] = []
-        self.cursor = 0
-        self.empty_text = "loading…"
-        self._columns: Sequence[Column] = ()
-        self._columns_width = -1
-        self._highlighted: str | None = None
-
-    # ------------------------------------------------------------------------------------ data
-
-    @property
-    def selected(self) -> str | None:
-        return self.keys[self.cursor] if self.keys else None
-
-    def show_keys(self, keys: list[str]) -> None:
-        """Show these rows in this order; the cursor stays on the same key when it is still there."""
-        keep = self.selected
-        self.keys = keys
-        if keep is not None and keys and (self.cursor >= len(keys) or keys[self.cursor] != keep):
-            try:
-                self.cursor = keys.index(keep)
-            except ValueError:
-                self.cursor = min(self.cursor, len(keys) - 1)
-        self.cursor = max(0, min(self.cursor, len(keys) - 1))
-        self.virtual_size = Size(self.scrollable_content_region.width, len(keys) + 1)
-        self._scroll_to_cursor()
-        self.refresh()
-        self.announce()
-
-    def refresh_keys(self, changed: set[str]) -> None:
-        """Repaint if any of these rows is on screen (a changed row off screen costs nothing)."""
-        top = int(self.scroll_y)
-        if any(k in changed for k in self.keys[top : top + self.scrollable_content_region.height]):
-            self.refresh()
-        if self.selected in changed:
-            self.announce(force=True)
-
-    # ------------------------------------------------------------------------------------ cursor
-
-    def action_cursor(self, delta: int) -> None:
-        self.move_to(self.cursor + delta)
-
-    def action_page(self, direction: int) -> None:
-        self.move_to(self.cursor + direction * max(1, self.scrollable_content_region.height - 2))
-
-    def action_move_to(self, index: int) -> None:
-        """Row `index`; negative counts from the end."""
-        self.move_to(index if index >= 0 else len(self.keys) + index)
-
-    def move_to(self, index: int) -> None:
-        if not self.keys:
-            return
-        index = max(0, min(index, len(self.keys) - 1))
-        if index != self.cursor:
-            old, self.cursor = self.cursor, index
-            self.refresh_lines(old + 1)  # virtual line = row + 1 (the header); a scroll repaints all
-            self.refresh_lines(index + 1)
-        self._scroll_to_cursor()
-        self.announce()
-
-    def _scroll_to_cursor(self) -> None:
-        rows = max(1, self.scrollable_content_region.height - 1)  # minus the header line
-        top = int(self.scroll_y)
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + rows:
-            self.scroll_to(y=self.cursor - rows + 1, animate=False, immediate=True)
-
-    def announce(self, force: bool = False) -> None:
-        if force or self.selected != self._highlighted:
-            self._highlighted = self.selected
-            self._highlighted_cb(self.selected)
-
-    def on_click(self, event: events.Click) -> None:
-        offset = event.get_content_offset(self)
-        if offset is not None and offset.y >= 1:
-            self.move_to(int(self.scroll_y) + offset.y - 1)
-
-    def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self.keys) + 1)
-        self._scroll_to_cursor()
-
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
-
-    # ------------------------------------------------------------------------------------ drawing
-
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"flag-table--{name}", partial=True)
-
-    def relayout(self) -> None:
-        """Ask the owner for the columns again (what they hold changed width), and repaint."""
-        self._columns_width = -1
-        self.refresh()
-
-    def columns(self, width: int) -> Sequence[Column]:
-        if width != self._columns_width:
-            self._columns = self._layout(width)
-            self._columns_width = width
-        return self._columns
-
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        base = self.rich_style
-        columns = self.columns(width)
-        if y == 0:
-            style = base + self._style("header")
-            return self._strip([(label, "") for _, label, _ in columns], columns, style, width)
-        index = int(self.scroll_y) + y - 1
-        if index >= len(self.keys):
-            if index == 0:
-                return Strip([Segment(_fit(" " + self.empty_text, width), base + self._style("muted"))])
-            return Strip.blank(width, base)
-        cells = self._cells(self.keys[index])
-        row = [cells.get(key, ("", "")) for key, _, _ in columns]
-        mark = cells.get("mark", (" ", ""))
-        if index == self.cursor:
-            style = base + self._style("cursor")
-            return self._strip([(text, "") for text, _ in row], columns, style, width, (mark[0], ""))
-        return self._strip(row, columns, base, width, mark)
-
-    def _strip(
-        self, row: list[Cell], columns: Sequence[Column], base: Style, width: int, mark: Cell = (" ", "")
-    ) -> Strip:
-        text, name = mark
-        segments = [Segment(_fit(text, 1), base + self._style(name) if name else base)]
-        for (text, name), (_, _, cells) in zip(row, columns, strict=True):
-            segments.append(Segment(_fit(text, cells), base + self._style(name) if name else base))
-            segments.append(Segment(" ", base))
-        return Strip(segments).crop_extend(0, width, base)
+class FlagTable(KeyedTable):
+    """The flags, by name (the rows, their cells and styles come from FlagsPane)."""
 
 
 class FlagsPane(GuardedActions, Vertical, can_focus=False):
@@ -360,12 +143,12 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.environment = ""
-        self.states: dict[str, Any] = {}
+        self.states: dict[str, FlagState] = {}
         self.names: list[str] = []
         """The flags that exist in the shown environment, in file order."""
         self.grouped = False
         """Children listed under their parent (`g`), else file order."""
-        self.stale: dict[str, Any] = {}
+        self.stale: dict[str, FlagAge] = {}
         """Stale flags of the shown environment: name -> the engine's FlagAge."""
         self._tree: list[tuple[str, int]] | None = None
         self._depth: dict[str, int] = {}
@@ -392,14 +175,14 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         yield Static(id="flag-detail")
 
     def on_mount(self) -> None:
-        app: Any = self.app
-        config = app.engine.config
+        config = self.ops.engine.config
         # Flag names are letters, digits and '_' (config checks it): len() is their width on screen.
         self._name_width = max(map(len, config.flags), default=8)
         self._owner_width = min(16, max((cell_len(d.owner) for d in config.flags.values()), default=0))
         envs = flag_environments(config)
         self.query_one("#flags-filter", Input).display = False
-        self._set_environment(app.environment if app.environment in envs else (envs[0] if envs else ""))
+        watched = self.ops.environment
+        self._set_environment(watched if watched in envs else (envs[0] if envs else ""))
         self.reload()
 
     def focus(self, scroll_visible: bool = True) -> FlagsPane:
@@ -412,7 +195,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
 
     def _set_environment(self, env: str) -> None:
         """Show `env`'s flags (their values arrive with the next load)."""
-        defs = self.app.engine.config.flags  # type: ignore[attr-defined]
+        defs = self.ops.engine.config.flags
         self.environment = env
         self.names = [name for name, d in defs.items() if d.in_environment(env)] if env else []
         self.states = {}
@@ -425,7 +208,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self.apply_filter()
 
     def _build_tree(self) -> None:
-        defs = self.app.engine.config.flags  # type: ignore[attr-defined]
+        defs = self.ops.engine.config.flags
         self._tree = tree_order(self.names, lambda name: defs[name].depends_on)
         self._depth = {name: depth for name, depth in self._tree if depth}
         self._tree_width = max(
@@ -486,21 +269,23 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self._load(self.environment, self.states, self.stale, ages)
 
     @work(thread=True, group="flags-reload", exit_on_error=False)
-    def _load(self, env: str, before: dict[str, Any], stale_before: dict[str, Any], ages: bool) -> None:
+    def _load(
+        self, env: str, before: dict[str, FlagState], stale_before: dict[str, FlagAge], ages: bool
+    ) -> None:
         # Off the event loop: the store read and the resolution (~20 ms for 10,000 flags), the diff
         # against what is shown, and the filter text of the flags that changed. Ages are read only
         # when asked (a new environment, a flag change): staleness moves in days, not per poll.
-        app: Any = self.app
+        app, engine = self.app, self.ops.engine
         try:
-            states = app.engine.flag_states(env) if env else {}
+            states = engine.flag_states(env) if env else {}
             stale = stale_before
             if ages:
-                stale = {age.name: age for age in app.engine.stale_flags(env)} if env else {}
+                stale = {age.name: age for age in engine.stale_flags(env)} if env else {}
             changed = {
                 n for n, st in states.items() if (o := before.get(n)) is None or o.__dict__ != st.__dict__
             }
             changed |= stale.keys() ^ stale_before.keys()  # marked or unmarked: repaint, re-filter
-            defs = app.engine.config.flags
+            defs = engine.config.flags
             lines = {n: filter_line(defs[n], states[n], n in stale) for n in changed if n in states}
         except Exception as exc:  # the store is unreachable or locked: say so, keep what is shown
             app.call_from_thread(self._loaded, env, None, stale_before, set(), {}, before, exc)
@@ -510,11 +295,11 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
     def _loaded(
         self,
         env: str,
-        states: dict[str, Any] | None,
-        stale: dict[str, Any],
+        states: dict[str, FlagState] | None,
+        stale: dict[str, FlagAge],
         changed: set[str],
         lines: dict[str, str],
-        before: dict[str, Any],
+        before: dict[str, FlagState],
         error: Exception | None,
     ) -> None:
         self._loading = False
@@ -533,7 +318,9 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         if again:
             self.reload()
 
-    def apply(self, states: dict[str, Any], changed: set[str], lines: dict[str, str], full: bool) -> None:
+    def apply(
+        self, states: dict[str, FlagState], changed: set[str], lines: dict[str, str], full: bool
+    ) -> None:
         """Show new states: repaint only if a changed flag is on screen, re-filter only if needed."""
         if full:
             self.states = states
@@ -545,7 +332,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
                     self.states[name] = states[name]
         self.haystack.update(lines)
         table = self.table
-        config = self.app.engine.config  # type: ignore[attr-defined]
+        config = self.ops.engine.config
         if not self.environment:
             table.empty_text = f"no environments defined in {safe(config.path)}"
         elif config.flags:
@@ -616,7 +403,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         return cols
 
     def _cells(self, name: str) -> dict[str, Cell]:
-        defn = self.app.engine.config.flags[name]  # type: ignore[attr-defined]
+        defn = self.ops.engine.config.flags[name]
         st = self.states.get(name)
         risk, risk_style = RISK_LABEL.get(defn.risk, (safe(defn.risk), ""))
         shown = safe(name)
@@ -641,7 +428,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         return cells
 
     def _show_title(self) -> None:
-        engine: Any = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         env = engine.config.environments.get(self.environment)
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" Flags in ")
@@ -668,7 +455,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         if name is None:
             detail.update("", layout=False)
             return
-        defn = self.app.engine.config.flags[name]  # type: ignore[attr-defined]
+        defn = self.ops.engine.config.flags[name]
         st = self.states.get(name)
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append_text(plain(name, "bold"))
@@ -741,7 +528,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self.apply_filter()
 
     def action_switch_environment(self, step: int) -> None:
-        envs = flag_environments(self.app.engine.config)  # type: ignore[attr-defined]
+        envs = flag_environments(self.ops.engine.config)
         if len(envs) < 2:
             self.app.notify("Only one environment has flags", timeout=3)
             return
@@ -749,13 +536,13 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self._set_environment(envs[(at + step) % len(envs)])
         self.reload()
 
-    def selected(self) -> tuple[Any, Any] | None:
+    def selected(self) -> tuple[FlagDef, FlagState] | None:
         name = self.table.selected
         st = self.states.get(name) if name is not None else None
         if name is None or st is None:
             self.app.notify("No flag selected", severity="warning", timeout=3)
             return None
-        return self.app.engine.config.flags[name], st  # type: ignore[attr-defined]
+        return self.ops.engine.config.flags[name], st
 
     def action_toggle_flag(self) -> None:
         # Booleans and variant flags (on/off) toggle; a percentage has no "other" value, so the same
@@ -770,10 +557,10 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         if picked is not None:
             self._edit(*picked)
 
-    def _edit(self, defn: Any, state: Any) -> None:
+    def _edit(self, defn: FlagDef, state: FlagState) -> None:
         from ..screens.flag_edit import FlagEditScreen
 
-        env = self.app.engine.config.environments.get(self.environment)  # type: ignore[attr-defined]
+        env = self.ops.engine.config.environments.get(self.environment)
         screen = FlagEditScreen(self.environment, defn, state, production=bool(env and env.production))
         self.app.push_screen(screen, self._edited)
 

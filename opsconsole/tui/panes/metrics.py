@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
-from textual.widgets.data_table import ColumnKey, RowKey
 
-from opsconsole.engine import AlarmStatus, MetricRow, format_duration, format_value
+from opsconsole.engine import AlarmStatus, MetricRow, format_value
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
-from ..safe import plain, safe
-
-if TYPE_CHECKING:
-    from ..app import OpsConsoleApp
+from ..format import ago, plain, safe
+from ..widgets.live_table import Column, LiveTable
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 MAX_POINTS = 60
@@ -48,59 +44,6 @@ SEVERITY_SHORT = {"critical": "crit", "warning": "warn", "info": "info"}
 SEVERITY_STYLE = {"critical": "bold", "warning": "", "info": "dim"}
 BREACH = "bold red"
 NO_DATA = "magenta"
-
-Column = tuple[str, str, int]
-"""(key, label, width)"""
-
-
-class LiveTable(DataTable[Any]):
-    """A DataTable whose cells can change without repainting the rest of the table."""
-
-    def set_cell(self, row_key: str, column_key: str, value: Text) -> None:
-        """Replace one cell and repaint only its region; nothing at all when it looks the same."""
-        # DataTable has no cell-scoped update (update_cell calls refresh() on the whole widget), so this
-        # writes its cell store directly; _update_count invalidates its render caches as update_cell does.
-        row = self._data[RowKey(row_key)]
-        column = ColumnKey(column_key)
-        old = row.get(column)
-        if isinstance(old, Text) and same_text(old, value):
-            return
-        row[column] = value
-        self._update_count += 1
-        self.refresh_coordinate(Coordinate(self.get_row_index(row_key), self.get_column_index(column_key)))
-
-    def row_keys(self) -> list[str]:
-        return [str(row.key.value) for row in self.ordered_rows]
-
-    def column_spec(self) -> list[Column]:
-        return [(str(c.key.value), str(c.label), c.width) for c in self.ordered_columns]
-
-    def selected_key(self) -> str | None:
-        if self.row_count == 0:
-            return None
-        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
-
-    def sync(
-        self, columns: Sequence[Column], order: Sequence[str], cells: dict[str, dict[str, Text]]
-    ) -> None:
-        """Make the table show `cells` (row key -> column key -> cell) in `order`, touching only what
-        differs: columns changed -> rebuild; rows added, removed or reordered -> re-add the rows (the
-        cursor stays on the same key); otherwise per-cell updates."""
-        if self.column_spec() != list(columns):
-            self.clear(columns=True)
-            for key, label, width in columns:
-                self.add_column(label, key=key, width=width)
-        if self.row_keys() != list(order):
-            selected = self.selected_key()
-            self.clear()
-            for key in order:
-                self.add_row(*(cells[key][c] for c, _, _ in columns), key=key)
-            if selected is not None and selected in order:
-                self.move_cursor(row=list(order).index(selected), animate=False)
-            return
-        for key in order:
-            for column, _, _ in columns:
-                self.set_cell(key, column, cells[key][column])
 
 
 class MetricsPane(GuardedActions, Vertical, can_focus=False):
@@ -130,11 +73,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
         self.query_one("#metric-note").display = False
         # The runner publishes `alarms` only when alarm rules exist; without any, this keeps the metrics
         # moving. It does nothing while events arrive.
-        self.set_interval(max(1.0, float(self.console_app.engine.config.interval)), self._quiet_tick)
-
-    @property
-    def console_app(self) -> OpsConsoleApp:
-        return cast("OpsConsoleApp", self.app)
+        self.set_interval(max(1.0, float(self.ops.engine.config.interval)), self._quiet_tick)
 
     def focus(self, scroll_visible: bool = True) -> MetricsPane:
         self.query_one("#alarm-table").focus(scroll_visible)
@@ -178,7 +117,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             self._stale = True
             return
         self._stale = False
-        app = self.console_app
+        app = self.ops
         # In memory and on the event loop on purpose: the runner mutates the scrape history on this loop,
         # so reading it from a thread could see it half-updated. A few dozen small queries per tick.
         rows = app.session.metric_rows(MAX_POINTS)  # the session extends its series incrementally
@@ -186,7 +125,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
         self._now = float(app.engine.clock())
         self.metrics = sorted(rows, key=lambda r: r.environment != app.environment)
         self.alarms = {a.name: a for a in alarms}
-        with app.batch_update():
+        with self.app.batch_update():
             self.show_metrics()
             self.show_alarms()
         self.load_acks()
@@ -194,7 +133,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
     @work(thread=True, exclusive=True, group="alarm-acks", exit_on_error=False)
     def load_acks(self) -> None:
         try:
-            acks = self.console_app.engine.alarm_acks()
+            acks = self.ops.engine.alarm_acks()
         except Exception as exc:  # a store hiccup must not take the console down; the pane says so
             self.app.call_from_thread(self._apply_acks, None, f"{type(exc).__name__}: {exc}")
             return
@@ -472,29 +411,11 @@ def summary(alarms: Sequence[AlarmStatus]) -> Text:
     return text
 
 
-def ago(seconds: float) -> str:
-    """How long ago, to the second only within the first minute: a cell that changes every second
-    costs a repaint every second, for every alarm on screen."""
-    s = max(0.0, seconds)
-    if s < 60:
-        text = format_duration(s)
-    elif s < 3600:
-        text = f"{int(s // 60)}m"
-    else:
-        text = format_duration(s - s % 60)
-    return f"{text} ago"
-
-
 def _ack_words(ack: dict[str, Any], now: float) -> str:
     at = ack.get("at")
     when = f" {ago(now - float(at))}" if isinstance(at, int | float) else ""
     reason = ack.get("reason") or ""
     return f"{ack.get('by', '?')}{when}" + (f": {reason}" if reason else "")
-
-
-def same_text(a: Text, b: Text) -> bool:
-    """Text equality that includes the base style and justification (Text.__eq__ ignores both)."""
-    return a.plain == b.plain and a.style == b.style and a.spans == b.spans and a.justify == b.justify
 
 
 def no_data(error: str) -> str:

@@ -16,13 +16,13 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import format_value, rollout_row
+from opsconsole.engine import allowed_commands, rollout_row
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
 from ..calls import call
-from ..present import STATUS_STYLE, units_of
-from ..safe import plain
+from ..format import ROLLOUT_STATE_STYLE as STATE_STYLE
+from ..format import plain, units_of, verdict_cells
 
 COLUMNS = (
     ("rollout", "Rollout", 21),
@@ -38,28 +38,10 @@ VERDICT_COLUMNS = (
     ("limit", "Threshold"),
     ("reason", "Reason"),
 )
-STATE_STYLE = {
-    "completed": "green",
-    "progressing": "bold",
-    "awaiting_approval": "bold yellow",
-    "paused": "yellow",
-    "rolling_back": "bold red",
-    "rolled_back": "red",
-    "aborted": "red",
-    "pending": "dim",
-}
 MAX_ROWS = 200
-ACTIVE = {"pending", "progressing", "paused", "awaiting_approval"}
-APPLIES_TO: dict[str, set[str]] = {
-    "approve": {"awaiting_approval"},
-    "promote": {"progressing"},
-    "pause": {"pending", "progressing", "awaiting_approval"},
-    "resume": {"paused"},
-    "abort": ACTIVE,
-    "rollback": ACTIVE,
-    "tick_checklist": ACTIVE,
-}
-"""The rollout states each action makes sense in; elsewhere its key is shown disabled."""
+ROLLOUT_COMMANDS = frozenset({"approve", "promote", "pause", "resume", "abort", "rollback", "tick_checklist"})
+"""Actions on the selected rollout: the engine's allowed_commands(state) says which apply (the others
+show disabled)."""
 
 
 class RolloutsPane(GuardedActions, Vertical, can_focus=False):
@@ -87,12 +69,11 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         if not allowed or not self.is_mounted:
             return allowed
         if action == "start_plan":
-            return None if getattr(self.app, "kill_engaged", False) else True
-        states = APPLIES_TO.get(action)
-        if states is None:
+            return None if self.ops.kill_engaged else True
+        if action not in ROLLOUT_COMMANDS:
             return True
         r = self.selected()
-        return True if r is not None and str(r.state) in states else None
+        return True if r is not None and action in allowed_commands(r.state) else None
 
     def compose(self) -> ComposeResult:
         table: DataTable[Any] = DataTable(id="rollout-table", cursor_type="row", zebra_stripes=True)
@@ -122,7 +103,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             self.reload()
 
     def reload(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         call(
             self,
             lambda: engine.rollouts()[:MAX_ROWS],
@@ -134,7 +115,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         )
 
     def apply(self, rollouts: list[Any], full: bool) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         table = self.query_one("#rollout-table", DataTable)
         with self.app.batch_update():
             if full:
@@ -180,7 +161,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         if self._bindings_for != (r.id, str(r.state)):
             self._bindings_for = (r.id, str(r.state))
             self.refresh_bindings()  # only on a change: the footer rebuilds itself on every refresh
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         row = rollout_row(engine, r)
         line = Text.assemble(
             (f"{row['id']} ", "bold"),
@@ -194,10 +175,10 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         if set(verdicts.rows) != set(rows):
             verdicts.clear()
             for gate in rows:
-                verdicts.add_row(*_verdict_cells(rows[gate], units.get(gate, "")), key=gate)
+                verdicts.add_row(*verdict_cells(rows[gate], units.get(gate, "")), key=gate)
         else:
             for gate, v in rows.items():
-                cells = _verdict_cells(v, units.get(gate, ""))
+                cells = verdict_cells(v, units.get(gate, ""))
                 for col, value in zip((k for k, _ in VERDICT_COLUMNS), cells, strict=True):
                     if verdicts.get_cell(gate, col) != value:
                         verdicts.update_cell(gate, col, value)
@@ -223,11 +204,11 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         r = self._need()
         if r is None:
             return
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
 
         def done(reason: str | None) -> None:
             if reason is not None:
-                self.app.run_engine(  # type: ignore[attr-defined]
+                self.ops.run_engine(
                     engine.command, r.id, kind, reason, action=f"{title} {r.id}", done=f"{title}: {r.id}"
                 )
 
@@ -276,14 +257,3 @@ def _cells(row: dict[str, Any]) -> dict[str, Any]:
         "state": Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
         "why": plain(row["why"]),
     }
-
-
-def _verdict_cells(v: Any, unit: str) -> tuple[Any, ...]:
-    status = str(v.status)
-    return (
-        plain(v.gate),
-        Text(status, style=STATUS_STYLE.get(status, "")),
-        plain(format_value(v.value, unit) if v.value is not None else "n/a"),
-        plain(v.threshold),
-        plain(v.reason),
-    )

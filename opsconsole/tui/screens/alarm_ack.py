@@ -7,7 +7,7 @@ names and reasons come from config and metrics, so every line is plain text, nev
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,14 +16,17 @@ from textual.widgets import Input, Static
 
 from opsconsole.engine import format_duration, format_value
 
-from ..safe import plain, safe
+from ..format import plain, safe
 from .dialog import ReasonDialog
+
+if TYPE_CHECKING:
+    from opsconsole.engine import AlarmStatus
 
 
 class AlarmAckScreen(ReasonDialog[bool]):
     CANCELLED = False
 
-    def __init__(self, alarm: Any, now: float) -> None:
+    def __init__(self, alarm: AlarmStatus, now: float) -> None:
         super().__init__()
         self.alarm = alarm
         self.now = now
@@ -44,7 +47,7 @@ class AlarmAckScreen(ReasonDialog[bool]):
             yield Static(id="error", classes="dialog-error")
 
     def submit(self, reason: str) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         self.call_engine(
             engine.ack_alarm,
             self.alarm.name,

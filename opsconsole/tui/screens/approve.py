@@ -4,29 +4,30 @@ decides; a refusal is shown here with its reason and the screen stays open."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Checkbox, DataTable, Input, Static
 
-from opsconsole.engine import format_value, phase_of
+from opsconsole.engine import phase_of
 
-from ..present import STATUS_STYLE, units_of
-from ..safe import plain
+from ..format import plain, units_of, verdict_cells
 from .dialog import ReasonDialog
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Rollout
 
 
 class ApproveScreen(ReasonDialog[bool]):
     CANCELLED = False
 
-    def __init__(self, rollout: Any) -> None:
+    def __init__(self, rollout: Rollout) -> None:
         super().__init__()
         self.rollout = rollout
 
     def compose(self) -> ComposeResult:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         r = self.rollout
         phase = phase_of(engine, r)
         need = phase.approval if phase else None
@@ -49,14 +50,7 @@ class ApproveScreen(ReasonDialog[bool]):
                 table.add_column(label)
             units = units_of(engine, r)
             for v in r.verdicts:
-                status = str(v.status)
-                table.add_row(
-                    plain(v.gate),
-                    Text(status, style=STATUS_STYLE.get(status, "")),
-                    plain(format_value(v.value, units.get(v.gate, "")) if v.value is not None else "n/a"),
-                    plain(v.threshold),
-                    plain(v.reason),
-                )
+                table.add_row(*verdict_cells(v, units.get(v.gate, "")))
             yield table
             yield Input(placeholder="reason for approving (required)", id="reason")
             yield Checkbox("admin override: approve over failing gates", id="override")
@@ -65,7 +59,7 @@ class ApproveScreen(ReasonDialog[bool]):
 
     def submit(self, reason: str) -> None:
         override = self.query_one("#override", Checkbox).value
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         self.call_engine(
             engine.approve,
             self.rollout.id,
@@ -75,6 +69,6 @@ class ApproveScreen(ReasonDialog[bool]):
             done=self._approved,
         )
 
-    def _approved(self, r: Any) -> None:
+    def _approved(self, r: Rollout) -> None:
         self.app.notify(f"approved: {r.id} is {r.state}", markup=False)
         self.dismiss(True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,18 +13,22 @@ from textual.widgets.option_list import Option
 
 from opsconsole.engine import iso, phase_of
 
-from ..safe import plain
+from ..format import plain
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Rollout
 
 
-class ChecklistScreen(ModalScreen[None]):
+class ChecklistScreen(ConsoleAccess, ModalScreen[None]):
     BINDINGS = [Binding("escape", "cancel", "Back", id="cancel")]
 
-    def __init__(self, rollout: Any) -> None:
+    def __init__(self, rollout: Rollout) -> None:
         super().__init__()
         self.rollout = rollout
 
     def compose(self) -> ComposeResult:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         r = self.rollout
         phase = phase_of(engine, r)
         items = [i for g in (phase.gates if phase else ()) if g.kind == "checklist" for i in g.items]
@@ -44,9 +48,9 @@ class ChecklistScreen(ModalScreen[None]):
             yield Static("Enter ticks the highlighted item · Esc back", classes="dialog-keys")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         item = event.option.id
-        self.app.run_engine(  # type: ignore[attr-defined]
+        self.ops.run_engine(
             engine.tick_checklist,
             self.rollout.id,
             item,

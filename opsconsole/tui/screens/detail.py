@@ -13,10 +13,11 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from ..calls import call
-from ..safe import plain
+from ..format import plain
+from ..handle import ConsoleAccess
 
 
-class RolloutDetailScreen(ModalScreen[None]):
+class RolloutDetailScreen(ConsoleAccess, ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss", "Back", id="back")]
 
     def __init__(self, rollout_id: str) -> None:
@@ -37,7 +38,7 @@ class RolloutDetailScreen(ModalScreen[None]):
         self.load()
 
     def load(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         call(
             self,
             lambda: engine.report(self.rollout_id).to_dict(),

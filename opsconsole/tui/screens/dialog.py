@@ -16,7 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ..calls import REFUSALS, call
-from ..safe import plain
+from ..format import plain
+from ..handle import ConsoleAccess
 
 __all__ = ["REFUSALS", "REASON_REQUIRED", "ReasonDialog"]
 
@@ -25,7 +26,7 @@ REASON_REQUIRED = "A reason is required: it is recorded with your name."
 T = TypeVar("T")
 
 
-class ReasonDialog(ModalScreen[T], Generic[T]):
+class ReasonDialog(ConsoleAccess, ModalScreen[T], Generic[T]):
     """Subclasses compose an Input #reason and a Static #error, and implement `submit(reason)`."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]

@@ -9,7 +9,7 @@ its refusal is shown in the dialog, which stays open.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,8 +19,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ..calls import call
-from ..present import decided_why, format_flag_value
-from ..safe import plain, safe
+from ..format import decided_why, format_flag_value, plain, safe
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import FlagDef, FlagState
 
 WHILE = {
     "env": "while the environment variable {detail} is set",
@@ -42,10 +45,10 @@ def parse_percentage(text: str) -> int:
     return value
 
 
-class FlagEditScreen(ModalScreen[bool]):
+class FlagEditScreen(ConsoleAccess, ModalScreen[bool]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
-    def __init__(self, environment: str, flag: Any, state: Any, *, production: bool) -> None:
+    def __init__(self, environment: str, flag: FlagDef, state: FlagState, *, production: bool) -> None:
         super().__init__()
         self.environment = environment
         self.flag = flag
@@ -146,7 +149,7 @@ class FlagEditScreen(ModalScreen[bool]):
         self.query_one("#error", Static).update(plain(message))
 
     def submit(self, value: bool | int, reason: str) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         name = self.flag.name
 
         def set_flag() -> str:

@@ -9,7 +9,7 @@ in the environment, an unknown environment) is shown here, in the engine's words
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -21,8 +21,11 @@ from textual.widgets import Input, Static
 
 from opsconsole.engine import EvalContext
 
-from ..present import decided_why, format_flag_value, variants_text
-from ..safe import plain
+from ..format import decided_why, format_flag_value, plain, variants_text
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import EvalContext, Evaluation, FlagDef, FlagState
 
 CONSUMERS = ("console (Unleash)", "flagd (fractional)")
 """Who gets each answer: the console's JSON file (its readers, the demo service, the canary) with
@@ -37,7 +40,7 @@ def answer_text(value: object) -> str:
     return str(value)
 
 
-def targeting_text(defn: Any) -> str:
+def targeting_text(defn: FlagDef) -> str:
     """ "targeting: users a, b · regions eu" or ""."""
     t = defn.targeting
     if not t:
@@ -50,7 +53,7 @@ def targeting_text(defn: Any) -> str:
     return "targeting: " + " · ".join(parts)
 
 
-def explanation(state: Any, console: Any, flagd: Any) -> Text:
+def explanation(state: FlagState, console: Evaluation, flagd: Evaluation) -> Text:
     """The two answers, one block each, and a line when they differ."""
     out = Text()
     out.append_text(plain(f"now {format_flag_value(state.value, state.type)}: {decided_why(state)}", "dim"))
@@ -81,7 +84,7 @@ def explanation(state: Any, console: Any, flagd: Any) -> Text:
     return out
 
 
-class FlagExplainScreen(ModalScreen[None]):
+class FlagExplainScreen(ConsoleAccess, ModalScreen[None]):
     """`x` on a flag: ask for a user id (tenant and region optional), show both answers."""
 
     BINDINGS = [Binding("escape", "dismiss", "Back", id="back")]
@@ -94,7 +97,7 @@ class FlagExplainScreen(ModalScreen[None]):
     #flag-explain .dialog-keys { padding: 0; }
     """
 
-    def __init__(self, environment: str, flag: Any, state: Any) -> None:
+    def __init__(self, environment: str, flag: FlagDef, state: FlagState) -> None:
         super().__init__()
         self.environment = environment
         self.flag = flag
@@ -127,7 +130,7 @@ class FlagExplainScreen(ModalScreen[None]):
         event.stop()  # Enter in any of the three fields explains
         self.explain()
 
-    def context(self) -> Any:
+    def context(self) -> EvalContext:
         """The EvalContext from the inputs; an empty field is "not given"."""
 
         def given(field: str) -> str | None:
@@ -140,8 +143,8 @@ class FlagExplainScreen(ModalScreen[None]):
         self.evaluate(self.context())
 
     @work(thread=True, exclusive=True, group="flag-explain", exit_on_error=False)
-    def evaluate(self, ctx: Any) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+    def evaluate(self, ctx: EvalContext) -> None:
+        engine = self.ops.engine
         try:
             state, console, flagd = engine.evaluate_flag(self.environment, self.flag.name, ctx)
         except Exception as exc:  # NotFound (flag or environment gone), a store failure: say it here
@@ -149,7 +152,7 @@ class FlagExplainScreen(ModalScreen[None]):
             return
         self.app.call_from_thread(self.show, ctx, state, console, flagd)
 
-    def show(self, ctx: Any, state: Any, console: Any, flagd: Any) -> None:
+    def show(self, ctx: EvalContext, state: FlagState, console: Evaluation, flagd: Evaluation) -> None:
         who = ctx.user or "a user without an id"
         head = Text()
         head.append_text(plain(f"for {who}", "bold"))

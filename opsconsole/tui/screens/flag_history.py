@@ -4,7 +4,7 @@ given the same store."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,19 +12,20 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import iso
-
 from ..calls import call
-from ..present import decided_why, format_flag_value
-from ..safe import plain
+from ..format import decided_why, format_flag_value, plain, utc_time
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import FlagDef, FlagState
 
 COLUMNS = ("When (UTC)", "Who", "Change", "Reason")
 
 
-class FlagHistoryScreen(ModalScreen[None]):
+class FlagHistoryScreen(ConsoleAccess, ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss", "Back", id="back")]
 
-    def __init__(self, environment: str, flag: Any, state: Any) -> None:
+    def __init__(self, environment: str, flag: FlagDef, state: FlagState) -> None:
         super().__init__()
         self.environment = environment
         self.flag = flag
@@ -48,7 +49,7 @@ class FlagHistoryScreen(ModalScreen[None]):
         self.load()
 
     def load(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         call(
             self,
             engine.flag_history,
@@ -74,7 +75,7 @@ class FlagHistoryScreen(ModalScreen[None]):
             before = format_flag_value(old, kind) if old is not None else f"default {default}"
             change = f"{before} → {format_flag_value(row['new'], kind)}"
             table.add_row(
-                iso(row["at"])[:19].replace("T", " "),
+                utc_time(row["at"]),
                 plain(who),
                 plain(change),
                 plain(row.get("reason") or ""),

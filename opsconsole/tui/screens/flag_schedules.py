@@ -13,9 +13,8 @@ the duration and the values (engine/schedules.py), so the console and the CLI ac
 
 from __future__ import annotations
 
-import difflib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from textual import work
@@ -25,12 +24,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from opsconsole.engine import iso
+from opsconsole.engine import find_flag
 
 from ..actions import GuardedActions
 from ..calls import call
-from ..present import format_flag_value
-from ..safe import plain, safe
+from ..format import format_flag_value, plain, safe, utc_time
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import Engine, FlagDef, FlagSchedule
 
 COLUMNS = (("id", "#"), ("flag", "Flag"), ("next", "Next"), ("in", "In"), ("step", "Step"), ("by", "By"))
 RAMP_STEPS = 4
@@ -63,11 +65,7 @@ def countdown(seconds: float) -> str:
     return f"{days}d {clock}" if days else clock
 
 
-def utc(ts: float) -> str:
-    return iso(ts)[:19].replace("T", " ")
-
-
-def plan_steps(defn: Any, text: str, now: float) -> tuple[Any, ...]:
+def plan_steps(defn: FlagDef, text: str, now: float) -> tuple[Any, ...]:
     """The steps `text` asks for, or ValueError saying what is wrong. Times, durations and values
     are parsed by the engine (the same words the CLI's `flags schedule` takes)."""
     from opsconsole.engine import schedules
@@ -87,7 +85,7 @@ def plan_steps(defn: Any, text: str, now: float) -> tuple[Any, ...]:
     raise ValueError(f"{text.strip()!r}: {PLAN_HELP}" if s else PLAN_HELP.capitalize())
 
 
-def flag_type(engine: Any, schedule: Any) -> str:
+def flag_type(engine: Engine, schedule: FlagSchedule) -> str:
     """The scheduled flag's type; for a flag no longer defined, guessed from the stored values."""
     defn = engine.config.flags.get(schedule.flag)
     if defn is not None:
@@ -115,7 +113,7 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
         self.environment = environment
         self.flag = flag
         """The flag selected in the pane: a new schedule starts with it."""
-        self.schedules: dict[str, Any] = {}
+        self.schedules: dict[str, FlagSchedule] = {}
         self._loading = False
         self._again = False
 
@@ -160,7 +158,7 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
 
     @work(thread=True, group="flag-schedules", exit_on_error=False)
     def load(self) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         try:
             found = engine.flag_schedules(self.environment)
         except Exception as exc:  # the store is away: say so, keep what is shown
@@ -168,7 +166,7 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
         else:
             self.app.call_from_thread(self.loaded, found, "")
 
-    def loaded(self, found: list[Any] | None, error: str) -> None:
+    def loaded(self, found: list[FlagSchedule] | None, error: str) -> None:
         self._loading = False
         if found is not None:
             self.show(found)
@@ -178,16 +176,20 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
             self._again = False
             self.reload()
 
-    def show(self, found: list[Any]) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+    def show(self, found: list[FlagSchedule]) -> None:
+        engine = self.ops.engine
         now = engine.clock()
-        pending = sorted((s for s in found if s.next_step is not None), key=lambda s: (s.next_step.at, s.id))
+        pending = sorted(
+            (s for s in found if s.next_step is not None),
+            key=lambda s: (s.next_step.at if s.next_step else 0.0, s.id),
+        )
         table = self.table
         keep = self.selected_id()
         table.clear()
         self.schedules = {str(s.id): s for s in pending}
         for s in pending:
             step = s.next_step
+            assert step is not None  # pending: it has a next step
             kind = flag_type(engine, s)
             table.add_row(
                 f"#{s.id}",
@@ -215,7 +217,7 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
         """Once a second: the countdowns, from the engine's clock (no store read)."""
         if not self.schedules:
             return
-        now = self.app.engine.clock()  # type: ignore[attr-defined]
+        now = self.ops.engine.clock()
         table = self.table
         for key, s in self.schedules.items():
             step = s.next_step
@@ -229,7 +231,7 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return row_key.value
 
-    def selected(self) -> Any | None:
+    def selected(self) -> FlagSchedule | None:
         key = self.selected_id()
         return self.schedules.get(key) if key is not None else None
 
@@ -242,17 +244,17 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
         if s is None:
             detail.update("")
             return
-        kind = flag_type(self.app.engine, s)  # type: ignore[attr-defined]
+        kind = flag_type(self.ops.engine, s)
         values = " → ".join(format_flag_value(x.value, kind) for x in s.steps)
         step = s.next_step
         # The table cuts the reason at the screen's edge: here it is whole (and may wrap).
         lines = [plain(f"#{s.id} {s.flag}: {values}", "bold")]
         if step is not None:
-            when = f"{format_flag_value(step.value, kind)} at {utc(step.at)} UTC"
+            when = f"{format_flag_value(step.value, kind)} at {utc_time(step.at)} UTC"
             lines.append(plain(f"next: step {s.next_index + 1} of {len(s.steps)}, {when}"))
         who = f"{s.created_by}@{s.created_origin}" if s.created_origin else s.created_by
         why = s.reason or "no reason given"
-        lines.append(plain(f"by {who} at {utc(s.created_at)} UTC: {why}", wrap=True))
+        lines.append(plain(f"by {who} at {utc_time(s.created_at)} UTC: {why}", wrap=True))
         detail.update(Group(*lines))
 
     def _show_keys(self) -> None:
@@ -283,9 +285,9 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
 
         def cancel(reason: str | None) -> None:
             if reason:
-                engine = self.app.engine  # type: ignore[attr-defined]
+                engine = self.ops.engine
                 done = safe(f"schedule #{s.id} ({s.flag} in {self.environment}) canceled")
-                self.app.run_engine(  # type: ignore[attr-defined]
+                self.ops.run_engine(
                     engine.cancel_schedule, s.id, reason, action=f"Cancel schedule #{s.id}", done=done
                 )
 
@@ -301,7 +303,7 @@ class FlagSchedulesScreen(GuardedActions, ModalScreen[None]):
             self.reload()
 
 
-class FlagScheduleNewScreen(ModalScreen[bool]):
+class FlagScheduleNewScreen(ConsoleAccess, ModalScreen[bool]):
     """Plan a change: the flag, what and when, and a reason (required, as for any flag change).
     Errors (a time in the past, a value the flag cannot take, the engine's refusal) stay on screen
     with what was typed, so it can be fixed."""
@@ -319,7 +321,7 @@ class FlagScheduleNewScreen(ModalScreen[bool]):
         self.busy = False
 
     def compose(self) -> ComposeResult:
-        env = self.app.engine.config.environments.get(self.environment)  # type: ignore[attr-defined]
+        env = self.ops.engine.config.environments.get(self.environment)
         production = bool(env and env.production)
         with Vertical(classes="dialog" + (" -dangerous" if production else ""), id="flag-schedule-new"):
             where = f"{self.environment} (PRODUCTION)" if production else self.environment
@@ -383,22 +385,15 @@ class FlagScheduleNewScreen(ModalScreen[bool]):
     def action_cancel(self) -> None:
         self.dismiss(False)
 
-    def schedule(self, name: str, plan: str, reason: str) -> Any:
+    def schedule(self, name: str, plan: str, reason: str) -> FlagSchedule:
         """In the dialog's worker: the engine parses and checks, then stores."""
-        engine = self.app.engine  # type: ignore[attr-defined]
-        defn = engine.config.flags.get(name)
-        if defn is None:
-            close = difflib.get_close_matches(name, list(engine.config.flags), n=1, cutoff=0.6)
-            raise ValueError(f"no flag {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        if not defn.in_environment(self.environment):
-            raise ValueError(
-                f"{name} is not used in {self.environment} (only in {', '.join(defn.environments)})"
-            )
+        engine = self.ops.engine
+        defn = find_flag(engine.config, name, self.environment)
         steps = plan_steps(defn, plan, engine.clock())
         return engine.schedule_flag(self.environment, name, steps, reason)
 
-    def done(self, schedule: Any) -> None:
-        kind = str(self.app.engine.config.flags[schedule.flag].type)  # type: ignore[attr-defined]
+    def done(self, schedule: FlagSchedule) -> None:
+        kind = str(self.ops.engine.config.flags[schedule.flag].type)
         values = " → ".join(format_flag_value(x.value, kind) for x in schedule.steps)
         self.app.notify(
             safe(f"schedule #{schedule.id}: {schedule.flag} {values} in {self.environment}"),

@@ -20,8 +20,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static, TabbedContent
 
-from ..commands import ACTION_HELP, action_name, allowed, declared_bindings, key_display, pane_title
-from ..safe import safe
+from ..format import safe
+from ..keys import ACTION_HELP, action_name, allowed, declared_bindings, key_display, pane_title
 
 
 class HelpEntry(NamedTuple):

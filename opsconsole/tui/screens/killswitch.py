@@ -5,7 +5,7 @@ any source); it runs off the event loop so the screen never freezes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,12 +14,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ..calls import call
-from ..safe import plain, safe
+from ..format import plain, safe
+from ..handle import ConsoleAccess
+
+if TYPE_CHECKING:
+    from opsconsole.engine import KillResult
 
 DEFAULT_REASON = "kill switch pulled from the console"
 
 
-class KillSwitchScreen(ModalScreen[None]):
+class KillSwitchScreen(ConsoleAccess, ModalScreen[None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
     def __init__(self) -> None:
@@ -28,10 +32,10 @@ class KillSwitchScreen(ModalScreen[None]):
         self.busy = False
 
     def compose(self) -> ComposeResult:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         # What the header shows (re-read on every kill switch event and poll), not a store read on
         # the event loop: the kill key answers at once even when the store is slow, locked or broken.
-        self.engaged = bool(getattr(self.app, "kill_engaged", False))
+        self.engaged = bool(self.ops.kill_engaged)
         key = engine.config.kill_key
         with Vertical(classes="dialog -dangerous"):
             if self.engaged:
@@ -72,14 +76,14 @@ class KillSwitchScreen(ModalScreen[None]):
             self.pull(reason or DEFAULT_REASON)
 
     def pull(self, reason: str) -> None:
-        app = self.app
-        engine = app.engine  # type: ignore[attr-defined]
+        app, ops = self.app, self.ops
+        engine = ops.engine
 
-        def files_safe(_: Any) -> None:
+        def files_safe(_: object) -> None:
             # The safe state is on disk (and the journal says engaged): close now and let the header
             # say so; the store's record, which may wait on a busy store, is reported when it is in.
             app.call_from_thread(self._close)
-            app.call_from_thread(app.refresh_status)  # type: ignore[attr-defined]
+            app.call_from_thread(ops.refresh_status)
 
         call(
             self,
@@ -96,18 +100,18 @@ class KillSwitchScreen(ModalScreen[None]):
         if self.is_attached and self.app.screen is self:
             self.dismiss(None)
 
-    def _pulled(self, res: Any) -> None:
+    def _pulled(self, res: KillResult) -> None:
         note = (
             f"KILL SWITCH ENGAGED: {len(res.aborted)} rollouts aborted, {len(res.files)} flag files written"
         )
         if not res.recorded:
             note += f" (store busy or unreachable, recorded when it is back: {res.error})"
         self.app.notify(safe(note), severity="error", timeout=10, markup=False)
-        self.app.refresh_status()  # type: ignore[attr-defined]
+        self.ops.refresh_status()
         self._close()
 
     def all_clear(self, reason: str) -> None:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         call(
             self,
             engine.all_clear,
@@ -118,9 +122,9 @@ class KillSwitchScreen(ModalScreen[None]):
             group="kill",
         )
 
-    def _cleared(self, _: Any) -> None:
+    def _cleared(self, _: object) -> None:
         self.app.notify("all-clear given; flags back to their stored values")
-        self.app.refresh_status()  # type: ignore[attr-defined]
+        self.ops.refresh_status()
         self.dismiss(None)
 
     def _failed(self, message: str) -> None:

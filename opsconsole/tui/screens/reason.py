@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..safe import plain
+from ..format import plain
 
 
 class ReasonScreen(ModalScreen[str | None]):

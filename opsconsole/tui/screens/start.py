@@ -9,14 +9,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..safe import plain
+from ..format import plain
+from ..handle import ConsoleAccess
 
 
-class StartPlanScreen(ModalScreen[None]):
+class StartPlanScreen(ConsoleAccess, ModalScreen[None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel")]
 
     def compose(self) -> ComposeResult:
-        engine = self.app.engine  # type: ignore[attr-defined]
+        engine = self.ops.engine
         with Vertical(classes="dialog -wide"):
             yield Static("Start a plan", classes="dialog-title")
             options = [
@@ -42,8 +43,8 @@ class StartPlanScreen(ModalScreen[None]):
             plans.focus()
             return
         plan = plans.get_option_at_index(plans.highlighted).id
-        engine = self.app.engine  # type: ignore[attr-defined]
-        self.app.run_engine(  # type: ignore[attr-defined]
+        engine = self.ops.engine
+        self.ops.run_engine(
             engine.start_rollout, plan, event.value.strip(), action=f"Start {plan}", done=f"started {plan}"
         )
         self.dismiss(None)
