@@ -9,13 +9,22 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Checkbox, DataTable, Input, Static
+from textual.widgets import Checkbox, Input, Static
 
 from opsconsole.engine import format_value, phase_of
 
+from ..fitted import FitColumn, FittedTable
 from ..present import STATUS_STYLE, units_of
 from ..safe import plain
 from .dialog import ReasonDialog
+
+EVIDENCE = (
+    FitColumn("gate", "Gate", 5, 18),
+    FitColumn("status", "Status", 6, 7),
+    FitColumn("value", "Value", 5, 12),
+    FitColumn("limit", "Threshold", 5, 16),
+    FitColumn("reason", "Reason", 12, 0),
+)
 
 
 class ApproveScreen(ReasonDialog[bool]):
@@ -44,18 +53,21 @@ class ApproveScreen(ReasonDialog[bool]):
                 ),
                 classes="dialog-hint",
             )
-            table: DataTable[Any] = DataTable(id="evidence", cursor_type="none", show_cursor=False)
-            for label in ("Gate", "Status", "Value", "Threshold", "Reason"):
-                table.add_column(label)
+            table = FittedTable(EVIDENCE, "reason", id="evidence", cursor_type="none", show_cursor=False)
             units = units_of(engine, r)
             for v in r.verdicts:
                 status = str(v.status)
-                table.add_row(
-                    plain(v.gate),
-                    Text(status, style=STATUS_STYLE.get(status, "")),
-                    plain(format_value(v.value, units.get(v.gate, "")) if v.value is not None else "n/a"),
-                    plain(v.threshold),
-                    plain(v.reason),
+                table.set_row(
+                    v.gate,
+                    {
+                        "gate": plain(v.gate),
+                        "status": Text(status, style=STATUS_STYLE.get(status, "")),
+                        "value": plain(
+                            format_value(v.value, units.get(v.gate, "")) if v.value is not None else "n/a"
+                        ),
+                        "limit": plain(v.threshold),
+                        "reason": plain(v.reason),
+                    },
                 )
             yield table
             yield Input(placeholder="reason for approving (required)", id="reason")
