@@ -69,7 +69,7 @@ def test_a_stopped_rollout_shows_the_traffic_its_new_version_gets_now(at_half, s
             else:
                 await pilot.press("ctrl+backslash", "ctrl+backslash")
             await _settle(pilot, app, lambda: _pct_cell(app, rid) == "0% (was 50%)")
-            why = str(app.panes["rollouts"].query_one("#rollout-why").render())
+            why = str(app.panes["rollouts"].query_one("#rollout-head").render())
             assert "0% (was 50%)" in why
 
     asyncio.run(run())

@@ -81,7 +81,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         self.rollouts: dict[str, Any] = {}
         self.rows: dict[str, dict[str, Any]] = {}
         self._deferred: dict[str, Any] = {}
-        self._why_shown = Text()
+        self._lines_shown: dict[str, Text] = {}
         self._reload_due = False
         """Each rollout's row as last shown: the detail line reuses it (no second store read)."""
         self._bindings_for: tuple[str, str] | None = None
@@ -102,7 +102,10 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
     def compose(self) -> ComposeResult:
         yield FittedTable(COLUMNS, "why", id="rollout-table", cursor_type="row", zebra_stripes=True)
-        yield Static(id="rollout-why")
+        with Vertical(id="rollout-why"):
+            # Two widgets: the countdown in the why line changes every second, the head does not.
+            yield Static(id="rollout-head")
+            yield Static(id="rollout-reason")
         yield FittedTable(
             VERDICT_COLUMNS, "reason", id="verdict-table", cursor_type="none", show_cursor=False
         )
@@ -197,11 +200,10 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
     def show_selected(self) -> None:
         r = self.selected()
-        why = self.query_one("#rollout-why", Static)
         verdicts = self.query_one("#verdict-table", FittedTable)
         if r is None:
-            self._why_shown = Text("No rollouts yet. Press n to start a plan.", style="dim")
-            why.update(self._why_shown)
+            self._show_line("#rollout-head", Text("No rollouts yet. Press n to start a plan.", style="dim"))
+            self._show_line("#rollout-reason", Text())
             verdicts.clear()
             return
         if self._bindings_for != (r.id, str(r.state)):
@@ -209,21 +211,24 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             self.refresh_bindings()  # only on a change: the footer rebuilds itself on every refresh
         engine = self.app.engine  # type: ignore[attr-defined]
         row = self.rows.get(r.id) or rollout_row(engine, r)
-        line = Text.assemble(
+        head = Text.assemble(
             (f"{row['id']} ", "bold"),
             plain(f"{row['plan']} · {row['phase']} · {traffic_text(row)} · started by {row['started_by']}"),
         )
-        line.append("\n")
-        line.append_text(plain(f"why: {row['why']}", wrap=True))
-        if not same_text(line, self._why_shown):
-            self._why_shown = line  # Static.update repaints all its lines, changed or not
-            why.update(line)
+        self._show_line("#rollout-head", head)
+        self._show_line("#rollout-reason", plain(f"why: {row['why']}", wrap=True))
         rows = {v.gate: v for v in r.verdicts}
         units = units_of(engine, r)
         if set(verdicts.rows) != set(rows):
             verdicts.clear()
         for gate, v in rows.items():
             verdicts.set_row(gate, _verdict_cells(v, units.get(gate, "")))
+
+    def _show_line(self, selector: str, text: Text) -> None:
+        # Static.update repaints every line of the widget, changed or not: only when it changed.
+        if not same_text(text, self._lines_shown.get(selector)):
+            self._lines_shown[selector] = text
+            self.query_one(selector, Static).update(text)
 
     # ------------------------------------------------------------------------------------ actions
 
