@@ -82,6 +82,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         self.rows: dict[str, dict[str, Any]] = {}
         self._deferred: dict[str, Any] = {}
         self._lines_shown: dict[str, Text] = {}
+        self._selected_stale = False
         self._reload_due = False
         """Each rollout's row as last shown: the detail line reuses it (no second store read)."""
         self._bindings_for: tuple[str, str] | None = None
@@ -198,7 +199,17 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_detail()
 
+    def on_show(self) -> None:
+        if self._selected_stale:
+            self.show_selected()
+
     def show_selected(self) -> None:
+        if not self.is_on_screen:
+            # Behind another tab: the line under the table would still cost a relayout of the
+            # screen (and a repaint of the shown pane's scrollbars) every tick. Shown on return.
+            self._selected_stale = True
+            return
+        self._selected_stale = False
         r = self.selected()
         verdicts = self.query_one("#verdict-table", FittedTable)
         if r is None:
