@@ -26,7 +26,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..engine import Runner, iso, read_health, rollout_row
+    from ..engine import Runner, iso, read_health, rollout_row, traffic_text
 
     engine = _engine(args, reading=True)
     kill = engine.kill_state()
@@ -65,7 +65,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         print("no active rollouts" if not args.all else "no rollouts")
     for row in rows:
-        print(visible(f"{row['id']:<34} {row['state']:<18} {row['phase']}@{row['percent']}%  {row['why']}"))
+        print(visible(f"{row['id']:<34} {row['state']:<18} {row['phase']}@{traffic_text(row)}  {row['why']}"))
     return EXIT_OK
 
 

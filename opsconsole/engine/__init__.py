@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from .stale import FlagAge
     from .store import StoreError
     from .units import format_duration, format_value, iso_utc
-    from .views import phase_of, rollout_row, why
+    from .views import phase_of, rollout_row, stopped_traffic, traffic_text, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
 
@@ -90,6 +90,8 @@ _LAZY = {
     "Runner": "runner",
     "EngineBusy": "runner",
     "rollout_row": "views",
+    "stopped_traffic": "views",
+    "traffic_text": "views",
     "why": "views",
     "phase_of": "views",
     "format_value": "units",
@@ -177,6 +179,8 @@ __all__ = [
     "iso",
     "render_report",
     "rollout_row",
+    "stopped_traffic",
+    "traffic_text",
     "why",
     "phase_of",
     "Config",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .model import Phase, Rollout, RolloutState, Verdict
@@ -46,16 +47,60 @@ def why(engine: Engine, r: Rollout) -> str:
     return r.reason
 
 
-def rollout_row(engine: Engine, r: Rollout) -> dict[str, Any]:
+STOPPED = frozenset({RolloutState.ABORTED, RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK})
+"""States in which the step's percentage is history: the canary flag was sent back to the stable
+version, so the row must say what the new version gets now, not what it got."""
+
+
+def canary_flag(engine: Engine, r: Rollout) -> tuple[str, str] | None:
+    """(environment, flag) of the canary the rollout's current phase drives, if it has one."""
+    phase = phase_of(engine, r)
+    s = phase.strategy if phase is not None else None
+    return (phase.environment, s.flag) if phase is not None and s is not None and s.flag else None
+
+
+def stopped_traffic(engine: Engine, rollouts: Iterable[Rollout]) -> dict[str, int]:
+    """Rollout id -> the percentage of traffic its new version gets now, read from the canary flag's
+    stored value, for every stopped rollout that had a canary. One read for all of them."""
+    wanted = {r.id: pair for r in rollouts if r.state in STOPPED and (pair := canary_flag(engine, r))}
+    if not wanted:
+        return {}
+    values: dict[tuple[str, str], int] = {}
+    with engine.store.read() as tx:
+        for env, name in set(wanted.values()):
+            rec = tx.get_flag(env, name)
+            defn = engine.config.flags.get(name)
+            value = rec.value if rec is not None else (defn.default if defn is not None else 0)
+            values[(env, name)] = int(value)
+    return {rid: values[pair] for rid, pair in wanted.items()}
+
+
+def traffic_text(row: Mapping[str, Any]) -> str:
+    """ "50%" while the step's percentage is what the new version gets; "0% (was 50%)" once it was
+    stopped and the canary flag no longer says the step's percentage."""
+    step, now = row["percent"], row["traffic"]
+    if step is None:
+        return "?"
+    return f"{now}% (was {step}%)" if now is not None and now != step else f"{step}%"
+
+
+def rollout_row(engine: Engine, r: Rollout, traffic: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The rollout as the CLI's status and the console's list show it. `traffic` is what
+    `stopped_traffic` gave for a batch of rollouts; without it a stopped rollout reads its own."""
     plan = engine.config.plans.get(r.plan)
     phase = current_phase(plan, r).name if plan else "?"
+    percent = step_percent(plan, r) if plan else None
+    now: int | None = percent
+    if r.state in STOPPED:
+        now = (traffic if traffic is not None else stopped_traffic(engine, [r])).get(r.id, percent)
     return {
         "id": r.id,
         "plan": r.plan,
         "state": str(r.state),
         "phase": phase,
         "step_index": r.step_index,
-        "percent": step_percent(plan, r) if plan else None,
+        "percent": percent,
+        "traffic": now,
         "started_by": r.started_by,
         "why": why(engine, r),
         "verdicts": [v.to_dict() for v in r.verdicts],

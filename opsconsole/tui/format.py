@@ -105,6 +105,14 @@ def verdict_cells(v: GateVerdict, unit: str) -> tuple[Text, ...]:
     )
 
 
+VERDICT_KEYS = ("gate", "status", "value", "limit", "reason")
+
+
+def verdict_row(v: GateVerdict, unit: str) -> dict[str, Text]:
+    """verdict_cells() keyed by column, for the fitted tables of the Rollouts pane and approval."""
+    return dict(zip(VERDICT_KEYS, verdict_cells(v, unit), strict=True))
+
+
 # ------------------------------------------------------------------------------------ times
 
 

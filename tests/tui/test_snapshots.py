@@ -151,7 +151,8 @@ def framed(app: Any) -> bool:
 def test_rollouts_pane(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
     """Rollouts pane, the header on production (PRODUCTION marked), engine attached, "kill: off" with
     the kill key, alice (approver). Four rows newest first: the cart canary progressing at 25%
-    (cursor), search awaiting_approval, pay rolled_back, the earlier cart completed. Under the table
+    (cursor), search awaiting_approval, pay rolled_back with "0% (was 10%)" (its canary flag is back
+    at 0), the earlier cart completed; no horizontal scrollbar, long cells end in "…". Under the table
     the selected rollout's line (cart · canary · 25% · started by bob) and its why: guard error_rate
     failing, 1 of 3 checks to rollback (at 80 columns the why is cut after two lines); the verdicts:
     error_rate fail 2.2% against <= 1.0%, latency_ms pass 181 ms, alarms pass. The footer lists the
@@ -369,10 +370,11 @@ def test_all_clear_modal(world: World, snap_compare: Snap, size: tuple[int, int]
 
 @SIZES
 def test_help_screen(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
-    """Help ("?" on the Rollouts pane), generated from the bindings: the Rollouts pane's keys first
-    (a Approve with its explanation, p Promote, z Pause, r Resume, x Abort, b Rollback, n New,
+    """Help ("?" on the Rollouts pane), generated from the bindings: the kill key first (^\\ KILL,
+    what it does and "confirm with the same key again or Enter; Esc cancels"), then the Rollouts
+    pane's keys (a Approve with its explanation, p Promote, z Pause, r Resume, x Abort, b Rollback, n New,
     c Checklist, enter Detail), then the global keys (^q Quit, 1-5 the panes, ? Help, : and ^p
-    Commands, q Quit, ^\\ KILL, ...); at 160x48 also the navigation keys and the next pane's heading."""
+    Commands, q Quit, ...); at 160x48 also the navigation keys and the next pane's heading."""
     app = world_console(world)
     assert snap_compare(app, terminal_size=size, run_before=steps("?", screen=HelpScreen, shows=("Keys",)))
 

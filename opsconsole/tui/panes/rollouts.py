@@ -16,27 +16,28 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import allowed_commands, rollout_row
+from opsconsole.engine import allowed_commands, rollout_row, stopped_traffic, traffic_text
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
 from ..calls import call
 from ..format import ROLLOUT_STATE_STYLE as STATE_STYLE
-from ..format import plain, units_of, verdict_cells
+from ..format import plain, units_of, verdict_row
+from ..widgets.fitted_table import FitColumn, FittedTable, same_text
 
 COLUMNS = (
-    ("rollout", "Rollout", 21),
-    ("phase", "Phase", 12),
-    ("pct", "%", 3),
-    ("state", "State", 17),
-    ("why", "Why", None),
+    FitColumn("rollout", "Rollout", 8, 24),
+    FitColumn("phase", "Phase", 6, 17),
+    FitColumn("pct", "%", 3, 13),
+    FitColumn("state", "State", 9, 17),
+    FitColumn("why", "Why", 12, 0),
 )
 VERDICT_COLUMNS = (
-    ("gate", "Gate"),
-    ("status", "Status"),
-    ("value", "Value"),
-    ("limit", "Threshold"),
-    ("reason", "Reason"),
+    FitColumn("gate", "Gate", 5, 18),
+    FitColumn("status", "Status", 6, 7),
+    FitColumn("value", "Value", 5, 12),
+    FitColumn("limit", "Threshold", 5, 16),
+    FitColumn("reason", "Reason", 12, 0),
 )
 MAX_ROWS = 200
 ROLLOUT_COMMANDS = frozenset({"approve", "promote", "pause", "resume", "abort", "rollback", "tick_checklist"})
@@ -60,6 +61,12 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rollouts: dict[str, Any] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._deferred: dict[str, Any] = {}
+        self._lines_shown: dict[str, Text] = {}
+        self._selected_stale = False
+        self._reload_due = False
+        """Each rollout's row as last shown: the detail line reuses it (no second store read)."""
         self._bindings_for: tuple[str, str] | None = None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -76,17 +83,17 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         return True if r is not None and action in allowed_commands(r.state) else None
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Any] = DataTable(id="rollout-table", cursor_type="row", zebra_stripes=True)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
-        yield table
-        yield Static(id="rollout-why")
-        verdicts: DataTable[Any] = DataTable(id="verdict-table", cursor_type="none", show_cursor=False)
-        for key, label in VERDICT_COLUMNS:
-            verdicts.add_column(label, key=key)
-        yield verdicts
+        yield FittedTable(COLUMNS, "why", id="rollout-table", cursor_type="row", zebra_stripes=True)
+        with Vertical(id="rollout-why"):
+            # Two widgets: the countdown in the why line changes every second, the head does not.
+            yield Static(id="rollout-head")
+            yield Static(id="rollout-reason")
+        yield FittedTable(
+            VERDICT_COLUMNS, "reason", id="verdict-table", cursor_type="none", show_cursor=False
+        )
 
     def on_mount(self) -> None:
+        self.app.screen_change_signal.subscribe(self, self._screen_changed)
         self.reload()
 
     def focus(self, scroll_visible: bool = True) -> RolloutsPane:
@@ -98,47 +105,70 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def on_engine_changed(self, message: EngineChanged) -> None:
         rollout = message.data.get("rollout")
         if rollout is not None and message.kind in ("rollout", "verdicts"):
-            self.apply([rollout], full=False)
+            if self.covered():
+                self._deferred[rollout.id] = rollout
+            else:
+                self.apply([rollout], full=False)
         elif message.kind in ("kill_switch", "poll", "engine"):
+            if self.covered():
+                self._reload_due = True
+            else:
+                self.reload()
+
+    def covered(self) -> bool:
+        """Under a dialog: Textual repaints a dialog wherever the screen beneath it changed, so
+        the pane holds its changes until the dialog closes (the dialog shows its own copy)."""
+        return self.screen is not self.app.screen
+
+    def _screen_changed(self, screen: Any) -> None:
+        if screen is not self.screen:
+            return
+        deferred, self._deferred = list(self._deferred.values()), {}
+        if self._reload_due:
+            self._reload_due = False
             self.reload()
+        elif deferred:
+            self.apply(deferred, full=False)
 
     def reload(self) -> None:
         engine = self.ops.engine
+
+        def read() -> tuple[list[Any], dict[str, int]]:
+            rollouts = engine.rollouts()[:MAX_ROWS]
+            return rollouts, stopped_traffic(engine, rollouts)
+
         call(
             self,
-            lambda: engine.rollouts()[:MAX_ROWS],
+            read,
             action="Reading the rollouts",
-            done=lambda rollouts: self.apply(rollouts, True),
+            done=lambda got: self.apply(got[0], True, got[1]),
             group="rollouts-reload",
             exclusive=True,
             quiet=True,
         )
 
-    def apply(self, rollouts: list[Any], full: bool) -> None:
+    def apply(self, rollouts: list[Any], full: bool, traffic: dict[str, int] | None = None) -> None:
+        """Show `rollouts` (all of them when `full`); `traffic` is what their new versions get now
+        when stopped (read off the event loop on a reload; a single stopped rollout reads its own)."""
         engine = self.ops.engine
-        table = self.query_one("#rollout-table", DataTable)
+        table = self.query_one("#rollout-table", FittedTable)
         with self.app.batch_update():
             if full:
                 gone = set(self.rollouts) - {r.id for r in rollouts}
                 for rid in gone:
                     del self.rollouts[rid]
-                    table.remove_row(rid)
+                    table.drop_row(rid)
             for r in rollouts:
                 old = self.rollouts.get(r.id)
                 if old is not None and old.version > r.version:
                     continue  # an older event than what we show
                 self.rollouts[r.id] = r
-                cells = _cells(rollout_row(engine, r))
-                if r.id not in table.rows:
-                    table.add_row(*cells.values(), key=r.id)
-                else:
-                    for col, value in cells.items():
-                        if table.get_cell(r.id, col) != value:
-                            table.update_cell(r.id, col, value)
+                self.rows[r.id] = rollout_row(engine, r, traffic)
+                table.set_row(r.id, _cells(self.rows[r.id]))
             self.show_selected()
 
     def selected(self) -> Any | None:
-        table = self.query_one("#rollout-table", DataTable)
+        table = self.query_one("#rollout-table", FittedTable)
         if table.row_count == 0:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
@@ -150,38 +180,47 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_detail()
 
+    def on_show(self) -> None:
+        if self._selected_stale:
+            self.show_selected()
+
     def show_selected(self) -> None:
+        if not self.is_on_screen:
+            # Behind another tab: the line under the table would still cost a relayout of the
+            # screen (and a repaint of the shown pane's scrollbars) every tick. Shown on return.
+            self._selected_stale = True
+            return
+        self._selected_stale = False
         r = self.selected()
-        why = self.query_one("#rollout-why", Static)
-        verdicts = self.query_one("#verdict-table", DataTable)
+        verdicts = self.query_one("#verdict-table", FittedTable)
         if r is None:
-            why.update(Text("No rollouts yet. Press n to start a plan.", style="dim"))
+            self._show_line("#rollout-head", Text("No rollouts yet. Press n to start a plan.", style="dim"))
+            self._show_line("#rollout-reason", Text())
             verdicts.clear()
             return
         if self._bindings_for != (r.id, str(r.state)):
             self._bindings_for = (r.id, str(r.state))
             self.refresh_bindings()  # only on a change: the footer rebuilds itself on every refresh
         engine = self.ops.engine
-        row = rollout_row(engine, r)
-        line = Text.assemble(
+        row = self.rows.get(r.id) or rollout_row(engine, r)
+        head = Text.assemble(
             (f"{row['id']} ", "bold"),
-            plain(f"{row['plan']} · {row['phase']} · {row['percent']}% · started by {row['started_by']}"),
+            plain(f"{row['plan']} · {row['phase']} · {traffic_text(row)} · started by {row['started_by']}"),
         )
-        line.append("\n")
-        line.append_text(plain(f"why: {row['why']}", wrap=True))
-        why.update(line)
+        self._show_line("#rollout-head", head)
+        self._show_line("#rollout-reason", plain(f"why: {row['why']}", wrap=True))
         rows = {v.gate: v for v in r.verdicts}
         units = units_of(engine, r)
         if set(verdicts.rows) != set(rows):
             verdicts.clear()
-            for gate in rows:
-                verdicts.add_row(*verdict_cells(rows[gate], units.get(gate, "")), key=gate)
-        else:
-            for gate, v in rows.items():
-                cells = verdict_cells(v, units.get(gate, ""))
-                for col, value in zip((k for k, _ in VERDICT_COLUMNS), cells, strict=True):
-                    if verdicts.get_cell(gate, col) != value:
-                        verdicts.update_cell(gate, col, value)
+        for gate, v in rows.items():
+            verdicts.set_row(gate, verdict_row(v, units.get(gate, "")))
+
+    def _show_line(self, selector: str, text: Text) -> None:
+        # Static.update repaints every line of the widget, changed or not: only when it changed.
+        if not same_text(text, self._lines_shown.get(selector)):
+            self._lines_shown[selector] = text
+            self.query_one(selector, Static).update(text)
 
     # ------------------------------------------------------------------------------------ actions
 
@@ -253,7 +292,13 @@ def _cells(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "rollout": plain(row["id"]),
         "phase": plain(row["phase"]),
-        "pct": Text(f"{row['percent']}", justify="right"),
+        "pct": Text(_percent(row), justify="right"),
         "state": Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
         "why": plain(row["why"]),
     }
+
+
+def _percent(row: dict[str, Any]) -> str:
+    """The column is headed %: "50" while that is the new version's traffic, else "0% (was 50%)"."""
+    text = traffic_text(row)
+    return text.removesuffix("%") if row["traffic"] == row["percent"] else text

@@ -4,19 +4,28 @@ decides; a refusal is shown here with its reason and the screen stays open."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Checkbox, DataTable, Input, Static
+from textual.widgets import Checkbox, Input, Static
 
 from opsconsole.engine import phase_of
 
-from ..format import plain, units_of, verdict_cells
+from ..format import plain, units_of, verdict_row
+from ..widgets.fitted_table import FitColumn, FittedTable
 from .dialog import ReasonDialog
 
 if TYPE_CHECKING:
     from opsconsole.engine import Rollout
+
+EVIDENCE = (
+    FitColumn("gate", "Gate", 5, 18),
+    FitColumn("status", "Status", 6, 7),
+    FitColumn("value", "Value", 5, 12),
+    FitColumn("limit", "Threshold", 5, 16),
+    FitColumn("reason", "Reason", 12, 0),
+)
 
 
 class ApproveScreen(ReasonDialog[bool]):
@@ -45,12 +54,10 @@ class ApproveScreen(ReasonDialog[bool]):
                 ),
                 classes="dialog-hint",
             )
-            table: DataTable[Any] = DataTable(id="evidence", cursor_type="none", show_cursor=False)
-            for label in ("Gate", "Status", "Value", "Threshold", "Reason"):
-                table.add_column(label)
+            table = FittedTable(EVIDENCE, "reason", id="evidence", cursor_type="none", show_cursor=False)
             units = units_of(engine, r)
             for v in r.verdicts:
-                table.add_row(*verdict_cells(v, units.get(v.gate, "")))
+                table.set_row(v.gate, verdict_row(v, units.get(v.gate, "")))
             yield table
             yield Input(placeholder="reason for approving (required)", id="reason")
             yield Checkbox("admin override: approve over failing gates", id="override")

@@ -10,15 +10,29 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ..calls import call
 from ..format import plain
 from ..handle import ConsoleAccess
+from ..widgets.fitted_table import FitColumn, FittedTable
+
+TIMELINE = (
+    FitColumn("seq", "#", 1, 5),
+    FitColumn("time", "Time", 8, 8),
+    FitColumn("who", "Who", 6, 20),
+    FitColumn("event", "Event", 8, 24),
+    FitColumn("detail", "Detail", 16, 0),
+)
+"""A long detail ends in an ellipsis here; `opsconsole report` prints it whole."""
 
 
 class RolloutDetailScreen(ConsoleAccess, ModalScreen[None]):
-    BINDINGS = [Binding("escape", "dismiss", "Back", id="back")]
+    BINDINGS = [
+        Binding("escape", "dismiss", "Back", id="back"),
+        # A dialog's keys leave out the app's: help (kill switch first) must open here too.
+        Binding("question_mark", "app.help", "Help", id="detail-help"),
+    ]
 
     def __init__(self, rollout_id: str) -> None:
         super().__init__()
@@ -28,11 +42,8 @@ class RolloutDetailScreen(ConsoleAccess, ModalScreen[None]):
         with Vertical(classes="dialog -full"):
             yield Static(plain(f"Rollout {self.rollout_id}"), id="detail-title", classes="dialog-title")
             yield Static(id="detail-phases")
-            table: DataTable[Any] = DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
-            for label in ("#", "Time", "Who", "Event", "Detail"):
-                table.add_column(label)
-            yield table
-            yield Static("Esc back", classes="dialog-keys")
+            yield FittedTable(TIMELINE, "detail", id="timeline", cursor_type="row", zebra_stripes=True)
+            yield Static("Esc back · ? keys", classes="dialog-keys")
 
     def on_mount(self) -> None:
         self.load()
@@ -61,16 +72,20 @@ class RolloutDetailScreen(ConsoleAccess, ModalScreen[None]):
         if doc.get("reaction_s") is not None:
             lines.append(f"\n  rollback reaction: {doc['reaction_s']:.2f} s")
         self.query_one("#detail-phases", Static).update(lines)
-        table = self.query_one("#timeline", DataTable)
+        table = self.query_one("#timeline", FittedTable)
         table.clear()
         for t in doc["timeline"]:
             detail = t.get("reason") or t.get("item") or ""
             if t["action"] == "rollout.transition":
                 detail = f"{t.get('from')} → {t.get('to')} {t.get('phase')} {t.get('percent')}%: {detail}"
-            table.add_row(
+            table.set_row(
                 str(t["seq"]),
-                t["at"][11:19],
-                plain(f"{t['actor']}@{t['origin']}"),
-                plain(t["action"]),
-                plain(detail),
+                {
+                    "seq": str(t["seq"]),
+                    "time": t["at"][11:19],
+                    "who": plain(f"{t['actor']}@{t['origin']}"),
+                    "event": plain(t["action"]),
+                    "detail": plain(detail),
+                },
             )
+        table.fit()

@@ -37,14 +37,23 @@ class HelpGroup(NamedTuple):
     entries: list[HelpEntry]
 
 
+KILL_ACTION = "kill_switch"
+EMERGENCY = "Emergency"
+KILL_CONFIRMATION = "confirm with the same key again or Enter; Esc cancels"
+
+
 def help_groups(app: Any, screen: Screen[Any] | None = None) -> list[HelpGroup]:
-    """The keys of `screen` (default: the app's current screen): current pane, global, the focused
-    widget's navigation keys, then every other pane."""
+    """The keys of `screen` (default: the app's current screen): the kill switch first (on every
+    screen, whatever is focused: in an emergency nobody should scroll for it), then the current
+    pane, global, the focused widget's navigation keys, then every other pane."""
     screen = screen or app.screen
     panes: dict[str, Any] = getattr(app, "panes", {})
     current = _current_pane(app)
     groups: list[HelpGroup] = []
     listed: set[str] = set()
+    kill = _kill_entry(app)
+    if kill is not None:
+        groups.append(HelpGroup(EMERGENCY, [kill]))
     if current in panes:
         entries = _pane_entries(app, panes[current])
         listed.update(entry.key for entry in entries)
@@ -54,6 +63,8 @@ def help_groups(app: Any, screen: Screen[Any] | None = None) -> list[HelpGroup]:
     for active in screen.active_bindings.values():
         binding = active.binding
         if binding.system or not binding.description or active.node in panes.values() or _unsendable(binding):
+            continue
+        if binding.action == KILL_ACTION and kill is not None:
             continue
         entry = _entry(app, binding, action_name(binding), active.enabled)
         if isinstance(active.node, App | Screen):
@@ -71,6 +82,20 @@ def help_groups(app: Any, screen: Screen[Any] | None = None) -> list[HelpGroup]:
             if entries:
                 groups.append(HelpGroup(f"{pane_title(pane_id)} pane", entries))
     return groups
+
+
+def _kill_entry(app: Any) -> HelpEntry | None:
+    """The kill key with how it is confirmed, from the app's own bindings (a dialog's active
+    bindings leave out the app's, though its priority kill key works there); None when this
+    session may not pull it (hidden, as the key is)."""
+    for binding in declared_bindings(app):
+        if binding.action == KILL_ACTION:
+            state = allowed(app, binding.action)
+            if state is False:
+                return None
+            entry = _entry(app, binding, KILL_ACTION, state is not None)
+            return entry._replace(description=f"{entry.description}; {KILL_CONFIRMATION}")
+    return None
 
 
 def _unsendable(binding: Binding) -> bool:
@@ -138,11 +163,15 @@ class HelpScreen(ModalScreen[None]):
             table.add_column()
             for entry in group.entries:
                 style = "" if entry.enabled else "dim"
+                if group.title == EMERGENCY and entry.enabled:
+                    style = "bold red"
                 table.add_row(
                     Text(safe(entry.key), style=f"bold {style}"),
                     Text(safe(entry.description) + ("" if entry.enabled else " (not now)"), style=style),
                 )
-            parts.extend([Text(group.title, style="bold underline"), table, Text("")])
+            # The kill key needs no heading: it is the first line, in red.
+            title = [] if group.title == EMERGENCY else [Text(group.title, style="bold underline")]
+            parts.extend([*title, table, Text("")])
         return Group(*parts)
 
     def lines(self) -> list[str]:

@@ -136,8 +136,11 @@ class KeyedTable(ScrollView, can_focus=True):
     def refresh_keys(self, changed: set[str]) -> None:
         """Repaint if any of these rows is on screen (a changed row off screen costs nothing)."""
         top = int(self.scroll_y)
-        if any(k in changed for k in self.keys[top : top + self.scrollable_content_region.height]):
-            self.refresh()
+        for row, key in enumerate(self.keys[top : top + self.scrollable_content_region.height], start=top):
+            if key in changed:
+                # Only that line: refresh() would repaint the scrollbar too, a run of per-cell
+                # escapes down the whole height, on every tick that touches a row on screen.
+                self.refresh_lines(row + 1)  # virtual line = row + 1 (the header)
         if self.selected in changed:
             self.announce(force=True)
 
