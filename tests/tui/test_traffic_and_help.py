@@ -18,7 +18,8 @@ from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.detail import RolloutDetailScreen
 from opsconsole.tui.screens.help import HelpScreen
 from tests.integration.conftest import engine_as
-from tests.tui.test_rollouts_pane import _settle, awaiting  # noqa: F401 - the fixture
+from tests.tui.conftest import until
+from tests.tui.test_rollouts_pane import awaiting  # noqa: F401 - the fixture
 
 S = RolloutState
 KILL_FIRST = "Emergency: ^\\ KILL"
@@ -61,14 +62,14 @@ def test_a_stopped_rollout_shows_the_traffic_its_new_version_gets_now(at_half, s
     async def run() -> None:
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             assert _pct_cell(app, rid) == "50"
             if stop == "abort":
                 await pilot.press("x")
                 await pilot.press(*"bad canary", "enter")
             else:
                 await pilot.press("ctrl+backslash", "ctrl+backslash")
-            await _settle(pilot, app, lambda: _pct_cell(app, rid) == "0% (was 50%)")
+            await until(pilot, lambda: _pct_cell(app, rid) == "0% (was 50%)")
             why = str(app.panes["rollouts"].query_one("#rollout-head").render())
             assert "0% (was 50%)" in why
 
@@ -81,7 +82,7 @@ def test_a_stopped_rollout_shows_the_traffic_its_new_version_gets_now(at_half, s
     async def reopened() -> None:  # a console opened afterwards reads it the same way
         app = OpsConsoleApp(engine_as(ws, "alice"), run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             assert _pct_cell(app, rid) == "0% (was 50%)"
 
     asyncio.run(reopened())
@@ -97,7 +98,7 @@ def test_rollout_tables_fit_the_width_and_cut_long_text_with_an_ellipsis(awaitin
     async def run() -> None:
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=size) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             await pilot.pause(0.2)
             pane = app.panes["rollouts"]
             for table in pane.query(DataTable):
@@ -110,7 +111,7 @@ def test_rollout_tables_fit_the_width_and_cut_long_text_with_an_ellipsis(awaitin
             assert line.rstrip().endswith("…"), line
             assert str(table.get_cell(rid, "why")).startswith("waiting for the payments")  # kept whole
             await pilot.press("enter")
-            await _settle(pilot, app, lambda: isinstance(app.screen, RolloutDetailScreen))
+            await until(pilot, lambda: isinstance(app.screen, RolloutDetailScreen))
             await pilot.pause(0.3)
             timeline = app.screen.query_one("#timeline", DataTable)
             assert timeline.row_count > 0
@@ -134,15 +135,15 @@ def test_help_opens_with_the_kill_switch_and_how_to_confirm_it(awaiting, where: 
     async def run() -> None:
         app = OpsConsoleApp(alice, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _settle(pilot, app, lambda: rid in app.panes["rollouts"].rollouts)
+            await until(pilot, lambda: rid in app.panes["rollouts"].rollouts)
             if where == "detail":
                 await pilot.press("enter")
-                await _settle(pilot, app, lambda: isinstance(app.screen, RolloutDetailScreen))
+                await until(pilot, lambda: isinstance(app.screen, RolloutDetailScreen))
             else:
                 await pilot.press(where)
                 await pilot.pause(0.2)
             await pilot.press("question_mark")
-            await _settle(pilot, app, lambda: isinstance(app.screen, HelpScreen))
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen))
             lines = app.screen.lines()
             assert lines[0].startswith(KILL_FIRST), lines[:3]
             assert "again or Enter" in lines[0]
