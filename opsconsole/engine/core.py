@@ -26,6 +26,7 @@ from . import stale as stale_logic
 from .audit_anchor import append as anchor_audit_head
 from .authz import Authz
 from .events import EventBus
+from .fsutil import write_atomic
 from .model import (
     ACTIVE_STATES,
     ENGINE_ACTOR,
@@ -43,8 +44,8 @@ from .model import (
 )
 from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlags, Tick, decide, new_rollout
 from .store import Store, StoreError, open_store
-from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
+from .targets.exporter import Exporter
 
 ALARM_ACKS = "alarm_acks"
 
@@ -88,6 +89,8 @@ class Engine:
             store = open_store(config.store, read_only=read_only)
         self.store = store
         self.store.after_audit_commit = functools.partial(anchor_audit_head, workspace)
+        self._exporter = Exporter()
+        """Keeps each flag's encoded lines between exports: only what changed is encoded again."""
         self.exported_seq = -1
         """The audit head at this engine's last complete flag export (-1: none yet)."""
         self.journal_warnings: list[str] = []
@@ -613,17 +616,22 @@ class Engine:
                     defs, stored_by_env[name], kill=kill, environ={}, environment=name
                 )
                 target = env.flags
-                flagfile.write(
-                    Path(target.path), flagfile.render(name, states, defs, emergency=engaged, at=now)
+                files = self._exporter.render(
+                    name,
+                    states,
+                    defs,
+                    emergency=engaged,
+                    at=now,
+                    with_flagd=bool(target.flagd),
+                    with_dotenv=bool(target.dotenv),
                 )
+                write_atomic(Path(target.path), files.seed)
                 written.append(target.path)
-                if target.flagd:
-                    flagd.write(
-                        Path(target.flagd), flagd.render(name, states, defs, emergency=engaged, at=now)
-                    )
+                if target.flagd and files.flagd is not None:
+                    write_atomic(Path(target.flagd), files.flagd)
                     written.append(target.flagd)
-                if target.dotenv:
-                    dotenv.write(Path(target.dotenv), dotenv.render(name, states, emergency=engaged, at=now))
+                if target.dotenv and files.dotenv is not None:
+                    write_atomic(Path(target.dotenv), files.dotenv)
                     written.append(target.dotenv)
         if set(names) >= {n for n, e in self.config.environments.items() if e.flags is not None}:
             self.exported_seq = seq

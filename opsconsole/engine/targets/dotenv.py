@@ -10,7 +10,7 @@ gets), the integer for percentages. Lines are sorted by name so successive files
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..flags import PERCENTAGE, FlagState, env_var_name
@@ -33,6 +33,11 @@ def render(environment: str, states: Mapping[str, FlagState], *, emergency: bool
     """The whole file for one environment from resolved flag states."""
     lines = {env_var_name(name): value_text(state) for name, state in states.items()}
     return _text(_header(environment, at, emergency), lines)
+
+
+def assemble(environment: str, lines: Sequence[str], *, emergency: bool, at: float) -> str:
+    """The whole file from its `NAME=value` lines, already sorted by name."""
+    return "\n".join([*_header(environment, at, emergency), *lines]) + "\n"
 
 
 def _header(environment: str | None, at: float, emergency: bool, note: str = "") -> list[str]:

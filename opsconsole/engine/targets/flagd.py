@@ -24,7 +24,7 @@ whole file), and the file is ASCII so a consumer that opens it in any locale rea
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,7 @@ def render(
     for name in sorted(states):
         state = states[name]
         defn = get(name)
-        t = defn.targeting if defn is not None else None
-        # Targeting's own __bool__, spelt out: a method call per flag is measurable here.
-        if t is not None and (t.users or t.tenants or t.regions) and state.decided_by not in _FORCING:
+        if not shares_entry(state, defn):
             flags[name] = entry(state, defn)  # its targeting lists make it one of a kind
             continue
         key = (state.type, state.value, state.decided_by, state.detail, defn.variants if defn else ())
@@ -157,15 +155,38 @@ def _metadata(environment: str | None, emergency: bool, at: float) -> dict[str, 
     return meta
 
 
-def encode(document: Mapping[str, Any]) -> bytes:
+def encode_entry(flag: Mapping[str, Any]) -> str:
+    """One flag's entry as it appears in the file."""
+    return _encode(flag)
+
+
+def row(name: str, text: str) -> str:
+    """One flag's line inside "flags" (without the separating comma), its entry already encoded."""
+    return f"    {_quote(name)}: {text}"
+
+
+def shares_entry(state: FlagState, defn: FlagDef | None) -> bool:
+    """Whether the flag's entry depends only on its state's value and its variants (see render):
+    false for a flag whose targeting lists apply."""
+    t = defn.targeting if defn is not None else None
+    # Targeting's own __bool__, spelt out: a method call per flag is measurable here.
+    return not (t is not None and (t.users or t.tenants or t.regions) and state.decided_by not in _FORCING)
+
+
+def encode(document: Mapping[str, Any], rows: Sequence[str] | None = None) -> bytes:
     """JSON with `$schema` first and `flags` last, one flag per line: diffable and greppable. An entry
-    object shared by several flags (see render) is encoded once."""
+    object shared by several flags (see render) is encoded once. `rows`: the flags' lines already
+    encoded (row(), sorted by name), used in place of the document's "flags"."""
     keys = sorted(document, key=lambda k: (k != "$schema", k == "flags", k))
     lines = ["{"]
     for i, key in enumerate(keys):
         comma = "," if i < len(keys) - 1 else ""
         value = document[key]
-        if key == "flags" and isinstance(value, Mapping) and value:
+        if key == "flags" and rows:
+            lines.append(f"  {_quote(key)}: {{")
+            lines.append(",\n".join(rows))
+            lines.append(f"  }}{comma}")
+        elif key == "flags" and isinstance(value, Mapping) and value:
             lines.append(f"  {_quote(key)}: {{")
             done: dict[int, str] = {}  # by id: every entry stays alive in `document` meanwhile
             rows = []
