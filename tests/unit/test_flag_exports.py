@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openfeature.contrib.tools.flagd.core import FlagdCore
@@ -15,8 +16,15 @@ from openfeature.evaluation_context import EvaluationContext
 
 from opsconsole.engine.config import ConfigError, load_config
 from opsconsole.engine.flags import VARIANT, EvalContext, FlagState, flagd_evaluate, resolve
+from opsconsole.engine.fsutil import write_atomic
 from opsconsole.engine.model import FlagDef, KillSwitchSpec, Targeting
 from opsconsole.engine.targets import dotenv, flagd
+
+
+def patch_for_kill(target: Any, path: Path, *args: Any, **kwargs: Any) -> None:
+    """What the kill switch does to one file: `target`'s kill_patch written atomically."""
+    write_atomic(Path(path), target.kill_patch(path, *args, **kwargs))
+
 
 AT = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
 WHO = Targeting(frozenset({"u1", "u2"}), frozenset({"acme"}), frozenset({"eu"}))
@@ -221,8 +229,8 @@ def test_flagd_core_answers_what_flagd_evaluate_says(case: dict) -> None:
 
 
 def kill_patch(path: Path, zero: set[str] | None = None) -> dict:
-    flagd.patch_for_kill(
-        path, KILL.flags_off, KILL.flags_on, zero or set(), AT, defs=DEFS, environment="production"
+    patch_for_kill(
+        flagd, path, KILL.flags_off, KILL.flags_on, zero or set(), AT, defs=DEFS, environment="production"
     )
     return json.loads(path.read_bytes())
 
@@ -309,9 +317,9 @@ def test_patch_for_kill_drops_entries_flagd_would_reject_the_whole_file_for(tmp_
 def test_patch_for_kill_is_idempotent_and_leaves_other_environments_flags_out(tmp_path: Path) -> None:
     path = tmp_path / "f.flagd.json"
     defs = {**DEFS, "phase_4_deployment": FlagDef("phase_4_deployment", environments=("staging",))}
-    flagd.patch_for_kill(path, KILL.flags_off, KILL.flags_on, (), AT, defs=defs, environment="production")
+    patch_for_kill(flagd, path, KILL.flags_off, KILL.flags_on, (), AT, defs=defs, environment="production")
     first = path.read_bytes()
-    flagd.patch_for_kill(path, KILL.flags_off, KILL.flags_on, (), AT, defs=defs, environment="production")
+    patch_for_kill(flagd, path, KILL.flags_off, KILL.flags_on, (), AT, defs=defs, environment="production")
     assert path.read_bytes() == first
     assert "phase_4_deployment" not in json.loads(first)["flags"]
 
@@ -387,7 +395,7 @@ def test_dotenv_patch_for_kill_keeps_other_lines(tmp_path: Path) -> None:
         path,
         dotenv.render("production", states_for(stored={"phase_4_deployment": True}), emergency=False, at=AT),
     )
-    dotenv.patch_for_kill(path, KILL.flags_off, KILL.flags_on, {"new_checkout"}, AT + 1, defs=DEFS)
+    patch_for_kill(dotenv, path, KILL.flags_off, KILL.flags_on, {"new_checkout"}, AT + 1, defs=DEFS)
     env, values = dotenv.parse(path.read_text())
     assert env == "production"  # taken from the header it replaced
     assert values["PHASE_4_DEPLOYMENT"] == "false" and values["AATC_SYSTEM_ENABLED"] == "false"
@@ -399,7 +407,7 @@ def test_dotenv_patch_for_kill_keeps_other_lines(tmp_path: Path) -> None:
         "# opsconsole flags: environment production, generated 2023-11-14T22:13:21.250Z"
     )
     before = path.read_bytes()
-    dotenv.patch_for_kill(path, KILL.flags_off, KILL.flags_on, {"new_checkout"}, AT + 1, defs=DEFS)
+    patch_for_kill(dotenv, path, KILL.flags_off, KILL.flags_on, {"new_checkout"}, AT + 1, defs=DEFS)
     assert path.read_bytes() == before
 
 
@@ -412,7 +420,7 @@ def test_dotenv_patch_for_kill_on_bad_files(tmp_path: Path, garbage: bytes | Non
     path = tmp_path / "production.env"
     if garbage is not None:
         path.write_bytes(garbage)
-    dotenv.patch_for_kill(path, KILL.flags_off, KILL.flags_on, (), AT, defs=DEFS, environment="production")
+    patch_for_kill(dotenv, path, KILL.flags_off, KILL.flags_on, (), AT, defs=DEFS, environment="production")
     text = path.read_text()
     _, values = dotenv.parse(text)
     assert values["PHASE_4_DEPLOYMENT"] == "false" and values["EMERGENCY_SHUTDOWN"] == "true"

@@ -7,14 +7,22 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from opsconsole.engine import fsutil
 from opsconsole.engine.flags import is_on, resolve
+from opsconsole.engine.fsutil import write_atomic
 from opsconsole.engine.model import FlagDef, KillSwitchSpec
 from opsconsole.engine.targets import flagfile
 from opsconsole.engine.targets.flagfile import FlagFileError
+
+
+def patch_for_kill(target: Any, path: Path, *args: Any, **kwargs: Any) -> None:
+    """What the kill switch does to one file: `target`'s kill_patch written atomically."""
+    write_atomic(Path(path), target.kill_patch(path, *args, **kwargs))
+
 
 AT = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
 
@@ -207,7 +215,7 @@ SPEC = KillSwitchSpec(flags_off=("phase_4_deployment",), flags_on=("emergency_sh
 
 
 def patch(target: Path, zero: tuple[str, ...] = ("new_checkout",), at: float = AT + 60) -> None:
-    flagfile.patch_for_kill(target, SPEC.flags_off, SPEC.flags_on, zero, at)
+    patch_for_kill(flagfile, target, SPEC.flags_off, SPEC.flags_on, zero, at)
 
 
 def test_patch_for_kill_sets_the_safe_state_and_keeps_other_flags(tmp_path: Path) -> None:
@@ -271,7 +279,7 @@ def test_patch_for_kill_is_idempotent(tmp_path: Path) -> None:
 
 def test_flag_both_on_and_off_ends_off(tmp_path: Path) -> None:
     target = tmp_path / "flags.json"
-    flagfile.patch_for_kill(target, ["x"], ["x"], [], AT)
+    patch_for_kill(flagfile, target, ["x"], ["x"], [], AT)
     assert flagfile.read(target)["flags"]["x"]["enabled"] is False
 
 

@@ -72,22 +72,6 @@ def parse(text: str) -> tuple[str | None, dict[str, str]]:
     return environment, values
 
 
-def patch_for_kill(
-    path: Path,
-    flags_off: Iterable[str],
-    flags_on: Iterable[str],
-    zero: Iterable[str],
-    at: float,
-    *,
-    defs: Mapping[str, FlagDef] | None = None,
-    environment: str | None = None,
-) -> None:
-    """Write kill_patch()'s text to `path` atomically."""
-    write_atomic(
-        Path(path), kill_patch(path, flags_off, flags_on, zero, at, defs=defs, environment=environment)
-    )
-
-
 def kill_patch(
     path: Path,
     flags_off: Iterable[str],

@@ -1,7 +1,7 @@
 """The flag-file target: a JSON file in the seed's schema, `{"flags": {name: {"enabled": …, …}}}`.
 
 Services read this file to decide their flags, so it is always replaced atomically (fsutil) and the
-kill switch can patch it from configuration alone, without the store: `patch_for_kill` must land the
+kill switch can patch it from configuration alone, without the store: `kill_patch` must land the
 safe state even when the database is unreachable or the existing file is garbage.
 
 The file is written one flag per line, keys sorted: as readable and diffable as indented JSON, `grep`
@@ -175,22 +175,6 @@ def schema_problem(document: Any) -> str | None:
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
-    )
-
-
-def patch_for_kill(
-    path: Path,
-    flags_off: Iterable[str],
-    flags_on: Iterable[str],
-    zero: Iterable[str],
-    at: float,
-    *,
-    defs: Mapping[str, FlagDef] | None = None,
-    environment: str | None = None,
-) -> None:
-    """Write kill_patch()'s document to `path` atomically."""
-    write_atomic(
-        Path(path), kill_patch(path, flags_off, flags_on, zero, at, defs=defs, environment=environment)
     )
 
 
