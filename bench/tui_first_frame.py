@@ -1,20 +1,27 @@
-"""Time to first frame: the console versus a minimal Textual app, both in a real 80x24 pseudo-terminal.
+"""Time to first frame: the console versus a minimal Textual app with a Footer, both in a real 80x24
+pseudo-terminal, side by side in one run.
 
 Each program is spawned the way a terminal emulator spawns it (the pty is its controlling terminal,
 stdin, stdout and stderr); the clock starts just before the spawn and stops when the chunk that
-completes the app's first screen has been read from the pty master: for the console its header
-("opsconsole │ ...") and key bar, painted before the engine is opened; for the minimal app (an App
-with one Static) the Static's text. The console's second figure, `console_engine_frame_s`, is the
-frame that shows engine state: the header says "engine: local" (configuration read, store open,
-kill-switch state read) and the Rollouts pane is there. The console is the real entry point, `python -m opsconsole --workspace W`,
-on a workspace holding the demo's configuration (a metrics port nothing listens on, so nothing waits
-on the demo service). One untimed run of each warms the page cache and creates the store; then the
-two alternate, RUNS times each. Target: median(console) / median(minimal) <= 1.3.
+completes a frame has been read from the pty master. The minimal app (an App with one Static and
+Textual's Footer showing a key) is done when the Static's text and the Footer's key are on screen.
+The console has two frames:
+
+- the frame that shows engine state, the figure judged: the header says "engine: local"
+  (configuration read, store open, kill-switch state read) and the Rollouts table holds the demo
+  rollout, read from the store;
+- the header-only frame ("opsconsole │ ..." and the key bar), reported as well.
+
+The console is the real entry point, `python -m opsconsole --workspace W`, on a workspace holding
+the demo's configuration (a metrics port nothing listens on, so nothing waits on the demo service)
+and one demo rollout started with `opsconsole rollout start demo`. One untimed run of each warms the
+page cache; then the two alternate, RUNS times each. Target: median(console engine-state frame) /
+median(minimal app with Footer) <= 1.3.
 
 Besides the totals, `to_alt_screen_s` is the time to the alternate-screen switch (interpreter start,
 imports, app construction: everything before Textual's driver starts), and `import_ms` the
 cumulative import times (`python -X importtime`, one run, outside the pty) of what each program
-imports: where the difference comes from.
+imports before its first frame: where the difference comes from.
 """
 
 from __future__ import annotations
@@ -33,22 +40,27 @@ RUNS = 10
 TARGET_RATIO = 1.3
 ALT_SCREEN = b"\x1b[?1049h"
 CONSOLE_MARKERS = ("opsconsole │",)
-ENGINE_MARKERS = ("engine: local", "1 Rollouts")
+ENGINE_MARKER = "engine: local"
 MINIMAL_TEXT = "minimal textual app ready"
+MINIMAL_KEY = "Quit"
 MINIMAL_APP = f"""
 from textual.app import App, ComposeResult
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.widgets import Footer, Static
 
 
 class Minimal(App[None]):
+    BINDINGS = [Binding("q", "quit", "{MINIMAL_KEY}")]
+
     def compose(self) -> ComposeResult:
         yield Static("{MINIMAL_TEXT}")
+        yield Footer()
 
 
 Minimal().run()
 """
-CONSOLE_IMPORTS = "import opsconsole.cli, opsconsole.engine, opsconsole.tui.app"
-MINIMAL_IMPORTS = "import textual.app, textual.widgets"
+CONSOLE_IMPORTS = "import opsconsole.cli, opsconsole.engine, opsconsole.tui.app, opsconsole.tui.layout"
+MINIMAL_IMPORTS = "import textual.app, textual.widgets; textual.widgets.Footer, textual.widgets.Static"
 
 
 def first_frame(
@@ -87,19 +99,33 @@ def import_ms(statement: str) -> dict[str, float]:
     return {"total": round(total, 1)} | {k: round(v, 1) for k, v in ordered[:10]}
 
 
+def start_demo_rollout(ws: Path) -> str:
+    """The demo rollout, as `opsconsole rollout start demo` creates it: its id."""
+    proc = subprocess.run(
+        opsconsole_argv("rollout", "start", "demo", "--workspace", str(ws)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return proc.stdout.split()[0]
+
+
 def main() -> None:
     with temp_dir("opsconsole-bench-frame-") as root:
         ws = root / "ws"
         ws.mkdir()
         write_demo_config(ws, free_port())
+        rollout_id = start_demo_rollout(ws)
+        engine_markers = (ENGINE_MARKER, rollout_id)
         minimal = root / "minimal_app.py"
         minimal.write_text(MINIMAL_APP)
         programs = {
-            "console": (opsconsole_argv("--workspace", str(ws)), CONSOLE_MARKERS, "q", ENGINE_MARKERS),
-            "minimal": ([sys.executable, str(minimal)], (MINIMAL_TEXT,), "\x11", ()),  # ctrl+q
+            "console": (opsconsole_argv("--workspace", str(ws)), CONSOLE_MARKERS, "q", engine_markers),
+            "minimal": ([sys.executable, str(minimal)], (MINIMAL_TEXT, MINIMAL_KEY), "q", ()),
         }
         for argv, markers, quit_keys, then in programs.values():
-            first_frame(argv, markers, quit_keys, then)  # warm-up: page cache, .pyc files, the store
+            first_frame(argv, markers, quit_keys, then)  # warm-up: page cache, .pyc files
         ready: dict[str, list[float]] = {name: [] for name in programs}
         to_alt: dict[str, list[float]] = {name: [] for name in programs}
         engine_frame: list[float] = []
@@ -110,13 +136,14 @@ def main() -> None:
                 to_alt[name].append(a)
                 if then:
                     engine_frame.append(later)
-    ratio = median(ready["console"]) / median(ready["minimal"])
+    minimal_median = median(ready["minimal"])
+    ratio = median(engine_frame) / minimal_median
     figures = {
-        "ratio_of_medians": round(ratio, 2),
-        "console_s": summary(ready["console"]),
-        "minimal_s": summary(ready["minimal"]),
+        "engine_frame_ratio_of_medians": round(ratio, 2),
+        "header_frame_ratio_of_medians": round(median(ready["console"]) / minimal_median, 2),
         "console_engine_frame_s": summary(engine_frame),
-        "engine_frame_ratio_of_medians": round(median(engine_frame) / median(ready["minimal"]), 2),
+        "console_header_frame_s": summary(ready["console"]),
+        "minimal_with_footer_s": summary(ready["minimal"]),
         "console_to_alt_screen_s": summary(to_alt["console"]),
         "minimal_to_alt_screen_s": summary(to_alt["minimal"]),
         "console_import_ms": import_ms(CONSOLE_IMPORTS),
@@ -124,15 +151,16 @@ def main() -> None:
     }
     emit(
         "tui_first_frame",
-        target=f"median console / median minimal Textual app <= {TARGET_RATIO}",
+        target=f"median console engine-state frame / median minimal Textual app with Footer <= {TARGET_RATIO}",
         ok=ratio <= TARGET_RATIO,
         figures=figures,
         setup={
             "terminal": "pty 80x24, TERM=xterm-256color",
-            "console": "python -m opsconsole --workspace W (the demo's configuration, no service)",
-            "minimal": "App with one Static",
-            "console_markers": list(CONSOLE_MARKERS),
-            "engine_frame_markers": list(ENGINE_MARKERS),
+            "console": "python -m opsconsole --workspace W (the demo's configuration, no service, "
+            "one demo rollout)",
+            "minimal": "App with one Static and a Footer showing one key",
+            "header_frame_markers": list(CONSOLE_MARKERS),
+            "engine_frame_markers": [ENGINE_MARKER, "<the demo rollout's id>"],
             "runs_each": RUNS,
             "python": Path(sys.executable).name,
         },
