@@ -253,35 +253,31 @@ def append_journal(
     return hashlib.sha256(line).hexdigest()
 
 
-def pending(engine: Engine, tx: Any = None) -> list[JournalEntry]:
-    """Valid journal engagements the store has not recorded yet (cheap when there is no journal)."""
-    path = engine.workspace / JOURNAL
+def _unrecorded(engine: Engine, tx: Any = None) -> tuple[list[JournalEntry], list[JournalProblem]]:
+    """The journal's lines the store has neither recorded nor set aside (cheap when it is empty)."""
     try:
-        if path.stat().st_size == 0:
-            return []
+        if (engine.workspace / JOURNAL).stat().st_size == 0:
+            return [], []
     except OSError:
-        return []
+        return [], []
     if tx is None:
         with engine.store.read() as rtx:
             done = rtx.get_kv(JOURNAL_DONE_KEY, []) or []
     else:
         done = tx.get_kv(JOURNAL_DONE_KEY, []) or []
-    return read_journal(engine.workspace, done, engine.clock())[0]
+    return read_journal(engine.workspace, done, engine.clock())
+
+
+def pending(engine: Engine, tx: Any = None) -> list[JournalEntry]:
+    """Valid journal engagements the store has not recorded yet."""
+    return _unrecorded(engine, tx)[0]
 
 
 def journal_warnings(engine: Engine) -> list[str]:
     """Warnings for the journal's bad lines not set aside yet, without setting them aside (for a
     session that records nothing: a read-only one, or the kill switch's own)."""
     path = engine.workspace / JOURNAL
-    try:
-        if path.stat().st_size == 0:
-            return []
-    except OSError:
-        return []
-    with engine.store.read() as rtx:
-        done = rtx.get_kv(JOURNAL_DONE_KEY, []) or []
-    problems = read_journal(engine.workspace, done, engine.clock())[1]
-    return [p.warning(path) if p.sha256 else f"{path}: {p.problem}" for p in problems]
+    return [p.warning(path) if p.sha256 else f"{path}: {p.problem}" for p in _unrecorded(engine)[1]]
 
 
 # ---------------------------------------------------------------------------------------- canaries
