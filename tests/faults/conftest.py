@@ -140,3 +140,32 @@ def fill(directory: Path, leave: int = 0) -> None:
             with open(directory / f"filler-{i}", "wb") as fh:
                 fh.write(chunk[: max(1, min(len(chunk), free - leave))])
             i += 1
+
+
+def kill_only_workspace(tmp_path: Path, extra: str = "") -> Path:
+    """A workspace with one production flag file, no plans, this OS account as admin and a fast
+    tick: for tests about the kill switch's own machinery (journal, notifications). `extra` is
+    appended to the configuration (already indented for the top level)."""
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    main = textwrap.dedent(
+        f"""
+        interval: 0.2s
+        roles:
+          default: viewer
+          users: {{{me}: admin}}
+        environments:
+          production:
+            flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}
+        plans: []
+        flags: "{REPO}/config/flags.yaml"
+        kill_switch:
+          flags_off: [phase_4_deployment]
+          flags_on: [emergency_shutdown]
+        """
+    )
+    (ws / "opsconsole.yaml").write_text(main + extra)
+    return ws

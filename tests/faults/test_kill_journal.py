@@ -14,35 +14,18 @@ import os
 import pwd
 import sqlite3
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from .conftest import cli, spawn, wait_for
+from .conftest import cli, kill_only_workspace, spawn, wait_for
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 REPO = Path(__file__).resolve().parents[2]
 
 
 def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    main = f"""
-    interval: 0.2s
-    roles:
-      default: viewer
-      users: {{{ME}: admin}}
-    environments:
-      production:
-        flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}
-    plans: []
-    flags: "{REPO}/config/flags.yaml"
-    kill_switch:
-      flags_off: [phase_4_deployment]
-      flags_on: [emergency_shutdown]
-    """
-    (ws / "opsconsole.yaml").write_text(textwrap.dedent(main))
+    ws = kill_only_workspace(tmp_path)
     # The store exists before the journal is tampered with, as in a workspace in use.
     assert cli("status", "--workspace", str(ws)).returncode == 0
     return ws

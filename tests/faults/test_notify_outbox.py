@@ -11,7 +11,6 @@ import os
 import pwd
 import socket
 import sqlite3
-import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import cli, spawn, wait_for
+from .conftest import cli, kill_only_workspace, spawn, wait_for
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 
@@ -79,26 +78,8 @@ def free_port() -> int:
 
 
 def workspace(tmp_path: Path, port: int) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    main = f"""
-    interval: 0.2s
-    roles:
-      default: viewer
-      users: {{{ME}: admin}}
-    environments:
-      production:
-        flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}
-    plans: []
-    flags: "{Path(__file__).resolve().parents[2]}/config/flags.yaml"
-    kill_switch:
-      flags_off: [phase_4_deployment]
-      flags_on: [emergency_shutdown]
-    notifications:
-      - {{kind: webhook, url: "http://127.0.0.1:{port}/hook", events: [kill_switch, all_clear], timeout: 1s}}
-    """
-    (ws / "opsconsole.yaml").write_text(textwrap.dedent(main))
-    return ws
+    hook = f'{{kind: webhook, url: "http://127.0.0.1:{port}/hook", events: [kill_switch, all_clear], timeout: 1s}}'
+    return kill_only_workspace(tmp_path, f"notifications:\n  - {hook}\n")
 
 
 def outbox(ws: Path) -> list[tuple[str, str, int]]:
