@@ -20,7 +20,7 @@ def _engine(args: argparse.Namespace, reading: bool = False) -> Any:
 
     engine = open_engine(args.config, args.workspace, read_only=reading or getattr(args, "read_only", False))
     for warning in engine.journal_warnings:  # a bad kill-journal line: file:line and why
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return engine
 
 

@@ -107,6 +107,9 @@ def test_future_dated_and_unknown_field_lines_are_set_aside(tmp_path: Path) -> N
             30,
             "three lines set aside by the engine",
         )
+        # Running (signal handlers installed, health written) before it is stopped: a SIGTERM any
+        # earlier ends it the default way, and what it had said is lost with it.
+        wait_for(lambda: (ws / "engine-health.json").exists(), 30, "engine running")
     finally:
         engine.terminate()
         out = engine.communicate(timeout=15)[0]

@@ -63,14 +63,17 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
 
     def compose(self) -> ComposeResult:
         yield LiveTable(id="metric-table", cursor_type="none", show_cursor=False)
-        yield Static(id="metric-note")
+        note = Static(id="metric-note")
+        note.display = (
+            False  # set here, not in on_mount: a pane mounted as the app closes has no children to query
+        )
+        yield note
         yield Static(id="alarm-summary")
         yield LiveTable(id="alarm-table", cursor_type="row")
         yield Static(id="alarm-reason")
         yield Static(id="alarm-ack")
 
     def on_mount(self) -> None:
-        self.query_one("#metric-note").display = False
         # The runner publishes `alarms` only when alarm rules exist; without any, this keeps the metrics
         # moving. It does nothing while events arrive.
         self.set_interval(max(1.0, float(self.ops.engine.config.interval)), self._quiet_tick)
