@@ -17,6 +17,15 @@ from .audit import cmd_audit
 from .common import EXIT_FORBIDDEN, EXIT_INPUT, EXIT_OK, EXIT_PENDING, EXIT_REFUSED, EXIT_STORE
 from .console import cmd_console, cmd_demo
 from .flags import cmd_flags_eval, cmd_flags_history, cmd_flags_list, cmd_flags_set
+from .improvements import (
+    cmd_improvements_approve,
+    cmd_improvements_list,
+    cmd_improvements_reject,
+    cmd_improvements_rollback,
+    cmd_improvements_show,
+    cmd_improvements_stats,
+    cmd_improvements_sync,
+)
 from .killswitch import cmd_all_clear, cmd_kill
 from .parser import GLOBAL_DEFAULTS, GLOBAL_FLAGS, GLOBAL_WITH_VALUE, build_parser
 from .rollouts import (
@@ -154,6 +163,13 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("flags", "schedules"): cmd_flags_schedules,
     ("flags", "cancel"): cmd_flags_cancel,
     ("flags", "eval"): cmd_flags_eval,
+    ("improvements", "list"): cmd_improvements_list,
+    ("improvements", "show"): cmd_improvements_show,
+    ("improvements", "approve"): cmd_improvements_approve,
+    ("improvements", "reject"): cmd_improvements_reject,
+    ("improvements", "rollback"): cmd_improvements_rollback,
+    ("improvements", "sync"): cmd_improvements_sync,
+    ("improvements", "stats"): cmd_improvements_stats,
     ("engine", None): cmd_engine,
     ("report", None): cmd_report,
     ("audit", None): cmd_audit,

@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     _json(fev)
     _flag_schedule_parsers(fl, common)
 
+    _improvement_parsers(sub, common)
+
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
     eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
 
@@ -165,6 +167,53 @@ def _flag_schedule_parsers(fl: Any, common: argparse.ArgumentParser) -> None:
     fca = fl.add_parser("cancel", parents=[common], help="cancel a pending flag schedule")
     fca.add_argument("id", type=_schedule_id, help="the schedule's number (from `flags schedules`)")
     fca.add_argument("--reason", required=True)
+
+
+def _improvement_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    imp = sub.add_parser("improvements", help="the self-building agent's improvement queue").add_subparsers(
+        dest="sub", required=True
+    )
+    env = {"default": None, "help": "environment (default: the only one with an improvement queue)"}
+    il = imp.add_parser("list", parents=[common], help="the queue: status, quality, risk, tenant, title")
+    il.add_argument("--env", **env)
+    il.add_argument("--status", action="append", help="only this status (repeatable)")
+    _json(il)
+    ish = imp.add_parser("show", parents=[common], help="one improvement: prediction, review, evidence")
+    ish.add_argument("id")
+    ish.add_argument("--env", **env)
+    _json(ish)
+    for name, text in (
+        ("approve", "approve proposals (approver; --override: admin)"),
+        ("reject", "reject proposals"),
+    ):
+        c = imp.add_parser(name, parents=[common], help=text)
+        c.add_argument("ids", nargs="+", metavar="ID")
+        c.add_argument("--env", **env)
+        c.add_argument("--reason", required=True)
+        if name == "approve":
+            c.add_argument(
+                "--override",
+                action="store_true",
+                help="admin: approve under the quality threshold or over the risk tolerance",
+            )
+        _json(c)
+    rb = imp.add_parser("rollback", parents=[common], help="roll improvements back through the agent")
+    rb.add_argument("ids", nargs="*", metavar="ID")
+    rb.add_argument(
+        "--recent", type=float, metavar="HOURS", help="every improvement deployed in the last HOURS"
+    )
+    rb.add_argument("--env", **env)
+    rb.add_argument("--reason", required=True)
+    _json(rb)
+    sy = imp.add_parser("sync", parents=[common], help="ask the agent (or read the file) for proposals now")
+    sy.add_argument("--env", **env)
+    _json(sy)
+    stt = imp.add_parser(
+        "stats", parents=[common], help="proposed, deployed, kept, rolled back, rollback rate"
+    )
+    stt.add_argument("--env", **env)
+    stt.add_argument("--tenant", default=None)
+    _json(stt)
 
 
 def _schedule_id(text: str) -> int:
