@@ -335,6 +335,48 @@ def _approval(spec: GateSpec, value: float, obs: Observation, memory: GateMemory
     return status, f"{format_number(value)} of {required} {noun}", _approval_threshold(spec, None), None
 
 
+def _improvements_threshold(spec: GateSpec, baseline: float | None) -> str:
+    parts = []
+    if spec.min_deployed is not None:
+        parts.append(f">= {spec.min_deployed} deployed")
+    if spec.min_kept is not None:
+        parts.append(f">= {spec.min_kept} kept")
+    if spec.max_rollback_rate is not None:
+        parts.append(f"rollback rate < {format_number(spec.max_rollback_rate * 100)}%")
+    return ", ".join(parts) + (f" (tenant {spec.tenant})" if spec.tenant else "")
+
+
+def _improvements(spec: GateSpec, value: float, obs: Observation, memory: GateMemory) -> _Outcome:
+    """The seed's phase criteria over the improvement queue ("5+ improvements deployed, <20%
+    rollback rate"). Too few yet is pending (the queue is still working); a rollback rate at or over
+    the limit once enough are deployed fails (as a guard it can roll the rollout back)."""
+    threshold = _improvements_threshold(spec, None)
+    counts = dict(obs.counts)
+    deployed, kept, rolled_back = counts.get("deployed", 0.0), value, counts.get("rolled_back", 0.0)
+    rate = rolled_back / deployed if deployed else None
+    said = f"{format_number(deployed)} deployed, {format_number(kept)} kept, {format_number(rolled_back)} rolled back"
+    if rate is not None:
+        said += f" (rollback rate {format_number(rate * 100)}%)"
+    short = []
+    if spec.min_deployed is not None and deployed < spec.min_deployed:
+        short.append(f"{format_number(spec.min_deployed - deployed)} more deployed")
+    if spec.min_kept is not None and kept < spec.min_kept:
+        short.append(f"{format_number(spec.min_kept - kept)} more kept")
+    enough = spec.min_deployed is None or deployed >= spec.min_deployed
+    if spec.max_rollback_rate is not None and rate is not None and rate >= spec.max_rollback_rate and enough:
+        return (
+            Verdict.FAIL,
+            f"{said}: rollback rate over {format_number(spec.max_rollback_rate * 100)}%",
+            threshold,
+            None,
+        )
+    if spec.max_rollback_rate is not None and rate is None:
+        short.append("nothing deployed yet")
+    if short:
+        return Verdict.PENDING, f"{said}; waiting for {', '.join(short)}", threshold, None
+    return Verdict.PASS, said, threshold, None
+
+
 _CHECKS: dict[str, Callable[[GateSpec, float, Observation, GateMemory], _Outcome]] = {
     "metric": _metric,
     "health": _health,
@@ -343,6 +385,7 @@ _CHECKS: dict[str, Callable[[GateSpec, float, Observation, GateMemory], _Outcome
     "alarms": _alarms,
     "checklist": _checklist,
     "approval": _approval,
+    "improvements": _improvements,
 }
 
 _THRESHOLDS: dict[str, Callable[[GateSpec, float | None], str]] = {
@@ -353,4 +396,5 @@ _THRESHOLDS: dict[str, Callable[[GateSpec, float | None], str]] = {
     "alarms": _alarms_threshold,
     "checklist": _checklist_threshold,
     "approval": _approval_threshold,
+    "improvements": _improvements_threshold,
 }

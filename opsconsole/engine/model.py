@@ -90,6 +90,8 @@ class GateSpec:
       alarms    none_firing (glob patterns over alarm names)
       checklist items (each must be ticked by a named person)
       approval  (decided from the rollout's approvals; normally generated from Phase.approval)
+      improvements  min_kept, min_deployed, max_rollback_rate over the improvement queue of
+                `source` (an environment; default the phase's), optionally one `tenant`
     """
 
     kind: str
@@ -114,6 +116,10 @@ class GateSpec:
     escalate_after: float | None = None
     interval: float | None = None
     unit: str = ""  # how to print values: "" | "%" (value is a fraction, printed x100) | "ms" | "s"
+    min_kept: int | None = None
+    min_deployed: int | None = None
+    max_rollback_rate: float | None = None
+    tenant: str | None = None
     where: str = ""  # "file:line" of the definition, for messages
 
 
@@ -317,6 +323,8 @@ class Observation:
     source: str = ""
     at: float = 0.0
     detail: str = ""  # health body excerpt, smoke output tail, names of firing alarms, missing items
+    counts: tuple[tuple[str, float], ...] = ()
+    """improvements: ("deployed", n), ("kept", n), ("rolled_back", n); `value` is the kept count."""
     no_series: bool = False
     """With `error`: the source answered but has nothing for this query yet (no canary traffic, one
     scrape so far). False for a source that failed (timeout, HTTP error, garbage): a canary at 0%

@@ -37,6 +37,9 @@ class Observer:
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
         self._shared_at: float | None = None
         self.alarms: dict[str, alarm_rules.AlarmStatus] = {}
+        self.improvement_counts: dict[tuple[str, str | None], tuple[float, float, float]] = {}
+        """(environment, tenant) -> (deployed, kept, rolled back), read from the store by the runner
+        each tick for the `improvements` gates of active phases."""
 
     def source(self, environment: str) -> ScrapeSource | None:
         env = self.config.environments.get(environment)
@@ -110,6 +113,17 @@ class Observer:
                 source="checklist",
                 at=now,
                 detail=", ".join(missing),
+            )
+        if kind == "improvements":
+            counts = self.improvement_counts.get((spec.source or phase.environment, spec.tenant))
+            if counts is None:
+                return Observation(error="improvement queue not read yet", source="improvements", at=now)
+            deployed, kept, rolled_back = counts
+            return Observation(
+                value=kept,
+                counts=(("deployed", deployed), ("kept", kept), ("rolled_back", rolled_back)),
+                source="improvements",
+                at=now,
             )
         if kind == "alarms":
             firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)

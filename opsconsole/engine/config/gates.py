@@ -34,9 +34,10 @@ _GATE_KINDS: dict[str, tuple[str, ...]] = {
     "soak": ("min",),
     "alarms": ("none_firing",),
     "checklist": ("items",),
+    "improvements": ("source", "tenant", "min_kept", "min_deployed", "max_rollback_rate"),
 }
 _GATE_KEYS = frozenset(_GATE_COMMON).union(*_GATE_KINDS.values())
-_GATE_LATER = ("backup", "improvements")
+_GATE_LATER = ("backup",)
 _NOT_GUARDS = {
     "soak": "a soak never fails, so it cannot guard; put it under gates:",
     "checklist": "a checklist is ticked once, so it cannot guard; put it under gates:",
@@ -88,7 +89,8 @@ def _gate(
         f.only(_GATE_KEYS)
         return None
     own = set(_GATE_COMMON) | set(_GATE_KINDS[kind])
-    elsewhere = {k: f"'{k}' does not apply to a {kind} check" for k in _GATE_KEYS - own}
+    article = "an" if kind[0] in "aeiou" else "a"
+    elsewhere = {k: f"'{k}' does not apply to {article} {kind} check" for k in _GATE_KEYS - own}
     f.only(own, elsewhere)
     if guard and kind in _NOT_GUARDS:
         f.issue("kind", _NOT_GUARDS[kind])
@@ -107,6 +109,8 @@ def _gate(
     elif kind == "soak":
         f.require("min")
         specific = {"name": f.text("name", "soak"), "duration": f.parsed("min", parse_duration, 0.0)}
+    elif kind == "improvements":
+        specific = _improvements_gate(f, catalog)
     elif kind == "alarms":
         f.require("none_firing")
         specific = {
@@ -177,3 +181,21 @@ def _smoke_gate(src: YamlSource, f: Fields, env: str | None, catalog: Catalog) -
         except ValueError as exc:
             f.issue("command", f"cannot split into words: {exc}")
     return {"name": f.text("name", "smoke"), "command": tuple(argv)}
+
+
+def _improvements_gate(f: Fields, catalog: Catalog) -> dict[str, object]:
+    source = f.text("source")
+    envs = catalog.environments
+    if source is not None and envs is not None and source not in envs:
+        f.issue("source", f"unknown environment '{source}'{suggest(source, envs)}")
+    wanted = {"min_kept", "min_deployed", "max_rollback_rate"} & set(f.keys)
+    if not wanted:
+        f.issue(None, "an improvements check needs min_kept, min_deployed or max_rollback_rate")
+    return {
+        "name": f.text("name", "improvements"),
+        "source": source,
+        "tenant": f.text("tenant"),
+        "min_kept": f.integer("min_kept", None, minimum=0),
+        "min_deployed": f.integer("min_deployed", None, minimum=0),
+        "max_rollback_rate": f.parsed("max_rollback_rate", fraction),
+    }
