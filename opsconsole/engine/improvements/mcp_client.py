@@ -123,17 +123,18 @@ class McpAgent:
 
     async def _call(self, tool: str, args: dict[str, Any], parse: Callable[[object], T]) -> T:
         token = self._token(tool)
+        failure: AgentError | None = None
         try:
-            doc = await self._fetch(tool, args, token)
-            try:
-                return parse(doc)
-            except ProtocolError as exc:
-                raise AgentError("protocol", str(exc)) from None
+            return parse(await self._fetch(tool, args, token))
+        except ProtocolError as exc:
+            failure = AgentError("protocol", str(exc))
         except AgentError as exc:
-            # The token never travels in a message, even if a lower layer quoted a header.
-            if token and token in str(exc):
-                raise AgentError(exc.kind, str(exc).replace(token, "***")) from None
-            raise
+            failure = exc
+        # Raised out here, so that no exception of the SDK's or httpx2's (whose request carries the
+        # token in its headers) hangs on the error as its context; and the token never travels in a
+        # message, even if a lower layer quoted a header.
+        message = str(failure).replace(token, "***") if token else str(failure)
+        raise AgentError(failure.kind, message)
 
     def _token(self, tool: str) -> str | None:
         var = self.endpoint.token_env
@@ -179,11 +180,11 @@ class McpAgent:
                 )
                 async with client:
                     result = await client.call_tool(tool, args)
-        except AgentError:
-            raise
         except Exception as exc:
-            raise self._classify(tool, exc, statuses) from None
-        return _document(tool, result.structured_content, result.content, result.is_error)
+            failure = self._classify(tool, exc, statuses)
+        else:
+            return _document(tool, result.structured_content, result.content, result.is_error)
+        raise failure
 
     def _classify(self, tool: str, exc: BaseException, statuses: list[int]) -> AgentError:
         """What went wrong, from the exceptions the SDK raised (often nested in groups) and the HTTP
@@ -259,6 +260,8 @@ def _document(tool: str, structured: object, content: list[Any], is_error: bool)
         doc = json.loads(texts[0])
     except json.JSONDecodeError as exc:
         raise AgentError("protocol", f"{tool}: the text block is not JSON ({exc.msg} at {exc.pos})") from None
+    except RecursionError:
+        raise AgentError("protocol", f"{tool}: the text block's JSON is nested too deeply") from None
     if not isinstance(doc, dict):
         raise AgentError("protocol", f"{tool}: the text block holds JSON that is not an object")
     return doc
