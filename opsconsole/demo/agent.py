@@ -177,6 +177,7 @@ class DemoAgent:
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self._ready = threading.Event()
+        self._stop_requested = False
         self._failed: BaseException | None = None
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
@@ -223,6 +224,7 @@ class DemoAgent:
         self._sock = sock
         self._ready.clear()
         self._failed = None
+        self._stop_requested = False
         self._looks.append(self.service.totals())
         self._thread = threading.Thread(target=self._serve, name="demo-agent", daemon=True)
         self._thread.start()
@@ -233,9 +235,11 @@ class DemoAgent:
         return self._ready.wait(timeout) and self._failed is None
 
     def stop(self) -> None:
-        server, thread, sock = self._server, self._thread, self._sock
-        if sock is None:
+        if self._sock is None:
             return
+        # Said before the server is looked at: a thread still importing sees it and does not serve.
+        self._stop_requested = True
+        server, thread, sock = self._server, self._thread, self._sock
         if server is not None:
             server.should_exit = True
         if thread is not None:
@@ -268,6 +272,8 @@ class DemoAgent:
             )
             server = uvicorn.Server(config)
             self._server = server
+            if self._stop_requested:
+                return
             assert self._sock is not None
             sock = self._sock
             loop = asyncio.new_event_loop()

@@ -165,3 +165,13 @@ def test_start_is_quick_and_stop_frees_the_port(tmp_path: Path) -> None:
         again.stop()
     finally:
         service.stop()
+
+
+def test_stop_during_start_up_leaves_no_server_behind(tmp_path: Path) -> None:
+    service = DemoService(tmp_path / "flags.json")
+    agent = DemoAgent(service).start()
+    thread = agent._thread
+    agent.stop()
+    assert thread is not None
+    thread.join(timeout=20)
+    assert not thread.is_alive()
