@@ -17,6 +17,8 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -97,6 +99,47 @@ def _enabled(entry: object) -> bool:
     return isinstance(entry, dict) and entry.get("enabled") is True
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """How deployed changes alter every answer, whatever the version: the delay drawn for a request
+    becomes `delay * latency_factor + latency_offset` (seconds), and a further `error_rate` of the
+    answers fail with 500. The demo agent's improvements are made of these."""
+
+    latency_factor: float = 1.0
+    latency_offset: float = 0.0
+    error_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.latency_factor) and self.latency_factor >= 0):
+            raise ValueError(f"latency_factor must be a number >= 0, got {self.latency_factor!r}")
+        if not (math.isfinite(self.latency_offset) and -1.0 <= self.latency_offset <= 5.0):
+            raise ValueError(f"latency_offset must be seconds in -1..5, got {self.latency_offset!r}")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be 0..1, got {self.error_rate!r}")
+
+
+def compose(tunings: Iterable[Tuning]) -> Tuning:
+    """Several changes live at once: factors multiply, offsets add, error rates combine as
+    independent chances (two 10% failures fail 19%, not 20%)."""
+    factor, offset, ok = 1.0, 0.0, 1.0
+    for t in tunings:
+        factor *= t.latency_factor
+        offset += t.latency_offset
+        ok *= 1.0 - t.error_rate
+    return Tuning(factor, max(-1.0, min(5.0, offset)), max(0.0, min(1.0, 1.0 - ok)))
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Everything answered since the start, all versions together (what the demo agent analyses)."""
+
+    at: float
+    requests: int
+    errors: int
+    buckets: tuple[int, ...]
+    """Answers per latency bucket (not cumulative), `BUCKETS` then +Inf."""
+
+
 class _Metrics:
     """Request counters and latency histograms, updated by many handler threads."""
 
@@ -115,6 +158,13 @@ class _Metrics:
             self._requests[key] = self._requests.get(key, 0) + 1
             self._buckets[version][index] += 1
             self._sums[version] += seconds
+
+    def totals(self) -> Totals:
+        with self._lock:
+            requests = sum(self._requests.values())
+            errors = sum(n for (_, code), n in self._requests.items() if code.startswith("5"))
+            buckets = tuple(sum(per[i] for per in self._buckets.values()) for i in range(len(BUCKETS) + 1))
+        return Totals(time.monotonic(), requests, errors, buckets)
 
     def render(self, canary_percentage: int) -> str:
         with self._lock:
@@ -228,6 +278,10 @@ class DemoService:
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._metrics = _Metrics()
+        self._tunings: dict[str, Tuning] = {}
+        self._tunings_lock = threading.Lock()
+        self._tuning = Tuning()
+        """The composition of `_tunings`, replaced whole: handler threads read it without the lock."""
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -242,6 +296,32 @@ class DemoService:
         if value not in FAULTS:
             raise ValueError(f"unknown fault {value!r}; expected one of {', '.join(FAULTS)}")
         self._fault = value
+
+    @property
+    def tuning(self) -> Tuning:
+        """What the deployed changes do together, applied to every answer."""
+        return self._tuning
+
+    def tunings(self) -> dict[str, Tuning]:
+        """The deployed changes by name."""
+        with self._tunings_lock:
+            return dict(self._tunings)
+
+    def set_tuning(self, name: str, tuning: Tuning) -> None:
+        """Deploy a change under `name` (again: replaces it, so deploying twice is deploying once)."""
+        with self._tunings_lock:
+            self._tunings[name] = tuning
+            self._tuning = compose(self._tunings.values())
+
+    def clear_tuning(self, name: str) -> bool:
+        """Undo exactly the change deployed under `name`; False when none was."""
+        with self._tunings_lock:
+            found = self._tunings.pop(name, None) is not None
+            self._tuning = compose(self._tunings.values())
+        return found
+
+    def totals(self) -> Totals:
+        return self._metrics.totals()
 
     @property
     def port(self) -> int:
@@ -296,18 +376,23 @@ class DemoService:
     def answer(self, user: str, started: float) -> tuple[int, str, dict[str, str]]:
         version = self.flags.version_for(user)
         fault = self._fault
+        tuning = self._tuning
+        tuned = False
         with self._rng_lock:
             delay = self._rng.uniform(*BASE_LATENCY)
             failed = version == "v2" and fault == "canary-errors" and self._rng.random() < CANARY_ERROR_RATE
             if version == "v2" and fault == "canary-latency":
                 delay += self._rng.uniform(*CANARY_EXTRA_LATENCY)
+            if tuning.error_rate > 0 and not failed:
+                failed = tuned = self._rng.random() < tuning.error_rate
+        delay = max(0.0, delay * tuning.latency_factor + tuning.latency_offset)
         self._stopping.wait(delay)
         status = HTTPStatus.INTERNAL_SERVER_ERROR if failed else HTTPStatus.OK
         # Recorded before the answer is written: once a client has its response, /metrics counts it.
         self._metrics.observe(version, int(status), time.perf_counter() - started)
         body = {"version": version, "user": user}
         if failed:
-            body["error"] = "injected fault: canary-errors"
+            body["error"] = "injected by a deployed improvement" if tuned else "injected fault: canary-errors"
         return int(status), version, body
 
     def metrics_text(self) -> str:

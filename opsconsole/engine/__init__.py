@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .health import clock_text
     from .health import read as read_health
     from .identity import current_actor
+    from .improvements.mcp_client import McpAgent
+    from .improvements.model import AgentEndpoint
+    from .improvements.source import AgentError
     from .killplan import load as load_kill_plan
     from .killswitch import JOURNAL as KILL_JOURNAL
     from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
@@ -137,6 +140,10 @@ _LAZY = {
     "load_kill_plan": "killplan",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
+    # the improvement agent over MCP (the demo starts one; the CLI and the queue talk to it)
+    "McpAgent": "improvements.mcp_client",
+    "AgentEndpoint": "improvements.model",
+    "AgentError": "improvements.source",
 }
 
 _RENAMED = {
@@ -221,6 +228,9 @@ __all__ = [
     "make_safe",
     "record_kill",
     "redact_text",
+    "McpAgent",
+    "AgentEndpoint",
+    "AgentError",
 ]
 
 
