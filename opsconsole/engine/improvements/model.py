@@ -150,3 +150,11 @@ class ImprovementSettings:
     tenants: dict[str, TenantSettings] = field(default_factory=dict)
     """Empty: every tenant is enabled. Otherwise a tenant not listed is disabled."""
     where: str = ""
+    deploy_command: tuple[str, ...] = ()
+    """With a proposals file: the argv that deploys an improvement (its id appended). Empty: a file
+    source cannot deploy, and approved items wait with the error shown."""
+    rollback_command: tuple[str, ...] = ()
+    """With a proposals file: the argv that rolls an improvement back (its id and the reason
+    appended)."""
+    command_timeout: float = 60.0
+    """How long deploy_command / rollback_command may run before the attempt counts as failed."""

@@ -17,6 +17,7 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
+from ..improvements.model import Improvement
 from ..model import FlagValue, GateVerdict, Rollout
 
 ROLLOUT_COLUMNS = ("id", "plan", "state", "started_by", "created_at", "updated_at", "version")
@@ -90,6 +91,27 @@ def flag_value_from_text(text: str | None) -> FlagValue | None:
     if value is not None and not isinstance(value, bool | int):
         raise ValueError(f"stored flag value {text!r} is not a boolean or an integer")
     return value
+
+
+# ------------------------------------------------------------------------------------ improvements
+
+IMPROVEMENT_COLUMNS = ("environment", "status", "updated_at", "version")
+"""Improvement fields kept in their own columns; `id` and `quality` are also columns, but they live
+inside the proposal, which the body keeps whole."""
+
+
+def improvement_to_body(item: Improvement) -> str:
+    encoded = to_jsonable(item)
+    return dumps({k: v for k, v in encoded.items() if k not in IMPROVEMENT_COLUMNS})
+
+
+def improvement_from_row(
+    environment: str, status: str, updated_at: float, version: int, body: str
+) -> Improvement:
+    data = loads(body)
+    data.update(environment=environment, status=status, updated_at=updated_at, version=version)
+    item: Improvement = from_jsonable(Improvement, data)
+    return item
 
 
 # ------------------------------------------------------------------------------------ generic
