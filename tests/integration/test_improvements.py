@@ -596,3 +596,42 @@ def _wait_for(check: Any, seconds: float = 5.0) -> None:
 
 def test_parse_proposal_helper_matches_wire_shape() -> None:
     assert parse_proposal(proposal("w")).id == "w"
+
+
+def test_a_slow_agent_never_holds_up_the_runners_tick(world: World) -> None:
+    """The runner starts the queue's work as a task of its own: a deploy that hangs at the agent
+    leaves the tick's time unchanged, and the next tick does not start a second step meanwhile."""
+    from opsconsole.engine.runner import Runner
+
+    world.source.proposals = [proposal("x")]
+    alice = world.engine("alice")
+    world.engine("bob").sync_improvements()
+    alice.approve_improvements("production", ["x"], "go")
+    release = asyncio.Event()
+    deploy_started = asyncio.Event()
+
+    async def slow_deploy(improvement_id: str) -> ActionResult:
+        deploy_started.set()
+        await release.wait()
+        return ActionResult(improvement_id, True)
+
+    world.source.deploy = slow_deploy  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        runner = Runner(alice)
+        assert runner.improvements is not None
+        try:
+            await runner.tick()
+            await asyncio.wait_for(deploy_started.wait(), 5)
+            assert runner.stats.last_ms < 1000
+            await runner.tick()  # the first step is still waiting on the agent: no second one
+            assert not runner.improvements.kick(world.clock.now)
+            assert alice.improvement("production", "x").status is S.DEPLOYING
+            release.set()
+            await runner.improvements.wait()
+        finally:
+            await runner.improvements.close()
+            await runner.observer.close()
+
+    asyncio.run(scenario())
+    assert alice.improvement("production", "x").status is S.MONITORING
