@@ -37,9 +37,21 @@ if TYPE_CHECKING:
     from .health import clock_text
     from .health import read as read_health
     from .identity import current_actor
+    from .improvements.decide import ImprovementStats
     from .improvements.mcp_client import McpAgent
-    from .improvements.model import AgentEndpoint
-    from .improvements.source import AgentError
+    from .improvements.model import (
+        TRANSITIONS,
+        AgentEndpoint,
+        Improvement,
+        ImprovementSettings,
+        ImprovementStatus,
+        Sample,
+        TenantSettings,
+    )
+    from .improvements.protocol import PredictedImpact, Proposal
+    from .improvements.service import PartlyRefused
+    from .improvements.source import AgentError, AgentSource
+    from .improvements.state import QueueMode, SyncResult
     from .killplan import load as load_kill_plan
     from .killswitch import JOURNAL as KILL_JOURNAL
     from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
@@ -140,10 +152,23 @@ _LAZY = {
     "load_kill_plan": "killplan",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
-    # the improvement agent over MCP (the demo starts one; the CLI and the queue talk to it)
+    # the improvement queue, and its agent over MCP (the demo starts one)
     "McpAgent": "improvements.mcp_client",
+    "Improvement": "improvements.model",
+    "ImprovementStatus": "improvements.model",
+    "ImprovementSettings": "improvements.model",
+    "TenantSettings": "improvements.model",
     "AgentEndpoint": "improvements.model",
+    "Sample": "improvements.model",
+    "TRANSITIONS": "improvements.model",
+    "Proposal": "improvements.protocol",
+    "PredictedImpact": "improvements.protocol",
+    "ImprovementStats": "improvements.decide",
+    "QueueMode": "improvements.state",
+    "SyncResult": "improvements.state",
+    "PartlyRefused": "improvements.service",
     "AgentError": "improvements.source",
+    "AgentSource": "improvements.source",
 }
 
 _RENAMED = {
@@ -228,9 +253,22 @@ __all__ = [
     "make_safe",
     "record_kill",
     "redact_text",
-    "McpAgent",
+    "Improvement",
+    "ImprovementStatus",
+    "ImprovementSettings",
+    "TenantSettings",
     "AgentEndpoint",
+    "Sample",
+    "TRANSITIONS",
+    "Proposal",
+    "PredictedImpact",
+    "ImprovementStats",
+    "QueueMode",
+    "SyncResult",
+    "PartlyRefused",
     "AgentError",
+    "AgentSource",
+    "McpAgent",
 ]
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from .improvements.model import ImprovementSettings
+
 FlagValue = bool | int
 """A stored flag value: a boolean, or a percentage 0..100 for percentage flags."""
 
@@ -303,6 +305,8 @@ class Config:
     kill_key: str = "ctrl+backslash"
     loaded_at: float = 0.0
     """When loading began (epoch seconds): a source file modified since is not what this holds."""
+    improvements: dict[str, ImprovementSettings] = field(default_factory=dict)
+    """Environment -> its improvement queue's settings; empty without an `improvements:` section."""
 
 
 # --------------------------------------------------------------------------------------------- runtime

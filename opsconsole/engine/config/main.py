@@ -20,6 +20,7 @@ from .bounds import collector_paused
 from .environments import read_environments, read_overrides
 from .fields import Fields
 from .flagdefs import read_flags
+from .improvements import read_improvements
 from .interpolation import interpolate
 from .issues import ConfigIssue, raise_if_any
 from .killswitch import read_kill_switch
@@ -41,6 +42,7 @@ _MAIN_KEYS = (
     "alarms",
     "notifications",
     "kill_switch",
+    "improvements",
 )
 
 
@@ -75,6 +77,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
     plans = read_plans(src, f, base, catalog)
+    improvements = read_improvements(src, f, base, environments)
     return Config(
         path=str(path),
         store=store or DEFAULT_STORE,
@@ -88,6 +91,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
         kill_switch=kill_switch,
         interval=interval,
         kill_key=kill_key,
+        improvements=improvements,
     )
 
 

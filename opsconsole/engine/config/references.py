@@ -33,13 +33,13 @@ def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, 
         f.issue(name, f"environment '{env}' has no metrics source (add metrics: to it)")
 
 
-def checked_query(f: Fields) -> str | None:
-    """The `query` entry of `f`, its syntax checked by the metrics source that will run it."""
-    query: str | None = f.text("query")
+def checked_query(f: Fields, key: str = "query") -> str | None:
+    """The `query` entry of `f` (or `key`), its syntax checked by the metrics source that will run it."""
+    query: str | None = f.text(key)
     if query is not None:
         problem = _query_problem(query)
         if problem:
-            f.issue("query", f"bad query: {problem}")
+            f.issue(key, f"bad query: {problem}")
     return query
 
 

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .model import AgentEndpoint
+from .model import AgentEndpoint, ImprovementSettings
 from .protocol import (
     DEPLOY_IMPROVEMENT,
     GET_SYSTEM_STATUS,
@@ -49,7 +49,7 @@ from .protocol import (
     parse_list,
     parse_system_status,
 )
-from .source import AgentError, AgentErrorKind
+from .source import AgentError, AgentErrorKind, AgentSource
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """An answer announcing a larger body is refused before it is read (a runaway agent must not fill
@@ -316,3 +316,10 @@ def _cap(text: str, limit: int = MAX_REASON) -> str:
 
 
 __all__ = ["McpAgent", "AgentError", "AgentErrorKind"]
+
+
+def open_agent_source(settings: ImprovementSettings, environ: Mapping[str, str]) -> AgentSource:
+    """The queue's hook (sources.AGENT_CLIENT): the MCP client for an environment's `agent:`."""
+    if settings.agent is None:
+        raise ValueError(f"improvements for {settings.environment}: no agent configured")
+    return McpAgent(settings.agent, environ=environ)

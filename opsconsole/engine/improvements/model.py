@@ -99,6 +99,9 @@ class Improvement:
     attempts: int = 0
     """Failed agent calls for the current step (backoff)."""
     next_attempt_at: float | None = None
+    rollback_pending: str = ""
+    """The reason of a rollback asked for (by a person or by the monitor) that the source has not
+    confirmed yet: the queue tries it again with backoff until it succeeds."""
     version: int = 0
     """Compare-and-set: every write checks the version it read."""
 
@@ -150,3 +153,11 @@ class ImprovementSettings:
     tenants: dict[str, TenantSettings] = field(default_factory=dict)
     """Empty: every tenant is enabled. Otherwise a tenant not listed is disabled."""
     where: str = ""
+    deploy_command: tuple[str, ...] = ()
+    """With a proposals file: the argv that deploys an improvement (its id appended). Empty: a file
+    source cannot deploy, and approved items wait with the error shown."""
+    rollback_command: tuple[str, ...] = ()
+    """With a proposals file: the argv that rolls an improvement back (its id and the reason
+    appended)."""
+    command_timeout: float = 60.0
+    """How long deploy_command / rollback_command may run before the attempt counts as failed."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass, replace
 from enum import Enum
 from functools import cache
 from typing import Any
 
+from ..improvements.model import Improvement
 from ..model import FlagValue, GateVerdict, Rollout
 
 ROLLOUT_COLUMNS = ("id", "plan", "state", "started_by", "created_at", "updated_at", "version")
@@ -90,6 +91,50 @@ def flag_value_from_text(text: str | None) -> FlagValue | None:
     if value is not None and not isinstance(value, bool | int):
         raise ValueError(f"stored flag value {text!r} is not a boolean or an integer")
     return value
+
+
+# ------------------------------------------------------------------------------------ improvements
+
+IMPROVEMENT_COLUMNS = ("environment", "status", "updated_at", "version")
+"""Improvement fields kept in their own columns; `id` and `quality` are also columns, but they live
+inside the proposal, which the body keeps whole."""
+
+
+def improvement_to_body(item: Improvement) -> str:
+    encoded = to_jsonable(item)
+    return dumps({k: v for k, v in encoded.items() if k not in IMPROVEMENT_COLUMNS})
+
+
+_IMPROVEMENT_CACHE: dict[tuple[str, str, float, int, str], Improvement] = {}
+_IMPROVEMENT_CACHE_MAX = 50_000
+
+
+def remember_improvement(item: Improvement, body: str) -> None:
+    """What a write just stored, so the next read of that row need not decode it."""
+    if len(_IMPROVEMENT_CACHE) >= _IMPROVEMENT_CACHE_MAX:
+        _IMPROVEMENT_CACHE.clear()
+    if not isinstance(item.updated_at, float):
+        item = replace(item, updated_at=float(item.updated_at))  # as a read gives it back
+    key = (item.environment, str(item.status), item.updated_at, int(item.version), body)
+    _IMPROVEMENT_CACHE[key] = item
+
+
+def improvement_from_row(
+    environment: str, status: str, updated_at: float, version: int, body: str
+) -> Improvement:
+    # The pane and the runner read thousands of items that rarely change; records are frozen, so an
+    # identical row (its body included) shares the item decoded before: decoding is most of a read.
+    key = (environment, status, updated_at, version, body)
+    cached = _IMPROVEMENT_CACHE.get(key)
+    if cached is not None:
+        return cached
+    data = loads(body)
+    data.update(environment=environment, status=status, updated_at=updated_at, version=version)
+    item: Improvement = from_jsonable(Improvement, data)
+    if len(_IMPROVEMENT_CACHE) >= _IMPROVEMENT_CACHE_MAX:
+        _IMPROVEMENT_CACHE.clear()
+    _IMPROVEMENT_CACHE[key] = item
+    return item
 
 
 # ------------------------------------------------------------------------------------ generic

@@ -152,6 +152,27 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX outbox_due ON outbox (state, next_at)",
         ],
     ),
+    (
+        4,
+        [
+            # The improvement queue. Columns hold what is filtered or compared (status, version) and
+            # what the pane sorts on (quality); the rest of the record is JSON in `body`, so a field
+            # added to the record needs no migration. Ids are the agent's, unique per environment.
+            """
+            CREATE TABLE improvements (
+                environment TEXT NOT NULL,
+                id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                quality DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                version BIGINT NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (environment, id)
+            )
+            """,
+            "CREATE INDEX improvements_by_status ON improvements (status, environment)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

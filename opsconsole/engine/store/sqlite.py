@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import audit
+from ..improvements.model import SORT_ORDER, Improvement, ImprovementStatus
 from ..model import (
     ACTIVE_STATES,
     Actor,
@@ -41,6 +42,14 @@ from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
 BUSY_TIMEOUT_MS = 5000
 
 _ROLLOUT_SELECT = f"SELECT {', '.join(codec.ROLLOUT_COLUMNS)}, body FROM rollouts"
+_IMPROVEMENT_SELECT = "SELECT environment, status, updated_at, version, body FROM improvements"
+# The pane's order in SQL (what needs eyes first, then the best score), so 5,000 items come back
+# sorted from one query; the statuses are ours, written into the statement as literals.
+_IMPROVEMENT_ORDER = (
+    " ORDER BY CASE status "
+    + " ".join(f"WHEN '{s.value}' THEN {i}" for s, i in SORT_ORDER.items())
+    + f" ELSE {len(SORT_ORDER)} END, quality DESC, id"
+)
 _AUDIT_COLUMNS = "seq, at, actor, origin, action, target, data, prev_hash, hash"
 _SCHEDULE_COLUMNS = (
     "id, environment, flag, steps, next_index, state, created_by, created_origin, reason, created_at,"
@@ -463,6 +472,84 @@ class Tx:
         rows = self._run(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall()
         items = [_outboxed(row) for row in rows]
         return items if ids is None else [i for i in items if i.id in set(ids)]
+
+    # ------------------------------------------------------------------------------ improvements
+
+    def get_improvement(self, environment: str, improvement_id: str) -> Improvement | None:
+        row = self._run(
+            f"{_IMPROVEMENT_SELECT} WHERE environment = ? AND id = ?", (environment, improvement_id)
+        ).fetchone()
+        return None if row is None else codec.improvement_from_row(*row)
+
+    def list_improvements(
+        self, environment: str | None = None, statuses: Sequence[ImprovementStatus] | None = None
+    ) -> list[Improvement]:
+        """In the pane's order: status (what needs eyes first), quality descending, id."""
+        sql = f"{_IMPROVEMENT_SELECT} WHERE 1 = 1"
+        params: list[Any] = []
+        if environment is not None:
+            sql += " AND environment = ?"
+            params.append(environment)
+        if statuses is not None:
+            if not statuses:
+                return []
+            sql += f" AND status IN ({', '.join('?' * len(statuses))})"
+            params.extend(str(s) for s in statuses)
+        rows = self._run(sql + _IMPROVEMENT_ORDER, params).fetchall()
+        return [codec.improvement_from_row(*row) for row in rows]
+
+    def insert_improvements(self, items: Sequence[Improvement]) -> None:
+        """Store new items (their `version` as given, normally 0). An id already stored in the same
+        environment (or given twice) is refused with StoreError before anything is written."""
+        self._writing("insert_improvements")
+        seen: set[tuple[str, str]] = set()
+        for environment in sorted({i.environment for i in items}):
+            rows = self._run("SELECT id FROM improvements WHERE environment = ?", (environment,))
+            seen.update((environment, row[0]) for row in rows)
+        for item in items:
+            if item.key in seen:
+                raise StoreError(f"improvement {item.environment}/{item.id} already exists")
+            seen.add(item.key)
+        for item in items:
+            body = codec.improvement_to_body(item)
+            self._run(
+                "INSERT INTO improvements (environment, id, status, quality, updated_at, version, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item.environment,
+                    item.id,
+                    str(item.status),
+                    float(item.proposal.quality_score),
+                    float(item.updated_at),
+                    int(item.version),
+                    body,
+                ),
+            )
+            codec.remember_improvement(item, body)
+
+    def update_improvement(self, item: Improvement, expected_version: int) -> bool:
+        """Write `item` as version expected_version + 1, only if the stored version is
+        expected_version. False (and nothing written) when someone else got there first."""
+        self._writing("update_improvement")
+        body = codec.improvement_to_body(item)
+        cur = self._run(
+            "UPDATE improvements SET status = ?, quality = ?, updated_at = ?, version = ?, body = ?"
+            " WHERE environment = ? AND id = ? AND version = ?",
+            (
+                str(item.status),
+                float(item.proposal.quality_score),
+                float(item.updated_at),
+                expected_version + 1,
+                body,
+                item.environment,
+                item.id,
+                expected_version,
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        codec.remember_improvement(replace(item, version=expected_version + 1), body)
+        return True
 
     # ------------------------------------------------------------------------------ small state
 
