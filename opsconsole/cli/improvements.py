@@ -7,6 +7,7 @@ Agent text (titles, descriptions, reasons the agent gave) is untrusted: every li
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..textsafe import visible
@@ -28,11 +29,20 @@ def cmd_improvements_list(args: argparse.Namespace) -> int:
     print(visible(_mode_line(mode)))
     if not items:
         print("no improvements" + (f" with status {', '.join(args.status)}" if args.status else ""))
+    id_width = min(max((len(i.id) for i in items), default=2), 32)
+    tenant_width = min(max((len(i.proposal.tenant) for i in items), default=1), 24)
+    if items:
+        print(
+            f"{'ID':<{id_width}} {'STATUS':<11} {'QUALITY':>7} {'RISK':>5} {'TENANT':<{tenant_width}} TITLE"
+        )
     for i in items:
         p = i.proposal
-        title = p.title if len(p.title) <= TITLE_WIDTH else p.title[: TITLE_WIDTH - 1] + "…"
-        line = f"{p.id:<14} {i.status:<11} q={p.quality_score:.2f} risk={p.risk:.2f} {p.tenant or '-':<16} {title}"
-        print(visible(line))
+        print(
+            visible(
+                f"{_cut(p.id, id_width):<{id_width}} {i.status:<11} {p.quality_score:>7.2f} {p.risk:>5.2f} "
+                f"{_cut(p.tenant or '-', tenant_width):<{tenant_width}} {_cut(p.title, TITLE_WIDTH)}"
+            )
+        )
     return EXIT_OK
 
 
@@ -104,16 +114,21 @@ def cmd_improvements_rollback(args: argparse.Namespace) -> int:
 
 def cmd_improvements_sync(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    envs = [_environment(engine, args.env)] if args.env or len(engine.config.improvements) == 1 else None
-    results = [engine.sync_improvements(env) for env in envs] if envs else [engine.sync_improvements(None)]
-    docs = [_plain(r) for r in results]
+    env = _environment(engine, args.env) if args.env or len(engine.config.improvements) == 1 else None
+    result = engine.sync_improvements(env)
     if args.json:
-        _out(docs if len(docs) > 1 else docs[0])
+        _out(_plain(result))
     else:
-        for doc in docs:
-            print(visible(", ".join(f"{k}: {v}" for k, v in doc.items() if v not in (None, "", [], {}))))
-    errors = [d for d in docs if d.get("error")]
-    return EXIT_REFUSED if errors else EXIT_OK
+        where = ", ".join(result.environments) or "no environment"
+        print(
+            visible(
+                f"synced {where} in {result.seconds:.2f}s: {result.new} new, {result.updated} updated, "
+                f"{result.unchanged} unchanged"
+            )
+        )
+        for error in result.errors:
+            print(visible(f"error: {error}"), file=sys.stderr)
+    return EXIT_REFUSED if result.errors else EXIT_OK
 
 
 def cmd_improvements_stats(args: argparse.Namespace) -> int:
@@ -129,6 +144,10 @@ def cmd_improvements_stats(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _environment(engine: Any, name: str | None) -> str:

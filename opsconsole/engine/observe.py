@@ -18,6 +18,7 @@ from .redact import redact_text, redact_url
 if TYPE_CHECKING:
     import httpx
 
+    from .core import Engine
     from .sources.scrape import ScrapeSource
 
 SMOKE_INTERVAL = 30.0
@@ -98,6 +99,19 @@ class Observer:
                 if spec.kind == "metric":
                     envs.add(spec.source or phase.environment)
         return envs
+
+    async def read_improvement_counts(self, engine: Engine, phases: Iterable[Phase]) -> None:
+        """The queue counts the `improvements` checks of `phases` judge, read from the store in a
+        thread (the event loop never waits on the store). A count that cannot be read is left out:
+        its check is unknown and holds."""
+        keys = {
+            (spec.source or phase.environment, spec.tenant)
+            for phase in phases
+            for spec in (*phase.gates, *phase.guards)
+            if spec.kind == "improvements"
+        }
+        if keys:
+            self.improvement_counts = await asyncio.to_thread(_improvement_counts, engine, keys)
 
     async def observe(self, spec: GateSpec, rollout: Rollout, phase: Phase, now: float) -> Observation:
         kind = spec.kind
@@ -203,3 +217,18 @@ def due(spec: GateSpec, last_checked: float | None, now: float, interval: float)
     if last_checked is None or every <= interval:
         return True
     return now - last_checked >= every - 1e-6
+
+
+def _improvement_counts(
+    engine: Engine, keys: Iterable[tuple[str, str | None]]
+) -> dict[tuple[str, str | None], tuple[float, float, float]]:
+    from .store import StoreError
+
+    out: dict[tuple[str, str | None], tuple[float, float, float]] = {}
+    for environment, tenant in keys:
+        try:
+            stats = engine.improvement_stats(environment, tenant)
+        except StoreError:
+            continue
+        out[(environment, tenant)] = (float(stats.deployed), float(stats.kept), float(stats.rolled_back))
+    return out

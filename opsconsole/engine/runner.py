@@ -153,6 +153,7 @@ class Runner:
                 work.append((plan, r))
         phases = [current_phase(plan, r) for plan, r in work if r.state is not RolloutState.PENDING]
         await self.observer.refresh(self.observer.metric_environments(phases) | self.observer.watch, now)
+        await self.observer.read_improvement_counts(engine, phases)
         alarms = self.observer.evaluate_alarms(now)
         if alarms:
             engine.bus.publish("alarms", alarms=dict(alarms))
