@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     _console_options(demo)
     demo.add_argument("--headless", action="store_true", help="no screen: run the demo rollout, print JSON")
     demo.add_argument("--auto-approve", action="store_true", help="approve as the actor 'demo' (demo only)")
+    demo.add_argument(
+        "--improvements",
+        action="store_true",
+        help="headless: run the improvement queue against the demo agent instead of the rollout",
+    )
     demo.add_argument("--fault", choices=("none", "canary-errors", "canary-latency"), default="none")
     demo.add_argument("--port", type=int, default=0, help="sample service port (default: any free port)")
     demo.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")

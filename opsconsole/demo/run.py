@@ -33,6 +33,8 @@ from ..engine import (
 )
 from ..shipped import shipped
 from ..textsafe import visible
+from .agent import TOKEN_ENV as AGENT_TOKEN_ENV
+from .agent import DemoAgent
 from .service import DemoService
 from .traffic import TrafficGenerator
 
@@ -56,17 +58,24 @@ _PORT_REFERENCE = re.compile(r"\$\{(?:" + "|".join(PORT_VARIABLES) + r")(?::-[^}
 _SHIPPED_PLANS = re.compile(r"\$\{DEMO_CONFIG_DIR\}/plans/([^\"'\s\]]+)")
 
 
-def pin_port(text: str, port: int) -> str:
-    """`text` with every reference to the service's port (defaults included) replaced by `port`."""
-    return _PORT_REFERENCE.sub(str(port), text)
+_AGENT_PORT_REFERENCE = re.compile(r"\$\{DEMO_AGENT_PORT(?::-[^}]*)?\}")
 
 
-def write_demo_config(workspace: Path, port: int, template: Path | None = None) -> Path:
+def pin_port(text: str, port: int, agent_port: int | None = None) -> str:
+    """`text` with every reference to the service's port (defaults included) replaced by `port`,
+    and to the improvement agent's by `agent_port`."""
+    text = _PORT_REFERENCE.sub(str(port), text)
+    return text if agent_port is None else _AGENT_PORT_REFERENCE.sub(str(agent_port), text)
+
+
+def write_demo_config(
+    workspace: Path, port: int, template: Path | None = None, agent_port: int | None = None
+) -> Path:
     """The demo's configuration in the workspace, its ports pinned: `status` or `gates check` from
     another shell, which has no DEMO_PORT, must probe the service this demo started, not a default.
     The shipped plans it names are copied beside it with their ports pinned too."""
     cfg_dir = config_dir()
-    text = pin_port((template or cfg_dir / "demo.yaml").read_text(), port)
+    text = pin_port((template or cfg_dir / "demo.yaml").read_text(), port, agent_port)
     plans_dir = workspace / "plans"
 
     def copy_plans(m: re.Match[str]) -> str:
@@ -81,7 +90,9 @@ def write_demo_config(workspace: Path, port: int, template: Path | None = None) 
     text = _SHIPPED_PLANS.sub(copy_plans, text).replace("${DEMO_CONFIG_DIR}", str(cfg_dir))
     header = (
         f"# Written by `opsconsole demo` at {time.strftime('%Y-%m-%d %H:%M:%S')}: the demo's config, "
-        f"the service's port ({port}) pinned here and in the plan copies in {plans_dir}.\n"
+        f"the service's port ({port}) pinned here and in the plan copies in {plans_dir}"
+        + (f", the agent's ({agent_port}) here" if agent_port is not None else "")
+        + ".\n"
     )
     path = workspace / "opsconsole.yaml"
     write_atomic(path, (header + text).encode())
@@ -89,7 +100,7 @@ def write_demo_config(workspace: Path, port: int, template: Path | None = None) 
 
 
 class DemoEnvironment:
-    """The sample service and its traffic, started and stopped together."""
+    """The sample service, its traffic and its improvement agent, started and stopped together."""
 
     def __init__(
         self, workspace: Path, port: int = 0, fault: str = "none", rps: float = 40.0, seconds: float = 600
@@ -101,23 +112,36 @@ class DemoEnvironment:
         self.rps = rps
         self.seconds = seconds
         self.traffic: TrafficGenerator | None = None
+        self.agent: DemoAgent | None = None
 
     def start(self) -> None:
         self.service.start()
         os.environ["DEMO_PORT"] = str(self.service.port)
+        # The agent binds its port now and loads the MCP SDK in its own thread: the first frame does
+        # not wait for it. Its token is only ever in this process's environment.
+        self.agent = DemoAgent(self.service).start()
+        os.environ[AGENT_TOKEN_ENV] = self.agent.token
         self.traffic = TrafficGenerator(
             self.service.url, rps=self.rps, concurrency=32, max_seconds=self.seconds
         )
         self.traffic.start()
 
+    @property
+    def agent_port(self) -> int | None:
+        return self.agent.port if self.agent is not None else None
+
     def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
         if self.traffic is not None:
             self.traffic.stop()
         self.service.stop()
 
 
-def open_demo_engine(workspace: Path, port: int, template: Path | None = None) -> Engine:
-    path = write_demo_config(workspace, port, template)
+def open_demo_engine(
+    workspace: Path, port: int, template: Path | None = None, agent_port: int | None = None
+) -> Engine:
+    path = write_demo_config(workspace, port, template, agent_port)
     config = load_config(path, {"WORKSPACE": str(workspace)})
     return Engine(config, workspace, current_actor())
 
@@ -189,7 +213,11 @@ def run_demo(args: argparse.Namespace) -> int:
         print(visible(line), file=sys.stderr, flush=True)
 
     try:
-        engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
+        engine = open_demo_engine(
+            workspace, env.service.port, Path(args.config) if args.config else None, env.agent_port
+        )
+        if args.improvements:
+            return run_improvements(engine, env, args, log)
         r = resume_or_start(engine, f"demo run, fault {args.fault}", log)
         if r is None:
             return 1
@@ -227,6 +255,96 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if final is expected else 1
 
 
+IMPROVEMENTS_ENV = "production"
+
+
+def run_improvements(engine: Engine, env: DemoEnvironment, args: argparse.Namespace, log: Any) -> int:
+    """`demo --headless --improvements`: the runner syncs the demo agent's proposals, every one is
+    approved as `demo` (those the rules refuse stay refused: the demo actor has no override), and it
+    ends once one improvement was kept and one rolled back automatically. Prints each improvement's
+    record as JSON; exit 0 then, 1 if the queue ended otherwise, 3 on timeout."""
+    if IMPROVEMENTS_ENV not in engine.config.improvements:
+        log(f"the demo configuration has no improvements: section for {IMPROVEMENTS_ENV}")
+        return 2
+    if env.agent is not None and not env.agent.wait_ready(30.0):
+        log("the demo agent did not start within 30 s")
+        return 3
+    final = asyncio.run(_drive_improvements(engine, args.auto_approve, args.timeout, log))
+    items = engine.improvements(IMPROVEMENTS_ENV)
+    print(
+        json.dumps(
+            {
+                "environment": IMPROVEMENTS_ENV,
+                "workspace": str(engine.workspace),
+                "agent": env.agent.url if env.agent is not None else None,
+                "improvements": [
+                    {
+                        "id": i.id,
+                        "title": i.proposal.title,
+                        "status": str(i.status),
+                        "metric": i.metric,
+                        "baseline": i.baseline,
+                        "observed": i.observed,
+                        "reviewer": i.reviewer,
+                        "reason": i.evidence or i.reason or i.error,
+                    }
+                    for i in items
+                ],
+            },
+            indent=2,
+        )
+    )
+    if final is None:
+        log(f"timed out after {args.timeout:g}s")
+        return 3
+    return 0 if final else 1
+
+
+def _improvements_done(items: list[Any]) -> bool | None:
+    """True once one was kept and one rolled back (nobody but the engine rolls back in this demo:
+    a rollback here is the automatic one); None while that may still come."""
+    statuses = {str(i.status) for i in items}
+    return True if {"kept", "rolled_back"} <= statuses else None
+
+
+async def _drive_improvements(engine: Engine, auto_approve: bool, timeout: float, log: Any) -> bool | None:
+    approver = Engine(engine.config, engine.workspace, DEMO_ACTOR, store=engine.store)
+    runner = Runner(engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    t0 = time.monotonic()
+    seen: dict[str, str] = {}
+    refused: set[str] = set()
+    try:
+        while time.monotonic() - t0 < timeout and not task.done():
+            items = await asyncio.to_thread(engine.improvements, IMPROVEMENTS_ENV)
+            for i in items:
+                if seen.get(i.id) != i.status:
+                    seen[i.id] = str(i.status)
+                    why = i.evidence or i.error or i.reason
+                    log(f"[{time.monotonic() - t0:6.1f}s] {i.id:<28} {i.status:<11} {why}")
+            waiting = [i.id for i in items if i.status == "proposed" and i.id not in refused]
+            if auto_approve and waiting:
+                try:
+                    await asyncio.to_thread(
+                        approver.approve_improvements,
+                        IMPROVEMENTS_ENV,
+                        waiting,
+                        "auto-approved by `opsconsole demo --auto-approve`",
+                    )
+                except Rejected as exc:
+                    log(f"auto-approve refused: {exc}")
+                    refused.update(waiting)
+            done = _improvements_done(items)
+            if done is not None:
+                return done
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await task
+    return None
+
+
 def run_demo_console(args: argparse.Namespace) -> int:
     """The demo in the console: the runner runs inside the console's event loop; you approve."""
     from ..tui.app import OpsConsoleApp
@@ -237,7 +355,9 @@ def run_demo_console(args: argparse.Namespace) -> int:
     env = DemoEnvironment(workspace, args.port, args.fault, args.rps, 24 * 3600)
     env.start()
     try:
-        engine = open_demo_engine(workspace, env.service.port, Path(args.config) if args.config else None)
+        engine = open_demo_engine(
+            workspace, env.service.port, Path(args.config) if args.config else None, env.agent_port
+        )
         if own_active_rollout(engine) is None and not engine.kill_state().engaged:
             # The demo starts its rollout as `demo`, so the person at the console can be its approver.
             starter = Engine(engine.config, workspace, DEMO_ACTOR, store=engine.store)
