@@ -230,6 +230,10 @@ def _mode_line(mode: Any) -> str:
     if not mode.self_building:
         parts.insert(1, "self-building off")
     parts.append(f"live {mode.live}/{mode.max_concurrent}")
+    parts.append(
+        f"quality >= {mode.quality_threshold:g}, risk <= {mode.risk_tolerance:g}, "
+        f"rollback over {mode.rollback_threshold * 100:g}% worse (rules: {mode.rules_from})"
+    )
     if mode.agent_error:
         parts.append(mode.agent_error)
     return "  ".join(parts)

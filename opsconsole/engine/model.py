@@ -151,6 +151,10 @@ class Phase:
     guards: tuple[GateSpec, ...] = ()
     strategy: Strategy | None = None
     approval: ApprovalSpec = ApprovalSpec()
+    improvements: tuple[tuple[str, Any], ...] = ()
+    """The improvement queue's rules in this phase's environment while the phase is current
+    (`quality_threshold`, `monitoring`, ...: ImprovementSettings field names and values), over the
+    environment's own `improvements:` settings: the seed moves them phase by phase."""
 
     @property
     def steps(self) -> tuple[int, ...]:

@@ -44,7 +44,17 @@ def test_approved_improvements_are_kept_or_rolled_back_automatically_with_eviden
     assert all(i["status"] == "proposed" for i in out["improvements"] if i["id"].startswith("response-cache"))
     # The audit log has every transition of the rolled back one, the engine as the rollback's actor.
     audit = subprocess.run(
-        [sys.executable, "-m", "opsconsole", "audit", "--workspace", str(tmp_path), "--json", "--limit", "200"],
+        [
+            sys.executable,
+            "-m",
+            "opsconsole",
+            "audit",
+            "--workspace",
+            str(tmp_path),
+            "--json",
+            "--limit",
+            "200",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

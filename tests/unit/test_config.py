@@ -140,11 +140,14 @@ def test_shipped_demo_config_loads_after_the_demo_fills_its_placeholders(
     monkeypatch.setenv("DEMO_PORT", "41234")
     text = (CONFIG / "demo.yaml").read_text()
     text = text.replace("${DEMO_PORT}", "41234").replace("${DEMO_CONFIG_DIR}", str(CONFIG))
+    text = text.replace("${DEMO_AGENT_PORT:-8004}", "41235")
     path = write(tmp_path, "opsconsole.yaml", text)
     cfg = load_config(path, {"WORKSPACE": str(tmp_path)})
     assert list(cfg.plans) == ["demo"]
     assert cfg.environments["production"].metrics.url == "http://127.0.0.1:41234/metrics"
     assert cfg.users["demo"] is Role.APPROVER
+    queue = cfg.improvements["production"]
+    assert queue.agent.url == "http://127.0.0.1:41235/mcp" and not queue.autonomous
     staging, canary = cfg.plans["demo"].phases
     assert staging.flags == {"enable_new_checkout": True} and staging.approval.required
     assert staging.gates[0].url == "http://127.0.0.1:41234/health"

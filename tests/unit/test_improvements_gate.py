@@ -10,7 +10,9 @@ import pytest
 from opsconsole.engine.gates import evaluate
 from opsconsole.engine.model import GateMemory, GateSpec, Observation, Verdict
 
-from .test_config import PLAN, issues_of, load, only_issue
+from .test_config import MAIN, PLAN, issues_of, load, only_issue
+
+QUEUE = MAIN + "improvements:\n  production: {proposals: proposals.yaml}\n"
 
 SEED = GateSpec(kind="improvements", name="improvements", min_kept=5, max_rollback_rate=0.2)
 
@@ -64,10 +66,18 @@ def test_an_unread_queue_is_unknown_and_holds() -> None:
 
 
 def test_plan_gate_parses(tmp_path: Path) -> None:
-    plan = PLAN + "    gates:\n      - {kind: improvements, min_kept: 5, max_rollback_rate: 20%, tenant: meetmind-prod}\n"
-    cfg = load(tmp_path, plan=plan)
+    plan = (
+        PLAN
+        + "    gates:\n      - {kind: improvements, min_kept: 5, max_rollback_rate: 20%, tenant: meetmind-prod}\n"
+    )
+    cfg = load(tmp_path, QUEUE, plan=plan)
     spec = cfg.plans["checkout"].phases[1].gates[0]
-    assert (spec.kind, spec.min_kept, spec.max_rollback_rate, spec.tenant) == ("improvements", 5, 0.2, "meetmind-prod")
+    assert (spec.kind, spec.min_kept, spec.max_rollback_rate, spec.tenant) == (
+        "improvements",
+        5,
+        0.2,
+        "meetmind-prod",
+    )
 
 
 @pytest.mark.parametrize(
@@ -80,5 +90,12 @@ def test_plan_gate_parses(tmp_path: Path) -> None:
     ],
 )
 def test_plan_gate_errors_name_the_problem(tmp_path: Path, gate: str, message: str) -> None:
-    issue = only_issue(issues_of(tmp_path, plan=PLAN + f"    gates:\n      - {gate}\n"))
+    issue = only_issue(issues_of(tmp_path, QUEUE, plan=PLAN + f"    gates:\n      - {gate}\n"))
     assert message in str(issue)
+
+
+def test_a_gate_on_an_environment_without_a_queue_is_named(tmp_path: Path) -> None:
+    issue = only_issue(
+        issues_of(tmp_path, plan=PLAN + "    gates:\n      - {kind: improvements, min_kept: 5}\n")
+    )
+    assert "environment 'production' has no improvement queue" in str(issue)

@@ -110,7 +110,7 @@ def _gate(
         f.require("min")
         specific = {"name": f.text("name", "soak"), "duration": f.parsed("min", parse_duration, 0.0)}
     elif kind == "improvements":
-        specific = _improvements_gate(f, catalog)
+        specific = _improvements_gate(f, env, catalog)
     elif kind == "alarms":
         f.require("none_firing")
         specific = {
@@ -183,11 +183,16 @@ def _smoke_gate(src: YamlSource, f: Fields, env: str | None, catalog: Catalog) -
     return {"name": f.text("name", "smoke"), "command": tuple(argv)}
 
 
-def _improvements_gate(f: Fields, catalog: Catalog) -> dict[str, object]:
+def _improvements_gate(f: Fields, env: str | None, catalog: Catalog) -> dict[str, object]:
     source = f.text("source")
     envs = catalog.environments
     if source is not None and envs is not None and source not in envs:
         f.issue("source", f"unknown environment '{source}'{suggest(source, envs)}")
+    elif (queue := source or env) is not None and catalog.queues is not None and queue not in catalog.queues:
+        f.issue(
+            "source" if source else None,
+            f"environment '{queue}' has no improvement queue (add it under improvements: in the main file)",
+        )
     wanted = {"min_kept", "min_deployed", "max_rollback_rate"} & set(f.keys)
     if not wanted:
         f.issue(None, "an improvements check needs min_kept, min_deployed or max_rollback_rate")

@@ -144,3 +144,38 @@ def _tenants(src: YamlSource, e: Fields) -> dict[str, TenantSettings]:
             max_concurrent=m.integer("max_concurrent", None, minimum=1, maximum=1000),
         )
     return out
+
+
+PHASE_KEYS = (
+    "cycle_interval",
+    "quality_threshold",
+    "risk_tolerance",
+    "max_concurrent",
+    "monitoring",
+    "rollback_threshold",
+    "tenants",
+)
+"""What a plan's phase may set for its environment's queue while it is current: the numbers the
+seed changes from phase to phase. Where proposals come from and the judged metric stay with the
+environment."""
+
+
+def read_phase_rules(src: YamlSource, phase: Fields) -> tuple[tuple[str, object], ...]:
+    """A phase's `improvements:` as (ImprovementSettings field, value) pairs, only those given."""
+    f = phase.mapping("improvements", PHASE_KEYS)
+    if f is None:
+        return ()
+    d = ImprovementSettings(environment="")
+    parsed: dict[str, object] = {}
+    if "cycle_interval" in f:
+        parsed["cycle_interval"] = f.parsed("cycle_interval", positive_duration, d.cycle_interval)
+    for key in ("quality_threshold", "risk_tolerance", "rollback_threshold"):
+        if key in f:
+            parsed[key] = _unit(f, key, getattr(d, key))
+    if "max_concurrent" in f:
+        parsed["max_concurrent"] = f.integer("max_concurrent", d.max_concurrent, minimum=1, maximum=1000)
+    if "monitoring" in f:
+        parsed["monitoring"] = f.parsed("monitoring", positive_duration, d.monitoring)
+    if "tenants" in f:
+        parsed["tenants"] = _tenants(src, f)
+    return tuple(parsed.items())

@@ -72,12 +72,12 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     environments = read_environments(src, f, base)
     flags = read_flags(src, f, base, environments)
     environments = read_overrides(src, f, environments, flags)
-    catalog = Catalog(environments, flags)
+    improvements = read_improvements(src, f, base, environments)
+    catalog = Catalog(environments, flags, frozenset(improvements))
     alarm_rules = read_alarm_rules(src, f, environments)
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
     plans = read_plans(src, f, base, catalog)
-    improvements = read_improvements(src, f, base, environments)
     return Config(
         path=str(path),
         store=store or DEFAULT_STORE,

@@ -11,13 +11,14 @@ from yaml.nodes import Node, SequenceNode
 from ..model import ApprovalSpec, FlagValue, Phase, Role, Strategy
 from .fields import Fields
 from .gates import read_checks
+from .improvements import read_phase_rules
 from .issues import suggest
 from .nodes import item
 from .references import Catalog
 from .values import STEP_PRESETS, parse_duration, parse_steps
 from .yamlsrc import YamlSource
 
-_PHASE_KEYS = ("name", "environment", "flags", "gates", "guards", "strategy", "approval")
+_PHASE_KEYS = ("name", "environment", "flags", "gates", "guards", "strategy", "approval", "improvements")
 
 
 def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase | None:
@@ -41,6 +42,11 @@ def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase
             f.issue(
                 "strategy", f"environment '{env}' has no flag target for the canary flag (add flags: to it)"
             )
+    if "improvements" in f and env is not None and catalog.queues is not None and env not in catalog.queues:
+        f.issue(
+            "improvements",
+            f"environment '{env}' has no improvement queue (add it under improvements: in the main file)",
+        )
     names: dict[str, str] = {}
     gates = read_checks(src, f, "gates", env, catalog, names)
     guards = read_checks(src, f, "guards", env, catalog, names)
@@ -52,6 +58,7 @@ def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase
         guards=guards,
         strategy=strategy,
         approval=_approval(src, f),
+        improvements=read_phase_rules(src, f),
     )
 
 

@@ -21,6 +21,8 @@ class Catalog:
 
     environments: dict[str, Environment] | None = None
     flags: dict[str, FlagDef] | None = None
+    queues: frozenset[str] | None = None
+    """Environments with an improvement queue (an `improvements:` section)."""
 
 
 def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, Environment] | None) -> None:

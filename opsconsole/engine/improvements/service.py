@@ -121,7 +121,26 @@ class ImprovementQueue:
         if s is None:
             known = ", ".join(sorted(self.config)) or "none"
             raise NotFound(f"no improvement queue for environment {environment!r} (configured: {known})")
-        return s
+        rules, where = self.phase_rules(environment)
+        return replace(s, **dict(rules), where=where) if rules else s
+
+    def phase_rules(self, environment: str) -> tuple[tuple[tuple[str, Any], ...], str]:
+        """The rules the current phase of an active rollout sets for `environment`'s queue (the
+        newest rollout's, when several do), and where they come from; ((), settings' own place)
+        when none does. Read from the store each time: a phase that ends hands the queue back."""
+        plans = self.engine.config.plans
+        if not any(
+            ph.improvements and ph.environment == environment for p in plans.values() for ph in p.phases
+        ):
+            return (), self.config[environment].where
+        for r in self.engine.rollouts(active_only=True):  # newest first
+            plan = plans.get(r.plan)
+            if plan is None or r.state == "pending" or r.phase_index >= len(plan.phases):
+                continue
+            phase = plan.phases[r.phase_index]
+            if phase.environment == environment and phase.improvements:
+                return phase.improvements, f"phase {phase.name} of rollout {r.id}"
+        return (), self.config[environment].where
 
     def items(self, environment: str | None = None) -> list[Improvement]:
         if environment is not None:
@@ -188,6 +207,11 @@ class ImprovementQueue:
             agent_error=state.agent_error,
             live=live,
             max_concurrent=settings.max_concurrent,
+            quality_threshold=settings.quality_threshold,
+            risk_tolerance=settings.risk_tolerance,
+            monitoring=settings.monitoring,
+            rollback_threshold=settings.rollback_threshold,
+            rules_from=settings.where,
         )
 
     def review_problems(self, item: Improvement) -> list[str]:

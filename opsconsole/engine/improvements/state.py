@@ -106,6 +106,13 @@ class QueueMode:
     live: int
     """Deploying plus monitoring."""
     max_concurrent: int
+    quality_threshold: float = 0.0
+    risk_tolerance: float = 0.0
+    monitoring: float = 0.0
+    rollback_threshold: float = 0.0
+    rules_from: str = ""
+    """Where the rules in force come from: the configuration (file:line), or the current phase of
+    an active rollout (`phase staging-manual of rollout ...`)."""
 
 
 @dataclass(frozen=True)
