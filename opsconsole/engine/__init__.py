@@ -37,10 +37,18 @@ if TYPE_CHECKING:
     from .health import clock_text
     from .health import read as read_health
     from .identity import current_actor
+    from .killfast import engage as engage_from_kill_plan
     from .killplan import load as load_kill_plan
     from .killswitch import JOURNAL as KILL_JOURNAL
     from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
-    from .killswitch import ImprovementsPause, KillResult, KillState, make_safe, wait_for_notifications
+    from .killswitch import (
+        ImprovementsPause,
+        KillResult,
+        KillState,
+        SafeFiles,
+        make_safe,
+        wait_for_notifications,
+    )
     from .killswitch import record as record_kill
     from .model import (
         Actor,
@@ -133,6 +141,8 @@ _LAZY = {
     "KILL_JOURNAL": "killswitch",
     "KILL_RECORD_WAIT": "killswitch",
     "make_safe": "killswitch",
+    "SafeFiles": "killswitch",
+    "engage_from_kill_plan": "killfast",
     "record_kill": "killswitch",
     "load_kill_plan": "killplan",
     "wait_for_notifications": "killswitch",
@@ -146,6 +156,7 @@ _RENAMED = {
     "KILL_RECORD_WAIT": "RECORD_WAIT",
     "record_kill": "record",
     "load_kill_plan": "load",
+    "engage_from_kill_plan": "engage",
     "flag_value_text": "value_text",
 }
 
@@ -219,6 +230,8 @@ __all__ = [
     "load_kill_plan",
     "wait_for_notifications",
     "make_safe",
+    "SafeFiles",
+    "engage_from_kill_plan",
     "record_kill",
     "redact_text",
 ]
