@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see engine/__init__.py
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "EXIT_FORBIDDEN",

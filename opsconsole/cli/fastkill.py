@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see engine/__init__.py
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _GLOBAL = ("--config", "--workspace")
 _KILL = ("--config", "--workspace", "--reason")

@@ -14,7 +14,11 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see engine/__init__.py
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing's: see engine/__init__.py
 
 if TYPE_CHECKING:
     from .model import Actor

@@ -5,9 +5,11 @@ fast path stops being taken, or writes anything but what the whole path writes."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
+import random
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from opsconsole.cli.fastkill import parse
 from opsconsole.engine import killfast, killplan, killswitch
 from opsconsole.engine.authz import ACTIONS
 from opsconsole.engine.model import Actor, Role
+from opsconsole.engine.units import iso_utc
 
 from .conftest import REPO, cli, engine_as, flag_file, load_ws, sqlite_write_lock
 
@@ -126,7 +129,8 @@ def test_the_fast_path_writes_the_bytes_the_whole_path_writes(tmp_path: Path, be
             (flags_dir / name).write_bytes(data)
 
     fast = killfast.make_safe(plan, ws, ME, "local", "fast", at)
-    assert not fast["error"] and fast["journal_hash"]
+    line = (ws / killswitch.JOURNAL).read_bytes().rstrip(b"\n")
+    assert not fast["error"] and fast["journal_hash"] == hashlib.sha256(line).hexdigest()
     written = flag_files(ws)
     restore()
     killswitch.make_safe(cached[0], ws, Actor(ME, "local"), "fast", at, cached[1])
@@ -138,6 +142,21 @@ def test_the_fast_path_writes_the_bytes_the_whole_path_writes(tmp_path: Path, be
     first, second, third = journal_lines(ws)
     assert first == second == third
     assert first["zero"] == {"production": ["canary"]}
+
+
+def test_the_fast_path_writes_times_as_the_engine_does() -> None:
+    rng = random.Random(8)
+    edges = [
+        0.0,
+        1.0,
+        1700000000.0004995,
+        1700000000.0005,
+        1700000000.9999995,
+        1700000000.99999949,
+        4102444799.9999,
+    ]
+    for ts in edges + [rng.uniform(0, 4102444800) for _ in range(20000)]:
+        assert killfast.iso_utc(ts) == iso_utc(ts), ts
 
 
 def test_the_fast_path_knows_the_roles_as_the_engine_does() -> None:
