@@ -5,7 +5,8 @@ Same world as kill_switch.py (50 canaries at 10%, 500 flags, two environments). 
   SQLite's write lock; the time from Engine.kill() to its on_safe callback (journal line and flag
   files durable). The store's record then waits and falls back to the journal; not timed.
 - command (locked, unlocked, full disk): `python -m opsconsole kill` as a new process (interpreter
-  start included) until the production flag file shows the safe state, polled every millisecond;
+  start included) until the production flag file shows the safe state, polled every millisecond
+  (its inode; the file is read when it was replaced);
   an engine has opened the workspace before, as a running console or engine would have, so the
   command finds the kill switch's slice of the configuration cached (kill-plan.json) and takes the
   fast path (engine/killfast.py). Locked: another process holds SQLite's write lock; full disk: the
@@ -56,6 +57,20 @@ def safe(ws: Path) -> bool:
     except (OSError, ValueError):
         return False
     return doc.get("emergency_shutdown") is True and doc["flags"]["canary_000"]["rollout_percentage"] == 0
+
+
+def replaced_safe(ws: Path, seen: set[int]) -> bool:
+    """safe(), read only when the file was replaced since (a new inode: every write is a rename).
+    Parsing the 115 KB file every millisecond would keep one of the two cores busy beside the
+    command being timed."""
+    try:
+        ino = os.stat(ws / "flags" / "production.json").st_ino
+    except OSError:
+        return False
+    if ino in seen:
+        return False
+    seen.add(ino)
+    return safe(ws)
 
 
 @contextlib.contextmanager
@@ -120,6 +135,7 @@ def command(
         reset(ws, saved)
         before()
         with locked(ws / "state.db") if lock else contextlib.nullcontext():
+            seen = {os.stat(ws / "flags" / "production.json").st_ino}
             t0 = time.perf_counter()
             proc = subprocess.Popen(
                 [
@@ -137,7 +153,7 @@ def command(
                 stderr=subprocess.DEVNULL,
             )
             deadline = time.monotonic() + 30
-            while not safe(ws):
+            while not replaced_safe(ws, seen):
                 if proc.poll() not in (None, 0, 5) or time.monotonic() > deadline:
                     raise RuntimeError(f"`opsconsole kill` did not make the files safe (exit {proc.poll()})")
                 time.sleep(0.001)
