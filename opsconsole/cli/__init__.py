@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def __getattr__(name: str) -> Any:
     """The parser, the handlers and the exit codes, from dispatch.py when first asked for."""
+    if name == "dispatch":  # asked while `from . import dispatch` imports it: not one of its names
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from . import dispatch
 
     try:
