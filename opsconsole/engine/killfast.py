@@ -1,13 +1,13 @@
 """The kill switch's safe flag files from the cached kill plan, with the standard library alone.
 
-A fresh `opsconsole kill` process has about 100 ms to make the flag files safe; the interpreter takes
-half of that, and importing the engine's model (dozens of dataclasses), the flag logic and the
-targets would take the rest several times over. So this module reads `kill-plan.json` and
+A fresh `opsconsole kill` process has 100 ms to make the flag files safe; the interpreter and `site`
+take about 30 ms of that, and importing the engine's model (dozens of dataclasses), the flag logic
+and the targets would take the rest and more (bench/README.md). So this module reads `kill-plan.json` and
 `active-canaries.json` (killplan.py, killswitch.py) as plain dicts and does steps 1 and 2 of
 killswitch.py itself: the journal line (appended, fsynced), then every flag file (atomic, fsynced),
 giving up the reserve on a full disk. The store is recorded afterwards, by the engine, as usual.
 
-It imports nothing from the engine but `fsutil` and `identity` (both standard library only), and the
+It imports nothing from the engine but `fsutil` and `identity` (standard library only), and the
 journal line, the export lock and the reserve live here for killswitch.py to share. The three
 `_*_patch` functions repeat the targets' `kill_patch` on plain data: they must write the same bytes
 (tests/faults/test_kill_fast.py compares them), so a change to a target's kill patch goes here too.
