@@ -4,13 +4,15 @@ Same world as kill_switch.py (50 canaries at 10%, 500 flags, two environments). 
 - locked, console: an open Engine (as a running console holds one) while another process holds
   SQLite's write lock; the time from Engine.kill() to its on_safe callback (journal line and flag
   files durable). The store's record then waits and falls back to the journal; not timed.
-- locked, command: `opsconsole kill` as a new process (interpreter start included) until the
-  production flag file shows the safe state, polled every millisecond; an engine has opened the
-  workspace before, as a running console or engine would have, so the command finds the kill
-  switch's slice of the configuration cached (killplan.py).
-- full disk: the workspace on a 16 MiB tmpfs filled to the last byte; killswitch.make_safe() gives up
-  the reserve file and writes the journal line and the files.
-Target: safe files <= 100 ms after the key or command in every case.
+- command (locked, unlocked, full disk): `python -m opsconsole kill` as a new process (interpreter
+  start included) until the production flag file shows the safe state, polled every millisecond
+  (its inode; the file is read when it was replaced);
+  an engine has opened the workspace before, as a running console or engine would have, so the
+  command finds the kill switch's slice of the configuration cached (kill-plan.json) and takes the
+  fast path (engine/killfast.py). Locked: another process holds SQLite's write lock; full disk: the
+  workspace on a 16 MiB tmpfs filled to the last byte (the reserve file is given up).
+- full disk, in process: killswitch.make_safe() on the filled tmpfs.
+Target: safe files <= 100 ms after the key or command in every case (p50 and p95 for the command).
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from common import ACTOR, REPO, emit, summary
+from common import ACTOR, REPO, emit, percentile, summary
 from kill_switch import activate, build
 
 from opsconsole.engine import killswitch
+from opsconsole.engine.config import load_config
 from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Config
 
 RUNS = 20
-CLI_RUNS = 5
+CLI_RUNS = 15
 TARGET_MS = 100.0
 LOCK_HOLDER = """
 import sqlite3, sys, time
@@ -54,6 +59,20 @@ def safe(ws: Path) -> bool:
     return doc.get("emergency_shutdown") is True and doc["flags"]["canary_000"]["rollout_percentage"] == 0
 
 
+def replaced_safe(ws: Path, seen: set[int]) -> bool:
+    """safe(), read only when the file was replaced since (a new inode: every write is a rename).
+    Parsing the 115 KB file every millisecond would keep one of the two cores busy beside the
+    command being timed."""
+    try:
+        ino = os.stat(ws / "flags" / "production.json").st_ino
+    except OSError:
+        return False
+    if ino in seen:
+        return False
+    seen.add(ino)
+    return safe(ws)
+
+
 @contextlib.contextmanager
 def locked(db: Path):  # type: ignore[no-untyped-def]
     holder = subprocess.Popen(
@@ -68,11 +87,24 @@ def locked(db: Path):  # type: ignore[no-untyped-def]
         holder.wait(10)
 
 
+SAVED = ("state.db", killswitch.CANARY_CACHE)
+
+
+def save(ws: Path, saved: Path) -> None:
+    shutil.copytree(ws / "flags", saved / "flags")
+    for name in SAVED:
+        shutil.copyfile(ws / name, saved / name)
+
+
 def reset(ws: Path, saved: Path) -> None:
-    """Back to the unkilled world (untimed): the saved flag files, an empty journal, no WAL."""
+    """Back to the unkilled world (untimed): the saved flag files and store (a command that recorded
+    its kill aborted every rollout), an empty journal, no WAL."""
     for f in (saved / "flags").iterdir():
         shutil.copyfile(f, ws / "flags" / f.name)
-    (ws / killswitch.JOURNAL).unlink(missing_ok=True)
+    for name in ("state.db-wal", "state.db-shm", killswitch.JOURNAL):
+        (ws / name).unlink(missing_ok=True)
+    for name in SAVED:
+        shutil.copyfile(saved / name, ws / name)
 
 
 def locked_console(ws: Path, config: Config, saved: Path) -> list[float]:
@@ -90,11 +122,20 @@ def locked_console(ws: Path, config: Config, saved: Path) -> list[float]:
     return out
 
 
-def locked_command(ws: Path, saved: Path) -> list[float]:
+def command(
+    ws: Path,
+    saved: Path,
+    lock: bool,
+    before: Callable[[], None] = lambda: None,
+    after: Callable[[], None] = lambda: None,
+) -> list[float]:
+    """`opsconsole kill` as a fresh process, spawn to safe production flag file, CLI_RUNS times."""
     out = []
     for i in range(CLI_RUNS):
         reset(ws, saved)
-        with locked(ws / "state.db"):
+        before()
+        with locked(ws / "state.db") if lock else contextlib.nullcontext():
+            seen = {os.stat(ws / "flags" / "production.json").st_ino}
             t0 = time.perf_counter()
             proc = subprocess.Popen(
                 [
@@ -112,30 +153,33 @@ def locked_command(ws: Path, saved: Path) -> list[float]:
                 stderr=subprocess.DEVNULL,
             )
             deadline = time.monotonic() + 30
-            while not safe(ws):
+            while not replaced_safe(ws, seen):
                 if proc.poll() not in (None, 0, 5) or time.monotonic() > deadline:
                     raise RuntimeError(f"`opsconsole kill` did not make the files safe (exit {proc.poll()})")
                 time.sleep(0.001)
             out.append((time.perf_counter() - t0) * 1000)
             proc.wait(30)
+        after()
     return out
 
 
-def full_disk(root: Path) -> tuple[list[float], str]:
+def full_disk(root: Path) -> tuple[list[float], list[float], str]:
     mnt = root / "small"
     mnt.mkdir()
     p = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True
     )
     if p.returncode != 0:
-        return [], f"not measured: mounting a tmpfs was refused ({p.stderr.strip()})"
+        return [], [], f"not measured: mounting a tmpfs was refused ({p.stderr.strip()})"
     try:
         ws, config = build(mnt)
+        let_this_account_kill(ws)
+        config = load_config(ws / "opsconsole.yaml", {"WORKSPACE": str(ws)})
         engine = Engine(config, ws, ACTOR)
         activate(engine)
         engine.close()
         saved = mnt / "saved"
-        shutil.copytree(ws / "flags", saved / "flags")
+        save(ws, saved)
         out = []
         for i in range(RUNS):
             reset(ws, saved)
@@ -147,7 +191,20 @@ def full_disk(root: Path) -> tuple[list[float], str]:
             assert not res.error and safe(ws), res.error
             for f in mnt.glob("filler-*"):
                 f.unlink()
-        return out, "16 MiB tmpfs filled to 0 bytes free"
+
+        def full() -> None:
+            killswitch.ensure_reserve(ws)
+            fill(mnt)
+
+        def room() -> None:
+            for f in mnt.glob("filler-*"):
+                f.unlink()
+
+        try:
+            cli = command(ws, saved, lock=False, before=full, after=room)
+        finally:
+            room()
+        return out, cli, "16 MiB tmpfs filled to 0 bytes free"
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
@@ -163,6 +220,10 @@ def fill(directory: Path) -> None:
         while True:
             fh.write(b"\0" * 512)
             fh.flush()
+
+
+def with_p95(values: list[float]) -> dict[str, float | int]:
+    return {**summary(values), "p95": round(percentile(values, 95), 3)}
 
 
 def let_this_account_kill(ws: Path) -> None:
@@ -183,20 +244,30 @@ def main() -> None:
         activate(engine)
         engine.close()
         saved = root / "saved"
-        shutil.copytree(ws / "flags", saved / "flags")
+        save(ws, saved)
         console = locked_console(ws, config, saved)
-        command = locked_command(ws, saved)
-        disk, disk_setup = full_disk(root)
-    figures = {
+        unlocked = command(ws, saved, lock=False)
+        locked_cli = command(ws, saved, lock=True)
+        disk, disk_cli, disk_setup = full_disk(root)
+    figures: dict[str, Any] = {
         "locked_console_ms": summary(console),
-        "locked_command_ms": summary(command),
+        "unlocked_command_ms": with_p95(unlocked),
+        "locked_command_ms": with_p95(locked_cli),
         "full_disk_ms": summary(disk) if disk else disk_setup,
+        "full_disk_command_ms": with_p95(disk_cli) if disk_cli else disk_setup,
     }
-    worst = max(figures["locked_console_ms"]["p99"], *(figures["full_disk_ms"]["p99"] for _ in [0] if disk))
+    # The console's key: p99 of the in-process cases. A fresh command: its p50 and p95 (15 runs).
+    judged = [figures["locked_console_ms"]["p99"], *(figures["full_disk_ms"]["p99"] for _ in [0] if disk)]
+    for name in ("unlocked_command_ms", "locked_command_ms", "full_disk_command_ms"):
+        if isinstance(figures[name], dict):
+            judged += [figures[name]["p50"], figures[name]["p95"]]
     emit(
         "kill_switch_faults",
-        target=f"safe flag files <= {TARGET_MS:g} ms after the key (console) with the store locked or the disk full",
-        ok=worst <= TARGET_MS,
+        target=(
+            f"safe flag files <= {TARGET_MS:g} ms after the key (console, p99) or the command (a fresh "
+            "`opsconsole kill` process, p50 and p95), with the store locked or the disk full"
+        ),
+        ok=max(judged) <= TARGET_MS,
         figures=figures,
         setup={
             "runs": RUNS,
@@ -204,7 +275,8 @@ def main() -> None:
             "active_rollouts": 50,
             "flags": 500,
             "full_disk": disk_setup,
-            "note": "locked_command includes starting the Python interpreter and loading the configuration",
+            "note": "*_command_ms: from spawning `python -m opsconsole kill` (interpreter start included) "
+            "to the safe production flag file, with the kill plan cached",
         },
     )
 

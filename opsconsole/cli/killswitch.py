@@ -16,7 +16,8 @@ from .common import (
 
 def cmd_kill(args: argparse.Namespace) -> int:
     """Safe flag files first, from configuration alone; then the store's record, which may wait at
-    most a couple of seconds for a busy store before the journal keeps it for later."""
+    most a couple of seconds for a busy store before the journal keeps it for later. When the fast
+    path (fastkill.py) made the files safe already, `args.safe_files` says what it did."""
     import threading
     import time
     from pathlib import Path
@@ -27,6 +28,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         KILL_RECORD_WAIT,
         Authz,
         KillResult,
+        SafeFiles,
         config_path,
         current_actor,
         load,
@@ -39,12 +41,21 @@ def cmd_kill(args: argparse.Namespace) -> int:
     # The kill-switch part of the configuration as the last engine left it, when no file changed
     # since; else the whole configuration (the slow part of a fresh process).
     ws = Path(args.workspace or DEFAULT_WORKSPACE).absolute()
-    cached = load_kill_plan(config_path(args.config, ws), ws)
-    config, every_canary = cached if cached is not None else (load(args.config, args.workspace)[0], None)
-    ws.mkdir(parents=True, exist_ok=True)
     actor = current_actor()
-    Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
-    safe = make_safe(config, ws, actor, args.reason, time.time(), every_canary)
+    premade = getattr(args, "safe_files", None)
+    if premade is not None:  # from the cached plan, which also said this user may engage
+        loaded = None
+        safe = SafeFiles(**premade)
+    else:
+        cached = load_kill_plan(config_path(args.config, ws), ws)
+        if cached is not None:
+            (config, every_canary), loaded = cached, None
+        else:
+            config, every_canary = load(args.config, args.workspace)[0], None
+            loaded = config
+        ws.mkdir(parents=True, exist_ok=True)
+        Authz.from_config(config, read_only=args.read_only).require(actor, "kill_switch.engage")
+        safe = make_safe(config, ws, actor, args.reason, time.time(), every_canary)
     outcome: list[Any] = []
     warnings: list[str] = []
 
@@ -52,7 +63,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         try:
             from ..engine import Engine
 
-            full = config if cached is None else load(args.config, args.workspace)[0]
+            full = loaded if loaded is not None else load(args.config, args.workspace)[0]
             engine = Engine(full, ws, actor, replay=False)
             warnings.extend(engine.journal_warnings)
             outcome.append(record_kill(engine, safe, args.reason))

@@ -12,10 +12,13 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import stat
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see engine/__init__.py
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -68,7 +71,8 @@ def _stage(path: Path, data: bytes) -> Path:
     """`data` in a fsynced temporary file beside `path`, ready to be renamed over it."""
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.urandom, not secrets: importing secrets costs the kill switch's fast path milliseconds.
+    tmp = parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:

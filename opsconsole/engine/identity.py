@@ -12,15 +12,21 @@ looks like what sshd writes, so nobody reads it as a checked address.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import pwd
 from collections.abc import Mapping
 
-from .model import Actor
+TYPE_CHECKING = False  # not typing's: see engine/__init__.py
+
+if TYPE_CHECKING:
+    from .model import Actor
 
 
 def current_actor(environ: Mapping[str, str] | None = None) -> Actor:
+    # The model is imported here, not at the top: the kill switch's fast path (killfast.py) names
+    # the user before the model may be imported.
+    from .model import Actor
+
     env = os.environ if environ is None else environ
     return Actor(os_user(), ssh_origin(env) or "local")
 
@@ -38,6 +44,8 @@ def os_user() -> str:
 def ssh_origin(environ: Mapping[str, str]) -> str | None:
     """The origin "ssh <client ip>:<port> (reported)" from SSH_CONNECTION ("ip port server_ip server_port") or
     SSH_CLIENT ("ip port server_port"); IPv6 addresses in brackets. None when not in an SSH session."""
+    import ipaddress  # only in an SSH session: the kill switch's fast path counts milliseconds
+
     for name in ("SSH_CONNECTION", "SSH_CLIENT"):
         raw = environ.get(name, "").strip()
         if not raw:

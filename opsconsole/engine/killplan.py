@@ -17,13 +17,12 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from .fsutil import write_atomic
+from .killfast import KILL_PLAN
+from .killfast import PLAN_VERSION as VERSION
+from .killfast import stamp as _stamp
 from .model import Config, Environment, FlagDef, FlagTarget, KillSwitchSpec, Role
-
-KILL_PLAN = "kill-plan.json"
-VERSION = 1
 
 
 def _files(config: Config) -> list[str]:
@@ -38,17 +37,6 @@ def _files(config: Config) -> list[str]:
             path = os.path.abspath(plan.where.rsplit(":", 1)[0])
             paths.update((path, os.path.dirname(path)))
     return sorted(paths)
-
-
-def _stamp(paths: Iterable[str]) -> list[list[Any]] | None:
-    out: list[list[Any]] = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        out.append([path, st.st_size, st.st_mtime_ns])
-    return out
 
 
 def _relevant(config: Config, canaries: Iterable[str]) -> set[str]:

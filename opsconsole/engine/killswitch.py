@@ -15,25 +15,32 @@ small reserve file kept in the workspace is given up so the files and the journa
 The journal is data to check, not truth: a line that is malformed, has unknown fields or an
 impossible time is set aside with a warning naming the file and line, and never engages anything.
 A replayed line is recorded as replayed, with its hash.
+
+Steps 1 and 2 also exist on plain data in killfast.py, for a fresh `opsconsole kill` process; the
+journal line, the export lock and the reserve are that module's, shared.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import gc
 import hashlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import fsync_dir, write_atomic, write_atomic_many
+from .fsutil import write_atomic, write_atomic_many
+from .killfast import CANARY_CACHE as CANARY_CACHE
+from .killfast import JOURNAL as JOURNAL
+from .killfast import LOCK_WAIT as LOCK_WAIT
+from .killfast import RESERVE as RESERVE
+from .killfast import append_journal as _append_line
+from .killfast import export_lock as export_lock
+from .killfast import with_room as _with_room
 from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
 from .rollout import Command, Rejected, decide
 from .targets import dotenv, flagd, flagfile
@@ -50,15 +57,10 @@ IMPROVEMENTS_KEY = "improvements.paused"
 AUTONOMY_SUSPENDED_KEY = "improvements.autonomy_suspended"
 """When the kill switch last suspended autonomous improvements; `improvements.autonomy_resumed.<env>`
 says when each environment's was resumed (suspended while that is older)."""
-JOURNAL = "kill-journal.jsonl"
 SET_ASIDE = "kill-journal.set-aside.jsonl"
-CANARY_CACHE = "active-canaries.json"
-RESERVE = ".kill-reserve"
 RESERVE_BYTES = 512 * 1024
 """Given up on a full disk so the safe files fit: the largest flag file is written whole before the
 old one is freed, so this must exceed one environment's largest export."""
-LOCK_WAIT = 0.02
-"""The longest the kill switch waits for an export in progress before it writes anyway."""
 RECORD_WAIT = 2.0
 """How long the store may keep the kill switch waiting for its record; the journal holds it after."""
 NOTIFY_WAIT = 2.0
@@ -231,29 +233,7 @@ def append_journal(
     workspace: Path, actor: Actor, reason: str, at: float, zero: Mapping[str, set[str]]
 ) -> str:
     """Append one engagement to the journal (fsynced); returns the line's hash."""
-    line = json.dumps(
-        {
-            "id": secrets.token_hex(8),
-            "at": at,
-            "user": actor.user,
-            "origin": actor.origin,
-            "reason": reason,
-            "zero": {env: sorted(names) for env, names in sorted(zero.items())},
-        },
-        sort_keys=True,
-    ).encode()
-    path = workspace / JOURNAL
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-    try:
-        # One write of a short line: appends from several processes never interleave.
-        os.write(fd, line + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        fsync_dir(workspace)
-    return hashlib.sha256(line).hexdigest()
+    return _append_line(workspace, actor.user, actor.origin, reason, at, zero)
 
 
 def _unrecorded(engine: Engine, tx: Any = None) -> tuple[list[JournalEntry], list[JournalProblem]]:
@@ -390,49 +370,6 @@ def ensure_reserve(workspace: Path) -> None:
             os.close(fd)
             os.unlink(path)
             return
-        os.close(fd)
-
-
-def _free_reserve(workspace: Path) -> bool:
-    try:
-        os.unlink(workspace / RESERVE)
-    except OSError:
-        return False
-    return True
-
-
-def _with_room(workspace: Path, write: Callable[[], Any]) -> Any:
-    """Run `write`; on a full disk give up the reserve and try once more."""
-    try:
-        return write()
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not _free_reserve(workspace):
-            raise
-        return write()
-
-
-@contextlib.contextmanager
-def export_lock(workspace: Path, wait: float = 1.0) -> Any:
-    """Serialises flag-file writers across processes so a stale export cannot land after the kill
-    switch's; gives up after `wait` seconds (yielding False) rather than make anyone wait longer."""
-    workspace.mkdir(parents=True, exist_ok=True)
-    fd = os.open(workspace / "flags.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    got = False
-    deadline = time.monotonic() + wait
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                got = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.002)
-        yield got
-    finally:
-        if got:
-            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
