@@ -131,6 +131,14 @@ def cmd_improvements_sync(args: argparse.Namespace) -> int:
     return EXIT_REFUSED if result.errors else EXIT_OK
 
 
+def cmd_improvements_resume(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    env = _environment(engine, args.env)
+    engine.resume_autonomous(env, args.reason)
+    print(visible(_mode_line(engine.improvement_mode(env))))
+    return EXIT_OK
+
+
 def cmd_improvements_stats(args: argparse.Namespace) -> int:
     engine = _engine(args, reading=True)
     env = _environment(engine, args.env) if args.env or len(engine.config.improvements) == 1 else None
