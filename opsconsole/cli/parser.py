@@ -213,6 +213,13 @@ def _improvement_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     sy = imp.add_parser("sync", parents=[common], help="ask the agent (or read the file) for proposals now")
     sy.add_argument("--env", **env)
     _json(sy)
+    ra = imp.add_parser(
+        "resume-autonomous",
+        parents=[common],
+        help="admin: let autonomous mode run again after the kill switch suspended it",
+    )
+    ra.add_argument("--env", **env)
+    ra.add_argument("--reason", required=True)
     stt = imp.add_parser(
         "stats", parents=[common], help="proposed, deployed, kept, rolled back, rollback rate"
     )
