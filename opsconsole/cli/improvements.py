@@ -26,7 +26,8 @@ def cmd_improvements_list(args: argparse.Namespace) -> int:
     if args.json:
         _out({"environment": env, "mode": _mode_doc(mode), "improvements": [_item_doc(i) for i in items]})
         return EXIT_OK
-    print(visible(_mode_line(mode)))
+    for line in _mode_line(mode).splitlines():
+        print(visible(line))
     if not items:
         print("no improvements" + (f" with status {', '.join(args.status)}" if args.status else ""))
     id_width = min(max((len(i.id) for i in items), default=2), 32)
@@ -40,7 +41,7 @@ def cmd_improvements_list(args: argparse.Namespace) -> int:
         print(
             visible(
                 f"{_cut(p.id, id_width):<{id_width}} {i.status:<11} {p.quality_score:>7.2f} {p.risk:>5.2f} "
-                f"{_cut(p.tenant or '-', tenant_width):<{tenant_width}} {_cut(p.title, TITLE_WIDTH)}"
+                f"{_cut(p.tenant or '-', tenant_width):<{tenant_width}} {_cut(visible(p.title), TITLE_WIDTH)}"
             )
         )
     return EXIT_OK
@@ -135,7 +136,8 @@ def cmd_improvements_resume(args: argparse.Namespace) -> int:
     engine = _engine(args)
     env = _environment(engine, args.env)
     engine.resume_autonomous(env, args.reason)
-    print(visible(_mode_line(engine.improvement_mode(env))))
+    for line in _mode_line(engine.improvement_mode(env)).splitlines():
+        print(visible(line))
     return EXIT_OK
 
 
@@ -226,6 +228,8 @@ def _mode_doc(mode: Any) -> dict[str, Any]:
 
 
 def _mode_line(mode: Any) -> str:
+    from ..engine import format_duration
+
     if mode.autonomous:
         kind = "autonomous"
     elif mode.autonomous_suspended:
@@ -238,13 +242,14 @@ def _mode_line(mode: Any) -> str:
     if not mode.self_building:
         parts.insert(1, "self-building off")
     parts.append(f"live {mode.live}/{mode.max_concurrent}")
-    parts.append(
-        f"quality >= {mode.quality_threshold:g}, risk <= {mode.risk_tolerance:g}, "
-        f"rollback over {mode.rollback_threshold * 100:g}% worse (rules: {mode.rules_from})"
-    )
     if mode.agent_error:
         parts.append(mode.agent_error)
-    return "  ".join(parts)
+    rules = (
+        f"  rules: quality >= {mode.quality_threshold:g}, risk <= {mode.risk_tolerance:g}, "
+        f"watched {format_duration(mode.monitoring)}, rolled back over {mode.rollback_threshold * 100:g}% worse "
+        f"(from {mode.rules_from})"
+    )
+    return "  ".join(parts) + "\n" + rules
 
 
 def _plain(obj: Any) -> dict[str, Any]:
