@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import allowed_commands, rollout_row, stopped_traffic, traffic_text
+from opsconsole.engine import allowed_commands, rollout_row, stopped_traffic, traffic_text, why
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
@@ -85,7 +85,8 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def compose(self) -> ComposeResult:
         yield FittedTable(COLUMNS, "why", id="rollout-table", cursor_type="row", zebra_stripes=True)
         with Vertical(id="rollout-why"):
-            # Two widgets: the countdown in the why line changes every second, the head does not.
+            # Two widgets: the why line may change when the head does not. The row's Why cell
+            # counts the step wait down; this line says when it ends, so it changes once a step.
             yield Static(id="rollout-head")
             yield Static(id="rollout-reason")
         yield FittedTable(
@@ -208,7 +209,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             plain(f"{row['plan']} · {row['phase']} · {traffic_text(row)} · started by {row['started_by']}"),
         )
         self._show_line("#rollout-head", head)
-        self._show_line("#rollout-reason", plain(f"why: {row['why']}", wrap=True))
+        self._show_line("#rollout-reason", plain(f"why: {why(engine, r, live=False)}", wrap=True))
         rows = {v.gate: v for v in r.verdicts}
         units = units_of(engine, r)
         if set(verdicts.rows) != set(rows):
