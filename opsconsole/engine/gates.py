@@ -156,7 +156,9 @@ def _missing(
         escalate = spec.escalate_after is not None and now - since >= spec.escalate_after
         # Said with the time the gap began, not its length or a running count: a reason that
         # changes every check is a row repainted every second on every screen that shows it.
-        reason = f"no data ({what}); on_missing: hold, without data since {iso_utc(since, 'seconds')[11:19]} UTC"
+        reason = (
+            f"no data ({what}); on_missing: hold, without data since {iso_utc(since, 'seconds')[11:19]} UTC"
+        )
         if spec.inconclusive_limit is not None:
             reason += f", {_checks(min(unknowns, spec.inconclusive_limit), spec.inconclusive_limit)} before inconclusive"
     elif mode == "fail":

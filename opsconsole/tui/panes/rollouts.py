@@ -95,7 +95,13 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
     def on_mount(self) -> None:
         self.app.screen_change_signal.subscribe(self, self._screen_changed)
-        self.reload()
+        if self.ops.opened:
+            self.reload()
+        else:
+            # Composed in the first frame, before the engine: the app hands over the first rows.
+            self._show_line(
+                "#rollout-head", Text("Opening the workspace: configuration, store …", style="dim")
+            )
 
     def focus(self, scroll_visible: bool = True) -> RolloutsPane:
         self.query_one("#rollout-table").focus(scroll_visible)
@@ -131,16 +137,18 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         elif deferred:
             self.apply(deferred, full=False)
 
+    @staticmethod
+    def read(engine: Any) -> tuple[list[Any], dict[str, int]]:
+        """What a reload shows: the rollouts and the traffic of the stopped ones (blocking: call it
+        off the event loop)."""
+        rollouts = engine.rollouts()[:MAX_ROWS]
+        return rollouts, stopped_traffic(engine, rollouts)
+
     def reload(self) -> None:
         engine = self.ops.engine
-
-        def read() -> tuple[list[Any], dict[str, int]]:
-            rollouts = engine.rollouts()[:MAX_ROWS]
-            return rollouts, stopped_traffic(engine, rollouts)
-
         call(
             self,
-            read,
+            lambda: self.read(engine),
             action="Reading the rollouts",
             done=lambda got: self.apply(got[0], True, got[1]),
             group="rollouts-reload",
