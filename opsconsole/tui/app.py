@@ -228,6 +228,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
         gc.freeze()
 
     def _after_engine_frame(self) -> None:
+        if self.session.mode == "stopped":
+            return  # quit before this frame: on_unmount stopped the prepared session
         self.session.launch()  # prepared while opening
         self._load_panes()
 
