@@ -241,24 +241,29 @@ class OpsConsoleApp(GuardedActions, App[None]):
         classes = later_pane_classes()  # their modules load here, not on the event loop
         self.call_from_thread(self.call_later, self._mount_panes, classes)
 
-    async def _mount_panes(self, classes: dict[str, type[Widget]]) -> None:
+    def _mount_panes(self, classes: dict[str, type[Widget]]) -> None:
+        """Mount the first of `classes` into its tab, the rest after the next refresh: one pane per
+        turn, none awaited here, so a key pressed meanwhile (the kill key) is handled between them
+        rather than after all of them."""
         from textual.widget import MountError
         from textual.widgets import TabPane
 
-        for pane_id, cls in classes.items():
-            if not self.is_running:
-                return  # closing (q, a signal) before the panes were there: nothing to add
-            pane = cls(id=pane_id)
-            try:
-                # One at a time: a key pressed meanwhile (the kill key) waits for one mount at most.
-                await self.query_one(f"#tab-{pane_id}", TabPane).mount(pane)
-            except MountError:
-                return  # the console began closing meanwhile
-            self.panes[pane_id] = pane
-            if self._wanted == pane_id:
-                self._wanted = None
-                self.action_show_pane(pane_id)
-        gc.freeze()  # as in _start_session
+        if not classes:
+            gc.freeze()  # as in _start_session
+            return
+        if not self.is_running:
+            return  # closing (q, a signal) before the panes were there: nothing to add
+        pane_id, cls = next(iter(classes.items()))
+        pane = cls(id=pane_id)
+        try:
+            self.query_one(f"#tab-{pane_id}", TabPane).mount(pane)
+        except MountError:
+            return  # the console began closing meanwhile
+        self.panes[pane_id] = pane
+        if self._wanted == pane_id:
+            self._wanted = None
+            self.action_show_pane(pane_id)  # focuses it once it is mounted
+        self.call_after_refresh(self._mount_panes, {k: v for k, v in classes.items() if k != pane_id})
 
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
