@@ -300,7 +300,16 @@ class PtyProcess:
     controlling terminal, stdin, stdout and stderr are the pty's slave side; everything it writes
     is read from the master side, with the time each chunk arrived (seconds since the spawn)."""
 
-    def __init__(self, argv: Sequence[str], *, cols: int = 80, rows: int = 24, cwd: Path = REPO) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cols: int = 80,
+        rows: int = 24,
+        cwd: Path = REPO,
+        env_changes: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """`env_changes`: variables set for the program (None: removed)."""
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTUAL")}
@@ -308,6 +317,11 @@ class PtyProcess:
         env.pop("NO_COLOR", None)
         env.pop("COLUMNS", None)
         env.pop("LINES", None)
+        for key, value in (env_changes or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         self.data = bytearray()
         self.chunks: list[tuple[float, int]] = []
         self.started = time.perf_counter()

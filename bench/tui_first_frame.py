@@ -26,6 +26,8 @@ imports before its first frame: where the difference comes from.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import subprocess
 import sys
@@ -63,12 +65,25 @@ CONSOLE_IMPORTS = "import opsconsole.cli, opsconsole.engine, opsconsole.tui.app,
 MINIMAL_IMPORTS = "import textual.app, textual.widgets; textual.widgets.Footer, textual.widgets.Static"
 
 
+def bytecode_env(root: Path) -> dict[str, str | None]:
+    """Both programs run with compiled bytecode, as an installed package does (pip compiles it):
+    written on the warm-up run into `root` (PYTHONPYCACHEPREFIX, for textual's modules and ours
+    alike), even where the environment says PYTHONDONTWRITEBYTECODE. Without this, a development
+    shell with that variable set compiles every opsconsole module on every start (about 110 ms of
+    the console's time to its frame; textual's modules come precompiled from site-packages)."""
+    return {"PYTHONDONTWRITEBYTECODE": None, "PYTHONPYCACHEPREFIX": str(root / "pycache")}
+
+
 def first_frame(
-    argv: list[str], markers: tuple[str, ...], quit_keys: str, then: tuple[str, ...] = ()
+    argv: list[str],
+    markers: tuple[str, ...],
+    quit_keys: str,
+    then: tuple[str, ...] = (),
+    env: dict[str, str | None] | None = None,
 ) -> tuple[float, float, float]:
     """(seconds to the first frame, to the alternate-screen switch, to the frame showing the `then`
     markers (nan without)) of one spawn."""
-    with PtyProcess(argv, cols=80, rows=24) as term:
+    with PtyProcess(argv, cols=80, rows=24, env_changes=env) as term:
         ready = term.wait_for_text(*markers, timeout=30)
         later = term.wait_for_text(*then, timeout=30) if then else float("nan")
         alt = bytes(term.data).find(ALT_SCREEN)
@@ -79,11 +94,22 @@ def first_frame(
     return ready, to_alt, later
 
 
-def import_ms(statement: str) -> dict[str, float]:
+def import_ms(statement: str, env: dict[str, str | None] | None = None) -> dict[str, float]:
     """Import time of `statement` (`python -X importtime`): the total, and the self time summed per
     top-level package, largest first (ms)."""
+    environ = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    subprocess.run([sys.executable, "-c", statement], env=environ, timeout=60, check=True)  # bytecode
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True, timeout=60
+        [sys.executable, "-X", "importtime", "-c", statement],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
     )
     per_package: dict[str, float] = {}
     total = 0.0
@@ -112,7 +138,15 @@ def start_demo_rollout(ws: Path) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="leave PYTHONDONTWRITEBYTECODE as the environment has it (no cache for modules without one)",
+    )
+    args = parser.parse_args()
     with temp_dir("opsconsole-bench-frame-") as root:
+        env = None if args.no_bytecode else bytecode_env(root)
         ws = root / "ws"
         ws.mkdir()
         write_demo_config(ws, free_port())
@@ -125,17 +159,19 @@ def main() -> None:
             "minimal": ([sys.executable, str(minimal)], (MINIMAL_TEXT, MINIMAL_KEY), "q", ()),
         }
         for argv, markers, quit_keys, then in programs.values():
-            first_frame(argv, markers, quit_keys, then)  # warm-up: page cache, .pyc files
+            first_frame(argv, markers, quit_keys, then, env)  # warm-up: page cache, .pyc files
         ready: dict[str, list[float]] = {name: [] for name in programs}
         to_alt: dict[str, list[float]] = {name: [] for name in programs}
         engine_frame: list[float] = []
         for _ in range(RUNS):
             for name, (argv, markers, quit_keys, then) in programs.items():
-                r, a, later = first_frame(argv, markers, quit_keys, then)
+                r, a, later = first_frame(argv, markers, quit_keys, then, env)
                 ready[name].append(r)
                 to_alt[name].append(a)
                 if then:
                     engine_frame.append(later)
+        console_import = import_ms(CONSOLE_IMPORTS, env)
+        minimal_import = import_ms(MINIMAL_IMPORTS, env)
     minimal_median = median(ready["minimal"])
     ratio = median(engine_frame) / minimal_median
     figures = {
@@ -146,8 +182,8 @@ def main() -> None:
         "minimal_with_footer_s": summary(ready["minimal"]),
         "console_to_alt_screen_s": summary(to_alt["console"]),
         "minimal_to_alt_screen_s": summary(to_alt["minimal"]),
-        "console_import_ms": import_ms(CONSOLE_IMPORTS),
-        "minimal_import_ms": import_ms(MINIMAL_IMPORTS),
+        "console_import_ms": console_import,
+        "minimal_import_ms": minimal_import,
     }
     emit(
         "tui_first_frame",
@@ -163,6 +199,7 @@ def main() -> None:
             "engine_frame_markers": [ENGINE_MARKER, "<the demo rollout's id>"],
             "runs_each": RUNS,
             "python": Path(sys.executable).name,
+            "bytecode": "as the environment has it" if args.no_bytecode else "compiled on the warm-up run",
         },
     )
 

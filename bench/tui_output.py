@@ -25,6 +25,7 @@ counts for the row moved to) and what was last written there: what dominates.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -121,8 +122,9 @@ def slow_demo_template(root: Path, port: int) -> Path:
     return root / "demo-template.yaml"
 
 
-def views(root: Path, cols: int, rows: int) -> dict[str, dict[str, Any]]:
-    """Every pane and screen while the demo rollout waits for approval, then while it progresses."""
+def views(root: Path, cols: int, rows: int, only: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Every pane and screen while the demo rollout waits for approval, then while it progresses
+    (or only the views named in `only`: panes by name, "detail", "approval")."""
     size = root / f"demo-{cols}x{rows}"
     size.mkdir()
     port = free_port()
@@ -136,18 +138,22 @@ def views(root: Path, cols: int, rows: int) -> dict[str, dict[str, Any]]:
         term.wait_for_text("awaiting_approval", timeout=40)
         for state in ("waiting", "progressing"):
             for pane, key, marker in PANES:
+                if only is not None and pane not in only:
+                    continue
                 show(term, key, marker)
                 out[f"{state}/{pane}"] = measure(term, MEASURE_S, rows)
                 progress(cols, rows, f"{state}/{pane}", out)
             show(term, "1", "Rollout")
-            show(term, "\r", "Esc back")
-            out[f"{state}/detail"] = measure(term, MEASURE_S, rows)
-            progress(cols, rows, f"{state}/detail", out)
-            show(term, "\x1b", "Rollout")
+            if only is None or "detail" in only:
+                show(term, "\r", "Esc back")
+                out[f"{state}/detail"] = measure(term, MEASURE_S, rows)
+                progress(cols, rows, f"{state}/detail", out)
+                show(term, "\x1b", "Rollout")
             if state == "waiting":
                 show(term, "a", "Enter approves")
-                out["waiting/approval"] = measure(term, MEASURE_S, rows)
-                progress(cols, rows, "waiting/approval", out)
+                if only is None or "approval" in only:
+                    out["waiting/approval"] = measure(term, MEASURE_S, rows)
+                    progress(cols, rows, "waiting/approval", out)
                 term.send("benchmark approval")
                 show(term, "\r", "production")
                 term.pump(SETTLE_S)
@@ -155,18 +161,37 @@ def views(root: Path, cols: int, rows: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Bytes per second the console writes to its terminal.")
+    parser.add_argument(
+        "--only",
+        help="comma-separated views to measure (panes by name, detail, approval; idle); default all",
+    )
+    parser.add_argument("--sizes", help="comma-separated sizes such as 160x48; default 80x24,160x48")
+    return parser.parse_args()
+
+
 def main() -> None:
+    args = arguments()
+    only = set(args.only.split(",")) if args.only else None
+    sizes = [tuple(int(n) for n in s.split("x")) for s in args.sizes.split(",")] if args.sizes else SIZES
     figures: dict[str, Any] = {}
     with temp_dir("opsconsole-bench-output-") as root:
-        for cols, rows in SIZES:
+        for cols, rows in sizes:
             size = f"{cols}x{rows}"
-            figures[f"{size}/idle"] = idle(root, cols, rows)
-            figures.update({f"{size}/{view}": f for view, f in views(root, cols, rows).items()})
+            if only is None or "idle" in only:
+                figures[f"{size}/idle"] = idle(root, cols, rows)
+            if only is None or only - {"idle"}:
+                figures.update({f"{size}/{view}": f for view, f in views(root, cols, rows, only).items()})
     for name, f in figures.items():
         target = TARGET_IDLE_BPS if name.endswith("/idle") else TARGET_VIEW_BPS
         f["target_bytes_per_s"] = target
         f["ok"] = f["bytes_per_s"] <= target
-    worst = max((f for n, f in figures.items() if not n.endswith("/idle")), key=lambda f: f["bytes_per_s"])
+    worst = max(
+        (f for n, f in figures.items() if not n.endswith("/idle")),
+        key=lambda f: f["bytes_per_s"],
+        default={"bytes_per_s": 0.0},
+    )
     emit(
         "tui_output",
         target=f"idle {TARGET_IDLE_BPS:g} B/s; every pane and screen <= {TARGET_VIEW_BPS:g} B/s (80x24 and 160x48)",
@@ -175,7 +200,8 @@ def main() -> None:
         figures=figures,
         setup={
             "terminal": "pty, TERM=xterm-256color",
-            "sizes": [f"{c}x{r}" for c, r in SIZES],
+            "sizes": [f"{c}x{r}" for c, r in sizes],
+            "only": sorted(only) if only else "all",
             "idle": "python -m opsconsole --workspace W: demo config, demo service running, no rollout",
             "views": "python -m opsconsole demo --workspace W (plan step_wait "
             f"{STEP_WAIT}): panes 1-5, detail (Enter), approval (a) while awaiting approval; "

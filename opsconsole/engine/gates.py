@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from ..textsafe import visible
 from .model import GateMemory, GateSpec, GateVerdict, Observation, Verdict
 from .redact import redact_text, redact_url
-from .units import format_duration, format_number, format_value
+from .units import format_duration, format_number, format_value, iso_utc
 
 SEVERITY = {Verdict.FAIL: 3, Verdict.UNKNOWN: 2, Verdict.PENDING: 1, Verdict.PASS: 0}
 """How much a verdict stops progress: a failure outranks missing data, which outranks waiting."""
@@ -154,10 +154,13 @@ def _missing(
         since = now if since is None else since
         inconclusive = spec.inconclusive_limit is not None and unknowns >= spec.inconclusive_limit
         escalate = spec.escalate_after is not None and now - since >= spec.escalate_after
-        plural = "check" if unknowns == 1 else "checks"
-        reason = f"no data ({what}); on_missing: hold, {unknowns} {plural} without data"
-        if now > since:
-            reason += f" for {format_duration(now - since)}"
+        # Said with the time the gap began, not its length or a running count: a reason that
+        # changes every check is a row repainted every second on every screen that shows it.
+        reason = (
+            f"no data ({what}); on_missing: hold, without data since {iso_utc(since, 'seconds')[11:19]} UTC"
+        )
+        if spec.inconclusive_limit is not None:
+            reason += f", {_checks(min(unknowns, spec.inconclusive_limit), spec.inconclusive_limit)} before inconclusive"
     elif mode == "fail":
         status, failures = Verdict.FAIL, memory.failures + 1
         reason = f"no data ({what}); on_missing: fail, {_checks(failures, limit)}"

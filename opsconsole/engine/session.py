@@ -65,9 +65,15 @@ class Session:
         return self._own_observer
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.prepare)
+        self.launch()
+
+    def prepare(self) -> None:
+        """The blocking half of start(), for a thread: apply EMERGENCY_SHUTDOWN, take the runner's
+        lock if nobody holds it. Afterwards `mode` says what launch() will run; nothing ticks yet."""
         envs = {name for name, env in self.engine.config.environments.items() if env.metrics is not None}
         if self.run_engine:
-            await asyncio.to_thread(self._engage_from_environment)
+            self._engage_from_environment()
         if self.run_engine and Runner.holder(self.engine.workspace) is None:
             runner = Runner(self.engine, keep=SPARK_POINTS * self.engine.config.interval)
             runner.observer.watch |= envs
@@ -78,12 +84,17 @@ class Session:
             else:
                 self.runner = runner
                 self.mode = "runner"
-                self._task = asyncio.create_task(runner.run(self._stop))
-                self._task.add_done_callback(self._runner_ended)
                 return
         self.mode = "client"
         self.observer.watch |= envs
-        self._task = asyncio.create_task(self._poll())
+
+    def launch(self) -> None:
+        """The runner's loop (or the client's poll) on the running event loop, after prepare()."""
+        if self.runner is not None:
+            self._task = asyncio.create_task(self.runner.run(self._stop))
+            self._task.add_done_callback(self._runner_ended)
+        else:
+            self._task = asyncio.create_task(self._poll())
 
     def _engage_from_environment(self) -> None:
         from .authz import Forbidden
@@ -132,6 +143,8 @@ class Session:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        elif self.runner is not None:
+            self.runner.release()  # prepared, never launched: the lock is still ours
         self.mode = "stopped"
 
     # ------------------------------------------------------------------------------------ read models

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .model import Phase, Rollout, RolloutState, Verdict
 from .rollout import current_phase, step_percent
-from .units import format_duration
+from .units import format_duration, iso_utc
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -19,8 +19,10 @@ def phase_of(engine: Engine, r: Rollout) -> Phase | None:
     return current_phase(plan, r) if plan is not None else None
 
 
-def why(engine: Engine, r: Rollout) -> str:
-    """The one line that says what the rollout waits for: blocking verdict, countdown, approvals."""
+def why(engine: Engine, r: Rollout, live: bool = True) -> str:
+    """The one line that says what the rollout waits for: blocking verdict, countdown, approvals.
+    Not `live`: the step wait as the time it ends rather than a countdown, for a second place on
+    the same screen (a countdown shown twice costs two repaints a second and says nothing new)."""
     plan = engine.config.plans.get(r.plan)
     if plan is None:
         return f"plan {r.plan} is no longer in the configuration"
@@ -40,6 +42,9 @@ def why(engine: Engine, r: Rollout) -> str:
     wait = phase.strategy.step_wait if phase.strategy is not None else 0.0
     left = wait - (engine.clock() - r.step_started_at)
     if left > 0 and r.step_index < len(phase.steps) - 1:
+        if not live:
+            due = iso_utc(r.step_started_at + wait, "seconds")[11:19]
+            return f"next step: {phase.steps[r.step_index + 1]}% at {due} UTC"
         return f"next step in {format_duration(left)}"
     if blocking:
         v = blocking[0]

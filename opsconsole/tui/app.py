@@ -1,9 +1,11 @@
 """The console application: wiring only. Panes live in panes/, modal screens in screens/.
 
 The first frame does not wait for the engine. `opsconsole` hands the app an `opener`; the app paints
-its header and key bar, then opens the engine (imports, configuration, store) in a worker thread and
-mounts the panes when it is there. A bad configuration ends the app with the error the CLI prints
-(`load_error`). Tests and the demo pass an engine that is already open.
+its header, the (empty) Rollouts pane and the key bar while a worker thread opens the engine
+(imports, configuration, store), takes the runner's lock and reads the kill switch and the rollouts;
+the next frame shows them. The runner starts ticking and the other panes load after that frame. A bad
+configuration ends the app with the error the CLI prints (`load_error`). Tests and the demo pass an
+engine that is already open.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Provider
-from textual.widgets import Static
 
 from opsconsole.textsafe import visible
 
@@ -32,9 +33,10 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
     from textual.widget import Widget
 
-    from opsconsole.engine import Engine, KillState, Session
+    from opsconsole.engine import Engine, KillState, Rollout, Session
 
     from .handle import ConsoleHandle
+    from .panes.rollouts import RolloutsPane
 
 
 def _console_commands() -> type[Provider]:
@@ -89,6 +91,11 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self.environment = environment or ""
         self._unsubscribe: Callable[[], None] | None = None
         self.panes: dict[str, Widget] = {}
+        """The panes that are there to use, by id: the Rollouts pane once the engine is open, the
+        others once their modules have loaded."""
+        self._rollouts: RolloutsPane | None = None
+        self._wanted: str | None = None
+        """A pane asked for (1-5) before its module had loaded: shown once it is mounted."""
         self.kill_engaged = False
         self._kill_pending = False
         self.load_error: BaseException | None = None
@@ -113,14 +120,17 @@ class OpsConsoleApp(GuardedActions, App[None]):
             raise RuntimeError("the workspace is still opening")
         return self._session
 
-    def _attach_engine(self, engine: Engine) -> None:
-        from opsconsole.engine import Session
-
+    def _attach_engine(self, engine: Engine, session: Session | None = None) -> None:
         self._engine = engine
-        # A read-only console observes: it never runs the runner, which would change rollouts.
-        self._session = Session(engine, run_engine=self._run_engine and not engine.authz.read_only)
+        self._session = session or self._new_session(engine)
         self.environment = self._requested_environment or _default_environment(engine)
         self.set_keymap({"kill-switch": engine.config.kill_key})
+
+    def _new_session(self, engine: Engine) -> Session:
+        from opsconsole.engine import Session
+
+        # A read-only console observes: it never runs the runner, which would change rollouts.
+        return Session(engine, run_engine=self._run_engine and not engine.authz.read_only)
 
     # ------------------------------------------------------------------------------------ layout
 
@@ -131,9 +141,14 @@ class OpsConsoleApp(GuardedActions, App[None]):
             from .layout import build_panes
 
             tabs, self.panes = build_panes()
-            yield tabs
         else:
-            yield Static("Opening the workspace: configuration, store …", id="opening")
+            from .layout import first_panes
+
+            # The Rollouts pane is in the first frame even before the engine is open: mounting it
+            # later would parse widget CSS and lay the screen out again on the way to the frame that
+            # shows the rollouts.
+            tabs, self._rollouts = first_panes()
+        yield tabs
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
@@ -142,33 +157,54 @@ class OpsConsoleApp(GuardedActions, App[None]):
             self._engine_ready()
         else:
             self.header.opening(self.environment)
-            # The engine opens once the first frame is on the screen, off the event loop.
-            self.call_after_refresh(self._open_engine)
+            assert self._rollouts is not None
+            # Focused in the first frame: focusing it later would restyle the screen on the way to
+            # the frame with the rollouts.
+            self._rollouts.focus()
+            self._open_engine()
 
     @work(thread=True, exclusive=True, group="open")
     def _open_engine(self) -> None:
+        """Everything the frame with the rollouts needs, in one go off the event loop: the engine,
+        the session's runner lock (the header says "local" only once it is ours), the kill switch's
+        state and the rollouts."""
+        from .panes.rollouts import RolloutsPane
+
         assert self._opener is not None
         try:
             engine = self._opener()
-            from . import layout  # noqa: F401 - the panes' modules load here, not on the event loop
+            session = self._new_session(engine)
+            session.prepare()
+            first = RolloutsPane.read(engine)
+            kill = engine.kill_state()
+            note = session.health_note()
         except BaseException as exc:  # noqa: BLE001 - every failure ends the app with its message
             self.call_from_thread(self._open_failed, exc)
             return
-        self.call_from_thread(self.call_later, self._opened, engine)
+        self.call_from_thread(self._opened, engine, session, first, kill, note)
 
     def _open_failed(self, exc: BaseException) -> None:
         self.load_error = exc
         self.exit(return_code=2)
 
-    async def _opened(self, engine: Engine) -> None:
-        from .layout import build_panes
-
-        self._attach_engine(engine)
-        tabs, self.panes = build_panes()
-        await self.mount(tabs, before=self.query_one(KeyBar))
-        await self.query_one("#opening").remove()
+    def _opened(
+        self,
+        engine: Engine,
+        session: Session,
+        first: tuple[list[Rollout], dict[str, int]],
+        kill: KillState,
+        note: str,
+    ) -> None:
+        assert self._rollouts is not None
+        self._attach_engine(engine, session)
+        self._unsubscribe = connect(self.engine, self.post_message)
+        self.panes["rollouts"] = self._rollouts
+        self._rollouts.apply(first[0], True, first[1])
+        self._show_status(kill, note)
         self.refresh_bindings()
-        self._engine_ready()
+        # The runner's first tick and the other panes wait until the frame with the rollouts is on
+        # the screen.
+        self.call_after_refresh(self._after_engine_frame)
         if self._kill_pending:
             self._kill_pending = False
             if self.engine.can("kill_switch.engage"):
@@ -190,6 +226,44 @@ class OpsConsoleApp(GuardedActions, App[None]):
         # Everything built so far (modules, config, widgets) lives as long as the console: keep it out
         # of the cyclic collector's full passes, which otherwise grow with the heap and stall keys.
         gc.freeze()
+
+    def _after_engine_frame(self) -> None:
+        if self.session.mode == "stopped":
+            return  # quit before this frame: on_unmount stopped the prepared session
+        self.session.launch()  # prepared while opening
+        self._load_panes()
+
+    @work(thread=True, exclusive=True, group="panes")
+    def _load_panes(self) -> None:
+        from .layout import later_pane_classes
+        from .screens import killswitch  # noqa: F401 - the kill key's dialog first: ready when pressed
+
+        classes = later_pane_classes()  # their modules load here, not on the event loop
+        self.call_from_thread(self.call_later, self._mount_panes, classes)
+
+    def _mount_panes(self, classes: dict[str, type[Widget]]) -> None:
+        """Mount the first of `classes` into its tab, the rest after the next refresh: one pane per
+        turn, none awaited here, so a key pressed meanwhile (the kill key) is handled between them
+        rather than after all of them."""
+        from textual.widget import MountError
+        from textual.widgets import TabPane
+
+        if not classes:
+            gc.freeze()  # as in _start_session
+            return
+        if not self.is_running:
+            return  # closing (q, a signal) before the panes were there: nothing to add
+        pane_id, cls = next(iter(classes.items()))
+        pane = cls(id=pane_id)
+        try:
+            self.query_one(f"#tab-{pane_id}", TabPane).mount(pane)
+        except MountError:
+            return  # the console began closing meanwhile
+        self.panes[pane_id] = pane
+        if self._wanted == pane_id:
+            self._wanted = None
+            self.action_show_pane(pane_id)  # focuses it once it is mounted
+        self.call_after_refresh(self._mount_panes, {k: v for k, v in classes.items() if k != pane_id})
 
     async def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -282,12 +356,17 @@ class OpsConsoleApp(GuardedActions, App[None]):
     # ------------------------------------------------------------------------------------ actions
 
     def action_show_pane(self, pane_id: str) -> None:
-        if pane_id not in self.panes:
+        if not self.opened:
             return  # still opening the workspace
         from textual.widgets import TabbedContent
 
         self.query_one(TabbedContent).active = f"tab-{pane_id}"
-        self._focus_when_mounted(self.panes[pane_id])
+        pane = self.panes.get(pane_id)
+        # A pane whose module is still loading (a fraction of a second after the engine's first
+        # frame) is focused as soon as it is mounted.
+        self._wanted = pane_id if pane is None else None
+        if pane is not None:
+            self._focus_when_mounted(pane)
 
     def _focus_when_mounted(self, pane: Widget, tries: int = 20) -> None:
         """Panes other than the first mount just after the first frame; a key pressed before that

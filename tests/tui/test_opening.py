@@ -51,6 +51,26 @@ def test_first_frame_before_the_engine_then_the_panes(tmp_path):
     asyncio.run(run())
 
 
+def test_panes_after_the_first_load_once_the_rollouts_are_shown(tmp_path):
+    """Only the Rollouts pane is in the first frames; a pane key pressed before its module loaded
+    shows that pane once it is there."""
+    ws = write_workspace(tmp_path, port=9)
+    opener, release = gated_opener(ws)
+
+    async def run():
+        app = OpsConsoleApp(opener=opener, run_engine=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            assert app.query_one("#rollouts").has_focus_within
+            release.set()
+            await until(pilot, lambda: "rollouts" in app.panes)
+            app.action_show_pane("flags")  # whether or not the Flags pane has loaded yet
+            await until(pilot, lambda: len(app.panes) == 5)
+            await until(pilot, lambda: app.panes["flags"].has_focus_within)
+
+    asyncio.run(run())
+
+
 def test_kill_key_while_opening_asks_for_confirmation_once_open(tmp_path):
     ws = write_workspace(tmp_path, port=9)
     opener, release = gated_opener(ws)

@@ -179,7 +179,11 @@ def test_missing_hold_is_unknown_and_counts():
     spec = GateSpec(kind="metric", name="e", max=1, inconclusive_limit=3, escalate_after=25)
     verdicts, memory = run(spec, seen(error="timeout after 2s"), seen(error="x"), seen(error="x"), seen(None))
     assert all(v.status is Verdict.UNKNOWN for v in verdicts)
-    assert verdicts[0].reason == "no data (timeout after 2s); on_missing: hold, 1 check without data"
+    assert verdicts[0].reason == (
+        "no data (timeout after 2s); on_missing: hold, without data since 00:16:40 UTC, "
+        "1 of 3 checks before inconclusive"
+    )
+    assert verdicts[3].reason.endswith("since 00:16:40 UTC, 3 of 3 checks before inconclusive")
     assert [v.inconclusive for v in verdicts] == [False, False, True, True]
     # unknown since t=1000; escalate once 25 s have passed (t=1030).
     assert [v.escalate for v in verdicts] == [False, False, False, True]

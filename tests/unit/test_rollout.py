@@ -351,3 +351,17 @@ def test_allowed_commands_are_exactly_what_decide_accepts(state: RolloutState) -
     if state not in ACTIVE_STATES:
         assert allowed == frozenset()
     assert allowed_commands("no-such-state") == frozenset()
+
+
+def test_why_counts_the_step_wait_down_live_and_names_its_end_otherwise():
+    """The row counts down; the line under the table says when the wait ends, so it does not
+    change every second while the countdown does."""
+    from types import SimpleNamespace
+
+    from opsconsole.engine.views import why
+
+    r = at_canary(now=100.0).rollout
+    assert r.state is S.PROGRESSING and r.step_index == 0
+    engine = SimpleNamespace(config=SimpleNamespace(plans={"p": PLAN}, interval=1.0), clock=lambda: 103.0)
+    assert why(engine, r) == "next step in 7s"  # type: ignore[arg-type]
+    assert why(engine, r, live=False) == "next step: 50% at 00:01:50 UTC"  # type: ignore[arg-type]

@@ -107,9 +107,10 @@ def evaluate(query: Query, snapshots: Sequence[Snapshot], window: float, now: fl
     if len(span) < 2:
         raise NoData(NOT_ENOUGH)
     seconds = span[-1].at - span[0].at
-    note = f"over the last {seconds:.1f}s"
+    covered = _covered(seconds, window)
+    note = f"over the last {covered}"
     if query.kind == "quantile":
-        return _scaled(query, _quantile(query.q, query.selectors[0], span, seconds)), note
+        return _scaled(query, _quantile(query.q, query.selectors[0], span, covered)), note
     for selector in query.selectors:
         _check_exists(selector, newest, selector.name)
     increase = _increase(query.selectors[0], span)
@@ -119,8 +120,16 @@ def evaluate(query: Query, snapshots: Sequence[Snapshot], window: float, now: fl
         return _scaled(query, increase / seconds), note
     denominator = _increase(query.selectors[1], span)
     if denominator == 0:
-        raise NoData(f"no data: {query.selectors[1].text} did not increase over the last {seconds:.1f}s")
+        raise NoData(f"no data: {query.selectors[1].text} did not increase over the last {covered}")
     return _scaled(query, increase / denominator), note
+
+
+def _covered(seconds: float, window: float) -> str:
+    """How long the answer covers, as reasons say it: whole seconds, at most the window. The span
+    runs from the newest snapshot at or before the window's start, so it is the window plus up to
+    one scrape interval, a fraction that moves every tick; a reason that embeds it would change
+    (and be shown again) every tick while nothing it says has changed."""
+    return f"{min(round(seconds), window):g}s"
 
 
 def _span(snapshots: Sequence[Snapshot], window: float, now: float) -> Sequence[Snapshot]:
@@ -164,7 +173,7 @@ def _increase(selector: Selector, span: Sequence[Snapshot]) -> float:
     return math.fsum(_series_increases(selector.name, selector, span).values())
 
 
-def _quantile(q: float, selector: Selector, span: Sequence[Snapshot], seconds: float) -> float:
+def _quantile(q: float, selector: Selector, span: Sequence[Snapshot], covered: str) -> float:
     name = selector.name if selector.name.endswith("_bucket") else selector.name + "_bucket"
     _check_exists(selector, span[-1], name)
     by_bound: dict[float, float] = {}
@@ -180,7 +189,7 @@ def _quantile(q: float, selector: Selector, span: Sequence[Snapshot], seconds: f
         raise NoData(f'{name} has no le="+Inf" bucket matching {selector.text}')
     value = histogram_quantile(q, sorted(by_bound.items()))
     if math.isnan(value):
-        raise NoData(f"no observations of {selector.text} over the last {seconds:.1f}s")
+        raise NoData(f"no observations of {selector.text} over the last {covered}")
     return value
 
 

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import allowed_commands, rollout_row, stopped_traffic, traffic_text
+from opsconsole.engine import allowed_commands, rollout_row, stopped_traffic, traffic_text, why
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
@@ -85,7 +85,8 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
     def compose(self) -> ComposeResult:
         yield FittedTable(COLUMNS, "why", id="rollout-table", cursor_type="row", zebra_stripes=True)
         with Vertical(id="rollout-why"):
-            # Two widgets: the countdown in the why line changes every second, the head does not.
+            # Two widgets: the why line may change when the head does not. The row's Why cell
+            # counts the step wait down; this line says when it ends, so it changes once a step.
             yield Static(id="rollout-head")
             yield Static(id="rollout-reason")
         yield FittedTable(
@@ -94,7 +95,13 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
     def on_mount(self) -> None:
         self.app.screen_change_signal.subscribe(self, self._screen_changed)
-        self.reload()
+        if self.ops.opened:
+            self.reload()
+        else:
+            # Composed in the first frame, before the engine: the app hands over the first rows.
+            self._show_line(
+                "#rollout-head", Text("Opening the workspace: configuration, store …", style="dim")
+            )
 
     def focus(self, scroll_visible: bool = True) -> RolloutsPane:
         self.query_one("#rollout-table").focus(scroll_visible)
@@ -130,16 +137,18 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         elif deferred:
             self.apply(deferred, full=False)
 
+    @staticmethod
+    def read(engine: Any) -> tuple[list[Any], dict[str, int]]:
+        """What a reload shows: the rollouts and the traffic of the stopped ones (blocking: call it
+        off the event loop)."""
+        rollouts = engine.rollouts()[:MAX_ROWS]
+        return rollouts, stopped_traffic(engine, rollouts)
+
     def reload(self) -> None:
         engine = self.ops.engine
-
-        def read() -> tuple[list[Any], dict[str, int]]:
-            rollouts = engine.rollouts()[:MAX_ROWS]
-            return rollouts, stopped_traffic(engine, rollouts)
-
         call(
             self,
-            read,
+            lambda: self.read(engine),
             action="Reading the rollouts",
             done=lambda got: self.apply(got[0], True, got[1]),
             group="rollouts-reload",
@@ -208,7 +217,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             plain(f"{row['plan']} · {row['phase']} · {traffic_text(row)} · started by {row['started_by']}"),
         )
         self._show_line("#rollout-head", head)
-        self._show_line("#rollout-reason", plain(f"why: {row['why']}", wrap=True))
+        self._show_line("#rollout-reason", plain(f"why: {why(engine, r, live=False)}", wrap=True))
         rows = {v.gate: v for v in r.verdicts}
         units = units_of(engine, r)
         if set(verdicts.rows) != set(rows):
