@@ -178,7 +178,12 @@ class Engine:
         events += [
             e for e in self.audit_events(target="kill_switch") if rollout_id in e.data.get("aborted", [])
         ]
-        return report_mod.build(r, self.plan(r.plan), events, self.verdict_history(rollout_id))
+        plan = self.plan(r.plan)
+        rep = report_mod.build(r, plan, events, self.verdict_history(rollout_id))
+        until = r.updated_at if r.state not in ACTIVE_STATES else self.clock()
+        for env in sorted({ph.environment for ph in plan.phases} & set(self.config.improvements)):
+            rep.improvements += report_mod.improvement_entries(self.improvements(env), r.created_at, until)
+        return rep
 
     def flag_history(self, environment: str, name: str) -> list[dict[str, Any]]:
         with self.store.read() as tx:

@@ -7,12 +7,16 @@ history, so the report is exactly what the hash-chained record says happened.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..textsafe import visible
 from .model import AuditEvent, GateVerdict, Plan, Rollout
 from .units import iso_utc
+
+if TYPE_CHECKING:
+    from .improvements.model import Improvement
 
 
 def iso(ts: float | None) -> str:
@@ -29,6 +33,8 @@ class Report:
     verdicts: list[tuple[str, GateVerdict]]
     phases: list[dict[str, Any]] = field(default_factory=list)
     reaction_s: float | None = None
+    improvements: list[dict[str, Any]] = field(default_factory=list)
+    """What the improvement queues of the plan's environments did while the rollout ran."""
 
     def to_dict(self) -> dict[str, Any]:
         r = self.rollout
@@ -58,6 +64,7 @@ class Report:
                 for e in self.events
             ],
             "verdicts": [{"phase": phase, **v.to_dict(), "at": iso(v.at)} for phase, v in self.verdicts],
+            "improvements": self.improvements,
         }
 
 
@@ -141,6 +148,35 @@ def _reaction(events: list[AuditEvent], verdicts: list[tuple[str, GateVerdict]])
     return round(done.at - first_fail, 3)
 
 
+TITLE_LIMIT = 80
+"""An improvement's title (the agent's text) is cut here in text and md reports."""
+
+
+def improvement_entries(items: Iterable[Improvement], since: float, until: float) -> list[dict[str, Any]]:
+    """The improvements decided, deployed or finished between `since` and `until`, as report rows."""
+    out = []
+    for i in items:
+        times = [t for t in (i.decided_at, i.deployed_at, i.finished_at) if t is not None]
+        if not any(since <= t <= until for t in times):
+            continue
+        out.append(
+            {
+                "environment": i.environment,
+                "id": i.id,
+                "title": i.proposal.title,
+                "status": str(i.status),
+                "reviewer": i.reviewer,
+                "deployed_at": iso(i.deployed_at),
+                "finished_at": iso(i.finished_at),
+                "metric": i.metric,
+                "baseline": i.baseline,
+                "observed": i.observed,
+                "evidence": i.evidence,
+            }
+        )
+    return sorted(out, key=lambda e: (e["deployed_at"] or "~", e["id"]))
+
+
 def render(rep: Report, fmt: str) -> str:
     """JSON keeps the data exact; text and md are for a terminal or an incident record."""
     if fmt == "json":
@@ -177,6 +213,15 @@ def render(rep: Report, fmt: str) -> str:
         lines.append(
             f"{'- ' if md else '  '}{v['at']} {v['phase']}/{v['gate']}: {v['status']} - {v['reason']}"
         )
+    if doc["improvements"]:
+        lines.append("")
+        lines.append("## Improvements" if md else "Improvements decided or deployed meanwhile:")
+        for i in doc["improvements"]:
+            title = i["title"] if len(i["title"]) <= TITLE_LIMIT else i["title"][: TITLE_LIMIT - 1] + "…"
+            outcome = f": {i['evidence']}" if i["evidence"] else ""
+            lines.append(
+                f"{'- ' if md else '  '}{i['environment']}/{i['id']} {i['status']} ({title}){outcome}"
+            )
     # Every line is one line of data as a terminal shows it: controls and newlines in reasons are escaped.
     return "\n".join(visible(line) for line in lines) + "\n"
 

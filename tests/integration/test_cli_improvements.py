@@ -43,8 +43,13 @@ def ws(tmp_path: Path) -> Path:
             kill_switch: {{flags_off: [enable_autonomous_improvements], flags_on: [emergency_shutdown]}}
             improvements:
               production: {{proposals: proposals.json, quality_threshold: 0.9, risk_tolerance: 0.1}}
+            plans: ["plans/*.yaml"]
             """
         )
+    )
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "tune.yaml").write_text(
+        "name: tune\nphases:\n  - {name: watch, environment: production, gates: [{kind: soak, min: 1h}]}\n"
     )
     return tmp_path
 
@@ -78,3 +83,26 @@ def test_agent_text_never_reaches_the_terminal_as_control_codes(ws: Path) -> Non
         assert "[red]cache[/red]" in out  # markup is text, shown as sent
     rows = run(ws, "list").stdout.splitlines()[3:]
     assert rows and all(len(row) < 110 for row in rows), rows  # titles are cut in the table
+
+
+def test_a_rollout_report_lists_the_improvements_decided_meanwhile_escaped(ws: Path) -> None:
+    started = cli("rollout", "start", "tune", "--workspace", str(ws), "--config", str(ws / "opsconsole.yaml"))
+    rollout_id = started.stdout.split()[0]
+    run(ws, "sync")
+    assert run(ws, "approve", "hostile", "--reason", "fine").returncode == 0
+    report = cli("report", rollout_id, "--workspace", str(ws), "--config", str(ws / "opsconsole.yaml"))
+    assert report.returncode == 0, report.stderr
+    line = next(row for row in report.stdout.splitlines() if "production/hostile" in row)
+    assert "\x1b" not in report.stdout and "approved" in line and "…" in line
+    data = cli(
+        "report",
+        rollout_id,
+        "--format",
+        "json",
+        "--workspace",
+        str(ws),
+        "--config",
+        str(ws / "opsconsole.yaml"),
+    )
+    entries = json.loads(data.stdout)["improvements"]
+    assert [(e["id"], e["status"]) for e in entries] == [("hostile", "approved")]
