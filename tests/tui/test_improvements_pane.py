@@ -1,0 +1,285 @@
+"""The Improvements pane against the engine's store: real keys, then the engine's records asserted.
+
+The queue is written into the real store (improvements_fixtures.py); approve, reject, batch and
+rollback are pressed as a person would, and the test reads the outcome back from the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from opsconsole.engine.core import Engine
+from opsconsole.engine.improvements.model import ImprovementStatus
+from opsconsole.engine.session import Session
+from opsconsole.tui.app import OpsConsoleApp
+from opsconsole.tui.panes.improvements import SELECTED_MARK, ImprovementsPane
+from opsconsole.tui.screens.improvement import ImprovementDecisionScreen, ImprovementDetailScreen
+from tests.tui import improvements_double
+from tests.tui.conftest import console, engine_for, screen_text, sync, until
+from tests.tui.improvements_fixtures import (
+    NOW,
+    hostile_item,
+    improvements_workspace,
+    queue,
+    queue_item,
+    seed_queue,
+)
+
+S = ImprovementStatus
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    async def no_poll(self: Session) -> None:
+        """Nothing polls: the tests decide when the engine changes."""
+
+    monkeypatch.setattr(Session, "_poll", no_poll)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    yield improvements_workspace(tmp_path)
+
+
+def queue_engine(ws: Path, user: str = "alice", items: list[Any] | None = None, **kwargs: Any) -> Engine:
+    engine = engine_for(ws, user, clock=lambda: NOW, **kwargs)
+    improvements_double.install(engine)
+    if items:
+        seed_queue(engine, items)
+    return engine
+
+
+def pane_of(app: OpsConsoleApp) -> ImprovementsPane:
+    return app.query_one(ImprovementsPane)
+
+
+async def open_pane(pilot: Pilot[Any], count: int) -> ImprovementsPane:
+    await pilot.press("4")
+    pane = pane_of(pilot.app)  # type: ignore[arg-type]
+    await until(pilot, lambda: len(pane.table.keys) == count, f"{count} rows")
+    return pane
+
+
+async def cursor_to(pilot: Pilot[Any], pane: ImprovementsPane, key: str) -> None:
+    """Move the cursor with the down key until it is on `key`."""
+    await pilot.press("home")
+    for _ in range(len(pane.table.keys)):
+        if pane.table.selected == key:
+            return
+        await pilot.press("down")
+    raise AssertionError(f"{key} is not in the table")
+
+
+async def type_reason(pilot: Pilot[Any], reason: str) -> None:
+    for ch in reason:
+        await pilot.press("space" if ch == " " else ch)
+    await pilot.press("enter")
+
+
+def status_of(engine: Engine, key: str) -> Any:
+    return engine.improvement("production", key)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------ the queue
+
+
+@sync
+async def test_the_queue_is_sorted_by_status_then_quality_with_the_mode_above(ws: Path) -> None:
+    items = queue(16)
+    engine = queue_engine(ws, items=items)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 16)
+        order = [i.id for i in engine.improvements("production")]  # type: ignore[attr-defined]
+        assert pane.table.keys == order
+        first = [pane.items[k].status for k in pane.table.keys[:2]]
+        assert first == [S.MONITORING, S.MONITORING]
+        text = screen_text(app)
+        assert "mode: observation" in text and "not paused" in text and "live 2/2" in text
+        assert "agent: ok" in text and "last sync 3m ago" in text and "next in 5h57m" in text
+        assert "production" in text and "Qual" in text and "Tenant" in text
+        assert not pane.table.show_horizontal_scrollbar
+
+
+@sync
+async def test_approve_with_a_reason(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(
+            k
+            for k in pane.table.keys
+            if pane.items[k].status is S.PROPOSED and not engine.review_problems(pane.items[k])  # type: ignore[attr-defined]
+        )
+        await cursor_to(pilot, pane, key)
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ImprovementDecisionScreen), "the dialog")
+        await until(pilot, lambda: "No review problems" in screen_text(app), "the review check")
+        await type_reason(pilot, "good idea")
+        await until(pilot, lambda: status_of(engine, key).status is S.APPROVED, "approved")
+        item = status_of(engine, key)
+        assert item.reviewer == "alice" and item.reason == "good idea"
+        await until(pilot, lambda: not isinstance(app.screen, ImprovementDecisionScreen), "dialog closed")
+        await until(pilot, lambda: pane.items[key].status is S.APPROVED, "the row updated")
+
+
+@sync
+async def test_approving_under_the_threshold_says_an_admin_override_is_needed(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(16))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 16)
+        key = next(
+            k
+            for k in pane.table.keys
+            if pane.items[k].status is S.PROPOSED and engine.review_problems(pane.items[k])  # type: ignore[attr-defined]
+        )
+        await cursor_to(pilot, pane, key)
+        await pilot.press("a")
+        await until(pilot, lambda: "need an admin override" in screen_text(app), "the problems")
+        assert "an admin must approve" in screen_text(app)
+        await type_reason(pilot, "try")
+        await until(pilot, lambda: "refused:" in screen_text(app), "the refusal inline")
+        assert isinstance(app.screen, ImprovementDecisionScreen)  # stays open, reason kept
+        assert status_of(engine, key).status is S.PROPOSED
+
+
+@sync
+async def test_reject_needs_a_reason(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.PROPOSED)
+        await cursor_to(pilot, pane, key)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ImprovementDecisionScreen), "the dialog")
+        await pilot.press("enter")
+        await until(pilot, lambda: "A reason is required" in screen_text(app), "reason required")
+        assert status_of(engine, key).status is S.PROPOSED
+        await type_reason(pilot, "not now")
+        await until(pilot, lambda: status_of(engine, key).status is S.REJECTED, "rejected")
+        assert status_of(engine, key).reason == "not now"
+
+
+@sync
+async def test_batch_review_rejects_every_selected_row_with_one_reason(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(16))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 16)
+        proposed = [k for k in pane.table.keys if pane.items[k].status is S.PROPOSED][:3]
+        for key in proposed:
+            await cursor_to(pilot, pane, key)
+            await pilot.press("space")
+        assert pane.selection == set(proposed)
+        await until(pilot, lambda: SELECTED_MARK in screen_text(app), "the selection marker")
+        assert "3 selected" in screen_text(app)
+        await cursor_to(pilot, pane, proposed[0])
+        await pilot.press("space")  # toggles off again
+        await pilot.press("space")
+        await pilot.press("x")
+        await until(pilot, lambda: "Reject 3 improvements" in screen_text(app), "the batch dialog")
+        await type_reason(pilot, "batch")
+        for key in proposed:
+            await until(pilot, lambda key=key: status_of(engine, key).status is S.REJECTED, key)
+        await until(pilot, lambda: not pane.selection, "selection cleared")
+        untouched = [k for k in pane.table.keys if k not in proposed and pane.items[k].status is S.PROPOSED]
+        assert untouched and all(status_of(engine, k).status is S.PROPOSED for k in untouched)
+
+
+@sync
+async def test_rollback_of_a_monitored_improvement(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.MONITORING)
+        await cursor_to(pilot, pane, key)
+        await pilot.press("b")
+        await until(pilot, lambda: f"Roll back {key}" in screen_text(app), "the rollback dialog")
+        await type_reason(pilot, "p95 worse")
+        await until(pilot, lambda: status_of(engine, key).status is S.ROLLED_BACK, "rolled back")
+        assert status_of(engine, key).reason == "p95 worse"
+
+
+@sync
+async def test_read_only_hides_the_actions(ws: Path) -> None:
+    seed = queue_engine(ws, items=queue(8))
+    seed.close()
+    engine = queue_engine(ws, "root", read_only=True)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.PROPOSED)
+        await cursor_to(pilot, pane, key)
+        footer = screen_text(app).splitlines()[-1]
+        assert "Approve" not in footer and "Reject" not in footer and "Rollback" not in footer
+        for action in ("approve_improvement", "reject_improvement", "rollback_improvement"):
+            assert pane.check_action(action, ()) is False
+        await pilot.press("a", "x", "b")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ImprovementDecisionScreen)
+        assert status_of(engine, key).status is S.PROPOSED
+
+
+# ------------------------------------------------------------------------------------ untrusted text
+
+
+@sync
+async def test_agent_text_is_shown_escaped_never_interpreted(ws: Path) -> None:
+    engine = queue_engine(ws, items=[hostile_item(), *queue(3)])
+    app = console(engine)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = await open_pane(pilot, 4)
+        await cursor_to(pilot, pane, "imp-evil")
+        text = screen_text(app)
+        assert "[red]Evil[/red]" in text and "\\x1b]0;pwned\\x07" in text
+        assert "\x1b" not in text and "\x07" not in text
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ImprovementDetailScreen), "the detail")
+        await until(pilot, lambda: "more characters not shown" in screen_text(app), "the cut")
+        screen = app.screen
+        assert isinstance(screen, ImprovementDetailScreen)
+        shown = str(screen.query_one("#improvement-description").render())
+        assert "[bold]not bold[/bold]" in shown and "\\x1b]0;window title\\x07" in shown
+        assert "\\x1b[2J" in shown and "\x1b" not in shown
+        assert "more characters)" in shown  # the 5,000-character line is cut too
+        assert len(shown) < 12_000
+        assert "\x1b" not in screen_text(app)
+
+
+# ------------------------------------------------------------------------------------ detail
+
+
+@sync
+async def test_detail_shows_thresholds_and_the_monitoring_chart(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.MONITORING)
+        await cursor_to(pilot, pane, key)
+        await pilot.press("enter")
+        await until(pilot, lambda: "Review: " in screen_text(app) and "checking" not in screen_text(app))
+        text = screen_text(app)
+        assert "threshold 0.85" in text and "tolerance 0.10" in text
+        assert "baseline 180" in text and "20m left of the monitoring window" in text
+        assert "─ baseline" in text and "Decided by alice" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ImprovementDetailScreen), "closed")
+
+
+@sync
+async def test_the_pane_follows_engine_events(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(4))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 4)
+        seed_queue(engine, [queue_item(100, S.PROPOSED)])
+        engine.bus.publish("improvements", environment="production")
+        await until(pilot, lambda: "imp-0100" in pane.table.keys, "the new row")
