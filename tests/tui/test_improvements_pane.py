@@ -283,3 +283,57 @@ async def test_the_pane_follows_engine_events(ws: Path) -> None:
         seed_queue(engine, [queue_item(100, S.PROPOSED)])
         engine.bus.publish("improvements", environment="production")
         await until(pilot, lambda: "imp-0100" in pane.table.keys, "the new row")
+
+
+# ------------------------------------------------------------------------------------ snapshots
+
+
+async def settle(pilot: Pilot[Any], done: Any, what: str) -> None:
+    """Wait until `done()` holds and no worker is left running."""
+    await until(pilot, lambda: done() and all(w.is_finished for w in pilot.app.workers), what)
+    await pilot.pause()
+
+
+@SIZES
+def test_queue_snapshot(ws: Path, snap_compare: Any, size: tuple[int, int]) -> None:
+    """Improvements pane ("4") on production, the clock fixed: the header says "mode: observation ·
+    not paused · live 5/2" and "agent: ok · last sync 3m ago · next in 5h57m · agent
+    http://127.0.0.1:9/mcp"; the queue below, monitoring rows first (best quality first), then
+    approved, then proposed; the hostile proposal's title reads literally "[red]Evil[/red]
+    \\x1b]0;pwned\\x07 ..." (escaped, not red); two rows marked ● (selected); no horizontal
+    scrollbar, long titles end in "…"; under the table the cursor row's full title and "by alice:
+    looks right"; the footer: KILL, Approve, Reject, Select, Rollback, Help, Quit."""
+    engine = queue_engine(ws, items=[hostile_item(), *queue(40)])
+    app = console(engine)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        pane = pane_of(app)
+        await settle(pilot, lambda: len(pane.table.keys) == 41, "rows")
+        await pilot.press("down", "space", "down", "space", "up")
+        await settle(pilot, lambda: len(pane.selection) == 2, "selection")
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_detail_snapshot(ws: Path, snap_compare: Any, size: tuple[int, int]) -> None:
+    """The detail of the first monitored improvement (Enter on it): title, "monitoring · tuning ·
+    tenant meetmind · component checkout", the prediction (-20%, lower is better), quality 0.87
+    under the threshold 0.85 (yellow) · risk 0.04 within the tolerance 0.10, "Review: needs an admin
+    override: quality 0.75 under the threshold 0.85", decided by alice; then "Monitoring ..." with baseline 180 and now 144.5 (-19.7%), "rolled back when 10%
+    higher · 20m left of the monitoring window" and the chart: bars falling below the baseline
+    line `─` (the metric improved); at 80x24 the description is below the fold."""
+    engine = queue_engine(ws, items=queue(16))
+    app = console(engine)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.press("4")
+        pane = pane_of(app)
+        await settle(pilot, lambda: len(pane.table.keys) == 16, "rows")
+        await pilot.press("enter")
+        await settle(
+            pilot, lambda: "Decided by" in screen_text(app) and "checking" not in screen_text(app), "detail"
+        )
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -171,7 +171,8 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
         if item.finished_at is not None:
             times.append(f"finished {utc_time(item.finished_at)}")
         if times:
-            text.append_text(plain("\n" + " · ".join(times) + " UTC", "dim"))
+            text.append("\n")
+            text.append_text(plain(" · ".join(times) + " UTC", "dim", wrap=True))
         return text
 
     def _show_chart(self, item: Improvement) -> None:
