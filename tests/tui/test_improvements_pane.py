@@ -273,6 +273,14 @@ async def test_detail_shows_thresholds_and_the_monitoring_chart(ws: Path) -> Non
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ImprovementDetailScreen), "closed")
 
+        # The same screen is pushed again for the next row: it must show that row, not the last.
+        other = next(k for k in pane.table.keys if pane.items[k].status is S.PROPOSED)
+        await cursor_to(pilot, pane, other)
+        await pilot.press("enter")
+        await until(pilot, lambda: f"Improvement {other}" in screen_text(app), "the other one")
+        await until(pilot, lambda: "checking" not in screen_text(app), "its review")
+        assert "baseline 180" not in screen_text(app) and "Decided by" not in screen_text(app)
+
 
 @sync
 async def test_the_pane_follows_engine_events(ws: Path) -> None:

@@ -40,6 +40,8 @@ from ..widgets.keyed_table import Cell, Column, KeyedTable
 if TYPE_CHECKING:
     from opsconsole.engine import Config, Improvement, ImprovementSettings, ImprovementsPause, QueueMode
 
+    from ..screens.improvement import ImprovementDetailScreen
+
 EMPTY_TITLE = "Improvement queue: not configured"
 EMPTY_TEXT = (
     "Proposals from the self-building agent (over MCP: list_improvements, deploy_improvement, "
@@ -64,6 +66,8 @@ DECIDABLE = frozenset({"proposed", "approved"})
 """Statuses a person can approve (proposed) or reject (proposed, approved)."""
 ROLLBACKABLE = frozenset({"deploying", "monitoring", "kept", "failed"})
 STATUS_WIDTH = len("rolled_back")
+DETAIL_SCREEN = "improvement-detail"
+"""The name the one detail screen is installed under."""
 CLOCK_EVERY = 15.0
 """Seconds between repaints of the "3m ago" words while the pane is shown (no store read)."""
 
@@ -119,6 +123,7 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         self._id_width = 8
         self._tenant_width = 6
         self._bindings_for: tuple[str, ...] | None = None
+        self._detail: ImprovementDetailScreen | None = None
 
     # ------------------------------------------------------------------------------------ layout
 
@@ -495,7 +500,14 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         if key is None:
             self.app.notify("No improvement selected", severity="warning", timeout=3)
             return
-        self.app.push_screen(ImprovementDetailScreen(self.environment, key, self.items.get(key)))
+        screen = self._detail
+        if screen is None:
+            # One detail screen, pushed again for each improvement (show_item): opening stays fast.
+            screen = self._detail = ImprovementDetailScreen(self.environment, key, self.items.get(key))
+            self.app.install_screen(screen, name=DETAIL_SCREEN)
+        else:
+            screen.show_item(key, self.items.get(key))
+        self.app.push_screen(screen)
 
 
 _QUEUE_ACTIONS = frozenset(

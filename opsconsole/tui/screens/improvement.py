@@ -48,6 +48,9 @@ LISTED = 8
 
 
 class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
+    # Opaque: the dialog fills the screen anyway, and a see-through modal makes Textual draw (and
+    # tint) the whole queue beneath it on every frame, a third of the cost of opening the detail.
+    DEFAULT_CSS = "ImprovementDetailScreen { background: $background; }"
     BINDINGS = [
         Binding("escape", "dismiss", "Back", id="back"),
         # A dialog's keys leave out the app's: help (kill switch first) must open here too.
@@ -64,7 +67,9 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -full"):
-            yield Static(plain(f"Improvement {self.improvement_id}"), classes="dialog-title")
+            yield Static(
+                plain(f"Improvement {self.improvement_id}"), id="improvement-title", classes="dialog-title"
+            )
             with VerticalScroll(id="improvement-body"):
                 yield Static(id="improvement-facts")
                 yield Static(id="improvement-chart")
@@ -73,10 +78,22 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
 
     def on_mount(self) -> None:
         # The row's copy is shown at once (opening must not wait for the store); the engine's fresh
-        # copy and its review problems follow.
+        # copy and its review problems follow (on_screen_resume, which every push sends).
         if self.item is not None:
             self.show()
         self.set_interval(1.0, self._tick)
+
+    def show_item(self, improvement_id: str, item: Improvement | None) -> None:
+        """Show another improvement: the pane keeps one detail screen and pushes it again, so
+        opening costs a repaint, not a compose and a style pass over new widgets."""
+        self.improvement_id, self.item, self.problems = improvement_id, item, None
+        if not self.is_mounted:
+            return
+        self.query_one("#improvement-title", Static).update(plain(f"Improvement {improvement_id}"))
+        self.query_one("#improvement-body", VerticalScroll).scroll_home(animate=False, immediate=True)
+        self.show()
+
+    def on_screen_resume(self) -> None:
         self.reload()
 
     def reload(self) -> None:
@@ -105,7 +122,7 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
 
     def _tick(self) -> None:
         item = self.item
-        if item is not None and str(item.status) == "monitoring":
+        if self.app.screen is self and item is not None and str(item.status) == "monitoring":
             self._show_chart(item)  # the time left
 
     @property
