@@ -20,6 +20,7 @@ BENCHMARKS = (
     "kill_switch_faults",
     "flag_export",
     "flag_eval",
+    "improvements_sync",
     "gate_eval",
     "engine_cpu",
     "reaction",

@@ -37,6 +37,20 @@ if TYPE_CHECKING:
     from .health import clock_text
     from .health import read as read_health
     from .identity import current_actor
+    from .improvements.decide import ImprovementStats
+    from .improvements.model import (
+        TRANSITIONS,
+        AgentEndpoint,
+        Improvement,
+        ImprovementSettings,
+        ImprovementStatus,
+        Sample,
+        TenantSettings,
+    )
+    from .improvements.protocol import PredictedImpact, Proposal
+    from .improvements.service import PartlyRefused
+    from .improvements.source import AgentError, AgentSource
+    from .improvements.state import QueueMode, SyncResult
     from .killplan import load as load_kill_plan
     from .killswitch import JOURNAL as KILL_JOURNAL
     from .killswitch import RECORD_WAIT as KILL_RECORD_WAIT
@@ -137,6 +151,22 @@ _LAZY = {
     "load_kill_plan": "killplan",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
+    # the improvement queue
+    "Improvement": "improvements.model",
+    "ImprovementStatus": "improvements.model",
+    "ImprovementSettings": "improvements.model",
+    "TenantSettings": "improvements.model",
+    "AgentEndpoint": "improvements.model",
+    "Sample": "improvements.model",
+    "TRANSITIONS": "improvements.model",
+    "Proposal": "improvements.protocol",
+    "PredictedImpact": "improvements.protocol",
+    "ImprovementStats": "improvements.decide",
+    "QueueMode": "improvements.state",
+    "SyncResult": "improvements.state",
+    "PartlyRefused": "improvements.service",
+    "AgentError": "improvements.source",
+    "AgentSource": "improvements.source",
 }
 
 _RENAMED = {
@@ -221,6 +251,21 @@ __all__ = [
     "make_safe",
     "record_kill",
     "redact_text",
+    "Improvement",
+    "ImprovementStatus",
+    "ImprovementSettings",
+    "TenantSettings",
+    "AgentEndpoint",
+    "Sample",
+    "TRANSITIONS",
+    "Proposal",
+    "PredictedImpact",
+    "ImprovementStats",
+    "QueueMode",
+    "SyncResult",
+    "PartlyRefused",
+    "AgentError",
+    "AgentSource",
 ]
 
 

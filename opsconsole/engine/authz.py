@@ -25,6 +25,12 @@ ACTIONS: dict[str, Role] = {
     "kill_switch.engage": Role.OPERATOR,
     "kill_switch.all_clear": Role.APPROVER,
     "alarm.ack": Role.OPERATOR,
+    "improvement.approve": Role.APPROVER,
+    "improvement.reject": Role.APPROVER,
+    "improvement.override": Role.ADMIN,
+    "improvement.rollback": Role.OPERATOR,
+    "improvement.sync": Role.OPERATOR,
+    "improvement.resume_autonomous": Role.ADMIN,
 }
 """Every action that changes state, with the least role that may take it."""
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import flags as flag_logic
 from . import killplan, killswitch, resources
@@ -46,6 +46,13 @@ from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlag
 from .store import Store, StoreError, open_store
 from .targets import notify as notifier
 from .targets.exporter import Exporter
+
+if TYPE_CHECKING:
+    from .improvements.decide import ImprovementStats
+    from .improvements.model import Improvement
+    from .improvements.service import ImprovementQueue
+    from .improvements.sources import SourceFactory
+    from .improvements.state import QueueMode, SyncResult
 
 ALARM_ACKS = "alarm_acks"
 
@@ -432,6 +439,76 @@ class Engine:
         if changed:
             self.bus.publish("schedules", schedules=changed)
         return changed
+
+    # ------------------------------------------------------------------------------------ improvements
+
+    improvement_sources: SourceFactory | None = None
+    """Builds each environment's AgentSource (None: the proposals file or the MCP agent configured);
+    set before the queue is first used (tests, the demo)."""
+
+    @property
+    def improvement_queue(self) -> ImprovementQueue:
+        queue: ImprovementQueue | None = self.__dict__.get("_improvement_queue")
+        if queue is None:
+            from .improvements.service import ImprovementQueue
+            from .improvements.sources import open_source
+
+            queue = ImprovementQueue(self, self.improvement_sources or open_source)
+            self.__dict__["_improvement_queue"] = queue
+        return queue
+
+    def improvements(self, environment: str | None = None) -> list[Improvement]:
+        """In the pane's order: status (what needs eyes first), quality descending, id; one query."""
+        return self.improvement_queue.items(environment)
+
+    def improvement(self, environment: str, improvement_id: str) -> Improvement:
+        return self.improvement_queue.item(environment, improvement_id)
+
+    def improvement_mode(self, environment: str) -> QueueMode:
+        return self.improvement_queue.mode(environment)
+
+    def review_problems(self, item: Improvement) -> list[str]:
+        return self.improvement_queue.review_problems(item)
+
+    def approve_improvements(
+        self, environment: str, ids: Sequence[str], reason: str, override: bool = False
+    ) -> list[Improvement]:
+        return self.improvement_queue.approve(environment, ids, reason, override)
+
+    def reject_improvements(self, environment: str, ids: Sequence[str], reason: str) -> list[Improvement]:
+        return self.improvement_queue.reject(environment, ids, reason)
+
+    def rollback_improvements(self, environment: str, ids: Sequence[str], reason: str) -> list[Improvement]:
+        return self.improvement_queue.rollback(environment, ids, reason)
+
+    def rollback_recent(self, environment: str, hours: float, reason: str) -> list[Improvement]:
+        return self.improvement_queue.rollback_recent(environment, hours, reason)
+
+    def sync_improvements(self, environment: str | None = None) -> SyncResult:
+        return self.improvement_queue.sync(environment)
+
+    async def sync_improvements_async(self, environment: str | None = None) -> SyncResult:
+        """sync_improvements for code already in an event loop (each source opened and closed here)."""
+        from .improvements.state import SyncResult
+
+        queue = self.improvement_queue
+        self.authz.require(self.actor, "improvement.sync")
+        total = SyncResult()
+        for name in [environment] if environment is not None else list(self.config.improvements):
+            source = queue.open_source(queue.settings(name), self.environ)
+            try:
+                total = total + await queue.sync_environment(name, source, self.actor)
+            finally:
+                await source.close()
+        return total
+
+    def resume_autonomous(self, environment: str, reason: str) -> None:
+        self.improvement_queue.resume_autonomous(environment, reason)
+
+    def improvement_stats(
+        self, environment: str | None = None, tenant: str | None = None
+    ) -> ImprovementStats:
+        return self.improvement_queue.stats(environment, tenant)
 
     # ------------------------------------------------------------------------------------ internals
 

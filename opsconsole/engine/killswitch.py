@@ -47,6 +47,9 @@ KV_KEY = "kill_switch"
 JOURNAL_DONE_KEY = "kill_switch.journal_done"
 """Hashes of journal lines already recorded (or set aside), so a line is never recorded twice."""
 IMPROVEMENTS_KEY = "improvements.paused"
+AUTONOMY_SUSPENDED_KEY = "improvements.autonomy_suspended"
+"""When the kill switch last suspended autonomous improvements; `improvements.autonomy_resumed.<env>`
+says when each environment's was resumed (suspended while that is older)."""
 JOURNAL = "kill-journal.jsonl"
 SET_ASIDE = "kill-journal.set-aside.jsonl"
 CANARY_CACHE = "active-canaries.json"
@@ -547,6 +550,8 @@ def _record(
     )
     if spec.pause_improvements:
         tx.set_kv(IMPROVEMENTS_KEY, {"paused": True, "by": "kill_switch", "at": now}, now)
+        # Autonomous mode stays suspended after the all-clear, until someone resumes it on purpose.
+        tx.set_kv(AUTONOMY_SUSPENDED_KEY, {"at": now, "by": actor.user, "reason": reason}, now)
     if spec.abort_rollouts:
         for r in tx.list_rollouts(active_only=True):
             plan = engine.config.plans.get(r.plan)

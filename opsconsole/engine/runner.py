@@ -30,6 +30,7 @@ from .targets import notify as notifier
 
 if TYPE_CHECKING:
     from .core import Engine
+    from .improvements.worker import QueueWorker
 
 
 class EngineBusy(Exception):
@@ -56,6 +57,12 @@ class Runner:
         self.stats = TickStats()
         self.health = HealthTracker(engine.workspace, engine.bus, engine.clock)
         self._lock_fd: int | None = None
+        self.improvements: QueueWorker | None = None
+        """The improvement queue's worker, when the config has an `improvements:` section."""
+        if engine.config.improvements:
+            from .improvements.worker import QueueWorker
+
+            self.improvements = QueueWorker(engine.improvement_queue, self.observer)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -126,6 +133,8 @@ class Runner:
                 else:
                     await asyncio.sleep(max(0.0, delay))
         finally:
+            if self.improvements is not None:
+                await self.improvements.close()
             await self.observer.close()
             self.health.stop()
             self.release()
@@ -154,6 +163,9 @@ class Runner:
                 decisions.append((plan, r, d))
         if decisions:
             await self.health.watch(asyncio.to_thread(self._commit_all, decisions, now))
+        if self.improvements is not None:
+            # Its own task, never awaited here: a slow agent must not delay a rollout's gates.
+            self.improvements.kick(now)
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 

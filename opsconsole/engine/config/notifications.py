@@ -12,7 +12,16 @@ from .nodes import item
 from .values import http_url, positive_duration
 from .yamlsrc import YamlSource
 
-NOTIFY_EVENTS = ("kill_switch", "all_clear", "rollback", "approval_needed", "inconclusive", "completed")
+NOTIFY_EVENTS = (
+    "kill_switch",
+    "all_clear",
+    "rollback",
+    "approval_needed",
+    "inconclusive",
+    "completed",
+    "improvement_rollback",
+    "improvement_failed",
+)
 """Events the engine sends; a typo here would mean a notification that silently never comes."""
 
 

@@ -99,6 +99,9 @@ class Improvement:
     attempts: int = 0
     """Failed agent calls for the current step (backoff)."""
     next_attempt_at: float | None = None
+    rollback_pending: str = ""
+    """The reason of a rollback asked for (by a person or by the monitor) that the source has not
+    confirmed yet: the queue tries it again with backoff until it succeeds."""
     version: int = 0
     """Compare-and-set: every write checks the version it read."""
 
