@@ -21,12 +21,11 @@ Target: p95 <= 100 ms for every action.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from dataclasses import replace
 from typing import Any
 
-from common import ACTOR, REPO, canary_plan, emit, percentile, summary, temp_dir, write_config
+from common import ACTOR, canary_plan, emit, percentile, summary, temp_dir, write_config
 from tui_keypress import FrameWatch
 
 from opsconsole.engine.core import Engine
@@ -80,17 +79,6 @@ def proposals(now: float) -> list[Improvement]:
             )
         items.append(item)
     return items
-
-
-def facade_double(engine: Engine) -> bool:
-    """Until the engine's improvement facade lands, the console tests' stand-in provides it (reading
-    the same store). True when it was needed: the figures say so."""
-    sys.path.insert(0, str(REPO))
-    from tests.tui import improvements_double
-
-    needed = improvements_double.needed()
-    improvements_double.install(engine)
-    return needed
 
 
 async def measure(engine: Engine) -> dict[str, Any]:
@@ -181,9 +169,8 @@ def main() -> None:
         with engine.store.transaction() as tx:
             tx.insert_improvements(proposals(time.time()))
         insert_ms = (time.perf_counter() - t0) * 1000
-        doubled = facade_double(engine)
         t0 = time.perf_counter()
-        listed = len(engine.improvements("production"))  # type: ignore[attr-defined]
+        listed = len(engine.improvements("production"))
         list_ms = (time.perf_counter() - t0) * 1000
         try:
             figures = asyncio.run(measure(engine))
@@ -200,9 +187,6 @@ def main() -> None:
             "proposals": PROPOSALS,
             "app": "OpsConsoleApp(engine) (runner mode) under app.run_test(size=(80, 24)), Improvements pane",
             "presses_each": PRESSES,
-            "facade": "test double over the real store (engine facade not merged yet)"
-            if doubled
-            else "engine",
             "units": "ms (frame_bytes: bytes of the terminal update that showed the key's effect)",
         },
     )

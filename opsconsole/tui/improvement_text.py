@@ -71,6 +71,8 @@ def agent_text(mode: QueueMode, since: float | None) -> tuple[str, str]:
         return "ok", "green"
     if state == "never":
         return "not contacted yet", "dim"
+    if state == "off":
+        return "off (enable_self_building is off)", "dim"
     if state == "auth":
         words = "auth refused"
     elif state in ("unreachable", "timeout"):
@@ -160,15 +162,17 @@ BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
 def chart(samples: Sequence[Sample], baseline: float | None, width: int, height: int = 6) -> list[str]:
-    """A text chart of the monitored metric: one column per sample (the last `width` of them), bars
-    rising from the bottom, and the baseline drawn as `─` where no bar covers it. A sample without a
-    value is a `·` on the bottom row. Lines are exactly `width` characters."""
+    """A text chart of the monitored metric: the last `width` samples, oldest on the left, each as
+    wide as the room allows (a few samples do not huddle at the left edge), bars rising from the
+    bottom, and the baseline drawn as `─` where no bar covers it. A sample without a value is a `·`
+    on the bottom row. Lines are exactly `width` characters."""
     width, height = max(1, width), max(2, height)
     shown = list(samples)[-width:]
+    repeat = max(1, width // max(1, len(shown)))
     values = [s.value for s in shown if s.value is not None and math.isfinite(s.value)]
     scale = [*values, *([baseline] if baseline is not None else [])]
     if not scale:
-        return [" " * width for _ in range(height - 1)] + [("·" * len(shown)).ljust(width)]
+        return [" " * width for _ in range(height - 1)] + [("·" * len(shown) * repeat).ljust(width)]
     low, high = min(scale), max(scale)
     if high == low:
         low, high = low - 1, high + 1
@@ -190,7 +194,7 @@ def chart(samples: Sequence[Sample], baseline: float | None, width: int, height:
                 cell = BLOCKS[max(0, min(8, fill))]
             if cell == " " and row == base_row:
                 cell = "─"
-            line.append(cell)
+            line.append(cell * repeat)
         text = "".join(line)
         pad = "─" if row == base_row else " "
         rows.append(text + pad * (width - len(text)))

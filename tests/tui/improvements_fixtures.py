@@ -15,6 +15,7 @@ from pathlib import Path
 from opsconsole.engine.core import Engine
 from opsconsole.engine.improvements.model import Improvement, ImprovementStatus, Sample
 from opsconsole.engine.improvements.protocol import PredictedImpact, Proposal
+from opsconsole.engine.improvements.state import SourceState, sync_key
 from tests.integration.conftest import write_workspace
 
 S = ImprovementStatus
@@ -60,9 +61,24 @@ TENANTS = ("meetmind", "acme", "globex", "")
 STATUSES = (S.PROPOSED, S.PROPOSED, S.PROPOSED, S.APPROVED, S.MONITORING, S.KEPT, S.ROLLED_BACK, S.REJECTED)
 
 
-def improvements_workspace(tmp_path: Path) -> Path:
-    """The console tests' workspace (production and staging) with a queue for production."""
-    return write_workspace(tmp_path, port=9, extra=textwrap.dedent(IMPROVEMENTS))
+FILE_SOURCE = """
+    proposals: "{proposals}"
+    rollback_command: ["true"]
+"""
+"""Production's source instead of the agent: a proposals file whose rollback command succeeds."""
+
+
+def improvements_workspace(tmp_path: Path, source: str = "agent") -> Path:
+    """The console tests' workspace (production and staging) with a queue for production, fed by
+    the agent at a closed port (`agent`: deploys and rollbacks fail as with an agent that is down)
+    or by a proposals file whose rollback command succeeds (`file`)."""
+    extra = textwrap.dedent(IMPROVEMENTS)
+    if source == "file":
+        proposals = tmp_path / "proposals.yaml"
+        proposals.write_text("[]\n")
+        agent = f'    agent: {{url: "{AGENT_URL}"}}\n'
+        extra = extra.replace(agent, FILE_SOURCE.format(proposals=proposals).lstrip("\n"))
+    return write_workspace(tmp_path, port=9, extra=extra)
 
 
 def proposal(pid: str, title: str, quality: float, risk: float, tenant: str, **kw: object) -> Proposal:
@@ -130,3 +146,13 @@ def seed_queue(engine: Engine, items: list[Improvement]) -> None:
 
 def queue(count: int) -> list[Improvement]:
     return [queue_item(n) for n in range(count)]
+
+
+def agent_answered(engine: Engine, ago: float = 180.0, interval: float = 6 * 3600.0) -> None:
+    """Record that production's agent answered a sync `ago` seconds before NOW, as the runner does
+    after a sync (the tests' agent URL is a closed port, so no real sync can succeed)."""
+    state = SourceState(
+        agent_state="ok", last_sync_at=NOW - ago, last_attempt_at=NOW - ago, next_sync_at=NOW - ago + interval
+    )
+    with engine.store.transaction() as tx:
+        tx.set_kv(sync_key("production"), state.dump(), NOW - ago)

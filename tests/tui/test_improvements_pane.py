@@ -6,7 +6,6 @@ rollback are pressed as a person would, and the test reads the outcome back from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,10 @@ from opsconsole.engine.session import Session
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.panes.improvements import SELECTED_MARK, ImprovementsPane
 from opsconsole.tui.screens.improvement import ImprovementDecisionScreen, ImprovementDetailScreen
-from tests.tui import improvements_double
 from tests.tui.conftest import console, engine_for, screen_text, sync, until
 from tests.tui.improvements_fixtures import (
     NOW,
+    agent_answered,
     hostile_item,
     improvements_workspace,
     queue,
@@ -35,18 +34,30 @@ SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "16
 
 
 @pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     async def no_poll(self: Session) -> None:
         """Nothing polls: the tests decide when the engine changes."""
 
     monkeypatch.setattr(Session, "_poll", no_poll)
     monkeypatch.delenv("NO_COLOR", raising=False)
-    yield improvements_workspace(tmp_path)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, quiet: None) -> Path:
+    """Production's queue fed by an agent that is down (a closed port)."""
+    return improvements_workspace(tmp_path)
+
+
+@pytest.fixture
+def file_ws(tmp_path: Path, quiet: None) -> Path:
+    """Production's queue fed by a proposals file whose rollback command succeeds."""
+    return improvements_workspace(tmp_path, "file")
 
 
 def queue_engine(ws: Path, user: str = "alice", items: list[Any] | None = None, **kwargs: Any) -> Engine:
     engine = engine_for(ws, user, clock=lambda: NOW, **kwargs)
-    improvements_double.install(engine)
+    if not engine.authz.read_only:
+        agent_answered(engine)
     if items:
         seed_queue(engine, items)
     return engine
@@ -80,7 +91,7 @@ async def type_reason(pilot: Pilot[Any], reason: str) -> None:
 
 
 def status_of(engine: Engine, key: str) -> Any:
-    return engine.improvement("production", key)  # type: ignore[attr-defined]
+    return engine.improvement("production", key)
 
 
 # ------------------------------------------------------------------------------------ the queue
@@ -93,7 +104,7 @@ async def test_the_queue_is_sorted_by_status_then_quality_with_the_mode_above(ws
     app = console(engine)
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_pane(pilot, 16)
-        order = [i.id for i in engine.improvements("production")]  # type: ignore[attr-defined]
+        order = [i.id for i in engine.improvements("production")]
         assert pane.table.keys == order
         first = [pane.items[k].status for k in pane.table.keys[:2]]
         assert first == [S.MONITORING, S.MONITORING]
@@ -113,7 +124,7 @@ async def test_approve_with_a_reason(ws: Path) -> None:
         key = next(
             k
             for k in pane.table.keys
-            if pane.items[k].status is S.PROPOSED and not engine.review_problems(pane.items[k])  # type: ignore[attr-defined]
+            if pane.items[k].status is S.PROPOSED and not engine.review_problems(pane.items[k])
         )
         await cursor_to(pilot, pane, key)
         await pilot.press("a")
@@ -136,7 +147,7 @@ async def test_approving_under_the_threshold_says_an_admin_override_is_needed(ws
         key = next(
             k
             for k in pane.table.keys
-            if pane.items[k].status is S.PROPOSED and engine.review_problems(pane.items[k])  # type: ignore[attr-defined]
+            if pane.items[k].status is S.PROPOSED and engine.review_problems(pane.items[k])
         )
         await cursor_to(pilot, pane, key)
         await pilot.press("a")
@@ -193,8 +204,8 @@ async def test_batch_review_rejects_every_selected_row_with_one_reason(ws: Path)
 
 
 @sync
-async def test_rollback_of_a_monitored_improvement(ws: Path) -> None:
-    engine = queue_engine(ws, items=queue(8))
+async def test_rollback_of_a_monitored_improvement(file_ws: Path) -> None:
+    engine = queue_engine(file_ws, items=queue(8))
     app = console(engine)
     async with app.run_test(size=(80, 24)) as pilot:
         pane = await open_pane(pilot, 8)
@@ -205,6 +216,27 @@ async def test_rollback_of_a_monitored_improvement(ws: Path) -> None:
         await type_reason(pilot, "p95 worse")
         await until(pilot, lambda: status_of(engine, key).status is S.ROLLED_BACK, "rolled back")
         assert status_of(engine, key).reason == "p95 worse"
+
+
+@sync
+async def test_a_rollback_the_agent_refuses_is_shown_as_failed_never_as_done(ws: Path) -> None:
+    """The agent is down: the engine records the rollback as failed, with the error; the row says
+    failed and the line under the table carries the agent's error."""
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.MONITORING)
+        await cursor_to(pilot, pane, key)
+        await pilot.press("b")
+        await until(pilot, lambda: f"Roll back {key}" in screen_text(app), "the rollback dialog")
+        await type_reason(pilot, "p95 worse")
+        await until(pilot, lambda: status_of(engine, key).status is S.FAILED, "failed", seconds=15)
+        assert status_of(engine, key).error
+        await until(pilot, lambda: not isinstance(app.screen, ImprovementDecisionScreen), "closed")
+        await until(pilot, lambda: pane.items[key].status is S.FAILED, "the row updated")
+        await cursor_to(pilot, pane, key)
+        await until(pilot, lambda: "agent:" in screen_text(app).splitlines()[-2], "the error line")
 
 
 @sync
@@ -326,12 +358,14 @@ def test_queue_snapshot(ws: Path, snap_compare: Any, size: tuple[int, int]) -> N
 
 @SIZES
 def test_detail_snapshot(ws: Path, snap_compare: Any, size: tuple[int, int]) -> None:
-    """The detail of the first monitored improvement (Enter on it): title, "monitoring · tuning ·
-    tenant meetmind · component checkout", the prediction (-20%, lower is better), quality 0.87
-    under the threshold 0.85 (yellow) · risk 0.04 within the tolerance 0.10, "Review: needs an admin
-    override: quality 0.75 under the threshold 0.85", decided by alice; then "Monitoring ..." with baseline 180 and now 144.5 (-19.7%), "rolled back when 10%
-    higher · 20m left of the monitoring window" and the chart: bars falling below the baseline
-    line `─` (the metric improved); at 80x24 the description is below the fold."""
+    """The detail of imp-0012, the first monitored improvement (Enter on it): its title, "monitoring
+    · tuning · tenant meetmind · component checkout · from the agent", the prediction (-20%, lower is
+    better), "quality 0.75 under the threshold 0.85" in yellow · "risk 0.00 within the tolerance
+    0.10", "Review: needs an admin override: quality 0.75 is under the threshold 0.85", decided by
+    alice: looks right, the proposed and deployed times; then "Monitoring quantile(...)", "baseline
+    180 · now 144.5 (-19.7%) · rolled back when 10% higher · 20m left of the monitoring window" and
+    the chart: 30 samples spread over the width, bars falling away below the baseline line `─` (the
+    metric improved). At 80x24 the chart's lower rows and the description are below the fold."""
     engine = queue_engine(ws, items=queue(16))
     app = console(engine)
 

@@ -38,7 +38,14 @@ from ..improvement_text import STATUS_CELL_STYLE, agent_text, mode_text, score, 
 from ..widgets.keyed_table import Cell, Column, KeyedTable
 
 if TYPE_CHECKING:
-    from opsconsole.engine import Config, Improvement, ImprovementSettings, ImprovementsPause, QueueMode
+    from opsconsole.engine import (
+        Config,
+        Improvement,
+        ImprovementSettings,
+        ImprovementsPause,
+        QueueMode,
+        SyncResult,
+    )
 
     from ..screens.improvement import ImprovementDetailScreen
 
@@ -489,8 +496,13 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             exclusive=True,
         )
 
-    def _synced(self, result: Any) -> None:
-        self.app.notify(f"Sync done: {safe(result)}", timeout=5, markup=False)
+    def _synced(self, result: SyncResult) -> None:
+        counts = f"{result.new} new, {result.updated} updated, {result.unchanged} unchanged"
+        if result.errors:
+            message = f"Sync of {self.environment}: {counts}; failed: {'; '.join(result.errors)}"
+            self.app.notify(safe(message), title="sync", severity="error", timeout=10, markup=False)
+        else:
+            self.app.notify(f"Sync of {safe(self.environment)}: {counts}", timeout=5, markup=False)
         self.reload()
 
     def action_improvement_detail(self) -> None:
