@@ -54,8 +54,9 @@ FIELD_LIMIT = 300
 
 
 def mode_text(mode: QueueMode) -> tuple[str, str]:
-    """(words, style): observation, autonomous, or autonomous suspended by the kill switch."""
-    if mode.autonomous_suspended:
+    """(words, style): observation, autonomous, or autonomous suspended by the kill switch (said
+    only where autonomous mode is configured: elsewhere nothing changes for the person reviewing)."""
+    if mode.autonomous_suspended and mode.configured_autonomous:
         return "autonomous suspended by the kill switch", "bold red"
     if mode.autonomous:
         return "autonomous", "bold yellow"

@@ -32,6 +32,7 @@ ACTION_TITLES = {
     "rollback_improvement": "Roll back the selected improvements",
     "sync_improvements": "Sync the improvement queue now",
     "improvement_detail": "Open the improvement's detail",
+    "switch_queue": "Show another environment's improvement queue",
     "kill_switch": "Kill switch",
     "help": "Help: keys",
     "quit": "Quit",

@@ -38,6 +38,10 @@ improvements:
     better: lower
     autonomous: false
     component_generation: false
+  staging:
+    agent: {{url: "{AGENT_URL}"}}
+    quality_threshold: 0.90
+    max_concurrent: 1
 """
 
 HOSTILE_TITLE = "[red]Evil[/red] \x1b]0;pwned\x07 title \x1b[2J cleared"

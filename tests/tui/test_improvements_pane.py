@@ -325,6 +325,21 @@ async def test_the_pane_follows_engine_events(ws: Path) -> None:
         await until(pilot, lambda: "imp-0100" in pane.table.keys, "the new row")
 
 
+@sync
+async def test_brackets_switch_between_the_environments_with_a_queue(ws: Path) -> None:
+    engine = queue_engine(ws, items=[*queue(4), queue_item(7, S.PROPOSED, env="staging")])
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 4)
+        assert "[ ] env" in screen_text(app)
+        await pilot.press("right_square_bracket")
+        await until(pilot, lambda: pane.table.keys == ["imp-0007"], "staging's queue")
+        assert pane.environment == "staging" and "staging · mode: observation" in screen_text(app)
+        assert "live 0/1" in screen_text(app)
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: len(pane.table.keys) == 4, "production's queue again")
+
+
 # ------------------------------------------------------------------------------------ snapshots
 
 
@@ -337,7 +352,7 @@ async def settle(pilot: Pilot[Any], done: Any, what: str) -> None:
 @SIZES
 def test_queue_snapshot(ws: Path, snap_compare: Any, size: tuple[int, int]) -> None:
     """Improvements pane ("4") on production, the clock fixed: the header says "mode: observation ·
-    not paused · live 5/2" and "agent: ok · last sync 3m ago · next in 5h57m · agent
+    not paused · live 5/2 · 2 selected" and the dim hint "[ ] env" (staging has a queue too); "agent: ok · last sync 3m ago · next in 5h57m · agent
     http://127.0.0.1:9/mcp"; the queue below, monitoring rows first (best quality first), then
     approved, then proposed; the hostile proposal's title reads literally "[red]Evil[/red]
     \\x1b]0;pwned\\x07 ..." (escaped, not red); two rows marked ● (selected); no horizontal

@@ -73,6 +73,8 @@ DECIDABLE = frozenset({"proposed", "approved"})
 """Statuses a person can approve (proposed) or reject (proposed, approved)."""
 ROLLBACKABLE = frozenset({"deploying", "monitoring", "kept", "failed"})
 STATUS_WIDTH = len("rolled_back")
+Loaded = tuple[str, "QueueMode", list["Improvement"], list[str], set[str]]
+"""A read of one environment's queue: environment, mode, items in order, their ids, the changed ids."""
 DETAIL_SCREEN = "improvement-detail"
 """The name the one detail screen is installed under."""
 CLOCK_EVERY = 15.0
@@ -112,6 +114,12 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         Binding("b", "rollback_improvement", "Rollback", id="rollback-improvement"),
         Binding("s", "sync_improvements", "Sync", show=False, id="sync-improvements"),
         Binding("enter", "improvement_detail", "Detail", show=False, id="improvement-detail"),
+        Binding(
+            "left_square_bracket", "switch_queue(-1)", "Prev env", show=False, id="previous-improvement-queue"
+        ),
+        Binding(
+            "right_square_bracket", "switch_queue(1)", "Next env", show=False, id="next-improvement-queue"
+        ),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -220,13 +228,13 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         self._loading = True
         engine, env, before = self.ops.engine, self.environment, dict(self.items)
 
-        def read() -> tuple[QueueMode, list[Improvement], list[str], set[str]]:
+        def read() -> Loaded:
             # Off the event loop: the store read and the diff against what is shown.
             mode = engine.improvement_mode(env)
             items = engine.improvements(env)
             order = [i.id for i in items]
             changed = {i.id for i in items if before.get(i.id) != i}
-            return mode, items, order, changed
+            return env, mode, items, order, changed
 
         call(
             self,
@@ -243,11 +251,14 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         self._show_error(f"Could not read the queue: {message}")
         self._read_again()
 
-    def _loaded(self, got: tuple[QueueMode, list[Improvement], list[str], set[str]]) -> None:
+    def _loaded(self, got: Loaded) -> None:
         self._loading = False
-        mode, items, order, changed = got
-        self._show_error("")
-        self.apply(mode, items, order, changed)
+        env, mode, items, order, changed = got
+        if env != self.environment:
+            self._again = True  # switched meanwhile: this answer is for a queue no longer shown
+        else:
+            self._show_error("")
+            self.apply(mode, items, order, changed)
         self._read_again()
 
     def _read_again(self) -> None:
@@ -328,6 +339,8 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             head.append(" · self-building off", style="bold")
         if self.selection:
             head.append(f" · {len(self.selection)} selected", style="bold")
+        if len(self.ops.engine.config.improvements) > 1:
+            head.append("  [ ] env", style="dim")  # the footer has no room for it
         source = Text(no_wrap=True, overflow="ellipsis")
         source.append("agent: ")
         words, style = agent_text(mode, self._agent_since)
@@ -505,6 +518,20 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             self.app.notify(f"Sync of {safe(self.environment)}: {counts}", timeout=5, markup=False)
         self.reload()
 
+    def action_switch_queue(self, step: int) -> None:
+        """Show the next (or previous) environment's queue: those with an `improvements:` section."""
+        envs = list(self.ops.engine.config.improvements)
+        if len(envs) < 2:
+            self.app.notify("Only one environment has an improvement queue", timeout=3)
+            return
+        at = envs.index(self.environment) if self.environment in envs else 0
+        self.environment = envs[(at + step) % len(envs)]
+        self.items, self.mode, self._agent_since = {}, None, None
+        self.selection.clear()
+        self.table.empty_text = "loading…"
+        self.table.show_keys([])
+        self.reload()
+
     def action_improvement_detail(self) -> None:
         from ..screens.improvement import ImprovementDetailScreen
 
@@ -518,7 +545,7 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             screen = self._detail = ImprovementDetailScreen(self.environment, key, self.items.get(key))
             self.app.install_screen(screen, name=DETAIL_SCREEN)
         else:
-            screen.show_item(key, self.items.get(key))
+            screen.show_item(self.environment, key, self.items.get(key))
         self.app.push_screen(screen)
 
 
@@ -530,6 +557,7 @@ _QUEUE_ACTIONS = frozenset(
         "rollback_improvement",
         "sync_improvements",
         "improvement_detail",
+        "switch_queue",
     }
 )
 """Hidden while no queue is configured: they would have nothing to act on."""

@@ -83,10 +83,15 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
             self.show()
         self.set_interval(1.0, self._tick)
 
-    def show_item(self, improvement_id: str, item: Improvement | None) -> None:
+    def show_item(self, environment: str, improvement_id: str, item: Improvement | None) -> None:
         """Show another improvement: the pane keeps one detail screen and pushes it again, so
         opening costs a repaint, not a compose and a style pass over new widgets."""
-        self.improvement_id, self.item, self.problems = improvement_id, item, None
+        self.environment, self.improvement_id, self.item, self.problems = (
+            environment,
+            improvement_id,
+            item,
+            None,
+        )
         if not self.is_mounted:
             return
         self.query_one("#improvement-title", Static).update(plain(f"Improvement {improvement_id}"))
