@@ -181,7 +181,7 @@ def chart(samples: Sequence[Sample], baseline: float | None, width: int, height:
     levels = height * 8
 
     def level(v: float) -> int:
-        return round((v - low) / span * levels)
+        return max(1, round((v - low) / span * levels))  # the lowest value still shows
 
     base_row = None if baseline is None else min(height - 1, int((baseline - low) / span * height))
     rows: list[str] = []
