@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from opsconsole.engine import StoreError
 from opsconsole.engine.core import Engine
 from opsconsole.engine.improvements.model import ImprovementStatus
 from opsconsole.engine.session import Session
@@ -237,6 +238,26 @@ async def test_a_rollback_the_agent_refuses_is_shown_as_failed_never_as_done(ws:
         await until(pilot, lambda: pane.items[key].status is S.FAILED, "the row updated")
         await cursor_to(pilot, pane, key)
         await until(pilot, lambda: "agent:" in screen_text(app).splitlines()[-2], "the error line")
+
+
+@sync
+async def test_a_busy_store_is_said_above_the_queue_and_the_console_goes_on(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(4))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 4)
+        real = engine.improvements
+
+        def locked(environment: str | None = None) -> list[Any]:
+            raise StoreError("database is locked")
+
+        engine.improvements = locked  # type: ignore[method-assign]
+        engine.bus.publish("improvements", environment="production")
+        await until(pilot, lambda: "store busy" in screen_text(app), "the store's state")
+        assert "nothing was changed" in screen_text(app) and len(pane.table.keys) == 4
+        engine.improvements = real  # type: ignore[method-assign]
+        engine.bus.publish("improvements", environment="production")
+        await until(pilot, lambda: "store busy" not in screen_text(app), "the line gone")
 
 
 @sync

@@ -229,7 +229,7 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
             label = value_text(top) if index == 0 else value_text(low) if index == len(lines) - 1 else ""
             text.append(f"\n{label:>8} │{line}")
         text.append(
-            "\n         └" + "─" * width + "\n         ─ baseline   ▇ the metric, one column a sample"
+            "\n         └" + "─" * width + "\n         ─ baseline   ▇ the metric, oldest on the left"
         )
         widget.update(text)
 
