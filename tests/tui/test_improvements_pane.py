@@ -6,6 +6,7 @@ rollback are pressed as a person would, and the test reads the outcome back from
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from textual.pilot import Pilot
 
 from opsconsole.engine import StoreError
 from opsconsole.engine.core import Engine
-from opsconsole.engine.improvements.model import ImprovementStatus
+from opsconsole.engine.improvements.model import ImprovementStatus, Sample
 from opsconsole.engine.session import Session
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.panes.improvements import SELECTED_MARK, ImprovementsPane
@@ -337,13 +338,27 @@ async def test_detail_shows_thresholds_and_the_monitoring_chart(ws: Path) -> Non
 
 @sync
 async def test_the_pane_follows_engine_events(ws: Path) -> None:
-    engine = queue_engine(ws, items=queue(4))
+    engine = queue_engine(ws, items=queue(6))
     app = console(engine)
     async with app.run_test(size=(80, 24)) as pilot:
-        pane = await open_pane(pilot, 4)
+        pane = await open_pane(pilot, 6)
         seed_queue(engine, [queue_item(100, S.PROPOSED)])
         engine.bus.publish("improvements", environment="production")
         await until(pilot, lambda: "imp-0100" in pane.table.keys, "the new row")
+
+        # An event carrying the written item is shown as it is: a new sample, no reordering.
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.MONITORING)
+        await cursor_to(pilot, pane, key)
+        await pilot.press("enter")
+        await until(pilot, lambda: "now 144.5" in screen_text(app), "the detail")
+        item = engine.improvement("production", key)
+        sampled = replace(item, observed=99.0, samples=(*item.samples, Sample(NOW, 99.0)))
+        with engine.store.transaction() as tx:
+            tx.update_improvement(sampled, item.version)
+        written = engine.improvement("production", key)
+        engine.bus.publish("improvements", environment="production", items=[written])
+        await until(pilot, lambda: "now 99 " in screen_text(app), "the new sample in the open detail")
+        assert pane.items[key].observed == 99.0
 
 
 @sync

@@ -190,8 +190,46 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
     # ------------------------------------------------------------------------------------ data
 
     def on_engine_changed(self, message: EngineChanged) -> None:
-        if message.kind in ("improvements", "kill_switch", "poll", "engine"):
+        items = message.data.get("items") if message.kind == "improvements" else None
+        if items is not None and self._shown and self.configured and not self._loading:
+            # The engine sent the items it wrote (a monitoring sample, a step of a deploy): shown
+            # as they are, without reading 5,000 items back; only the header is read again.
+            self.apply_items([i for i in items if i.environment == self.environment])
+        elif message.kind in ("improvements", "kill_switch", "poll", "engine"):
             self._changed()
+
+    def apply_items(self, items: list[Improvement]) -> None:
+        """Show items the engine just wrote. A change of status or score moves a row, which needs
+        the engine's order: then the whole queue is read again instead."""
+        changed: set[str] = set()
+        for item in items:
+            old = self.items.get(item.id)
+            if old is not None and old.version > item.version:
+                continue  # an older event than what is shown
+            if (
+                old is None
+                or old.status != item.status
+                or old.proposal.quality_score != item.proposal.quality_score
+            ):
+                self.reload()
+                return
+            self.items[item.id] = item
+            changed.add(item.id)
+        if not changed:
+            return
+        self.table.refresh_keys(changed)
+        self._tell_detail_screen(changed)
+        engine, env = self.ops.engine, self.environment
+        call(
+            self,
+            engine.improvement_mode,
+            env,
+            action="Reading the improvement queue's mode",
+            done=lambda mode: self.show_mode(mode) if env == self.environment else None,
+            group="improvements-mode",
+            exclusive=True,
+            quiet=True,
+        )
 
     def _changed(self) -> None:
         # A hidden pane only remembers; it reads when shown (on_show).
@@ -289,20 +327,20 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         else:
             table.announce()
         self.show_mode(mode)
-        self._tell_detail_screen()
+        self._tell_detail_screen(changed)
 
     def _widths(self) -> tuple[int, int]:
         ids = max((len(safe(i)) for i in self.items), default=2)
         tenants = max((len(safe(i.proposal.tenant)) for i in self.items.values()), default=6)
         return max(4, min(ids, 14)), max(6, min(tenants, 12))
 
-    def _tell_detail_screen(self) -> None:
-        """Modal screens get no engine events: an open detail screen re-reads on this pane's."""
-        from ..screens.improvement import ImprovementDetailScreen
-
-        for screen in self.app.screen_stack:
-            if isinstance(screen, ImprovementDetailScreen):
-                screen.reload()
+    def _tell_detail_screen(self, changed: set[str] | None = None) -> None:
+        """Modal screens get no engine events: an open detail screen re-reads on this pane's (only
+        when its improvement is among `changed`, if given)."""
+        screen = self._detail
+        on_screen = screen is not None and screen in self.app.screen_stack
+        if on_screen and screen is not None and (changed is None or screen.improvement_id in changed):
+            screen.reload()
 
     # ------------------------------------------------------------------------------------ header
 

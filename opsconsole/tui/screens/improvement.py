@@ -228,9 +228,7 @@ class ImprovementDetailScreen(ConsoleAccess, ModalScreen[None]):
         for index, line in enumerate(lines):
             label = value_text(top) if index == 0 else value_text(low) if index == len(lines) - 1 else ""
             text.append(f"\n{label:>8} │{line}")
-        text.append(
-            "\n         └" + "─" * width + "\n         ─ baseline   ▇ the metric, oldest on the left"
-        )
+        text.append("\n         └" + "─" * width + "\n         ─ baseline   ▇ the metric, oldest on the left")
         widget.update(text)
 
 
