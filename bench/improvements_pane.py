@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from common import ACTOR, canary_plan, emit, percentile, summary, temp_dir, write_config
-from tui_keypress import FrameWatch
+from tui_keypress import WAIT_S, FrameWatch
 
 from opsconsole.engine.core import Engine
 from opsconsole.engine.improvements.model import Improvement, ImprovementStatus, Sample
@@ -36,7 +37,9 @@ from opsconsole.tui.app import OpsConsoleApp
 PROPOSALS = 5_000
 PRESSES = 50
 TARGET_P95_MS = 100.0
-ACTIONS = ("cursor_down", "page_down", "select", "open_detail", "close_detail")
+ACTIONS = ("cursor_down", "page_down", "select", "open_detail", "close_detail", "down_during_reload")
+EVENTS = 30
+"""Engine events of each kind (sample_event, reload_event)."""
 QUEUE = """
 improvements:
   production:
@@ -49,15 +52,38 @@ improvements:
     rollback_threshold: 0.10
 """
 S = ImprovementStatus
-STATUSES = (S.PROPOSED, S.PROPOSED, S.PROPOSED, S.APPROVED, S.MONITORING, S.KEPT, S.ROLLED_BACK, S.REJECTED)
+STATUSES = (S.PROPOSED,) * 4 + (S.KEPT,) * 2 + (S.ROLLED_BACK,) + (S.REJECTED,) * 3
+"""Most of a long-lived queue: waiting for review, or finished."""
+LIVE = 2
+APPROVED = 10
+"""Within the concurrency limit: 2 monitored, 10 approved waiting for a deploy slot (the agent is
+down, so the runner's deploy attempts fail and back off, as they would)."""
+
+
+class EventWatch(FrameWatch):
+    async def event(self, fire: Callable[[], object], effect: Callable[[], bool]) -> float:
+        """Milliseconds from `fire()` (an engine event) to the first update showing `effect`."""
+        self.shown_at = {}
+        self.waiting = {"effect": effect}
+        t0 = time.perf_counter()
+        fire()
+        deadline = t0 + WAIT_S
+        while self.waiting:
+            if time.perf_counter() > deadline:
+                self.waiting = {}
+                raise RuntimeError(f"the screen did not show an engine event within {WAIT_S:g} s")
+            await asyncio.sleep(0.001)
+        return (self.shown_at["effect"] - t0) * 1000
 
 
 def proposals(now: float) -> list[Improvement]:
-    """PROPOSALS items: scores spread over 0..1, every status, a tenth with long titles and
-    descriptions, monitored ones with a minute of samples."""
+    """PROPOSALS items: scores spread over 0..1, a tenth with long titles and descriptions, LIVE
+    monitored ones with a minute of samples, APPROVED approved, the rest proposed or finished."""
     items = []
     for n in range(PROPOSALS):
-        status = STATUSES[n % len(STATUSES)]
+        status = (
+            S.MONITORING if n < LIVE else S.APPROVED if n < LIVE + APPROVED else STATUSES[n % len(STATUSES)]
+        )
         long = n % 10 == 0
         p = Proposal(
             id=f"imp-{n:05d}",
@@ -86,13 +112,13 @@ async def measure(engine: Engine) -> dict[str, Any]:
     from opsconsole.tui.screens.improvement import ImprovementDetailScreen
 
     app = OpsConsoleApp(engine)
-    timings: dict[str, list[float]] = {name: [] for name in ACTIONS}
+    timings: dict[str, list[float]] = {name: [] for name in (*ACTIONS, "sample_event", "reload_event")}
     async with app.run_test(size=(80, 24)) as pilot:
         for _ in range(100):
             if app.session.mode != "stopped":
                 break
             await pilot.pause(0.02)
-        watch = FrameWatch(app)
+        watch = EventWatch(app)
         watch.install()
         await pilot.press("4")
         pane = app.query_one(ImprovementsPane)
@@ -148,6 +174,49 @@ async def measure(engine: Engine) -> dict[str, Any]:
                 lambda: not isinstance(app.screen, ImprovementDetailScreen) and table.region.height > 0,
             )
             timings["close_detail"].append(ms["effect"])
+        # The engine's runner writes a monitoring sample and publishes the item it wrote: the row
+        # and the header follow without reading the queue back.
+        await pilot.press("home")
+        monitored = [k for k in table.keys if pane.items[k].status is S.MONITORING]
+        for n in range(EVENTS):
+            key = monitored[n % len(monitored)]
+            item = engine.improvement("production", key)
+            sampled = replace(
+                item, observed=170.0 - n, samples=(*item.samples, Sample(time.time(), 170.0 - n))
+            )
+            with engine.store.transaction() as tx:
+                tx.update_improvement(sampled, item.version)
+            written = replace(sampled, version=item.version + 1)
+            ms = await watch.event(
+                lambda w=written: engine.bus.publish("improvements", environment="production", items=[w]),
+                lambda k=key, w=written: pane.items[k].version == w.version,
+            )
+            timings.setdefault("sample_event", []).append(ms)
+            await pilot.pause(0.05)
+        # An event without items (a sync, another process's decision): the whole queue is read
+        # again in a thread. Timed: until the read is shown; and a key pressed right after the
+        # event, while the read holds the interpreter, until its effect is on screen.
+        reads = [0]
+        apply = pane.apply
+
+        def counted(*args: Any) -> None:
+            reads[0] += 1
+            apply(*args)
+
+        pane.apply = counted  # type: ignore[method-assign]
+        for _ in range(EVENTS):
+            done = reads[0] + 1
+            ms = await watch.event(
+                lambda: engine.bus.publish("improvements", environment="production"),
+                lambda d=done: reads[0] >= d,
+            )
+            timings.setdefault("reload_event", []).append(ms)
+            engine.bus.publish("improvements", environment="production")
+            expected = table.cursor + 1
+            ms2 = await watch.press(pilot, "down", lambda e=expected: table.cursor == e)
+            timings["down_during_reload"].append(ms2["effect"])
+            while pane._loading:
+                await asyncio.sleep(0.01)
         watch.uninstall()
     figures: dict[str, Any] = {
         name: summary(v) | {"p95": round(percentile(v, 95), 3)} for name, v in timings.items()

@@ -135,6 +135,8 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         self._reload_on_show = False
         self._loading = False
         self._again = False
+        self._mode_loading = False
+        self._mode_again = False
         self._id_width = 8
         self._tenant_width = 6
         self._bindings_for: tuple[str, ...] | None = None
@@ -219,15 +221,33 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             return
         self.table.refresh_keys(changed)
         self._tell_detail_screen(changed)
+        self.reload_mode()
+
+    def reload_mode(self) -> None:
+        """Read the header's mode again; one read at a time, so a burst of engine events (a runner
+        writing a sample of every monitored item) costs one more read, not one per event."""
+        if self._mode_loading:
+            self._mode_again = True
+            return
+        self._mode_loading = True
         engine, env = self.ops.engine, self.environment
+
+        def done(mode: QueueMode | None) -> None:
+            self._mode_loading = False
+            if mode is not None and env == self.environment:
+                self.show_mode(mode)
+            again, self._mode_again = self._mode_again, False
+            if again:
+                self.reload_mode()
+
         call(
             self,
             engine.improvement_mode,
             env,
             action="Reading the improvement queue's mode",
-            done=lambda mode: self.show_mode(mode) if env == self.environment else None,
+            done=done,
+            failed=lambda message: done(None),
             group="improvements-mode",
-            exclusive=True,
             quiet=True,
         )
 
