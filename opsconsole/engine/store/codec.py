@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass, replace
 from enum import Enum
 from functools import cache
 from typing import Any
@@ -105,12 +105,35 @@ def improvement_to_body(item: Improvement) -> str:
     return dumps({k: v for k, v in encoded.items() if k not in IMPROVEMENT_COLUMNS})
 
 
+_IMPROVEMENT_CACHE: dict[tuple[str, str, float, int, str], Improvement] = {}
+_IMPROVEMENT_CACHE_MAX = 50_000
+
+
+def remember_improvement(item: Improvement, body: str) -> None:
+    """What a write just stored, so the next read of that row need not decode it."""
+    if len(_IMPROVEMENT_CACHE) >= _IMPROVEMENT_CACHE_MAX:
+        _IMPROVEMENT_CACHE.clear()
+    if not isinstance(item.updated_at, float):
+        item = replace(item, updated_at=float(item.updated_at))  # as a read gives it back
+    key = (item.environment, str(item.status), item.updated_at, int(item.version), body)
+    _IMPROVEMENT_CACHE[key] = item
+
+
 def improvement_from_row(
     environment: str, status: str, updated_at: float, version: int, body: str
 ) -> Improvement:
+    # The pane and the runner read thousands of items that rarely change; records are frozen, so an
+    # identical row (its body included) shares the item decoded before: decoding is most of a read.
+    key = (environment, status, updated_at, version, body)
+    cached = _IMPROVEMENT_CACHE.get(key)
+    if cached is not None:
+        return cached
     data = loads(body)
     data.update(environment=environment, status=status, updated_at=updated_at, version=version)
     item: Improvement = from_jsonable(Improvement, data)
+    if len(_IMPROVEMENT_CACHE) >= _IMPROVEMENT_CACHE_MAX:
+        _IMPROVEMENT_CACHE.clear()
+    _IMPROVEMENT_CACHE[key] = item
     return item
 
 

@@ -511,6 +511,7 @@ class Tx:
                 raise StoreError(f"improvement {item.environment}/{item.id} already exists")
             seen.add(item.key)
         for item in items:
+            body = codec.improvement_to_body(item)
             self._run(
                 "INSERT INTO improvements (environment, id, status, quality, updated_at, version, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -521,14 +522,16 @@ class Tx:
                     float(item.proposal.quality_score),
                     float(item.updated_at),
                     int(item.version),
-                    codec.improvement_to_body(item),
+                    body,
                 ),
             )
+            codec.remember_improvement(item, body)
 
     def update_improvement(self, item: Improvement, expected_version: int) -> bool:
         """Write `item` as version expected_version + 1, only if the stored version is
         expected_version. False (and nothing written) when someone else got there first."""
         self._writing("update_improvement")
+        body = codec.improvement_to_body(item)
         cur = self._run(
             "UPDATE improvements SET status = ?, quality = ?, updated_at = ?, version = ?, body = ?"
             " WHERE environment = ? AND id = ? AND version = ?",
@@ -537,13 +540,16 @@ class Tx:
                 float(item.proposal.quality_score),
                 float(item.updated_at),
                 expected_version + 1,
-                codec.improvement_to_body(item),
+                body,
                 item.environment,
                 item.id,
                 expected_version,
             ),
         )
-        return bool(cur.rowcount == 1)
+        if cur.rowcount != 1:
+            return False
+        codec.remember_improvement(replace(item, version=expected_version + 1), body)
+        return True
 
     # ------------------------------------------------------------------------------ small state
 
