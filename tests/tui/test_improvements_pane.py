@@ -6,6 +6,7 @@ rollback are pressed as a person would, and the test reads the outcome back from
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -430,3 +431,39 @@ def test_detail_snapshot(ws: Path, snap_compare: Any, size: tuple[int, int]) -> 
         )
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@sync
+async def test_the_kill_switch_pause_shows_above_the_queue_until_the_all_clear(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(4))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 4)
+        line = pane.query_one("#improvements-paused")
+        assert not line.display and "not paused" in screen_text(app)
+        await asyncio.to_thread(engine.kill, "drill")
+        await until(pilot, lambda: line.display and "PAUSED" in screen_text(app), "the pause")
+        assert "Paused by the kill switch" in screen_text(app)
+        await asyncio.to_thread(engine.all_clear, "over")
+        await until(pilot, lambda: not line.display and "not paused" in screen_text(app), "lifted")
+
+
+@sync
+async def test_sync_now_asks_the_source_and_says_what_came_of_it(ws: Path) -> None:
+    """The agent is down: the sync's failure is said in words; the console goes on."""
+    engine = queue_engine(ws, items=queue(4))
+    app = console(engine)
+    notes: list[str] = []
+    notify = app.notify
+
+    def record(message: str, **kwargs: Any) -> None:
+        notes.append(message)
+        notify(message, **kwargs)
+
+    app.notify = record  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_pane(pilot, 4)
+        await pilot.press("s")
+        await until(pilot, lambda: any(n.startswith("Sync of production") for n in notes), "the result", 15)
+        said = next(n for n in notes if n.startswith("Sync of production"))
+        assert "failed:" in said and "production" in said
