@@ -27,6 +27,7 @@ BENCHMARKS = (
     "tui_first_frame",
     "tui_output",
     "tui_keypress",
+    "improvements_pane",
     "tui_memory",
 )
 TIMEOUT_S = 180

@@ -25,6 +25,10 @@ RIGHTS: dict[str, str] = {
     "ack_alarm": "alarm.ack",
     "kill_switch": "kill_switch.engage",
     "all_clear": "kill_switch.all_clear",
+    "approve_improvement": "improvement.approve",
+    "reject_improvement": "improvement.reject",
+    "rollback_improvement": "improvement.rollback",
+    "sync_improvements": "improvement.sync",
 }
 """Console action name -> the engine action (authz.ACTIONS) it performs."""
 

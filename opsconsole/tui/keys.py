@@ -26,6 +26,13 @@ ACTION_TITLES = {
     "rollback": "Roll back the selected rollout",
     "tick_checklist": "Tick a checklist item of the selected rollout",
     "detail": "Open the selected rollout's detail",
+    "approve_improvement": "Approve the selected improvements",
+    "reject_improvement": "Reject the selected improvements",
+    "select_improvement": "Select an improvement for a batch decision",
+    "rollback_improvement": "Roll back the selected improvements",
+    "sync_improvements": "Sync the improvement queue now",
+    "improvement_detail": "Open the improvement's detail",
+    "switch_queue": "Show another environment's improvement queue",
     "kill_switch": "Kill switch",
     "help": "Help: keys",
     "quit": "Quit",
@@ -39,6 +46,12 @@ ACTION_HELP = {
     "abort": "stops the rollout; traffic back to stable",
     "rollback": "traffic back to stable, then rolled back",
     "help": "every key of this screen, generated from the bindings",
+    "approve_improvement": "with a reason; under the quality threshold or over the risk tolerance needs an admin override",
+    "reject_improvement": "with a reason (required); applies to every selected row",
+    "select_improvement": "marks the row with ●; approve, reject and rollback then apply to all marked rows",
+    "rollback_improvement": "with a reason (required): the agent undoes the change",
+    "sync_improvements": "asks the agent (or reads the proposals file) now instead of at the next interval",
+    "improvement_detail": "description, prediction, thresholds and the monitoring chart",
 }
 """One line of explanation, shown under the palette entry and in the help screen."""
 

@@ -262,7 +262,7 @@ async def test_improvements_and_backups_say_what_to_configure(ws: Path) -> None:
         pane = app.query_one(ImprovementsPane)
         assert app.focused is pane
         text = str(pane.query_one("#improvements-empty").render())
-        assert "not read proposals yet" in text and "MCP" in text
+        assert "no 'improvements:' section" in text and "MCP" in text
         assert "enable_autonomous_improvements" in str(pane.query_one("#improvements-flags").render())
 
         await pilot.press("5")

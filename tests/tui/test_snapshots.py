@@ -200,9 +200,9 @@ def test_flags_pane(world: World, snap_compare: Snap, size: tuple[int, int]) -> 
 
 @SIZES
 def test_improvements_pane(world: World, snap_compare: Snap, size: tuple[int, int]) -> None:
-    """Improvements pane ("4"): the honest empty state (the queue is not configured in this release),
-    what it will hold, and the flags that govern the agent here: enable_self_building,
-    enable_autonomous_improvements."""
+    """Improvements pane ("4") of a configuration without an `improvements:` section: "Improvement
+    queue: not configured", what the queue holds and what to configure, and the flags that govern
+    the agent here: enable_self_building, enable_autonomous_improvements."""
     app = world_console(world)
     assert snap_compare(app, terminal_size=size, run_before=steps("4", shows=("Improvement queue",)))
 
