@@ -467,3 +467,18 @@ async def test_sync_now_asks_the_source_and_says_what_came_of_it(ws: Path) -> No
         await until(pilot, lambda: any(n.startswith("Sync of production") for n in notes), "the result", 15)
         said = next(n for n in notes if n.startswith("Sync of production"))
         assert "failed:" in said and "production" in said
+
+
+@sync
+async def test_a_key_on_an_item_it_does_not_apply_to_says_why(ws: Path) -> None:
+    """The list re-sorts as items move (the cursor follows its item): `a` on a kept improvement must
+    say why nothing opens, not look like a dead console."""
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is not S.PROPOSED)
+        await cursor_to(pilot, pane, key)
+        await pilot.press("a")
+        await until(pilot, lambda: any("applies to proposed" in n.message for n in app._notifications), "the reason")
+        assert not isinstance(app.screen, ImprovementDecisionScreen)

@@ -495,17 +495,9 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         status the action applies to (shown disabled when not)."""
         if action in _QUEUE_ACTIONS and not self.configured:
             return False
-        allowed = super().check_action(action, parameters)
-        if not allowed or not self.is_mounted or action not in _QUEUE_ACTIONS:
-            return allowed
-        statuses = {str(i.status) for i in self.targets(notify=False)}
-        if action == "approve_improvement":
-            return True if "proposed" in statuses else None
-        if action == "reject_improvement":
-            return True if statuses & DECIDABLE else None
-        if action == "rollback_improvement":
-            return True if statuses & ROLLBACKABLE else None
-        return True
+        # A key pressed on an item its action does not apply to says why (see _decide) rather than
+        # doing nothing: the list re-sorts as items move, and a silent key looks like a dead console.
+        return super().check_action(action, parameters)
 
     def targets(self, notify: bool = True) -> list[Improvement]:
         """What an action applies to: the selected rows, else the row under the cursor."""
@@ -534,8 +526,20 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         from ..screens.improvement import ImprovementDecisionScreen
 
         items = self.targets()
-        if items:
-            self.app.push_screen(ImprovementDecisionScreen(kind, self.environment, items), self._decided)
+        applies = {"approve": {"proposed"}, "reject": DECIDABLE, "rollback": ROLLBACKABLE}[kind]
+        fit = [i for i in items if str(i.status) in applies]
+        if items and not fit:
+            which = items[0].id if len(items) == 1 else f"none of the {len(items)} selected"
+            status = f" is {items[0].status}" if len(items) == 1 else ""
+            self.app.notify(
+                safe(f"{which}{status}: {kind} applies to {', '.join(sorted(applies))} improvements"),
+                severity="warning",
+                timeout=4,
+                markup=False,
+            )
+            return
+        if fit:
+            self.app.push_screen(ImprovementDecisionScreen(kind, self.environment, fit), self._decided)
 
     def _decided(self, done: bool | None) -> None:
         if done:
