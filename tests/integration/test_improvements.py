@@ -437,7 +437,7 @@ def test_a_rollback_that_fails_at_the_agent_is_failed_notified_and_retried(world
 
     asyncio.run(scenario())
     done = bob.improvement("production", "x")
-    assert done.status is S.ROLLED_BACK and "100 to 200" in done.reason
+    assert done.status is S.ROLLED_BACK and "100 to 200" in done.evidence and done.reason == "go"
     _wait_for(lambda: any(b["event"] == "improvement_failed" for b in world.hook.bodies))
 
 
@@ -465,7 +465,7 @@ def test_manual_rollback_failure_is_recorded_as_failed_not_rolled_back(world: Wo
     ]
     world.source.fail_rollback = None
     [x] = bob.rollback_improvements("production", ["x"], "paged at 3am")
-    assert x.status is S.ROLLED_BACK and x.reason == "paged at 3am"
+    assert x.status is S.ROLLED_BACK and x.evidence == "rolled back by bob: paged at 3am" and x.reason == "go"
     with pytest.raises(PartlyRefused, match="only deploying"):
         bob.rollback_improvements("production", ["y"], "y was never deployed")
 

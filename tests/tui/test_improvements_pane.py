@@ -218,7 +218,7 @@ async def test_rollback_of_a_monitored_improvement(file_ws: Path) -> None:
         await until(pilot, lambda: f"Roll back {key}" in screen_text(app), "the rollback dialog")
         await type_reason(pilot, "p95 worse")
         await until(pilot, lambda: status_of(engine, key).status is S.ROLLED_BACK, "rolled back")
-        assert status_of(engine, key).reason == "p95 worse"
+        assert status_of(engine, key).evidence.endswith(": p95 worse")
 
 
 @sync
@@ -480,5 +480,7 @@ async def test_a_key_on_an_item_it_does_not_apply_to_says_why(ws: Path) -> None:
         key = next(k for k in pane.table.keys if pane.items[k].status is not S.PROPOSED)
         await cursor_to(pilot, pane, key)
         await pilot.press("a")
-        await until(pilot, lambda: any("applies to proposed" in n.message for n in app._notifications), "the reason")
+        await until(
+            pilot, lambda: any("applies to proposed" in n.message for n in app._notifications), "the reason"
+        )
         assert not isinstance(app.screen, ImprovementDecisionScreen)

@@ -76,7 +76,8 @@ class Improvement:
     reviewer: str = ""
     """Who approved or rejected it (`autonomous` when the mode deployed it without a person)."""
     reason: str = ""
-    """The reviewer's reason; for a rollback, why it was rolled back."""
+    """The reviewer's reason (kept when the item is later rolled back: why it was rolled back is in
+    `evidence`, and in the audit log with who asked)."""
     override: bool = False
     """Approved by an admin although under the quality threshold or over the risk tolerance."""
     decided_at: float | None = None

@@ -410,7 +410,6 @@ class ImprovementQueue:
                 after = replace(
                     before,
                     status=S.ROLLED_BACK,
-                    reason=reason,
                     evidence=evidence or f"rolled back by {actor.user}: {reason}",
                     finished_at=now,
                     rollback_pending="",
@@ -429,12 +428,11 @@ class ImprovementQueue:
                 failed_evidence = (
                     f"rollback failed at the source ({outcome.kind}: {short_error(outcome)}); "
                     "the change may still be live"
-                    + (f". Why it was rolled back: {evidence}" if evidence else "")
+                    + f". Why it was rolled back: {evidence or f'{actor.user}: {reason}'}"
                 )
                 after = replace(
                     before,
                     status=S.FAILED,
-                    reason=reason,
                     evidence=failed_evidence,
                     error=f"{outcome.kind}: {short_error(outcome)}",
                     attempts=attempts,
