@@ -484,3 +484,17 @@ async def test_a_key_on_an_item_it_does_not_apply_to_says_why(ws: Path) -> None:
             pilot, lambda: any("applies to proposed" in n.message for n in app._notifications), "the reason"
         )
         assert not isinstance(app.screen, ImprovementDecisionScreen)
+
+
+@sync
+async def test_the_line_under_the_table_follows_a_change_to_the_item_under_the_cursor(ws: Path) -> None:
+    engine = queue_engine(ws, items=queue(8))
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 8)
+        key = next(k for k in pane.table.keys if pane.items[k].status is S.PROPOSED)
+        await cursor_to(pilot, pane, key)
+        line = pane.query_one("#improvement-line")
+        await until(pilot, lambda: "proposed" in str(line.render()), "the line describes the row")
+        engine.reject_improvements("production", [key], "not now")  # as another console would
+        await until(pilot, lambda: "rejected" in str(line.render()), "the line follows the change")

@@ -221,7 +221,14 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             return
         self.table.refresh_keys(changed)
         self._tell_detail_screen(changed)
+        self._refresh_line(changed)
         self.reload_mode()
+
+    def _refresh_line(self, changed: set[str]) -> None:
+        """The line under the table describes the row under the cursor: said again when that item
+        changed under it (a rollback while the cursor rests on it)."""
+        if self.table.selected in changed:
+            self._show_line(self.table.selected)
 
     def reload_mode(self) -> None:
         """Read the header's mode again; one read at a time, so a burst of engine events (a runner
@@ -348,6 +355,7 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             table.announce()
         self.show_mode(mode)
         self._tell_detail_screen(changed)
+        self._refresh_line(changed)
 
     def _widths(self) -> tuple[int, int]:
         ids = max((len(safe(i)) for i in self.items), default=2)
