@@ -19,8 +19,7 @@ from opsconsole.textsafe import visible
 from .format import ago, safe, utc_time
 
 if TYPE_CHECKING:
-    from opsconsole.engine import Improvement, ImprovementSettings, QueueMode
-    from opsconsole.engine.improvements.model import Sample
+    from opsconsole.engine import Improvement, ImprovementSettings, QueueMode, Sample
 
 STATUS_CELL_STYLE = {
     "monitoring": "override",
