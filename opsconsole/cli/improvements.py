@@ -236,7 +236,8 @@ def _mode_line(mode: Any) -> str:
         kind = "observation (autonomous suspended by the kill switch)"
     else:
         kind = "observation (nothing deploys without a person)"
-    parts = [f"[{mode.environment}] {kind}", f"source: {mode.source}", f"agent: {mode.agent_state}"]
+    state = f"{'file' if mode.source.startswith('file ') else 'agent'}: {mode.agent_state}"
+    parts = [f"[{mode.environment}] {kind}", f"source: {mode.source}", state]
     if mode.paused.paused:
         parts.insert(1, "PAUSED by the kill switch")
     if not mode.self_building:
