@@ -627,7 +627,8 @@ class Tx:
 
 
 def _backup_run(row: tuple[Any, ...]) -> BackupRun:
-    return run_from_row(*row[:8], codec.loads(row[8]))
+    id_, target, trigger, actor, status, started_at, ended_at, version, body = row
+    return run_from_row(id_, target, trigger, actor, status, started_at, ended_at, version, codec.loads(body))
 
 
 def _schedule(row: tuple[Any, ...]) -> FlagSchedule:
