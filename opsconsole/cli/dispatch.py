@@ -11,6 +11,7 @@ from typing import Any
 
 from ..textsafe import VisibleStream, visible
 from .audit import cmd_audit
+from .backups import cmd_backup_list, cmd_backup_prune, cmd_backup_restore, cmd_backup_run, cmd_backup_verify
 from .common import EXIT_FORBIDDEN, EXIT_INPUT, EXIT_OK, EXIT_PENDING, EXIT_REFUSED, EXIT_STORE
 from .console import cmd_console, cmd_demo
 from .flags import cmd_flags_eval, cmd_flags_history, cmd_flags_list, cmd_flags_set
@@ -115,6 +116,7 @@ def _report(exc: Exception) -> int:
     """The exit code and message for an error the engine raises; anything else is a bug: re-raised.
     (Imported here, not at the top: the console's first frame must not wait for the engine.)"""
     from ..engine import (
+        BackupError,
         ConfigError,
         Conflict,
         FilesBehind,
@@ -141,6 +143,9 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, Forbidden):
         print(f"not permitted: {shown(exc)}", file=sys.stderr)
         return EXIT_FORBIDDEN
+    if isinstance(exc, BackupError):
+        print(f"backup: {shown(exc)}", file=sys.stderr)
+        return EXIT_REFUSED
     if isinstance(exc, FilesBehind):
         print(f"flag files: {exc}", file=sys.stderr)
         return EXIT_STORE
@@ -173,6 +178,11 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("improvements", "sync"): cmd_improvements_sync,
     ("improvements", "stats"): cmd_improvements_stats,
     ("improvements", "resume-autonomous"): cmd_improvements_resume,
+    ("backup", "run"): cmd_backup_run,
+    ("backup", "list"): cmd_backup_list,
+    ("backup", "verify"): cmd_backup_verify,
+    ("backup", "restore"): cmd_backup_restore,
+    ("backup", "prune"): cmd_backup_prune,
     ("engine", None): cmd_engine,
     ("report", None): cmd_report,
     ("audit", None): cmd_audit,

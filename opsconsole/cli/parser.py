@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag_schedule_parsers(fl, common)
 
     _improvement_parsers(sub, common)
+    _backup_parsers(sub, common)
 
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
     eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
@@ -226,6 +227,43 @@ def _improvement_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     stt.add_argument("--env", **env)
     stt.add_argument("--tenant", default=None)
     _json(stt)
+
+
+def _backup_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    bk = sub.add_parser("backup", help="backups: run, list, verify, restore, prune").add_subparsers(
+        dest="sub", required=True
+    )
+    tgt = {"nargs": "?", "default": None, "help": "backup target (default: the only one configured)"}
+    run = bk.add_parser("run", parents=[common], help="take a backup now (exit 1 if it failed)")
+    run.add_argument("target", **tgt)
+    run.add_argument("--reason", default="")
+    _json(run)
+    ls = bk.add_parser("list", parents=[common], help="restorability per target, then the history")
+    ls.add_argument("target", nargs="?", default=None, help="one target (default: all)")
+    ls.add_argument("--limit", type=int, default=None, help="at most this many runs")
+    _json(ls)
+    ve = bk.add_parser("verify", parents=[common], help="check a stored copy (exit 1 if it fails)")
+    ve.add_argument("target", **tgt)
+    ve.add_argument("--run", default=None, help="run id (default: the newest with a stored copy)")
+    _json(ve)
+    rs = bk.add_parser("restore", parents=[common], help="restore into a new place, or over the originals")
+    rs.add_argument("target", **tgt)
+    rs.add_argument("--run", default=None, help="run id (default: the newest good one)")
+    rs.add_argument("--into", default=None, help="files: directory; postgres: new database name")
+    rs.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="approver: restore over the originals (takes a safety backup first; needs --confirm)",
+    )
+    rs.add_argument("--confirm", default=None, metavar="TARGET", help="the target's name, typed back")
+    rs.add_argument("--reason", default="")
+    _json(rs)
+    pr = bk.add_parser("prune", parents=[common], help="apply retention (--dry-run: only say what would go)")
+    pr.add_argument("target", **tgt)
+    pr.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted and why; delete nothing"
+    )
+    _json(pr)
 
 
 def _schedule_id(text: str) -> int:

@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from . import schedules
     from .alarms import AlarmStatus
     from .authz import Authz, Forbidden
+    from .backups.errors import BackupError
+    from .backups.model import (
+        BackupRun,
+        BackupTarget,
+        Restorability,
+        RestoreResult,
+        RetentionDecision,
+        RunStatus,
+        TargetStatus,
+    )
     from .checks import check_now
     from .config import ConfigError, load_config, parse_duration
     from .config.issues import suggest
@@ -184,6 +194,15 @@ _LAZY = {
     "PartlyRefused": "improvements.service",
     "AgentError": "improvements.source",
     "AgentSource": "improvements.source",
+    # backups
+    "BackupError": "backups.errors",
+    "BackupRun": "backups.model",
+    "BackupTarget": "backups.model",
+    "Restorability": "backups.model",
+    "RestoreResult": "backups.model",
+    "RetentionDecision": "backups.model",
+    "RunStatus": "backups.model",
+    "TargetStatus": "backups.model",
 }
 
 _RENAMED = {
@@ -287,6 +306,14 @@ __all__ = [
     "AgentError",
     "AgentSource",
     "McpAgent",
+    "BackupError",
+    "BackupRun",
+    "BackupTarget",
+    "Restorability",
+    "RestoreResult",
+    "RetentionDecision",
+    "RunStatus",
+    "TargetStatus",
 ]
 
 

@@ -31,6 +31,11 @@ ACTIONS: dict[str, Role] = {
     "improvement.rollback": Role.OPERATOR,
     "improvement.sync": Role.OPERATOR,
     "improvement.resume_autonomous": Role.ADMIN,
+    "backup.run": Role.OPERATOR,
+    "backup.verify": Role.OPERATOR,
+    "backup.prune": Role.OPERATOR,
+    "backup.restore": Role.OPERATOR,
+    "backup.restore_overwrite": Role.APPROVER,
 }
 """Every action that changes state, with the least role that may take it."""
 

@@ -48,6 +48,8 @@ from .targets import notify as notifier
 from .targets.exporter import Exporter
 
 if TYPE_CHECKING:
+    from .backups.model import BackupRun, BackupTarget, RestoreResult, RetentionDecision, TargetStatus
+    from .backups.service import BackupService
     from .improvements.decide import ImprovementStats
     from .improvements.model import Improvement
     from .improvements.service import ImprovementQueue
@@ -444,6 +446,58 @@ class Engine:
         if changed:
             self.bus.publish("schedules", schedules=changed)
         return changed
+
+    # ------------------------------------------------------------------------------------ backups
+
+    @property
+    def backup_service(self) -> BackupService:
+        service: BackupService | None = self.__dict__.get("_backup_service")
+        if service is None:
+            from .backups.service import BackupService
+
+            service = BackupService(self)
+            self.__dict__["_backup_service"] = service
+        return service
+
+    def backup_targets(self) -> dict[str, BackupTarget]:
+        return dict(self.config.backups)
+
+    def backups(self, target: str | None = None, limit: int | None = None) -> list[BackupRun]:
+        """Run records, newest first (pruned ones included: the history stays)."""
+        return self.backup_service.runs(target, limit)
+
+    def backup(self, run_id: str) -> BackupRun:
+        return self.backup_service.run_record(run_id)
+
+    def backup_status(self, target: str | None = None) -> dict[str, TargetStatus]:
+        """Restorability per target: ok / stale / unverified / failing, with one line why."""
+        return self.backup_service.status(target)
+
+    def run_backup(self, target: str, trigger: str = "manual", reason: str = "") -> BackupRun:
+        """Take a backup now; the record returned is `ok` or `failed` with the reason."""
+        from .backups.model import Trigger
+
+        return self.backup_service.run(target, Trigger(trigger), reason)
+
+    def verify_backup(self, target: str, run_id: str | None = None) -> BackupRun:
+        return self.backup_service.verify(target, run_id)
+
+    def prune_backups(self, target: str, dry_run: bool = False) -> list[RetentionDecision]:
+        return self.backup_service.prune(target, dry_run)
+
+    def restore_backup(
+        self,
+        target: str,
+        run_id: str | None = None,
+        *,
+        into: str | None = None,
+        overwrite: bool = False,
+        confirm: str = "",
+        reason: str = "",
+    ) -> RestoreResult:
+        return self.backup_service.restore(
+            target, run_id, into=into, overwrite=overwrite, confirm=confirm, reason=reason
+        )
 
     # ------------------------------------------------------------------------------------ improvements
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from .backups.model import BackupTarget
 from .improvements.model import ImprovementSettings
 
 FlagValue = bool | int
@@ -311,6 +312,8 @@ class Config:
     """When loading began (epoch seconds): a source file modified since is not what this holds."""
     improvements: dict[str, ImprovementSettings] = field(default_factory=dict)
     """Environment -> its improvement queue's settings; empty without an `improvements:` section."""
+    backups: dict[str, BackupTarget] = field(default_factory=dict)
+    """Target name -> what it backs up and keeps; empty without a `backups:` section."""
 
 
 # --------------------------------------------------------------------------------------------- runtime

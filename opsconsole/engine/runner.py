@@ -29,6 +29,7 @@ from .store import StoreError
 from .targets import notify as notifier
 
 if TYPE_CHECKING:
+    from .backups.scheduler import BackupScheduler
     from .core import Engine
     from .improvements.worker import QueueWorker
 
@@ -63,6 +64,12 @@ class Runner:
             from .improvements.worker import QueueWorker
 
             self.improvements = QueueWorker(engine.improvement_queue, self.observer)
+        self.backups: BackupScheduler | None = None
+        """Takes scheduled backups, when a backup target has a schedule."""
+        if any(t.schedule is not None for t in engine.config.backups.values()):
+            from .backups.scheduler import BackupScheduler
+
+            self.backups = BackupScheduler(engine.backup_service)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -135,6 +142,8 @@ class Runner:
         finally:
             if self.improvements is not None:
                 await self.improvements.close()
+            if self.backups is not None:
+                await self.backups.close()
             await self.observer.close()
             self.health.stop()
             self.release()
@@ -167,6 +176,8 @@ class Runner:
         if self.improvements is not None:
             # Its own task, never awaited here: a slow agent must not delay a rollout's gates.
             self.improvements.kick(now)
+        if self.backups is not None:
+            self.backups.kick(now)  # likewise: a long dump runs beside the gates, not before them
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 

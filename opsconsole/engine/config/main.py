@@ -16,6 +16,7 @@ from yaml.nodes import Node
 
 from ..model import Config, Role
 from .alarmrules import read_alarm_rules
+from .backups import read_backups
 from .bounds import collector_paused
 from .environments import read_environments, read_overrides
 from .fields import Fields
@@ -43,6 +44,7 @@ _MAIN_KEYS = (
     "notifications",
     "kill_switch",
     "improvements",
+    "backups",
 )
 
 
@@ -78,6 +80,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
     plans = read_plans(src, f, base, catalog)
+    backups = read_backups(src, f, base)
     return Config(
         path=str(path),
         store=store or DEFAULT_STORE,
@@ -92,6 +95,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
         interval=interval,
         kill_key=kill_key,
         improvements=improvements,
+        backups=backups,
     )
 
 

@@ -173,6 +173,28 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX improvements_by_status ON improvements (status, environment)",
         ],
     ),
+    (
+        5,
+        [
+            # Backup runs, kept after their copy is pruned (the history is the evidence). Columns hold
+            # what is filtered or ordered on and the compare-and-set version; the rest (size, sha256,
+            # locations, member manifest or row counts, verification) is JSON in `body`.
+            """
+            CREATE TABLE backup_runs (
+                id TEXT NOT NULL PRIMARY KEY,
+                target TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                status TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                ended_at DOUBLE PRECISION,
+                version BIGINT NOT NULL,
+                body TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX backup_runs_by_target ON backup_runs (target, started_at)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

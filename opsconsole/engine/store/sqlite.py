@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import audit
+from ..backups.model import BackupRun, run_from_row, run_to_body
 from ..improvements.model import SORT_ORDER, Improvement, ImprovementStatus
 from ..model import (
     ACTIVE_STATES,
@@ -49,6 +50,9 @@ _IMPROVEMENT_ORDER = (
     " ORDER BY CASE status "
     + " ".join(f"WHEN '{s.value}' THEN {i}" for s, i in SORT_ORDER.items())
     + f" ELSE {len(SORT_ORDER)} END, quality DESC, id"
+)
+_BACKUP_SELECT = (
+    "SELECT id, target, trigger, actor, status, started_at, ended_at, version, body FROM backup_runs"
 )
 _AUDIT_COLUMNS = "seq, at, actor, origin, action, target, data, prev_hash, hash"
 _SCHEDULE_COLUMNS = (
@@ -551,6 +555,62 @@ class Tx:
         codec.remember_improvement(replace(item, version=expected_version + 1), body)
         return True
 
+    # ------------------------------------------------------------------------------ backups
+
+    def get_backup_run(self, run_id: str) -> BackupRun | None:
+        row = self._run(f"{_BACKUP_SELECT} WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _backup_run(row)
+
+    def list_backup_runs(self, target: str | None = None, limit: int | None = None) -> list[BackupRun]:
+        """Newest first (started_at, then id), in one query."""
+        sql = _BACKUP_SELECT
+        params: list[Any] = []
+        if target is not None:
+            sql += " WHERE target = ?"
+            params.append(target)
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_backup_run(row) for row in self._run(sql, params).fetchall()]
+
+    def insert_backup_run(self, run: BackupRun) -> None:
+        self._writing("insert_backup_run")
+        if self._scalar("SELECT 1 FROM backup_runs WHERE id = ?", (run.id,)) is not None:
+            raise StoreError(f"backup run {run.id} already exists")
+        self._run(
+            "INSERT INTO backup_runs (id, target, trigger, actor, status, started_at, ended_at, version, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.id,
+                run.target,
+                str(run.trigger),
+                run.actor,
+                str(run.status),
+                float(run.started_at),
+                None if run.ended_at is None else float(run.ended_at),
+                int(run.version),
+                codec.dumps(run_to_body(run)),
+            ),
+        )
+
+    def update_backup_run(self, run: BackupRun, expected_version: int) -> bool:
+        """Write `run` as version expected_version + 1, only if the stored version is
+        expected_version; False (nothing written) when someone else changed it first."""
+        self._writing("update_backup_run")
+        cur = self._run(
+            "UPDATE backup_runs SET status = ?, ended_at = ?, version = ?, body = ? WHERE id = ? AND version = ?",
+            (
+                str(run.status),
+                None if run.ended_at is None else float(run.ended_at),
+                expected_version + 1,
+                codec.dumps(run_to_body(run)),
+                run.id,
+                expected_version,
+            ),
+        )
+        return bool(cur.rowcount == 1)
+
     # ------------------------------------------------------------------------------ small state
 
     def get_kv(self, key: str, default: Any = None) -> Any:
@@ -564,6 +624,11 @@ class Tx:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             (key, codec.dumps(codec.to_jsonable(value)), float(at)),
         )
+
+
+def _backup_run(row: tuple[Any, ...]) -> BackupRun:
+    id_, target, trigger, actor, status, started_at, ended_at, version, body = row
+    return run_from_row(id_, target, trigger, actor, status, started_at, ended_at, version, codec.loads(body))
 
 
 def _schedule(row: tuple[Any, ...]) -> FlagSchedule:

@@ -1,0 +1,492 @@
+"""Backup orchestration: run, verify, prune and restore, each recorded in the store and audited.
+
+A run is recorded `running` before anything is written and finished as `ok` or `failed` in a second
+transaction, so a process killed half-way leaves a `running` record that the next look reports as
+interrupted, never a copy that looks complete. The stores's write lock is never held while a file is
+written or a database is dumped.
+
+PostgreSQL work goes through `postgres.py` (imported only when a postgres target is used).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..authz import Forbidden
+from ..model import ENGINE_ACTOR, Actor
+from ..rollout import Rejected
+from . import archive, policy
+from .errors import BackupError
+from .model import (
+    GOOD,
+    STORED,
+    BackupRun,
+    BackupTarget,
+    RestoreResult,
+    RetentionDecision,
+    RunStatus,
+    TargetStatus,
+    Trigger,
+)
+
+if TYPE_CHECKING:
+    from ..core import Engine
+
+INTERRUPTED_AFTER = 6 * 3600.0
+"""A run still `running` after this long is reported failed (its process died): no dump takes so long
+that a live one would be mistaken."""
+
+
+class BackupService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------------------ reading
+
+    def target(self, name: str) -> BackupTarget:
+        from ..config.issues import suggest
+
+        t = self.engine.config.backups.get(name)
+        if t is None:
+            raise ValueError(f"no backup target {name!r}{suggest(name, self.engine.config.backups)}")
+        return t
+
+    def storage(self, t: BackupTarget) -> Path:
+        return Path(t.directory) if t.directory else self.engine.workspace / "backups" / t.name
+
+    def runs(self, target: str | None = None, limit: int | None = None) -> list[BackupRun]:
+        if target is not None:
+            self.target(target)
+        with self.engine.store.read() as tx:
+            return tx.list_backup_runs(target, limit)
+
+    def run_record(self, run_id: str) -> BackupRun:
+        with self.engine.store.read() as tx:
+            run = tx.get_backup_run(run_id)
+        if run is None:
+            raise ValueError(f"no backup run {run_id!r}")
+        return run
+
+    def status(self, target: str | None = None) -> dict[str, TargetStatus]:
+        names = [target] if target is not None else sorted(self.engine.config.backups)
+        now = self.engine.clock()
+        out = {}
+        for name in names:
+            t = self.target(name)
+            out[name] = policy.restorability(t, self.runs(name), now)
+        return out
+
+    # ------------------------------------------------------------------------------ run
+
+    def run(
+        self, target: str, trigger: Trigger = Trigger.MANUAL, reason: str = "", *, by_engine: bool = False
+    ) -> BackupRun:
+        """Take one backup; the returned record is `ok` or `failed` (with the reason). `by_engine`:
+        a scheduled run, taken by the engine on the configuration's authority (no role asked)."""
+        t = self.target(target)
+        actor = ENGINE_ACTOR if by_engine else self.engine.actor
+        if not by_engine:
+            self.engine.authz.require(actor, "backup.run")
+        now = self.engine.clock()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        run = BackupRun(
+            id=f"{t.name}-{stamp}-{secrets.token_hex(3)}",
+            target=t.name,
+            kind=t.kind,
+            trigger=Trigger(trigger),
+            actor=actor.user,
+            started_at=now,
+            reason=reason,
+        )
+        with self.engine.store.transaction() as tx:
+            tx.insert_backup_run(run)
+            tx.append_audit(
+                now,
+                actor,
+                "backup.start",
+                _audit_target(t.name),
+                {"run": run.id, "trigger": str(trigger), "reason": reason},
+            )
+        try:
+            done = self._take(t, run)
+        except BackupError as exc:
+            done = replace(run, status=RunStatus.FAILED, reason=exc.message, error_kind=exc.kind)
+        except BaseException:
+            self._finish(
+                replace(run, status=RunStatus.FAILED, reason="interrupted", error_kind="interrupted"),
+                run,
+                actor,
+            )
+            raise
+        return self._finish(done, run, actor)
+
+    def _take(self, t: BackupTarget, run: BackupRun) -> BackupRun:
+        directory = self.storage(t)
+        if t.kind == "files":
+            dest = directory / f"{run.id}.tar.gz"
+            written = archive.write(dest, self._sources(t), self._state_db() if t.state else None)
+            return replace(
+                run,
+                status=RunStatus.OK,
+                size=written.size,
+                sha256=written.sha256,
+                locations=(str(dest),),
+                members=written.members,
+            )
+        postgres = _postgres()
+        dest = directory / f"{run.id}.dump"
+        directory.mkdir(parents=True, exist_ok=True)
+        dump = postgres.dump(
+            t.dsn, dest, password_env=t.password_env, environ=self.engine.environ, timeout=t.timeout
+        )
+        return replace(
+            run,
+            status=RunStatus.OK,
+            size=dump.size,
+            sha256=dump.sha256,
+            locations=(str(dump.path),),
+            row_counts=dict(dump.row_counts),
+        )
+
+    def _finish(self, done: BackupRun, started: BackupRun, actor: Actor) -> BackupRun:
+        now = self.engine.clock()
+        done = replace(done, ended_at=now)
+        with self.engine.store.transaction() as tx:
+            if not tx.update_backup_run(done, started.version):
+                raise BackupError("failed", f"backup run {done.id} was changed by someone else")
+            tx.append_audit(now, actor, "backup.run", _audit_target(done.target), _audit_doc(done))
+        self.engine.bus.publish("backups", target=done.target)
+        return replace(done, version=started.version + 1)
+
+    def _sources(self, t: BackupTarget) -> list[archive.Source]:
+        paths: list[Path] = [Path(p) for p in t.paths]
+        cfg = self.engine.config
+        if t.configuration:
+            paths.append(Path(cfg.path))
+            paths.extend(Path(p.where.rsplit(":", 1)[0]) for p in cfg.plans.values() if p.where)
+        if t.flags:
+            for env in cfg.environments.values():
+                if env.flags is not None:
+                    paths.extend(Path(p) for p in (env.flags.path, env.flags.flagd, env.flags.dotenv) if p)
+        seen: set[str] = set()
+        out = []
+        for p in paths:
+            name = archive.arcname_for(p)
+            if name in seen or (p not in [Path(x) for x in t.paths] and not p.exists()):
+                continue  # a flag file not exported yet is not an error; a named path is
+            seen.add(name)
+            out.append(archive.Source(p, name))
+        return out
+
+    def _state_db(self) -> Path:
+        path = getattr(self.engine.store, "path", None)
+        if not isinstance(path, str) or path == ":memory:":
+            raise BackupError("config", "state: true needs the SQLite store (a file)")
+        return Path(path)
+
+    # ------------------------------------------------------------------------------ verify
+
+    def verify(self, target: str, run_id: str | None = None, *, by_engine: bool = False) -> BackupRun:
+        """Check one run's stored copy (the newest with one by default): the recorded sha256, then a
+        full read with member checksums (files) or a scratch restore with row counts (postgres).
+        The returned record is `verified` or `verify_failed` with the reason."""
+        t = self.target(target)
+        actor = ENGINE_ACTOR if by_engine else self.engine.actor
+        if not by_engine:
+            self.engine.authz.require(actor, "backup.verify")
+        run = self._pick(t, run_id)
+        started = self.engine.clock()
+        try:
+            how, result = self._check(t, run)
+            now = self.engine.clock()
+            done = replace(
+                run,
+                status=RunStatus.VERIFIED,
+                verified_at=now,
+                verified_how=how,
+                verify_result=result,
+                restore_tested_at=now,
+                error_kind="",
+            )
+        except BackupError as exc:
+            now = self.engine.clock()
+            done = replace(
+                run,
+                status=RunStatus.VERIFY_FAILED,
+                verified_at=now,
+                verified_how="checksum" if exc.kind in ("checksum", "storage") else "read",
+                verify_result=exc.message,
+                reason=exc.message,
+                error_kind=exc.kind,
+            )
+        with self.engine.store.transaction() as tx:
+            if not tx.update_backup_run(done, run.version):
+                raise BackupError("failed", f"backup run {run.id} was changed by someone else; verify again")
+            tx.append_audit(
+                now,
+                actor,
+                "backup.verify",
+                _audit_target(t.name),
+                {
+                    "run": run.id,
+                    "status": str(done.status),
+                    "how": done.verified_how,
+                    "result": done.verify_result,
+                    "seconds": round(now - started, 3),
+                },
+            )
+        self.engine.bus.publish("backups", target=t.name)
+        return replace(done, version=run.version + 1)
+
+    def _check(self, t: BackupTarget, run: BackupRun) -> tuple[str, str]:
+        path = Path(run.locations[0])
+        if t.kind == "files":
+            return "full read, member checksums", archive.check(path, run.sha256, run.members)
+        if not path.is_file():
+            raise BackupError("storage", f"{path} is missing")
+        digest, _ = archive.file_sha256(path)
+        if digest != run.sha256:
+            raise BackupError("checksum", f"{path.name}: sha256 does not match the record")
+        postgres = _postgres()
+        check = postgres.verify(
+            t.dsn,
+            path,
+            run.row_counts,
+            password_env=t.password_env,
+            environ=self.engine.environ,
+            timeout=t.timeout,
+        )
+        if not check.ok:
+            raise BackupError("corrupt", check.reason)
+        return "scratch restore, row counts", check.reason
+
+    def _pick(self, t: BackupTarget, run_id: str | None, usable: frozenset[RunStatus] = STORED) -> BackupRun:
+        if run_id is not None:
+            run = self.run_record(run_id)
+            if run.target != t.name:
+                raise ValueError(f"backup run {run_id} belongs to {run.target}, not {t.name}")
+            if run.status not in usable:
+                raise Rejected(f"backup run {run_id} is {run.status}: it has no usable stored copy")
+            return run
+        for run in self.runs(t.name):
+            if run.status in usable:
+                return run
+        raise Rejected(f"{t.name} has no backup with a stored copy")
+
+    # ------------------------------------------------------------------------------ retention
+
+    def prune(self, target: str, dry_run: bool = False) -> list[RetentionDecision]:
+        """What retention keeps and deletes, with why; without `dry_run` the copies go (their
+        records stay, marked pruned)."""
+        t = self.target(target)
+        if not dry_run:
+            self.engine.authz.require(self.engine.actor, "backup.prune")
+        decisions = policy.retention(self.runs(t.name), t.keep_last, t.keep_daily, t.keep_weekly)
+        if dry_run:
+            return decisions
+        now = self.engine.clock()
+        pruned: list[str] = []
+        out = []
+        for d in decisions:
+            if d.keep:
+                out.append(d)
+                continue
+            with self.engine.store.transaction() as tx:
+                current = tx.get_backup_run(d.run.id)
+                if current is None or current.version != d.run.version or current.in_use_by:
+                    out.append(RetentionDecision(d.run, True, "changed since retention was decided; kept"))
+                    continue
+                done = replace(current, status=RunStatus.PRUNED, reason=d.why)
+                tx.update_backup_run(done, current.version)
+            for loc in d.run.locations:
+                Path(loc).unlink(missing_ok=True)
+            pruned.append(d.run.id)
+            out.append(d)
+        with self.engine.store.transaction() as tx:
+            tx.append_audit(
+                now,
+                self.engine.actor,
+                "backup.prune",
+                _audit_target(t.name),
+                {"pruned": pruned, "kept": [d.run.id for d in out if d.keep]},
+            )
+        self.engine.bus.publish("backups", target=t.name)
+        return out
+
+    # ------------------------------------------------------------------------------ restore
+
+    def restore(
+        self,
+        target: str,
+        run_id: str | None = None,
+        *,
+        into: str | None = None,
+        overwrite: bool = False,
+        confirm: str = "",
+        reason: str = "",
+    ) -> RestoreResult:
+        """Restore into a new directory (files) or database (postgres) by default; `overwrite`
+        restores over the originals and needs an approver, `confirm` equal to the target's name,
+        and takes a safety backup first."""
+        t = self.target(target)
+        actor = self.engine.actor
+        if overwrite:
+            if into is not None:
+                raise ValueError("restore over the originals or into a new place, not both")
+            why = self.engine.authz.why_not(actor, "backup.restore_overwrite")
+            if why is not None:
+                raise Forbidden(why)
+            if confirm != t.name:
+                raise Rejected(
+                    f"restoring over the originals of {t.name} needs its name typed back to confirm"
+                )
+        else:
+            self.engine.authz.require(actor, "backup.restore")
+        run = self._pick(t, run_id, GOOD)
+        now = self.engine.clock()
+        self._mark_in_use(run, f"{actor.user}@{now:.0f}")
+        safety: BackupRun | None = None
+        try:
+            if overwrite:
+                safety = self.run(t.name, Trigger.BEFORE_RESTORE, f"safety backup before restoring {run.id}")
+                if safety.status != RunStatus.OK:
+                    raise Rejected(f"the safety backup failed, nothing was restored: {safety.reason}")
+            result = self._restore(t, run, into, overwrite)
+        except BaseException as exc:
+            self._audit_restore(t, run, None, overwrite, safety, reason, error=str(exc))
+            raise
+        finally:
+            self._mark_in_use(self.run_record(run.id), "")
+        self._audit_restore(t, run, result, overwrite, safety, reason)
+        return replace(result, safety_backup=None if safety is None else safety.id)
+
+    def _restore(self, t: BackupTarget, run: BackupRun, into: str | None, overwrite: bool) -> RestoreResult:
+        path = Path(run.locations[0])
+        digest, _ = archive.file_sha256(path) if path.is_file() else ("", 0)
+        if digest != run.sha256:
+            raise BackupError(
+                "checksum", f"{path} does not match its record (missing or changed); not restored"
+            )
+        if t.kind == "postgres":
+            postgres = _postgres()
+            name = _database(t.dsn) if overwrite else into
+            db = postgres.restore(
+                t.dsn,
+                path,
+                into=name,
+                password_env=t.password_env,
+                environ=self.engine.environ,
+                timeout=t.timeout,
+            )
+            return RestoreResult(t.name, run.id, db, overwrite)
+        if overwrite:
+            archive.extract(path, Path("/"), only_prefix="files")
+            notes = (
+                ("the state database is restored into a directory only: this engine holds it open",)
+                if any(m.name.startswith("state/") for m in run.members)
+                else ()
+            )
+            return RestoreResult(t.name, run.id, "/", True, notes=notes)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.engine.clock()))
+        dest = Path(into) if into else self.storage(t).parent / "restored" / f"{run.id}-{stamp}"
+        if dest.exists() and any(dest.iterdir()):
+            raise BackupError("exists", f"{dest} exists and is not empty; restore into a new directory")
+        dest.mkdir(parents=True, exist_ok=True)
+        archive.extract(path, dest)
+        return RestoreResult(t.name, run.id, str(dest), False)
+
+    def _mark_in_use(self, run: BackupRun, by: str) -> None:
+        with self.engine.store.transaction() as tx:
+            current = tx.get_backup_run(run.id)
+            if current is None:
+                return
+            if by and current.status not in GOOD:
+                raise Rejected(f"backup run {run.id} is {current.status} now; not restored")
+            tx.update_backup_run(replace(current, in_use_by=by), current.version)
+
+    def _audit_restore(
+        self,
+        t: BackupTarget,
+        run: BackupRun,
+        result: RestoreResult | None,
+        overwrite: bool,
+        safety: BackupRun | None,
+        reason: str,
+        error: str = "",
+    ) -> None:
+        data: dict[str, Any] = {
+            "run": run.id,
+            "overwrite": overwrite,
+            "into": None if result is None else result.into,
+            "safety_backup": None if safety is None else safety.id,
+            "reason": reason,
+        }
+        if error:
+            data["error"] = error[:300]
+        with self.engine.store.transaction() as tx:
+            tx.append_audit(
+                self.engine.clock(), self.engine.actor, "backup.restore", _audit_target(t.name), data
+            )
+        self.engine.bus.publish("backups", target=t.name)
+
+    # ------------------------------------------------------------------------------ upkeep
+
+    def fail_interrupted(self, now: float | None = None) -> list[str]:
+        """Mark runs left `running` by a process that died as failed (interrupted)."""
+        now = self.engine.clock() if now is None else now
+        done = []
+        with self.engine.store.transaction() as tx:
+            for run in tx.list_backup_runs():
+                if run.status == RunStatus.RUNNING and now - run.started_at > INTERRUPTED_AFTER:
+                    failed = replace(
+                        run,
+                        status=RunStatus.FAILED,
+                        ended_at=now,
+                        reason="interrupted (the process ended)",
+                        error_kind="interrupted",
+                    )
+                    if tx.update_backup_run(failed, run.version):
+                        tx.append_audit(
+                            now,
+                            ENGINE_ACTOR,
+                            "backup.interrupted",
+                            _audit_target(run.target),
+                            {"run": run.id},
+                        )
+                        done.append(run.id)
+        return done
+
+
+def _postgres() -> Any:
+    """The PostgreSQL module, loaded only when a postgres target is used (it is built alongside
+    this one; a missing module is a clear failure of that run, not an import error at start)."""
+    import importlib
+
+    try:
+        return importlib.import_module(".postgres", __package__)
+    except ImportError as exc:
+        raise BackupError("config", f"PostgreSQL backups are not available in this build: {exc}") from exc
+
+
+def _audit_target(name: str) -> str:
+    return f"backup:{name}"
+
+
+def _audit_doc(run: BackupRun) -> dict[str, Any]:
+    doc = run.doc()
+    doc.pop("row_counts", None)
+    return doc
+
+
+def _database(dsn: str) -> str:
+    return urlsplit(dsn).path.strip("/")
+
+
+def newest_verified(runs: Sequence[BackupRun]) -> BackupRun | None:
+    return next((r for r in runs if r.status == RunStatus.VERIFIED), None)
