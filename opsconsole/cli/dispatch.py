@@ -108,6 +108,13 @@ def _guarded(handler: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `opsconsole backup list | head`: the reader left; what was done is done, say nothing more
+        # (and let the interpreter's final flush of stdout go nowhere instead of failing again).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - classified below; anything else is re-raised
         return _report(exc)
 

@@ -106,3 +106,25 @@ def test_a_rollout_report_lists_the_improvements_decided_meanwhile_escaped(ws: P
     )
     entries = json.loads(data.stdout)["improvements"]
     assert [(e["id"], e["status"]) for e in entries] == [("hostile", "approved")]
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(ws: Path) -> None:
+    """`opsconsole ... | head -1`: the pipe closes under the command; it stops quietly (exit 141)."""
+    import subprocess
+    import sys
+
+    many = [
+        {"id": f"more-{i}", "title": "t" * 200, "description": "d" * 2000, "quality_score": 0.9, "risk": 0.01}
+        for i in range(300)
+    ]  # about 700 KB of JSON: far more than a pipe holds
+    (ws / "proposals.json").write_text(json.dumps(many))
+    run(ws, "sync")
+    args = [sys.executable, "-m", "opsconsole", "improvements", "list", "--json"]
+    args += ["--workspace", str(ws), "--config", str(ws / "opsconsole.yaml")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err
