@@ -57,12 +57,18 @@ class Runner:
         self.stats = TickStats()
         self.health = HealthTracker(engine.workspace, engine.bus, engine.clock)
         self._lock_fd: int | None = None
-        self.improvements: QueueWorker | None = None
-        """The improvement queue's worker, when the config has an `improvements:` section."""
-        if engine.config.improvements:
+        self._improvements: QueueWorker | None = None
+
+    @property
+    def improvements(self) -> QueueWorker | None:
+        """The improvement queue's worker, when the config has an `improvements:` section. Made when
+        first asked for (the first tick): the queue's modules are not on the way to a console's first
+        frame with the rollouts, which creates the runner to take its lock."""
+        if self._improvements is None and self.engine.config.improvements:
             from .improvements.worker import QueueWorker
 
-            self.improvements = QueueWorker(engine.improvement_queue, self.observer)
+            self._improvements = QueueWorker(self.engine.improvement_queue, self.observer)
+        return self._improvements
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -133,8 +139,8 @@ class Runner:
                 else:
                     await asyncio.sleep(max(0.0, delay))
         finally:
-            if self.improvements is not None:
-                await self.improvements.close()
+            if self._improvements is not None:
+                await self._improvements.close()
             await self.observer.close()
             self.health.stop()
             self.release()
