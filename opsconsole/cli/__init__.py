@@ -6,7 +6,8 @@ errors, unknown names, bad arguments); 3 pending or unknown (gates not decidable
 
 This module stays small because it is what `opsconsole` and `python -m opsconsole` import first:
 `opsconsole kill` makes the flag files safe (fastkill.py) before argparse, the command modules or the
-engine's model are imported. Everything else is in dispatch.py.
+engine's model are imported, and the console's plain command lines (fastconsole.py) open it without
+building every command's parser. Everything else is in dispatch.py.
 """
 
 from __future__ import annotations
@@ -37,9 +38,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .fastkill import kill_first
 
     safe_files = kill_first(args)
+    if safe_files is None:
+        from .fastconsole import parse
+
+        console = parse(args)
+        if console is not None:
+            return _console(console)
     from .dispatch import main as dispatch
 
     return dispatch(args, safe_files)
+
+
+def _console(opts: dict[str, Any]) -> int:
+    """The console from fastconsole.py's reading of the command line: what dispatch.py would run for
+    it, without its parser; an error is reported there, with its exit code."""
+    import argparse
+
+    from .console import cmd_console
+
+    args = argparse.Namespace(command="console", sub=None, json=False, **opts)
+    try:
+        return cmd_console(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - classified there; anything else is re-raised
+        from .dispatch import _report
+
+        return _report(exc)
 
 
 def __getattr__(name: str) -> Any:

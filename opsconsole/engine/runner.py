@@ -58,18 +58,28 @@ class Runner:
         self.stats = TickStats()
         self.health = HealthTracker(engine.workspace, engine.bus, engine.clock)
         self._lock_fd: int | None = None
-        self.improvements: QueueWorker | None = None
-        """The improvement queue's worker, when the config has an `improvements:` section."""
-        if engine.config.improvements:
+        self._improvements: QueueWorker | None = None
+        self._backups: BackupScheduler | None = None
+
+    @property
+    def improvements(self) -> QueueWorker | None:
+        """The improvement queue's worker, when the config has an `improvements:` section. Made when
+        first asked for (the first tick): the queue's modules are not on the way to a console's first
+        frame with the rollouts, which creates the runner to take its lock."""
+        if self._improvements is None and self.engine.config.improvements:
             from .improvements.worker import QueueWorker
 
-            self.improvements = QueueWorker(engine.improvement_queue, self.observer)
-        self.backups: BackupScheduler | None = None
-        """Takes scheduled backups, when a backup target has a schedule."""
-        if any(t.schedule is not None for t in engine.config.backups.values()):
+            self._improvements = QueueWorker(self.engine.improvement_queue, self.observer)
+        return self._improvements
+
+    @property
+    def backups(self) -> BackupScheduler | None:
+        """Takes scheduled backups, when a backup target has a schedule; made on first use too."""
+        if self._backups is None and any(t.schedule is not None for t in self.engine.config.backups.values()):
             from .backups.scheduler import BackupScheduler
 
-            self.backups = BackupScheduler(engine.backup_service)
+            self._backups = BackupScheduler(self.engine.backup_service)
+        return self._backups
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -140,10 +150,10 @@ class Runner:
                 else:
                     await asyncio.sleep(max(0.0, delay))
         finally:
-            if self.improvements is not None:
-                await self.improvements.close()
-            if self.backups is not None:
-                await self.backups.close()
+            if self._improvements is not None:
+                await self._improvements.close()
+            if self._backups is not None:
+                await self._backups.close()
             await self.observer.close()
             self.health.stop()
             self.release()

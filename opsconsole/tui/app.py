@@ -228,6 +228,11 @@ class OpsConsoleApp(GuardedActions, App[None]):
         gc.freeze()
 
     def _after_engine_frame(self) -> None:
+        if not gc.isenabled():
+            # run_console turned the collector off on the way here: what was built so far stays
+            # (frozen out of its passes) and it runs again from now on.
+            gc.freeze()
+            gc.enable()
         if self.session.mode == "stopped":
             return  # quit before this frame: on_unmount stopped the prepared session
         self.session.launch()  # prepared while opening

@@ -19,14 +19,15 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.dom import DOMNode
 
-from opsconsole.engine import Conflict, Forbidden, NotFound, Rejected, StoreError, UnknownFlag
+import opsconsole.engine as facade
 
-REFUSALS: tuple[type[Exception], ...] = (Rejected, Forbidden, NotFound, Conflict, UnknownFlag, ValueError)
+if TYPE_CHECKING:
+    REFUSALS: tuple[type[Exception], ...]
 REPEAT_AFTER = 30.0
 """Seconds before the same failure of the same action is notified again."""
 
@@ -34,11 +35,25 @@ _notified: weakref.WeakKeyDictionary[App[Any], dict[str, tuple[str, float]]] = w
 """Per app: the last failure notified for each quiet action, and when."""
 
 
+def __getattr__(name: str) -> Any:
+    """REFUSALS, looked up when first asked for: the engine's modules load with the engine, after the
+    console's first frame, not when a pane's module imports this one."""
+    if name == "REFUSALS":
+        return _refusals()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """The engine's refusals (Rejected, Forbidden, NotFound, Conflict, UnknownFlag) and ValueError."""
+    e = facade
+    return (e.Rejected, e.Forbidden, e.NotFound, e.Conflict, e.UnknownFlag, ValueError)
+
+
 def explain(exc: BaseException) -> str:
     """What the person at the console needs to know about a failed engine call."""
-    if isinstance(exc, REFUSALS):
+    if isinstance(exc, _refusals()):
         return f"refused: {exc}"
-    if isinstance(exc, StoreError):
+    if isinstance(exc, facade.StoreError):
         text = str(exc)
         kind = "store busy" if ("locked" in text or "busy" in text) else "store unavailable"
         return f"{kind}: {text} — nothing was changed"
@@ -46,9 +61,9 @@ def explain(exc: BaseException) -> str:
 
 
 def title_of(exc: BaseException) -> str:
-    if isinstance(exc, REFUSALS):
+    if isinstance(exc, _refusals()):
         return "refused"
-    if isinstance(exc, StoreError):
+    if isinstance(exc, facade.StoreError):
         return "store"
     return "error"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,10 +26,19 @@ def run_console(
     """Paint the console, open the engine with `opener` behind its first frame, run until quit (or
     SIGTERM / SIGHUP: exit code 128 + the signal). An error while opening (a bad configuration) is
     raised here, after the screen is restored, for the CLI to report with its exit code."""
-    from .app import OpsConsoleApp
+    # Everything built on the way to the frame with the rollouts (modules, styles, widgets, the
+    # engine) lives as long as the console, and at that many new objects the cyclic collector runs
+    # a hundred passes over them, one of them full (about 50 ms, a fifth of the start); the app
+    # turns it back on after that frame (OpsConsoleApp._after_engine_frame), having frozen what
+    # was built.
+    gc.disable()
+    try:
+        from .app import OpsConsoleApp
 
-    app = OpsConsoleApp(opener=opener, theme=theme, environment=environment)
-    code = run_app(app)
+        app = OpsConsoleApp(opener=opener, theme=theme, environment=environment)
+        code = run_app(app)
+    finally:
+        gc.enable()
     if app.load_error is not None:
         raise app.load_error
     return code

@@ -110,3 +110,50 @@ def test_without_a_command_the_console_opens_with_the_global_options(argv, works
 
     args = build_parser().parse_args(_with_command(argv))
     assert (args.command, args.workspace, args.theme) == ("console", workspace, theme)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--workspace", "W"],
+        ["--workspace=W", "--read-only", "--theme", "opsconsole-16"],
+        ["--theme", "opsconsole-16", "--workspace", "W"],
+        ["console", "--env", "prod"],
+        ["--config", "C", "console", "--workspace", "X", "--workspace", "Y"],
+        ["--env", "e", "--config=C", "--read-only"],
+    ],
+)
+def test_the_console_fast_path_reads_a_command_line_as_argparse_does(argv):
+    # fastconsole.py opens the console without building every command's parser: what it reads must
+    # be what argparse reads.
+    from opsconsole.cli import _with_command, build_parser
+    from opsconsole.cli.fastconsole import parse
+
+    fast = parse(argv)
+    assert fast is not None
+    args = vars(build_parser().parse_args(_with_command(argv)))
+    assert args["command"] == "console"
+    assert fast == {key: args.get(key, False if key == "read_only" else None) for key in fast}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json"],
+        ["-h"],
+        ["--work", "W"],
+        ["--read-only=1"],
+        ["--workspace", "-x"],
+        ["--workspace=-x"],
+        ["--workspace"],
+        ["--workspace", "W", "console", "console"],
+        ["status"],
+        ["demo"],
+        ["kill", "--reason", "r"],
+    ],
+)
+def test_anything_else_goes_through_argparse(argv):
+    from opsconsole.cli.fastconsole import parse
+
+    assert parse(argv) is None

@@ -24,6 +24,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Input, Static
 
 from ..actions import GuardedActions
@@ -180,7 +181,11 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self._name_width = max(map(len, config.flags), default=8)
         self._owner_width = min(16, max((cell_len(d.owner) for d in config.flags.values()), default=0))
         envs = flag_environments(config)
-        self.query_one("#flags-filter", Input).display = False
+        try:
+            search = self.query_one("#flags-filter", Input)
+        except NoMatches:
+            return  # the console began closing (q) while this pane mounted: its widgets never came
+        search.display = False
         watched = self.ops.environment
         self._set_environment(watched if watched in envs else (envs[0] if envs else ""))
         self.reload()

@@ -16,7 +16,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from opsconsole.engine import allowed_commands, rollout_row, stopped_traffic, traffic_text, why
+# The engine's modules load with the engine, after the first frame (which shows this pane): its
+# functions are looked up on the facade when first called.
+import opsconsole.engine as facade
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
@@ -80,7 +82,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         if action not in ROLLOUT_COMMANDS:
             return True
         r = self.selected()
-        return True if r is not None and action in allowed_commands(r.state) else None
+        return True if r is not None and action in facade.allowed_commands(r.state) else None
 
     def compose(self) -> ComposeResult:
         yield FittedTable(COLUMNS, "why", id="rollout-table", cursor_type="row", zebra_stripes=True)
@@ -142,7 +144,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         """What a reload shows: the rollouts and the traffic of the stopped ones (blocking: call it
         off the event loop)."""
         rollouts = engine.rollouts()[:MAX_ROWS]
-        return rollouts, stopped_traffic(engine, rollouts)
+        return rollouts, facade.stopped_traffic(engine, rollouts)
 
     def reload(self) -> None:
         engine = self.ops.engine
@@ -172,7 +174,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
                 if old is not None and old.version > r.version:
                     continue  # an older event than what we show
                 self.rollouts[r.id] = r
-                self.rows[r.id] = rollout_row(engine, r, traffic)
+                self.rows[r.id] = facade.rollout_row(engine, r, traffic)
                 table.set_row(r.id, _cells(self.rows[r.id]))
             self.show_selected()
 
@@ -211,13 +213,15 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             self._bindings_for = (r.id, str(r.state))
             self.refresh_bindings()  # only on a change: the footer rebuilds itself on every refresh
         engine = self.ops.engine
-        row = self.rows.get(r.id) or rollout_row(engine, r)
+        row = self.rows.get(r.id) or facade.rollout_row(engine, r)
         head = Text.assemble(
             (f"{row['id']} ", "bold"),
-            plain(f"{row['plan']} · {row['phase']} · {traffic_text(row)} · started by {row['started_by']}"),
+            plain(
+                f"{row['plan']} · {row['phase']} · {facade.traffic_text(row)} · started by {row['started_by']}"
+            ),
         )
         self._show_line("#rollout-head", head)
-        self._show_line("#rollout-reason", plain(f"why: {why(engine, r, live=False)}", wrap=True))
+        self._show_line("#rollout-reason", plain(f"why: {facade.why(engine, r, live=False)}", wrap=True))
         rows = {v.gate: v for v in r.verdicts}
         units = units_of(engine, r)
         if set(verdicts.rows) != set(rows):
@@ -309,5 +313,5 @@ def _cells(row: dict[str, Any]) -> dict[str, Any]:
 
 def _percent(row: dict[str, Any]) -> str:
     """The column is headed %: "50" while that is the new version's traffic, else "0% (was 50%)"."""
-    text = traffic_text(row)
+    text = facade.traffic_text(row)
     return text.removesuffix("%") if row["traffic"] == row["percent"] else text
