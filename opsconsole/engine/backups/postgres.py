@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsconsole.engine.backups.errors import BackupError
 from opsconsole.engine.fsutil import fsync_dir
-from opsconsole.engine.redact import MASK, redact_url
+from opsconsole.engine.redact import MASK
 
 if TYPE_CHECKING:
     import psycopg
@@ -137,10 +137,18 @@ class _Target:
 
 
 def redact_dsn(dsn: str) -> str:
-    """`dsn` (a URL or libpq key=value text) as it may be shown: the password replaced by `***`."""
-    if "://" in dsn:
-        return redact_url(_URL_PASSWORD.sub(rf"\1{MASK}", dsn))
-    return _KV_PASSWORD.sub(rf"\1{MASK}", dsn)
+    """`dsn` (a URL or libpq key=value text) as it may be shown: the password replaced by `***`.
+
+    Unlike a web URL's, a DSN's bare user name is a role, not a token, so it stays readable."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return _KV_PASSWORD.sub(rf"\1{MASK}", dsn)
+    end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    authority, tail = rest[:end], _URL_PASSWORD.sub(rf"\1{MASK}", rest[end:])
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:{MASK}@{hosts}"
+    return f"{scheme}://{authority}{tail}"
 
 
 _URL_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
