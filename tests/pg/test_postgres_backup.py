@@ -259,3 +259,48 @@ def test_disk_full_during_a_dump_leaves_no_file(pg_server: PgServer, sample_db: 
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_a_blocked_dump_ends_at_its_timeout_and_leaves_no_file(
+    pg_server: PgServer, sample_db: str, tmp_path: Path
+) -> None:
+    with pg_server.connect(sample_db) as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # counts and pg_dump both wait
+        with pytest.raises(BackupError) as err:
+            dump(
+                pg_server.dsn(sample_db),
+                tmp_path,
+                password_env=PASSWORD_ENV,
+                environ=pg_server.environ(),
+                timeout=2,
+            )
+        locker.execute("ROLLBACK")
+    assert err.value.kind == "timeout", err.value
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_password_reaches_the_tools_only_through_their_environment(
+    pg_server: PgServer, sample_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real_popen = subprocess.Popen
+
+    def spy(argv: list[str], **kwargs: object) -> subprocess.Popen[str]:
+        seen.append((list(argv), dict(kwargs["env"])))  # type: ignore[call-overload]
+        return real_popen(argv, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    backup = _dump(pg_server, sample_db, tmp_path)
+    verify(
+        pg_server.dsn(sample_db),
+        backup.path,
+        backup.row_counts,
+        password_env=PASSWORD_ENV,
+        environ=pg_server.environ(),
+        timeout=TIMEOUT,
+    )
+    assert [Path(argv[0]).name for argv, _ in seen] == ["pg_dump", "pg_restore"]
+    for argv, env in seen:
+        assert not any(PASSWORD in arg for arg in argv)
+        assert env["PGPASSWORD"] == PASSWORD
