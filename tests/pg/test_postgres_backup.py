@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,47 @@ def test_the_password_reaches_the_tools_only_through_their_environment(
     for argv, env in seen:
         assert not any(PASSWORD in arg for arg in argv)
         assert env["PGPASSWORD"] == PASSWORD
+
+
+def test_a_failed_restore_over_the_original_leaves_it_as_it_was(
+    pg_server: PgServer, sample_db: str, tmp_path: Path
+) -> None:
+    backup = _dump(pg_server, sample_db, tmp_path)
+    data = backup.path.read_bytes()
+    backup.path.write_bytes(data[: len(data) * 3 // 4])  # whole header, truncated data
+    with pg_server.connect(sample_db) as conn:
+        conn.execute("DELETE FROM orders WHERE id > 100")
+    with pytest.raises(BackupError) as err:
+        restore(
+            pg_server.dsn(sample_db),
+            backup.path,
+            into=sample_db,
+            password_env=PASSWORD_ENV,
+            environ=pg_server.environ(),
+            timeout=TIMEOUT,
+        )
+    assert err.value.kind == "corrupt", err.value
+    with pg_server.connect(sample_db) as conn:  # one transaction: nothing dropped, nothing half-loaded
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (100,)
+        assert conn.execute("SELECT count(*) FROM customers").fetchone() == (120,)
+
+
+def test_a_database_that_does_not_exist_is_a_config_error(pg_server: PgServer, tmp_path: Path) -> None:
+    with pytest.raises(BackupError) as err:
+        dump(
+            pg_server.dsn("no_such_db"),
+            tmp_path,
+            password_env=PASSWORD_ENV,
+            environ=pg_server.environ(),
+            timeout=TIMEOUT,
+        )
+    assert err.value.kind == "config"
+    assert "no_such_db" in err.value.message
+
+
+def test_the_engine_loads_psycopg_only_when_a_backup_runs() -> None:
+    code = "import sys, opsconsole.engine.backups.postgres; print(any(m.startswith('psycopg') for m in sys.modules))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "False"
