@@ -19,9 +19,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/opsconsole demo --workspace $(WORKSPACE)
 
-# Programs the tests drive for real: tmux for the end-to-end console tests.
+# Programs the tests drive for real: tmux for the end-to-end console tests; PostgreSQL 15 (server
+# and client programs, run by tests/pg on a throwaway cluster of their own) and unshare, in which
+# the tests run postgres when they are root.
+PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
 	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
+	@test -x $(PG_BIN)/pg_ctl -a -x $(PG_BIN)/pg_restore || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15; }
+	@command -v unshare >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench

@@ -29,6 +29,7 @@ BENCHMARKS = (
     "tui_keypress",
     "improvements_pane",
     "tui_memory",
+    "backup_pg",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}
