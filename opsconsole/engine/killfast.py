@@ -278,6 +278,13 @@ def write_safe_files(plan: KillPlan, zero: Mapping[str, set[str]], at: float) ->
                 errors.append(exc)
             else:
                 items.append((Path(file), data))
+    return write_all(items, errors)
+
+
+def write_all(items: list[tuple[Path, bytes]], errors: list[Exception]) -> list[str]:
+    """Write every patched file (one batch: atomic, fsynced), then raise the first error of the
+    patching or the writing once every file has been tried; the paths written otherwise. Shared
+    with killswitch.write_safe_files."""
     failed = write_atomic_many(items)
     errors.extend(exc for _, exc in failed)
     if errors:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsutil import write_atomic, write_atomic_many
+from .fsutil import write_atomic
 from .killfast import CANARY_CACHE as CANARY_CACHE
 from .killfast import JOURNAL as JOURNAL
 from .killfast import LOCK_WAIT as LOCK_WAIT
@@ -41,6 +41,7 @@ from .killfast import RESERVE as RESERVE
 from .killfast import append_journal as _append_line
 from .killfast import export_lock as export_lock
 from .killfast import with_room as _with_room
+from .killfast import write_all as write_all
 from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
 from .rollout import Command, Rejected, decide
 from .targets import dotenv, flagd, flagfile
@@ -349,12 +350,7 @@ def write_safe_files(config: Config, zero: Mapping[str, set[str]], at: float) ->
                 errors.append(exc)
             else:
                 items.append((Path(path), data))
-    failed = write_atomic_many(items)
-    errors.extend(exc for _, exc in failed)
-    if errors:
-        raise errors[0]
-    bad = {str(p) for p, _ in failed}
-    return [str(p) for p, _ in items if str(p) not in bad]
+    return write_all(items, errors)
 
 
 def ensure_reserve(workspace: Path) -> None:
