@@ -187,26 +187,16 @@ def _print_done(done: list[Any], what: str, args: argparse.Namespace) -> int:
 
 
 def _item_doc(i: Any) -> dict[str, Any]:
-    from ..engine import iso
+    from ..engine import iso, proposal_document
 
-    p = i.proposal
+    proposal = proposal_document(i.proposal)  # the agent's words, in the protocol's shape
+    agent_status = proposal.pop("status", "")
     return {
         "environment": i.environment,
-        "id": p.id,
+        **proposal,
+        "agent_status": agent_status,
         "status": str(i.status),
         "source": i.source,
-        "title": p.title,
-        "description": p.description,
-        "component": p.component,
-        "tenant": p.tenant,
-        "kind": p.kind,
-        "predicted_impact": {
-            "metric": p.impact.metric,
-            "expected_change": p.impact.expected_change,
-            "better": p.impact.better,
-        },
-        "quality_score": p.quality_score,
-        "risk": p.risk,
         "reviewer": i.reviewer,
         "reason": i.reason,
         "override": i.override,

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         Sample,
         TenantSettings,
     )
-    from .improvements.protocol import PredictedImpact, Proposal
+    from .improvements.protocol import PredictedImpact, Proposal, proposal_document
     from .improvements.service import PartlyRefused
     from .improvements.source import AgentError, AgentSource
     from .improvements.state import QueueMode, SyncResult
@@ -188,6 +188,7 @@ _LAZY = {
     "TRANSITIONS": "improvements.model",
     "Proposal": "improvements.protocol",
     "PredictedImpact": "improvements.protocol",
+    "proposal_document": "improvements.protocol",
     "ImprovementStats": "improvements.decide",
     "QueueMode": "improvements.state",
     "SyncResult": "improvements.state",
@@ -299,6 +300,7 @@ __all__ = [
     "TRANSITIONS",
     "Proposal",
     "PredictedImpact",
+    "proposal_document",
     "ImprovementStats",
     "QueueMode",
     "SyncResult",
