@@ -30,8 +30,8 @@ def cmd_improvements_list(args: argparse.Namespace) -> int:
         print(visible(line))
     if not items:
         print("no improvements" + (f" with status {', '.join(args.status)}" if args.status else ""))
-    id_width = min(max((len(i.id) for i in items), default=2), 32)
-    tenant_width = min(max((len(i.proposal.tenant) for i in items), default=1), 24)
+    id_width = min(max([len("ID"), *(len(i.id) for i in items)]), 32)
+    tenant_width = min(max([len("TENANT"), *(len(i.proposal.tenant or "-") for i in items)]), 24)
     if items:
         print(
             f"{'ID':<{id_width}} {'STATUS':<11} {'QUALITY':>7} {'RISK':>5} {'TENANT':<{tenant_width}} TITLE"

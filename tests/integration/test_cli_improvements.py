@@ -63,6 +63,7 @@ def test_list_review_and_exit_codes(ws: Path) -> None:
     listed = run(ws, "list")
     assert listed.returncode == 0 and "observation" in listed.stdout
     assert [line.split()[0] for line in listed.stdout.splitlines()[3:]] == ["good", "hostile", "weak"]
+    assert "weak    proposed       0.50  0.01 -      Maybe faster" in listed.stdout  # no tenant: "-", not cut
 
     assert run(ws, "reject", "good", "--reason", "").returncode == 1  # a reason is required
     approved = run(ws, "approve", "good", "--reason", "looks right")
