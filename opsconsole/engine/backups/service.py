@@ -139,7 +139,8 @@ class BackupService:
                 locations=(str(dest),),
                 members=written.members,
             )
-        postgres = _postgres()
+        from . import postgres
+
         dest = directory / f"{run.id}.dump"
         directory.mkdir(parents=True, exist_ok=True)
         dump = postgres.dump(
@@ -253,7 +254,8 @@ class BackupService:
         digest, _ = archive.file_sha256(path)
         if digest != run.sha256:
             raise BackupError("checksum", f"{path.name}: sha256 does not match the record")
-        postgres = _postgres()
+        from . import postgres
+
         check = postgres.verify(
             t.dsn,
             path,
@@ -374,7 +376,8 @@ class BackupService:
                 "checksum", f"{path} does not match its record (missing or changed); not restored"
             )
         if t.kind == "postgres":
-            postgres = _postgres()
+            from . import postgres
+
             name = _database(t.dsn) if overwrite else into
             db = postgres.restore(
                 t.dsn,
@@ -461,17 +464,6 @@ class BackupService:
                         )
                         done.append(run.id)
         return done
-
-
-def _postgres() -> Any:
-    """The PostgreSQL module, loaded only when a postgres target is used (it is built alongside
-    this one; a missing module is a clear failure of that run, not an import error at start)."""
-    import importlib
-
-    try:
-        return importlib.import_module(".postgres", __package__)
-    except ImportError as exc:
-        raise BackupError("config", f"PostgreSQL backups are not available in this build: {exc}") from exc
 
 
 def _audit_target(name: str) -> str:
