@@ -158,3 +158,33 @@ def test_multipart_upload_interrupted_leaves_no_object(
     uploads = client(s3_server).list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert [u["Key"] for u in uploads] == [f"nightly/site/{failed.id}.tar.gz"]  # it went up in parts
     assert not engine.backups("site")[0].locations
+
+
+def test_s3_unreachable_during_verify_names_the_copy_and_a_later_verify_passes(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    run = engine.run_backup("site")
+    location = _s3_location(run.locations)
+    dead = make_engine(endpoint=f"http://127.0.0.1:{free_port()}")
+    checked = dead.verify_backup("site", run.id)
+    assert checked.status == "verify_failed" and checked.error_kind == "unreachable"
+    assert location in checked.verify_result
+    again = engine.verify_backup("site", run.id)
+    assert again.status == "verified", again.verify_result
+
+
+def test_prune_with_s3_unreachable_says_which_copies_stayed(
+    make_engine: Callable[..., Engine], s3_server: str, bucket: str
+) -> None:
+    runs = [make_engine().run_backup("site") for _ in range(3)]
+    dead = make_engine(endpoint=f"http://127.0.0.1:{free_port()}")
+    decisions = dead.prune_backups("site")
+    gone = [d for d in decisions if not d.keep]
+    assert [d.run.id for d in gone] == [runs[0].id]
+    location = _s3_location(runs[0].locations)
+    assert location in gone[0].why and "stays" in gone[0].why
+    audit = [e.data for e in dead.audit_events("backup:site") if e.action == "backup.prune"]
+    assert location in audit[-1]["not_deleted"][0]
+    assert len(keys(s3_server, bucket)) == 3  # nothing was deleted that could not be
+    assert not Path(runs[0].locations[0]).exists()

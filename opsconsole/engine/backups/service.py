@@ -384,6 +384,7 @@ class BackupService:
                     continue
                 done = replace(current, status=RunStatus.PRUNED, reason=d.why)
                 tx.update_backup_run(done, current.version)
+            stayed = []
             for loc in d.run.locations:
                 if not s3.is_s3(loc):
                     Path(loc).unlink(missing_ok=True)
@@ -391,9 +392,10 @@ class BackupService:
                 try:
                     self._s3(t).delete(loc)
                 except BackupError as exc:  # the record says pruned either way: say what stayed
-                    left.append(exc.message)
+                    stayed.append(f"{exc.message} (the copy stays; delete it by hand)")
+            left.extend(stayed)
             pruned.append(d.run.id)
-            out.append(d)
+            out.append(replace(d, why="; ".join([d.why, *stayed])) if stayed else d)
         with self.engine.store.transaction() as tx:
             tx.append_audit(
                 now,
