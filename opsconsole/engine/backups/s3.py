@@ -16,6 +16,7 @@ in its metadata are read back and compared, and a copy that does not match is de
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -141,6 +142,10 @@ class S3:
                     "checksum",
                     f"{location}: sha256 {h.hexdigest()[:12]}… does not match the record's {sha256[:12]}…",
                 )
+        except OSError as exc:  # writing the temporary (reading S3 raises BackupError)
+            tmp.unlink(missing_ok=True)
+            kind = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "storage"
+            raise BackupError(kind, f"fetching {location} into {directory}: {exc.strerror or exc}") from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
