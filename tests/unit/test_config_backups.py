@@ -68,7 +68,7 @@ def test_files_and_postgres_targets(tmp_path: Path) -> None:
         ),
         ("  x:\n    kind: files\n    paths: [a]\n    keep_last: 0\n", "backups.x.keep_last"),
         ("  x:\n    kind: files\n    paths: [a]\n    schedule: soon\n", "backups.x.schedule"),
-        ("  x:\n    kind: files\n    paths: [a]\n    storage: {bucket: b}\n", "S3 storage is not available"),
+        ("  x:\n    kind: files\n    paths: [a]\n    storage: {bucket: b}\n", "belongs under storage.s3"),
         (
             "  x:\n    kind: files\n    state: false\n    flags: false\n    configuration: false\n",
             "needs paths",

@@ -37,6 +37,25 @@ class Trigger(StrEnum):
 
 
 @dataclass(frozen=True)
+class S3Storage:
+    """Where a target's copies also go: `s3://bucket/prefix/<run>.<ext>`. Credentials come from
+    boto3's usual chain (environment, shared files, instance role), never from the configuration."""
+
+    bucket: str
+    prefix: str = ""
+    """Key prefix without leading or trailing '/'; "" puts copies at the bucket's top."""
+    endpoint: str | None = None
+    """An S3-compatible endpoint (http(s)://host[:port]); None: AWS."""
+    region: str | None = None
+
+    def key(self, filename: str) -> str:
+        return f"{self.prefix}/{filename}" if self.prefix else filename
+
+    def url(self, filename: str) -> str:
+        return f"s3://{self.bucket}/{self.key(filename)}"
+
+
+@dataclass(frozen=True)
 class BackupTarget:
     """One `backups:` entry. `kind` files: `paths` (+ the state database, flag files and the
     configuration unless switched off); postgres: `dsn` and where its password comes from."""
@@ -45,6 +64,8 @@ class BackupTarget:
     kind: str  # files | postgres
     directory: str | None = None
     """Where archives go; None: <workspace>/backups/<name>."""
+    s3: S3Storage | None = None
+    """A second copy in S3, uploaded once the local one is whole; None: local only."""
     paths: tuple[str, ...] = ()
     state: bool = False
     flags: bool = True

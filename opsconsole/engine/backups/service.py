@@ -5,7 +5,11 @@ transaction, so a process killed half-way leaves a `running` record that the nex
 interrupted, never a copy that looks complete. The stores's write lock is never held while a file is
 written or a database is dumped.
 
-PostgreSQL work goes through `postgres.py` (imported only when a postgres target is used).
+PostgreSQL work goes through `postgres.py`, S3 work through `s3.py`; each is imported only when a
+target uses it. With `storage.s3` a run uploads its copy once the local one is whole, and lists the
+`s3://` location after the local path; verification reads back every stored copy, retention deletes
+every copy, and a restore takes the first copy that still matches the record (S3 when the local copy
+is gone).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from urllib.parse import urlsplit
 from ..authz import Forbidden
 from ..model import ENGINE_ACTOR, Actor
 from ..rollout import Rejected
-from . import archive, policy
+from . import archive, policy, s3
 from .errors import BackupError
 from .model import (
     GOOD,
@@ -31,6 +35,7 @@ from .model import (
     RestoreResult,
     RetentionDecision,
     RunStatus,
+    S3Storage,
     TargetStatus,
     Trigger,
 )
@@ -46,6 +51,7 @@ that a live one would be mistaken."""
 class BackupService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._buckets: dict[S3Storage, s3.S3] = {}
 
     # ------------------------------------------------------------------------------ reading
 
@@ -127,6 +133,30 @@ class BackupService:
         return self._finish(done, run, actor)
 
     def _take(self, t: BackupTarget, run: BackupRun) -> BackupRun:
+        """The local copy, written whole; then, with `storage.s3`, its upload. A failed upload fails
+        the run and removes the local copy too: a failed record leaves no copy behind."""
+        done = self._write_local(t, run)
+        if t.s3 is None:
+            return done
+        local = Path(done.locations[0])
+        try:
+            location = self._s3(t).upload(local, done.sha256)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
+        return replace(done, locations=(*done.locations, location))
+
+    def _s3(self, t: BackupTarget) -> s3.S3:
+        if t.s3 is None:
+            raise BackupError(
+                "config", f"{t.name} has no storage.s3 any more: its S3 copies are out of reach"
+            )
+        store = self._buckets.get(t.s3)
+        if store is None:
+            store = self._buckets[t.s3] = s3.S3(t.s3)
+        return store
+
+    def _write_local(self, t: BackupTarget, run: BackupRun) -> BackupRun:
         directory = self.storage(t)
         if t.kind == "files":
             dest = directory / f"{run.id}.tar.gz"
@@ -139,7 +169,8 @@ class BackupService:
                 locations=(str(dest),),
                 members=written.members,
             )
-        postgres = _postgres()
+        from . import postgres
+
         dest = directory / f"{run.id}.dump"
         directory.mkdir(parents=True, exist_ok=True)
         dump = postgres.dump(
@@ -245,15 +276,63 @@ class BackupService:
         return replace(done, version=run.version + 1)
 
     def _check(self, t: BackupTarget, run: BackupRun) -> tuple[str, str]:
-        path = Path(run.locations[0])
+        """Every stored copy: the local one read in full (files) or restored into a scratch database
+        (postgres); each S3 copy read back and hashed — in full like the local one when no local copy
+        passed. Any copy that fails fails the verification, every failing location named."""
+        if not run.locations:
+            raise BackupError("storage", f"backup run {run.id} lists no stored copy")
+        problems: list[BackupError] = []
+        results: list[str] = []
+        deep = False
+        for loc in run.locations:
+            try:
+                if not s3.is_s3(loc):
+                    results.append(self._deep_check(t, run, Path(loc), loc))
+                    deep = True
+                elif not deep:
+                    tmp = self._s3(t).download(loc, self.storage(t), run.sha256)
+                    try:
+                        results.append(self._deep_check(t, run, tmp, loc))
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                    deep = True
+                else:
+                    digest, _ = self._s3(t).sha256(loc)
+                    if digest != run.sha256:
+                        raise BackupError(
+                            "checksum",
+                            f"{loc}: sha256 {digest[:12]}… does not match the record's {run.sha256[:12]}…",
+                        )
+                    results.append(f"{loc}: sha256 matches")
+            except BackupError as exc:
+                problems.append(exc)
+        if problems:
+            raise BackupError(problems[0].kind, "; ".join(p.message for p in problems))
+        how = "full read, member checksums" if t.kind == "files" else "scratch restore, row counts"
+        if any(s3.is_s3(loc) for loc in run.locations):
+            how += ", S3 sha256"
+        return how, "; ".join(results)
+
+    def _deep_check(self, t: BackupTarget, run: BackupRun, path: Path, location: str) -> str:
+        """One copy read in full (`path`, the copy at `location` or a download of it); a failure's
+        message names `location`."""
+        try:
+            return self._deep_check_path(t, run, path)
+        except BackupError as exc:
+            if location in exc.message:
+                raise
+            raise BackupError(exc.kind, f"{location}: {exc.message}") from exc
+
+    def _deep_check_path(self, t: BackupTarget, run: BackupRun, path: Path) -> str:
         if t.kind == "files":
-            return "full read, member checksums", archive.check(path, run.sha256, run.members)
+            return archive.check(path, run.sha256, run.members)
         if not path.is_file():
             raise BackupError("storage", f"{path} is missing")
         digest, _ = archive.file_sha256(path)
         if digest != run.sha256:
             raise BackupError("checksum", f"{path.name}: sha256 does not match the record")
-        postgres = _postgres()
+        from . import postgres
+
         check = postgres.verify(
             t.dsn,
             path,
@@ -264,7 +343,7 @@ class BackupService:
         )
         if not check.ok:
             raise BackupError("corrupt", check.reason)
-        return "scratch restore, row counts", check.reason
+        return check.reason
 
     def _pick(self, t: BackupTarget, run_id: str | None, usable: frozenset[RunStatus] = STORED) -> BackupRun:
         if run_id is not None:
@@ -292,6 +371,7 @@ class BackupService:
             return decisions
         now = self.engine.clock()
         pruned: list[str] = []
+        left: list[str] = []
         out = []
         for d in decisions:
             if d.keep:
@@ -304,17 +384,26 @@ class BackupService:
                     continue
                 done = replace(current, status=RunStatus.PRUNED, reason=d.why)
                 tx.update_backup_run(done, current.version)
+            stayed = []
             for loc in d.run.locations:
-                Path(loc).unlink(missing_ok=True)
+                if not s3.is_s3(loc):
+                    Path(loc).unlink(missing_ok=True)
+                    continue
+                try:
+                    self._s3(t).delete(loc)
+                except BackupError as exc:  # the record says pruned either way: say what stayed
+                    stayed.append(f"{exc.message} (the copy stays; delete it by hand)")
+            left.extend(stayed)
             pruned.append(d.run.id)
-            out.append(d)
+            out.append(replace(d, why="; ".join([d.why, *stayed])) if stayed else d)
         with self.engine.store.transaction() as tx:
             tx.append_audit(
                 now,
                 self.engine.actor,
                 "backup.prune",
                 _audit_target(t.name),
-                {"pruned": pruned, "kept": [d.run.id for d in out if d.keep]},
+                {"pruned": pruned, "kept": [d.run.id for d in out if d.keep]}
+                | ({"not_deleted": left} if left else {}),
             )
         self.engine.bus.publish("backups", target=t.name)
         return out
@@ -367,14 +456,37 @@ class BackupService:
         return replace(result, safety_backup=None if safety is None else safety.id)
 
     def _restore(self, t: BackupTarget, run: BackupRun, into: str | None, overwrite: bool) -> RestoreResult:
-        path = Path(run.locations[0])
-        digest, _ = archive.file_sha256(path) if path.is_file() else ("", 0)
-        if digest != run.sha256:
-            raise BackupError(
-                "checksum", f"{path} does not match its record (missing or changed); not restored"
-            )
+        path, downloaded = self._source(t, run)
+        try:
+            return self._restore_from(t, run, path, into, overwrite)
+        finally:
+            if downloaded:
+                path.unlink(missing_ok=True)
+
+    def _source(self, t: BackupTarget, run: BackupRun) -> tuple[Path, bool]:
+        """The first stored copy that matches the record (the local one, else one fetched from S3),
+        and whether it is a downloaded temporary."""
+        problems = []
+        for loc in run.locations:
+            if s3.is_s3(loc):
+                try:
+                    return self._s3(t).download(loc, self.storage(t), run.sha256), True
+                except BackupError as exc:
+                    problems.append(exc.message)
+                continue
+            path = Path(loc)
+            digest, _ = archive.file_sha256(path) if path.is_file() else ("", 0)
+            if digest == run.sha256:
+                return path, False
+            problems.append(f"{path} does not match its record (missing or changed)")
+        raise BackupError("checksum", "; ".join(problems or ["no stored copy"]) + "; not restored")
+
+    def _restore_from(
+        self, t: BackupTarget, run: BackupRun, path: Path, into: str | None, overwrite: bool
+    ) -> RestoreResult:
         if t.kind == "postgres":
-            postgres = _postgres()
+            from . import postgres
+
             name = _database(t.dsn) if overwrite else into
             db = postgres.restore(
                 t.dsn,
@@ -461,17 +573,6 @@ class BackupService:
                         )
                         done.append(run.id)
         return done
-
-
-def _postgres() -> Any:
-    """The PostgreSQL module, loaded only when a postgres target is used (it is built alongside
-    this one; a missing module is a clear failure of that run, not an import error at start)."""
-    import importlib
-
-    try:
-        return importlib.import_module(".postgres", __package__)
-    except ImportError as exc:
-        raise BackupError("config", f"PostgreSQL backups are not available in this build: {exc}") from exc
 
 
 def _audit_target(name: str) -> str:

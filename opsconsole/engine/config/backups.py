@@ -11,18 +11,27 @@
         kind: postgres
         dsn: postgresql://backup@db.internal/orders
         password_env: ORDERS_DB_PASSWORD   # or a pgpass file; never written in the config
-        storage: {directory: /srv/backups/orders}
+        storage:
+          directory: /srv/backups/orders   # optional: <workspace>/backups/<name> by default
+          s3: {bucket: acme-backups, prefix: orders, endpoint: https://s3.internal:9000, region: eu-west-1}
 
 Flag files and the configuration go into every files target unless `flags: false` or
 `configuration: false`. A password in the DSN is refused: it would be shown and logged with it.
+
+With `s3:` every run keeps its local copy and uploads it to `s3://bucket/prefix/<run>`; `prefix`
+defaults to the target's name (`prefix: /` is the bucket's top), `endpoint` to AWS. S3 credentials
+come from boto3's usual chain (environment, shared files, instance role) and are refused in the
+configuration.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
-from ..backups.model import BackupTarget
+from ..backups.model import BackupTarget, S3Storage
 from .fields import Fields
 from .values import positive_duration, resolve_path
 from .yamlsrc import YamlSource
@@ -30,7 +39,16 @@ from .yamlsrc import YamlSource
 _COMMON = ("kind", "storage", "keep_last", "keep_daily", "keep_weekly", "schedule", "stale_after")
 _FILES = ("paths", "state", "flags", "configuration")
 _POSTGRES = ("dsn", "password_env", "timeout")
-_S3 = "S3 storage is not available in this version; use storage: {directory: PATH}"
+_S3_KEYS = ("bucket", "prefix", "endpoint", "region")
+_MISPLACED: Final = {k: f"'{k}' belongs under storage.s3: {{bucket: ..., {k}: ...}}" for k in _S3_KEYS}
+_SECRET = (
+    "S3 credentials never go in the configuration (they would be shown and logged): boto3 reads them "
+    "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the instance role"
+)
+_CREDENTIALS: Final = {
+    k: _SECRET
+    for k in ("access_key", "secret_key", "access_key_id", "secret_access_key", "session_token", "profile")
+}
 
 
 def read_backups(src: YamlSource, main: Fields, base: Path) -> dict[str, BackupTarget]:
@@ -61,10 +79,12 @@ def _target(t: Fields, name: str, kind: str, base: Path) -> BackupTarget | None:
     keep = {
         k: t.integer(k, None, minimum=1, maximum=100_000) for k in ("keep_last", "keep_daily", "keep_weekly")
     }
+    directory, s3 = _storage(t, base, name)
     common = {
         "name": name,
         "kind": kind,
-        "directory": _storage(t, base),
+        "directory": directory,
+        "s3": s3,
         "schedule": t.parsed("schedule", positive_duration, None),
         "stale_after": t.parsed("stale_after", positive_duration, None),
         "where": t.where(),
@@ -100,13 +120,57 @@ def _target(t: Fields, name: str, kind: str, base: Path) -> BackupTarget | None:
     return BackupTarget(**common, dsn=dsn, password_env=password_env, timeout=timeout)
 
 
-def _storage(t: Fields, base: Path) -> str | None:
-    s = t.mapping(
-        "storage",
-        ("directory",),
-        unavailable={k: _S3 for k in ("s3", "bucket", "prefix", "endpoint")},
-    )
+def _storage(t: Fields, base: Path, name: str) -> tuple[str | None, S3Storage | None]:
+    s = t.mapping("storage", ("directory", "s3"), unavailable=_MISPLACED)
     if s is None:
-        return None
+        return None, None
     directory = s.text("directory")
-    return None if directory is None else str(resolve_path(base, directory))
+    return (None if directory is None else str(resolve_path(base, directory))), _s3(s, name)
+
+
+def _s3(s: Fields, name: str) -> S3Storage | None:
+    f = s.mapping("s3", _S3_KEYS, required=("bucket",), unavailable=_CREDENTIALS)
+    if f is None or "bucket" not in f:
+        return None
+    ok = True
+    bucket = f.text("bucket")
+    if bucket is None:
+        return None
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        f.issue(
+            "bucket",
+            f"{bucket!r} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit",
+        )
+        ok = False
+    prefix = f.text("prefix", name).strip("/")
+    if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+        f.issue("prefix", f"{prefix!r}: empty, '.' or '..' parts in a key prefix")
+        ok = False
+    endpoint = f.text("endpoint")
+    if endpoint is not None:
+        try:
+            parts = urlsplit(endpoint)
+            bad = parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0
+            secret = parts.username is not None or parts.password is not None
+        except ValueError:
+            bad, secret = True, False
+        if secret:
+            f.issue(
+                "endpoint", "credentials in the endpoint URL would be shown and logged; use boto3's chain"
+            )
+            ok = False
+        elif bad or (parts.path not in ("", "/")) or parts.query:
+            f.issue("endpoint", f"expected http(s)://host[:port], got {endpoint!r}")
+            ok = False
+    region = f.text("region")
+    if region is not None and not _REGION.fullmatch(region):
+        f.issue("region", f"{region!r} is not a region name (like eu-west-1)")
+        ok = False
+    if not ok:
+        return None
+    return S3Storage(bucket=bucket, prefix=prefix, endpoint=endpoint, region=region)
+
+
+_BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
