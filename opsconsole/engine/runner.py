@@ -281,7 +281,9 @@ class Runner:
         person: resume retries, abort ends."""
         if r.state is not RolloutState.PROGRESSING or not phase.backup_before:
             return None
-        outcome = self.phase_backups.poll((r.id, r.phase_index), phase.backup_before, backup_reason(r, phase))
+        outcome = self.phase_backups.poll(
+            (r.id, r.phase_index), phase.backup_before, backup_reason(r, phase), r.updated_at
+        )
         if outcome is None:
             return None
         return decide(plan, r, BackupDone(outcome.run, outcome.ok, outcome.reason), now)

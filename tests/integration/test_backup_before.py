@@ -252,3 +252,44 @@ def test_a_restarted_runner_neither_skips_nor_repeats_the_backup(setup, left: st
     else:
         assert len(runs) == 1 and verified[0].id == taken.id  # no second backup
     assert production_flag(bob.workspace) is True
+
+
+def test_resume_after_a_pause_mid_backup_takes_it_again(setup, monkeypatch) -> None:
+    """Paused while its backup ran and failed: the resume that follows is a new attempt, not the
+    old failure handed back."""
+    make, data = setup  # missing: the first attempt fails
+    release = threading.Event()
+    started = threading.Event()
+    take = PhaseBackups.take
+
+    def slow_take(self: PhaseBackups, target: str, reason: str):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(30)
+        return take(self, target, reason)
+
+    monkeypatch.setattr(PhaseBackups, "take", slow_take)
+    bob = make("bob")
+    rid = bob.start_rollout("guarded", "test").id
+    runner = Runner(bob)
+
+    async def pause_mid_backup() -> None:
+        while not started.is_set():
+            await runner.tick()
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(bob.command, rid, "pause", "hold on")
+        release.set()
+        while runner.phase_backups.busy((rid, 1)):
+            await asyncio.sleep(0.02)
+        for _ in range(3):
+            await runner.tick()
+
+    asyncio.run(pause_mid_backup())
+    r = bob.rollout(rid)
+    assert r.state is S.PAUSED and r.reason == "hold on"  # the failure came while paused: not applied
+    assert [x.status for x in before_phase_runs(bob)] == [RunStatus.FAILED]
+    data.mkdir()
+    (data / "a.txt").write_text("alpha\n")
+    time.sleep(0.01)  # the resume is later than the failed attempt began
+    bob.command(rid, "resume", "")
+    tick_until(runner, lambda: bob.rollout(rid).state is S.COMPLETED)
+    assert [x.status for x in before_phase_runs(bob)] == [RunStatus.VERIFIED, RunStatus.FAILED]

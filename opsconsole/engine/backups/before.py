@@ -42,16 +42,20 @@ class PhaseBackup:
 class PhaseBackups:
     def __init__(self, service: BackupService) -> None:
         self.service = service
-        self._tasks: dict[Key, asyncio.Task[PhaseBackup]] = {}
+        self._tasks: dict[Key, tuple[float, asyncio.Task[PhaseBackup]]] = {}
 
-    def poll(self, key: Key, target: str, reason: str) -> PhaseBackup | None:
-        """The outcome of this phase's backup once there (given once), else None (started if not yet)."""
-        task = self._tasks.get(key)
-        if task is None:
-            self._tasks[key] = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(self.take, target, reason)
-            )
+    def poll(self, key: Key, target: str, reason: str, since: float) -> PhaseBackup | None:
+        """The outcome of this phase's backup once there (given once), else None (started if not
+        yet). A failure of an attempt started before `since` (the rollout's last change: a resume
+        asks for a new attempt) is dropped and the backup taken again; a success is used."""
+        held = self._tasks.get(key)
+        if held is not None and held[1].done() and held[0] < since and not _ok(held[1]):
+            held = None
+        if held is None:
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.take, target, reason))
+            self._tasks[key] = (self.service.engine.clock(), task)
             return None
+        task = held[1]
         if not task.done():
             return None
         del self._tasks[key]
@@ -62,13 +66,13 @@ class PhaseBackups:
             return PhaseBackup("", False, f"{type(exc).__name__}: {exc}")
 
     def busy(self, key: Key) -> bool:
-        task = self._tasks.get(key)
-        return task is not None and not task.done()
+        held = self._tasks.get(key)
+        return held is not None and not held[1].done()
 
     def forget(self, keep: Iterable[Key]) -> None:
         """Drop finished outcomes nobody will ask for (the rollout ended or moved on meanwhile)."""
         wanted = set(keep)
-        for key, task in list(self._tasks.items()):
+        for key, (_, task) in list(self._tasks.items()):
             if key not in wanted and task.done():
                 del self._tasks[key]
 
@@ -117,6 +121,10 @@ class PhaseBackups:
 
     async def close(self) -> None:
         # A thread cannot be cancelled: wait for the backups in hand so their records are finished.
-        for task in list(self._tasks.values()):
+        for _, task in list(self._tasks.values()):
             with contextlib.suppress(Exception):
                 await task
+
+
+def _ok(task: asyncio.Task[PhaseBackup]) -> bool:
+    return not task.cancelled() and task.exception() is None and task.result().ok
