@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from .core import Engine
     from .sources.scrape import ScrapeSource
 
+_RECENT_RUNS = 20
+"""How many of a target's newest runs a `backup` check reads each tick before the whole history."""
+
 SMOKE_INTERVAL = 30.0
 """A smoke command without its own interval reruns at most this often: it may be expensive."""
 
@@ -284,9 +287,13 @@ def _backup_runs(
     out: dict[str, tuple[BackupRun | None, BackupRun | None]] = {}
     for target in targets:
         try:
-            runs = engine.backups(target)
+            # Every tick: the newest runs first, the whole history only when none of them is verified.
+            runs = engine.backups(target, limit=_RECENT_RUNS)
+            verified = next((r for r in runs if r.status == RunStatus.VERIFIED), None)
+            if verified is None and len(runs) >= _RECENT_RUNS:
+                older = engine.backups(target)
+                verified = next((r for r in older if r.status == RunStatus.VERIFIED), None)
         except (StoreError, ValueError):
             continue
-        verified = next((r for r in runs if r.status == RunStatus.VERIFIED), None)
         out[target] = (verified, runs[0] if runs else None)
     return out

@@ -193,3 +193,25 @@ def test_a_failed_newer_run_is_named_beside_the_verified_one(make_engine: Callab
         f"verified backup {good.id} of site is 5s old, over max_age 1s; "
         "newest run: site-failed failed: no space left on device"
     )
+
+
+def test_a_verified_backup_behind_many_failed_ones_is_still_found(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    good = engine.verify_backup("site", engine.run_backup("site").id)
+    start = engine.clock() + 1
+    with engine.store.transaction() as tx:
+        for i in range(25):  # more than a tick reads first
+            tx.insert_backup_run(
+                BackupRun(
+                    id=f"site-failed-{i:02d}",
+                    target="site",
+                    kind="files",
+                    trigger=Trigger.SCHEDULE,
+                    actor="engine",
+                    started_at=start + i,
+                    status=RunStatus.FAILED,
+                    reason="disk full",
+                )
+            )
+    obs = observe(engine, GateSpec(kind="backup", name="b", target="site", max_age=3600.0))
+    assert obs.source == good.id and obs.detail == "site-failed-24 failed: disk full"
