@@ -49,7 +49,9 @@ class PhaseBackups:
         yet). A failure of an attempt started before `since` (the rollout's last change: a resume
         asks for a new attempt) is dropped and the backup taken again; a success is used."""
         held = self._tasks.get(key)
-        if held is not None and held[1].done() and held[0] < since and not _ok(held[1]):
+        if held is not None and held[1].cancelled():
+            held = None  # its event loop ended under it: what it did is found in the store again
+        elif held is not None and held[1].done() and held[0] < since and not _ok(held[1]):
             held = None
         if held is None:
             task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.take, target, reason))
