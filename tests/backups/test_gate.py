@@ -13,8 +13,20 @@ import pytest
 from opsconsole.engine import Engine
 from opsconsole.engine.backups.model import BackupRun, RunStatus, Trigger
 from opsconsole.engine.gates import evaluate
-from opsconsole.engine.model import GateMemory, GateSpec, Observation, Phase, Rollout, RolloutState, Verdict
+from opsconsole.engine.model import (
+    ENGINE_ACTOR,
+    Actor,
+    GateMemory,
+    GateSpec,
+    Observation,
+    Phase,
+    Plan,
+    Rollout,
+    RolloutState,
+    Verdict,
+)
 from opsconsole.engine.observe import Observer
+from opsconsole.engine.rollout import BackupDone, Evaluate, Rejected, SetFlags, Tick, decide, new_rollout
 
 from ..unit.test_config import MAIN, PLAN, issues_of, load, only_issue
 
@@ -215,3 +227,26 @@ def test_a_verified_backup_behind_many_failed_ones_is_still_found(make_engine: C
             )
     obs = observe(engine, GateSpec(kind="backup", name="b", target="site", max_age=3600.0))
     assert obs.source == good.id and obs.detail == "site-failed-24 failed: disk full"
+
+
+# ------------------------------------------------------------------------------------------ the state machine
+
+
+def test_a_first_phase_with_backup_before_writes_nothing_until_its_backup() -> None:
+    checklist = GateSpec(kind="checklist", name="c", items=("ready",))
+    phase = Phase(
+        name="prod", environment="production", flags={"f": True}, gates=(checklist,), backup_before="site"
+    )
+    plan = Plan(name="p", phases=(phase,))
+    r = new_rollout(plan, "r1", Actor("bob", "test"), NOW, "go").rollout
+    waiting = decide(plan, r, Evaluate(), NOW + 1)
+    assert waiting.rollout.awaiting_backup and waiting.rollout.state is RolloutState.PROGRESSING
+    assert not waiting.actions and "waits for its backup of site" in waiting.rollout.reason
+    with pytest.raises(Rejected):
+        decide(plan, waiting.rollout, Tick(Actor("bob", "test"), "ready"), NOW + 2)
+    assert decide(plan, waiting.rollout, Evaluate(), NOW + 2).rollout == waiting.rollout
+    started = decide(plan, waiting.rollout, BackupDone("site-1", True), NOW + 3)
+    assert not started.rollout.awaiting_backup and started.rollout.phase_started_at == NOW + 3
+    assert started.actions == (SetFlags("production", {"f": True}),)
+    assert [rec.action for rec in started.records] == ["rollout.backup", "rollout.transition"]
+    assert started.records[0].actor == ENGINE_ACTOR
