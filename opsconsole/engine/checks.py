@@ -33,6 +33,7 @@ async def check_now(engine: Engine, rollout_id: str) -> list[tuple[str, GateVerd
             await asyncio.sleep(RATE_SAMPLE_GAP)
             await observer.refresh(envs, engine.clock())
         await observer.read_improvement_counts(engine, [phase])
+        await observer.read_backup_runs(engine, [phase])
         now = engine.clock()
         observer.evaluate_alarms(now)
         out = []

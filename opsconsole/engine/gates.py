@@ -380,6 +380,39 @@ def _improvements(spec: GateSpec, value: float, obs: Observation, memory: GateMe
     return Verdict.PASS, said, threshold, None
 
 
+def _backup_max_age(spec: GateSpec) -> float:
+    if spec.max_age is None or not spec.target:
+        raise ValueError(f"backup gate {spec.name}{_at(spec)} needs target and max_age")
+    return spec.max_age
+
+
+def _backup_threshold(spec: GateSpec, baseline: float | None) -> str:
+    return f"verified backup of {spec.target} younger than {format_duration(_backup_max_age(spec))}"
+
+
+def _backup(spec: GateSpec, value: float, obs: Observation, memory: GateMemory) -> _Outcome:
+    """ "A verified backup of TARGET younger than max_age". `value` is the age of the newest verified
+    backup (infinite: none verified); `detail` says what the newest run of any outcome is, so a
+    failing gate names the backup that failed, not only the old one that passed once."""
+    limit = _backup_max_age(spec)
+    threshold = _backup_threshold(spec, None)
+    newest = f"; newest run: {_quote(obs.detail)}" if obs.detail else ""
+    counts = dict(obs.counts)
+    if math.isinf(value):
+        if counts.get("running"):
+            return Verdict.PENDING, f"no verified backup of {spec.target} yet{newest}", threshold, None
+        return Verdict.FAIL, f"no verified backup of {spec.target}{newest}", threshold, None
+    said = f"verified backup {_quote(obs.source)} of {spec.target}"
+    if value <= limit:
+        # Said with the time it was taken, not its age: a reason that changes every check is a row
+        # repainted every second on every screen that shows it.
+        taken = iso_utc(obs.at - value, "seconds")[11:19]
+        return Verdict.PASS, f"{said} taken {taken} UTC (max age {format_duration(limit)})", threshold, None
+    status = Verdict.PENDING if counts.get("running") else Verdict.FAIL
+    age = format_duration(value)
+    return status, f"{said} is {age} old, over max_age {format_duration(limit)}{newest}", threshold, None
+
+
 _CHECKS: dict[str, Callable[[GateSpec, float, Observation, GateMemory], _Outcome]] = {
     "metric": _metric,
     "health": _health,
@@ -389,6 +422,7 @@ _CHECKS: dict[str, Callable[[GateSpec, float, Observation, GateMemory], _Outcome
     "checklist": _checklist,
     "approval": _approval,
     "improvements": _improvements,
+    "backup": _backup,
 }
 
 _THRESHOLDS: dict[str, Callable[[GateSpec, float | None], str]] = {
@@ -400,4 +434,5 @@ _THRESHOLDS: dict[str, Callable[[GateSpec, float | None], str]] = {
     "checklist": _checklist_threshold,
     "approval": _approval_threshold,
     "improvements": _improvements_threshold,
+    "backup": _backup_threshold,
 }

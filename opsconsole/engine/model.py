@@ -95,6 +95,7 @@ class GateSpec:
       approval  (decided from the rollout's approvals; normally generated from Phase.approval)
       improvements  min_kept, min_deployed, max_rollback_rate over the improvement queue of
                 `source` (an environment; default the phase's), optionally one `tenant`
+      backup    target (a `backups:` entry) and max_age: a verified backup of it younger than that
     """
 
     kind: str
@@ -123,6 +124,8 @@ class GateSpec:
     min_deployed: int | None = None
     max_rollback_rate: float | None = None
     tenant: str | None = None
+    target: str | None = None
+    max_age: float | None = None
     where: str = ""  # "file:line" of the definition, for messages
 
 
@@ -156,6 +159,9 @@ class Phase:
     """The improvement queue's rules in this phase's environment while the phase is current
     (`quality_threshold`, `monitoring`, ...: ImprovementSettings field names and values), over the
     environment's own `improvements:` settings: the seed moves them phase by phase."""
+    backup_before: str | None = None
+    """A `backups:` target backed up (and verified) before the phase starts; the phase is held
+    while that backup runs, and stays held if it fails."""
 
     @property
     def steps(self) -> tuple[int, ...]:
@@ -447,6 +453,9 @@ class Rollout:
     memory: dict[str, GateMemory] = field(default_factory=dict)  # "gate:<name>" / "guard:<name>"
     verdicts: tuple[GateVerdict, ...] = ()  # latest verdict of every gate and guard of the phase
     flag_restore: dict[str, dict[str, FlagValue]] = field(default_factory=dict)  # env -> flag -> value before
+    awaiting_backup: bool = False
+    """The current phase has not started: it waits for its `backup_before` backup (taken by the
+    runner; held, paused, when it failed). No flag of the phase is written and no gate checked."""
     version: int = 0
     updated_at: float = 0.0
 

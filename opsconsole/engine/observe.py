@@ -8,6 +8,7 @@ rule of their environment.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,12 @@ from .redact import redact_text, redact_url
 if TYPE_CHECKING:
     import httpx
 
+    from .backups.model import BackupRun
     from .core import Engine
     from .sources.scrape import ScrapeSource
+
+_RECENT_RUNS = 20
+"""How many of a target's newest runs a `backup` check reads each tick before the whole history."""
 
 SMOKE_INTERVAL = 30.0
 """A smoke command without its own interval reruns at most this often: it may be expensive."""
@@ -41,6 +46,9 @@ class Observer:
         self.improvement_counts: dict[tuple[str, str | None], tuple[float, float, float]] = {}
         """(environment, tenant) -> (deployed, kept, rolled back), read from the store by the runner
         each tick for the `improvements` gates of active phases."""
+        self.backup_runs: dict[str, tuple[BackupRun | None, BackupRun | None]] = {}
+        """target -> (newest verified run, newest run of any outcome), read from the store by the
+        runner each tick for the `backup` gates of active phases."""
 
     def source(self, environment: str) -> ScrapeSource | None:
         env = self.config.environments.get(environment)
@@ -113,6 +121,18 @@ class Observer:
         if keys:
             self.improvement_counts = await asyncio.to_thread(_improvement_counts, engine, keys)
 
+    async def read_backup_runs(self, engine: Engine, phases: Iterable[Phase]) -> None:
+        """The runs the `backup` checks of `phases` judge, read from the store in a thread. A target
+        that cannot be read is left out: its check is unknown and holds."""
+        targets = {
+            spec.target
+            for phase in phases
+            for spec in (*phase.gates, *phase.guards)
+            if spec.kind == "backup" and spec.target
+        }
+        if targets:
+            self.backup_runs = await asyncio.to_thread(_backup_runs, engine, targets)
+
     async def observe(self, spec: GateSpec, rollout: Rollout, phase: Phase, now: float) -> Observation:
         kind = spec.kind
         if kind == "metric":
@@ -139,6 +159,8 @@ class Observer:
                 source="improvements",
                 at=now,
             )
+        if kind == "backup":
+            return self._backup(spec.target or "", now)
         if kind == "alarms":
             firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)
             failed = alarm_rules.matching_failed(self.alarms.values(), spec.none_firing)
@@ -158,6 +180,28 @@ class Observer:
             smoke_key = ("smoke", *spec.command, str(spec.timeout))
             return await self._once(smoke_key, now, lambda: self._smoke(spec, now))
         return Observation(error=f"gate kind {kind} cannot be observed", at=now)
+
+    def _backup(self, target: str, now: float) -> Observation:
+        read = self.backup_runs.get(target)
+        if read is None:
+            return Observation(error=f"backups of {target} not read yet", source="backups", at=now)
+        verified, newest = read
+        if newest is None:
+            return Observation(error=f"no backup of {target} yet", source="backups", at=now)
+        said = f"{newest.id} {newest.status}"
+        if newest.reason and newest.status in ("failed", "verify_failed"):
+            said += f": {newest.reason}"
+        running = (("running", 1.0),) if newest.status == "running" else ()
+        if verified is None:
+            return Observation(value=math.inf, source="backups", at=now, detail=said, counts=running)
+        detail = "" if newest.id == verified.id else said
+        return Observation(
+            value=max(0.0, now - verified.started_at),
+            source=verified.id,
+            at=now,
+            detail=detail,
+            counts=running,
+        )
 
     async def _once(self, key: tuple[str, ...], now: float, fetch: Any) -> Observation:
         """One fetch per tick for identical checks: twenty rollouts watching the same /health
@@ -231,4 +275,25 @@ def _improvement_counts(
         except StoreError:
             continue
         out[(environment, tenant)] = (float(stats.deployed), float(stats.kept), float(stats.rolled_back))
+    return out
+
+
+def _backup_runs(
+    engine: Engine, targets: Iterable[str]
+) -> dict[str, tuple[BackupRun | None, BackupRun | None]]:
+    from .backups.model import RunStatus
+    from .store import StoreError
+
+    out: dict[str, tuple[BackupRun | None, BackupRun | None]] = {}
+    for target in targets:
+        try:
+            # Every tick: the newest runs first, the whole history only when none of them is verified.
+            runs = engine.backups(target, limit=_RECENT_RUNS)
+            verified = next((r for r in runs if r.status == RunStatus.VERIFIED), None)
+            if verified is None and len(runs) >= _RECENT_RUNS:
+                older = engine.backups(target)
+                verified = next((r for r in older if r.status == RunStatus.VERIFIED), None)
+        except (StoreError, ValueError):
+            continue
+        out[target] = (verified, runs[0] if runs else None)
     return out

@@ -14,6 +14,10 @@ Rules worth knowing:
   paused or awaiting approval: users are exposed in those states too.
 - The person who started a rollout cannot be its only approver; approving over failing gates needs
   admin and is recorded as an override.
+- A phase with `backup_before` is entered in two moves: first it is current but not started
+  (`awaiting_backup`: no flag written, no gate checked) while the runner takes and verifies the
+  backup; BackupDone(ok) starts it, a failed one pauses the rollout with the reason. Resume retries
+  the backup; abort and rollback work as anywhere else.
 """
 
 from __future__ import annotations
@@ -86,7 +90,17 @@ class RollbackDone:
     """The runner applied the rollback's flag changes."""
 
 
-Event = Evaluate | Command | Approve | Tick | RollbackDone
+@dataclass(frozen=True)
+class BackupDone:
+    """The runner's `backup_before` backup of the current (not started) phase: taken and verified
+    (`ok`), or failed with `reason`. `run` is the backup run's id ("" when none was recorded)."""
+
+    run: str
+    ok: bool
+    reason: str = ""
+
+
+Event = Evaluate | Command | Approve | Tick | RollbackDone | BackupDone
 
 
 # ------------------------------------------------------------------------------------------ actions
@@ -104,7 +118,7 @@ class SetFlags:
 
 @dataclass(frozen=True)
 class Notify:
-    event: str  # approval_needed | rollback | inconclusive | completed
+    event: str  # approval_needed | rollback | inconclusive | completed | backup_failed
     message: str
 
 
@@ -218,8 +232,33 @@ def _phase_entry_flags(phase: Phase) -> dict[str, FlagValue]:
     return values
 
 
-def _enter_phase(b: _Builder, index: int, actor: Actor, reason: str) -> None:
+def backup_reason(r: Rollout, phase: Phase) -> str:
+    """What a `backup_before` run is recorded with: it names the rollout and the phase, and is how
+    a restarted runner finds the backup an earlier one took for this phase (never a second one)."""
+    return f"before phase {phase.name} of rollout {r.id}"
+
+
+def _enter_phase(b: _Builder, index: int, actor: Actor, reason: str, *, backed_up: bool = False) -> None:
     phase = b.plan.phases[index]
+    if phase.backup_before and not backed_up:
+        b.r = replace(
+            b.r,
+            phase_index=index,
+            step_index=0,
+            phase_started_at=b.now,
+            step_started_at=b.now,
+            approvals=(),
+            checklist=(),
+            memory={},
+            verdicts=(),
+            awaiting_backup=True,
+        )
+        b.move(
+            S.PROGRESSING,
+            actor,
+            f"{reason}; phase {phase.name} waits for its backup of {phase.backup_before}",
+        )
+        return
     b.r = replace(
         b.r,
         phase_index=index,
@@ -230,6 +269,7 @@ def _enter_phase(b: _Builder, index: int, actor: Actor, reason: str) -> None:
         checklist=(),
         memory={},
         verdicts=(),
+        awaiting_backup=False,
     )
     b.move(S.PROGRESSING, actor, reason)
     values = _phase_entry_flags(phase)
@@ -239,6 +279,8 @@ def _enter_phase(b: _Builder, index: int, actor: Actor, reason: str) -> None:
 
 def _stop_traffic(plan: Plan, r: Rollout) -> list[Action]:
     """Abort: send traffic back to the stable version (the canary flag to 0)."""
+    if r.awaiting_backup:
+        return []  # the phase never started: its canary flag was never written
     phase = current_phase(plan, r)
     if phase.strategy is not None and phase.strategy.kind == "canary" and phase.strategy.flag:
         return [SetFlags(phase.environment, {phase.strategy.flag: 0}, remember=False)]
@@ -394,15 +436,50 @@ def decide(plan: Plan, r: Rollout, event: Event, now: float) -> Decision:
         _on_command(b, event)
     elif isinstance(event, Tick):
         _on_tick(b, event)
+    elif isinstance(event, BackupDone):
+        _on_backup_done(b, event)
     elif isinstance(event, RollbackDone) and r.state is S.ROLLING_BACK:
         # Keep why it rolled back in the rollout's reason: "rollback applied" alone tells nobody anything.
         b.move(S.ROLLED_BACK, ENGINE_ACTOR, f"rolled back: {r.reason}")
     return b.done()
 
 
+def _on_backup_done(b: _Builder, ev: BackupDone) -> None:
+    """Only a rollout still waiting (progressing) for the backup takes the outcome: one aborted,
+    paused or killed meanwhile ignores it."""
+    r = b.r
+    if r.state is not S.PROGRESSING or not r.awaiting_backup:
+        return
+    phase = current_phase(b.plan, r)
+    target = phase.backup_before or ""
+    b.records.append(
+        Record(
+            "rollout.backup",
+            ENGINE_ACTOR,
+            {"phase": phase.name, "target": target, "run": ev.run, "ok": ev.ok, "reason": ev.reason},
+        )
+    )
+    if ev.ok:
+        _enter_phase(
+            b,
+            r.phase_index,
+            ENGINE_ACTOR,
+            f"backup {ev.run} of {target} verified; started phase {phase.name}",
+            backed_up=True,
+        )
+        return
+    why = f"backup before phase {phase.name} failed: {ev.reason or 'no reason given'}"
+    b.move(
+        S.PAUSED, ENGINE_ACTOR, f"{why}; resume retries it, abort ends the rollout", paused_from=S.PROGRESSING
+    )
+    b.actions.append(Notify("backup_failed", f"rollout {r.id} ({b.plan.name}) held: {why}"))
+
+
 def _on_evaluate(b: _Builder, ev: Evaluate) -> None:
     if b.r.state not in ACTIVE_STATES or b.r.state is S.ROLLING_BACK:
         return
+    if b.r.awaiting_backup:
+        return  # the phase has not started: nothing of it to evaluate
     engine = ENGINE_ACTOR
     if b.r.state is S.PENDING:
         _enter_phase(b, 0, engine, f"started phase {b.plan.phases[0].name}")
@@ -441,6 +518,11 @@ def _on_command(b: _Builder, c: Command) -> None:
         if st is not S.PAUSED:
             raise Rejected(f"rollout {b.r.id} is {st}, not paused")
         back = b.r.paused_from if b.r.paused_from in (S.PROGRESSING, S.AWAITING_APPROVAL) else S.PROGRESSING
+        if b.r.awaiting_backup:
+            phase = current_phase(b.plan, b.r)
+            retry = f"retrying the backup of {phase.backup_before} before phase {phase.name}"
+            b.move(S.PROGRESSING, c.actor, f"{c.reason}: {retry}" if c.reason else retry, paused_from=None)
+            return
         b.move(back, c.actor, c.reason or "resumed", paused_from=None, step_started_at=b.now)
     elif c.kind == "promote":
         if st is S.AWAITING_APPROVAL:
@@ -449,6 +531,11 @@ def _on_command(b: _Builder, c: Command) -> None:
             )
         if st is not S.PROGRESSING:
             raise Rejected(f"rollout {b.r.id} is {st}; only a progressing rollout can be promoted")
+        if b.r.awaiting_backup:
+            phase = current_phase(b.plan, b.r)
+            raise Rejected(
+                f"phase {phase.name} has not started: it waits for its backup of {phase.backup_before}"
+            )
         why = _advance(b, c.actor, manual=True)
         if why is not None:
             raise Rejected(f"cannot promote: {why}")
@@ -527,6 +614,10 @@ def _on_tick(b: _Builder, t: Tick) -> None:
     if r.state not in ACTIVE_STATES:
         raise Rejected(f"rollout {r.id} is {r.state}")
     phase = current_phase(b.plan, r)
+    if r.awaiting_backup:
+        raise Rejected(
+            f"phase {phase.name} has not started: it waits for its backup of {phase.backup_before}"
+        )
     items = [i for g in phase.gates if g.kind == "checklist" for i in g.items]
     if t.item not in items:
         listed = "; ".join(items) if items else "none"

@@ -24,11 +24,12 @@ from . import gates as gate_logic
 from .health import HealthTracker
 from .model import GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
 from .observe import Observer, due
-from .rollout import Decision, Evaluate, RollbackDone, current_phase, decide
+from .rollout import BackupDone, Decision, Evaluate, RollbackDone, backup_reason, current_phase, decide
 from .store import StoreError
 from .targets import notify as notifier
 
 if TYPE_CHECKING:
+    from .backups.before import PhaseBackups
     from .backups.scheduler import BackupScheduler
     from .core import Engine
     from .improvements.worker import QueueWorker
@@ -60,6 +61,7 @@ class Runner:
         self._lock_fd: int | None = None
         self._improvements: QueueWorker | None = None
         self._backups: BackupScheduler | None = None
+        self._phase_backups: PhaseBackups | None = None
 
     @property
     def improvements(self) -> QueueWorker | None:
@@ -80,6 +82,15 @@ class Runner:
 
             self._backups = BackupScheduler(self.engine.backup_service)
         return self._backups
+
+    @property
+    def phase_backups(self) -> PhaseBackups:
+        """Takes the backups phases with `backup_before` wait for; made on first use."""
+        if self._phase_backups is None:
+            from .backups.before import PhaseBackups
+
+            self._phase_backups = PhaseBackups(self.engine.backup_service)
+        return self._phase_backups
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -154,6 +165,8 @@ class Runner:
                 await self._improvements.close()
             if self._backups is not None:
                 await self._backups.close()
+            if self._phase_backups is not None:
+                await self._phase_backups.close()
             await self.observer.close()
             self.health.stop()
             self.release()
@@ -170,9 +183,14 @@ class Runner:
             plan = engine.config.plans.get(r.plan)
             if plan is not None:
                 work.append((plan, r))
-        phases = [current_phase(plan, r) for plan, r in work if r.state is not RolloutState.PENDING]
+        phases = [
+            current_phase(plan, r)
+            for plan, r in work
+            if r.state is not RolloutState.PENDING and not r.awaiting_backup
+        ]
         await self.observer.refresh(self.observer.metric_environments(phases) | self.observer.watch, now)
         await self.observer.read_improvement_counts(engine, phases)
+        await self.observer.read_backup_runs(engine, phases)
         alarms = self.observer.evaluate_alarms(now)
         if alarms:
             engine.bus.publish("alarms", alarms=dict(alarms))
@@ -188,6 +206,8 @@ class Runner:
             self.improvements.kick(now)
         if self.backups is not None:
             self.backups.kick(now)  # likewise: a long dump runs beside the gates, not before them
+        if self._phase_backups is not None:
+            self._phase_backups.forget((r.id, r.phase_index) for _, r in work if r.awaiting_backup)
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 
@@ -245,6 +265,8 @@ class Runner:
         if r.state is RolloutState.PENDING:
             return decide(plan, r, Evaluate(), now)
         phase = current_phase(plan, r)
+        if r.awaiting_backup:
+            return self._backup_before(plan, phase, r, now)
         memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now)
         candidate = replace(r, memory=memory)
         d = decide(plan, candidate, Evaluate(tuple(gate_v), tuple(guard_v)), now)
@@ -252,6 +274,19 @@ class Runner:
             return d  # shown once committed (Engine.commit publishes it): never a step the store lacks
         self.engine.bus.publish("verdicts", rollout=d.rollout)  # the stored state, with fresh readings
         return None
+
+    def _backup_before(self, plan: Plan, phase: Phase, r: Rollout, now: float) -> Decision | None:
+        """A phase that has not started: its backup is taken in a thread (started on the first
+        tick that sees it); the tick that finds it done decides. Held (paused) rollouts wait for a
+        person: resume retries, abort ends."""
+        if r.state is not RolloutState.PROGRESSING or not phase.backup_before:
+            return None
+        outcome = self.phase_backups.poll(
+            (r.id, r.phase_index), phase.backup_before, backup_reason(r, phase), r.updated_at
+        )
+        if outcome is None:
+            return None
+        return decide(plan, r, BackupDone(outcome.run, outcome.ok, outcome.reason), now)
 
     async def _evaluate_phase(
         self, phase: Phase, r: Rollout, now: float

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -497,4 +498,5 @@ def test_shipped_configs_write_all_three_formats(tmp_path: Path) -> None:
         assert env.flags.flagd == str(tmp_path / "flags" / f"{name}.flagd.json")
         assert env.flags.dotenv == str(tmp_path / "flags" / f"{name}.env")
     demo = (repo / "config" / "demo.yaml").read_text()
-    assert demo.count('flagd: "${WORKSPACE}/flags/') == demo.count("kind: file") > 0
+    # `kind: file` flag targets, not the `kind: files` backup target
+    assert demo.count('flagd: "${WORKSPACE}/flags/') == len(re.findall(r"kind: file\b", demo)) > 0

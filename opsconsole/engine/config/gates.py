@@ -35,12 +35,14 @@ _GATE_KINDS: dict[str, tuple[str, ...]] = {
     "alarms": ("none_firing",),
     "checklist": ("items",),
     "improvements": ("source", "tenant", "min_kept", "min_deployed", "max_rollback_rate"),
+    "backup": ("target", "max_age"),
 }
 _GATE_KEYS = frozenset(_GATE_COMMON).union(*_GATE_KINDS.values())
-_GATE_LATER = ("backup",)
+_GATE_LATER: tuple[str, ...] = ()
 _NOT_GUARDS = {
     "soak": "a soak never fails, so it cannot guard; put it under gates:",
     "checklist": "a checklist is ticked once, so it cannot guard; put it under gates:",
+    "backup": "a backup's age says nothing about what users see, so it cannot guard; put it under gates:",
 }
 
 
@@ -111,6 +113,8 @@ def _gate(
         specific = {"name": f.text("name", "soak"), "duration": f.parsed("min", parse_duration, 0.0)}
     elif kind == "improvements":
         specific = _improvements_gate(f, env, catalog)
+    elif kind == "backup":
+        specific = _backup_gate(f, catalog)
     elif kind == "alarms":
         f.require("none_firing")
         specific = {
@@ -204,3 +208,25 @@ def _improvements_gate(f: Fields, env: str | None, catalog: Catalog) -> dict[str
         "min_deployed": f.integer("min_deployed", None, minimum=0),
         "max_rollback_rate": f.parsed("max_rollback_rate", fraction),
     }
+
+
+def _backup_gate(f: Fields, catalog: Catalog) -> dict[str, object]:
+    f.require("target", "max_age")
+    target = f.text("target")
+    check_backup_target(f, "target", target, catalog)
+    return {
+        "name": f.text("name", f"backup-{target}" if target else "backup"),
+        "target": target,
+        "max_age": f.parsed("max_age", positive_duration),
+    }
+
+
+def check_backup_target(f: Fields, key: str, target: str | None, catalog: Catalog) -> None:
+    """`target` must name a `backups:` entry (when the targets are known here)."""
+    known = catalog.backups
+    if target is None or known is None or target in known:
+        return
+    if not known:
+        f.issue(key, f"unknown backup target '{target}': there is no backups: section in the main file")
+    else:
+        f.issue(key, f"unknown backup target '{target}'{suggest(target, sorted(known))}")

@@ -75,12 +75,12 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     flags = read_flags(src, f, base, environments)
     environments = read_overrides(src, f, environments, flags)
     improvements = read_improvements(src, f, base, environments)
-    catalog = Catalog(environments, flags, frozenset(improvements))
+    backups = read_backups(src, f, base)
+    catalog = Catalog(environments, flags, frozenset(improvements), frozenset(backups))
     alarm_rules = read_alarm_rules(src, f, environments)
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
     plans = read_plans(src, f, base, catalog)
-    backups = read_backups(src, f, base)
     return Config(
         path=str(path),
         store=store or DEFAULT_STORE,

@@ -21,6 +21,7 @@ NOTIFY_EVENTS = (
     "completed",
     "improvement_rollback",
     "improvement_failed",
+    "backup_failed",
 )
 """Events the engine sends; a typo here would mean a notification that silently never comes."""
 

@@ -10,7 +10,7 @@ from yaml.nodes import Node, SequenceNode
 
 from ..model import ApprovalSpec, FlagValue, Phase, Role, Strategy
 from .fields import Fields
-from .gates import read_checks
+from .gates import check_backup_target, read_checks
 from .improvements import read_phase_rules
 from .issues import suggest
 from .nodes import item
@@ -18,7 +18,17 @@ from .references import Catalog
 from .values import STEP_PRESETS, parse_duration, parse_steps
 from .yamlsrc import YamlSource
 
-_PHASE_KEYS = ("name", "environment", "flags", "gates", "guards", "strategy", "approval", "improvements")
+_PHASE_KEYS = (
+    "name",
+    "environment",
+    "flags",
+    "gates",
+    "guards",
+    "strategy",
+    "approval",
+    "improvements",
+    "backup_before",
+)
 
 
 def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase | None:
@@ -47,6 +57,8 @@ def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase
             "improvements",
             f"environment '{env}' has no improvement queue (add it under improvements: in the main file)",
         )
+    backup_before = f.text("backup_before")
+    check_backup_target(f, "backup_before", backup_before, catalog)
     names: dict[str, str] = {}
     gates = read_checks(src, f, "gates", env, catalog, names)
     guards = read_checks(src, f, "guards", env, catalog, names)
@@ -59,6 +71,7 @@ def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase
         strategy=strategy,
         approval=_approval(src, f),
         improvements=read_phase_rules(src, f),
+        backup_before=backup_before,
     )
 
 

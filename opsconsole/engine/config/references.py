@@ -23,6 +23,8 @@ class Catalog:
     flags: dict[str, FlagDef] | None = None
     queues: frozenset[str] | None = None
     """Environments with an improvement queue (an `improvements:` section)."""
+    backups: frozenset[str] | None = None
+    """Names of the `backups:` targets (what backup gates and `backup_before` may name)."""
 
 
 def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, Environment] | None) -> None:
