@@ -47,11 +47,14 @@ class Exporter:
     temperature: float = 42.5
     requests: dict[str, float] = field(default_factory=lambda: {"200": 0.0, "500": 0.0})
     port: int = 0
+    failures: float = 0.0
+    """demo_failures_total: a counter of its own, so a test that makes it grow changes no other answer."""
 
     def text(self) -> str:
         lines = ["# TYPE demo_temperature gauge", f"demo_temperature {self.temperature}"]
         lines.append("# TYPE demo_requests_total counter")
         lines += [f'demo_requests_total{{code="{c}"}} {v}' for c, v in self.requests.items()]
+        lines += ["# TYPE demo_failures_total counter", f"demo_failures_total {self.failures}"]
         return "\n".join(lines) + "\n"
 
 
