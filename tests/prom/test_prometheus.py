@@ -241,3 +241,19 @@ def test_config_rejects_a_bad_promql_and_secret_settings_on_a_scrape_source(tmp_
     assert "environments.staging.metrics.token_env" in text and "is for kind: prometheus" in text
     assert "alarms.rules[0].query: bad query: column 4: '(' is never closed" in text
     assert math.isfinite(len(text))
+
+
+def test_a_query_first_asked_while_the_server_fails_is_answered_once_it_is_back(prom: Prom) -> None:
+    environ: dict[str, str] = {}
+    src = PrometheusSource(prom.proxy_url, token_env=TOKEN_ENV, environ=environ)
+    assert "is not set" in (ask(src, GAUGE)[0].error or "")
+    late = src.query(f"max({GAUGE})", time.time())  # asked while the source fails
+    assert "is not set" in (late.error or "")
+    environ[TOKEN_ENV] = TOKEN  # the credentials are back
+    asyncio.run(_refresh(src))
+    assert src.query(f"max({GAUGE})", time.time()).value == 42.5
+
+
+async def _refresh(src: PrometheusSource) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await src.refresh(client, time.time())

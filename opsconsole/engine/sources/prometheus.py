@@ -132,10 +132,10 @@ class PrometheusSource:
         answer = self._answers.get(expr)
         if answer is not None:
             return answer
-        if self.last_error is not None:
-            return self._failed(expr, self.last_error, self.last_refresh or now)
         if expr not in self._wanted and len(self._wanted) < MAX_QUERIES:
             self._wanted[expr] = None
+        if self.last_error is not None:
+            return self._failed(expr, self.last_error, self.last_refresh or now)
         return Observation(
             error=f"query {expr!r} not asked of {self.shown} yet (from the next refresh on)",
             source=self.shown,
