@@ -115,14 +115,43 @@ def test_a_hung_server_is_unknown_within_the_timeout(silent_port: int) -> None:
     assert all("timeout after 0.5s" in (o.error or "") for o in obs)
 
 
-def test_a_server_answering_garbage_is_unknown(dead_port: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (200, b"<html>\x1b[31mnot prometheus</html>", "is not JSON: <html>\x1b[31mnot prometheus</html>"),
+        (502, b"<html>bad gateway</html>", "HTTP 502 from URL: <html>bad gateway</html>"),
+        (
+            503,
+            b'{"status":"error","errorType":"unavailable","error":"TSDB not ready"}',
+            "HTTP 503 unavailable from URL: TSDB not ready",
+        ),
+        (
+            422,
+            b'{"status":"error","errorType":"execution","error":"query timed out"}',
+            "Prometheus says execution: query timed out",
+        ),
+        (
+            200,
+            b'{"status":"success","data":{"resultType":"string","result":[1,"x"]}}',
+            "returns a string, not a number",
+        ),
+        (
+            200,
+            b'{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}',
+            "the value is NaN (e.g. a ratio of two zero rates: no traffic)",
+        ),
+        (200, b"[1, 2]", "is not a Prometheus API object"),
+    ],
+)
+def test_a_server_answering_an_error_or_garbage_gives_no_value(
+    status: int, body: bytes, expected: str
+) -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from threading import Thread
 
-    class Garbage(BaseHTTPRequestHandler):
+    class Fake(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"<html>\x1b[31mnot prometheus</html>"
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -130,13 +159,15 @@ def test_a_server_answering_garbage_is_unknown(dead_port: int) -> None:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
     Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        obs = ask(PrometheusSource(f"http://127.0.0.1:{server.server_address[1]}"), GAUGE)[0]
+        obs = ask(PrometheusSource(url), GAUGE)[0]
     finally:
         server.shutdown()
-    assert obs.value is None and "is not JSON" in (obs.error or "")
+    assert obs.value is None
+    assert (obs.error or "").endswith(expected.replace("URL", url)), obs.error
 
 
 def test_credentials_from_the_environment_are_used_and_never_shown(prom: Prom) -> None:
