@@ -145,3 +145,33 @@ async def test_the_metrics_pane_shows_prometheus_values_sparklines_and_its_refus
     assert rows["temperature"].value == 42.5 and rows["temperature"].error is None
     assert rows["broken"].value is None
     assert "query 'rate(demo_requests_total)': Prometheus says bad_data" in (rows["broken"].error or "")
+
+
+GATES_PLAN = """
+name: checked
+phases:
+  - name: canary
+    environment: production
+    gates:
+      - {kind: metric, name: temperature, query: 'max(demo_temperature)', max: 50}
+      - {kind: metric, name: nothing, query: 'sum(no_such_series_total)', max: 1}
+"""
+
+
+def test_gates_check_evaluates_promql_through_prometheus(prom: Prom, tmp_path: Path) -> None:
+    ws = write_workspace(tmp_path, 9, plan=GATES_PLAN)
+    main = ws / "opsconsole.yaml"
+    scrape = 'metrics: {kind: scrape, url: "http://127.0.0.1:9/metrics", timeout: 1s, window: 10s}'
+    main.write_text(
+        main.read_text().replace(scrape, f"metrics: {{kind: prometheus, url: '{prom.url}', timeout: 1s}}")
+    )
+    started = cli("rollout", "start", "checked", "--workspace", str(ws), "--reason", "check")
+    assert started.returncode == 0, started.stderr
+    rid = started.stdout.split()[0]
+    p = cli("gates", "check", rid, "--workspace", str(ws), "--json")
+    assert p.returncode == 3, p.stdout + p.stderr  # one gate passes, the other is unknown: pending
+    verdicts = {v["gate"]: v for v in json.loads(p.stdout)}
+    passed, unknown = verdicts["temperature"], verdicts["nothing"]
+    assert (passed["status"], passed["value"], passed["source"]) == ("pass", 42.5, prom.url)
+    assert (unknown["status"], unknown["value"], unknown["no_series"]) == ("unknown", None, True)
+    assert unknown["reason"].startswith("no data (query 'sum(no_such_series_total)': returned no series)")

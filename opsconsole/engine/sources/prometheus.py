@@ -340,7 +340,7 @@ def _one_number(expr: str, data: Any) -> float:
         if not isinstance(result, list):
             raise QueryFailed("answer's result is not a list")
         if not result:
-            raise QueryFailed("no data: the query returned no series", no_series=True)
+            raise QueryFailed("returned no series", no_series=True)
         if len(result) > 1:
             raise QueryFailed(
                 f"returned {len(result)} series, a gate needs one number (aggregate them, e.g. sum(...))"
