@@ -112,6 +112,8 @@ def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
     url = m.parsed("url", http_url)
     timeout = m.parsed("timeout", positive_duration, 2.0)
     window = m.parsed("window", positive_duration, 10.0)
+    if kind == "prometheus" and "window" in m:
+        m.issue("window", "window is for kind: scrape; PromQL gives its own ranges (rate(x[1m]))")
     secrets: dict[str, str | None] = {}
     for key in ("token_env", "basic_auth_env"):
         var = m.text(key)
