@@ -165,7 +165,8 @@ class PrometheusSource:
             return self._fail_all(str(exc), now)
         sem = asyncio.Semaphore(CONCURRENCY)
         wanted = list(self._wanted)
-        results = await asyncio.gather(*(self._instant(client, headers, sem, expr) for expr in wanted))
+        down: list[SourceFailed] = []
+        results = await asyncio.gather(*(self._instant(client, headers, sem, expr, down) for expr in wanted))
         answers: dict[str, Observation] = {}
         source_error: str | None = None
         for expr, result in zip(wanted, results, strict=True):
@@ -227,13 +228,27 @@ class PrometheusSource:
         return headers
 
     async def _instant(
-        self, client: httpx.AsyncClient, headers: dict[str, str], sem: asyncio.Semaphore, expr: str
+        self,
+        client: httpx.AsyncClient,
+        headers: dict[str, str],
+        sem: asyncio.Semaphore,
+        expr: str,
+        down: list[SourceFailed] | None = None,
     ) -> float | SourceFailed | QueryFailed:
+        """One query's number or why not. `down` is shared by a refresh's queries: once the server is
+        found down (refused, hung, auth), queries still waiting for a slot fail with that at once, so
+        a refresh waits about one timeout for a hung server, not one per batch of queries."""
         async with sem:
+            if down:
+                return down[0]
             try:
                 data = await self._call(client, headers, "/api/v1/query", {"query": expr})
                 return _one_number(expr, data)
-            except (SourceFailed, QueryFailed) as exc:
+            except SourceFailed as exc:
+                if down is not None:
+                    down.append(exc)
+                return exc
+            except QueryFailed as exc:
                 return exc
 
     async def _refresh_series(
