@@ -66,8 +66,8 @@ class Prom:
     """Prometheus behind a proxy that wants `Authorization: Bearer TOKEN` or basic auth BASIC."""
 
 
-def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def _serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -89,12 +89,12 @@ def _exporter_server(exporter: Exporter) -> ThreadingHTTPServer:
     return _serve(Handler)
 
 
-def _proxy_server(upstream: str) -> ThreadingHTTPServer:
+def _proxy_server(upstream: str, port: int = 0, auth: bool = True) -> ThreadingHTTPServer:
     wanted = {f"Bearer {TOKEN}", "Basic " + base64.b64encode(BASIC.encode()).decode()}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.headers.get("Authorization") not in wanted:
+            if auth and self.headers.get("Authorization") not in wanted:
                 body = b"Unauthorized\n"
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Bearer realm="prometheus"')
@@ -113,7 +113,13 @@ def _proxy_server(upstream: str) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    return _serve(Handler)
+    return _serve(Handler, port)
+
+
+def forwarder(upstream: str, port: int = 0) -> ThreadingHTTPServer:
+    """Prometheus's API on another port, without auth: a server a test can stop and start again
+    (on the same port) while Prometheus itself keeps running for the other tests."""
+    return _proxy_server(upstream, port, auth=False)
 
 
 def _get(url: str) -> bytes | None:

@@ -18,7 +18,7 @@ from opsconsole.engine.model import Observation, Verdict
 from opsconsole.engine.observe import Observer
 from opsconsole.engine.sources.prometheus import PrometheusSource, promql_problem
 
-from .conftest import BASIC, BASIC_ENV, TOKEN, TOKEN_ENV, Prom
+from .conftest import BASIC, BASIC_ENV, TOKEN, TOKEN_ENV, Prom, forwarder
 
 GAUGE = "demo_temperature"
 
@@ -103,6 +103,25 @@ def test_a_stopped_server_is_unknown_at_once(dead_port: int) -> None:
     assert obs.value is None and not obs.no_series
     assert obs.error == f"query {GAUGE!r}: connection refused: http://127.0.0.1:{dead_port}"
     assert src.last_error is not None
+
+
+def test_a_server_that_stops_gives_unknown_not_its_last_value_and_answers_again_when_back(prom: Prom) -> None:
+    server = forwarder(prom.url)
+    port = int(server.server_address[1])
+    src = PrometheusSource(f"http://127.0.0.1:{port}", timeout=1.0)
+    assert ask(src, GAUGE)[0].value == 42.5
+    server.shutdown()
+    server.server_close()
+    stopped = ask(src, GAUGE)[0]
+    assert stopped.value is None and not stopped.no_series
+    assert stopped.error == f"query {GAUGE!r}: connection refused: http://127.0.0.1:{port}"
+    server = forwarder(prom.url, port)
+    try:
+        assert ask(src, GAUGE)[0].value == 42.5
+        assert src.last_error is None
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_hung_server_is_unknown_within_one_timeout_however_many_queries(silent_port: int) -> None:
