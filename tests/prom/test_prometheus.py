@@ -308,3 +308,15 @@ def test_a_query_first_asked_while_the_server_fails_is_answered_once_it_is_back(
 async def _refresh(src: PrometheusSource) -> None:
     async with httpx.AsyncClient(trust_env=False) as client:
         await src.refresh(client, time.time())
+
+
+def test_credentials_in_the_url_are_used_and_never_shown(prom: Prom, dead_port: int) -> None:
+    user, password = BASIC.split(":")
+    proxied = prom.proxy_url.replace("http://", f"http://{user}:{password}@")
+    src = PrometheusSource(proxied)
+    answer = ask(src, GAUGE)[0]
+    assert answer.value == 42.5 and password not in answer.source
+    dead = PrometheusSource(f"http://{user}:{password}@127.0.0.1:{dead_port}")
+    refused = ask(dead, GAUGE)[0]
+    assert refused.value is None and "connection refused" in (refused.error or "")
+    assert password not in (refused.error or "") + refused.source + (dead.last_error or "")
