@@ -38,6 +38,7 @@ from .rollouts import (
 )
 from .runner import cmd_engine
 from .schedules import cmd_flags_cancel, cmd_flags_schedule, cmd_flags_schedules
+from .sources import cmd_sources_check
 
 __all__ = [
     "EXIT_FORBIDDEN",
@@ -168,6 +169,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("rollout", "start"): cmd_rollout_start,
     ("rollout", "tick"): cmd_rollout_tick,
     ("gates", "check"): cmd_gates_check,
+    ("sources", "check"): cmd_sources_check,
     ("kill", None): cmd_kill,
     ("all-clear", None): cmd_all_clear,
     ("flags", "list"): cmd_flags_list,

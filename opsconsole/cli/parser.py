@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     tick.add_argument("id")
     tick.add_argument("item")
 
+    src = sub.add_parser("sources", help="metric sources and flag targets").add_subparsers(
+        dest="sub", required=True
+    )
+    sc = src.add_parser(
+        "check",
+        parents=[common],
+        help="reach every configured source and target once: ok, latency, error (exit 0 all ok, 1 not)",
+    )
+    sc.add_argument("--env", default=None, help="one environment (default: all)")
+    _json(sc)
+
     gates = sub.add_parser("gates", help="gate checks").add_subparsers(dest="sub", required=True)
     gc = gates.add_parser(
         "check",

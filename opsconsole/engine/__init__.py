@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from .rollout import Rejected, allowed_commands
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
+    from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
     from .units import format_duration, format_value, iso_utc
@@ -156,6 +157,8 @@ _LAZY = {
     # the CLI and the demo
     "Authz": "authz",
     "check_now": "checks",
+    "check_sources": "sources.check",
+    "SourceCheck": "sources.check",
     "ConfigError": "config",
     "load_config": "config",
     "parse_duration": "config",
@@ -270,6 +273,8 @@ __all__ = [
     # the CLI and the demo
     "Authz",
     "check_now",
+    "check_sources",
+    "SourceCheck",
     "ConfigError",
     "load_config",
     "parse_duration",

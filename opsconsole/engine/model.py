@@ -252,10 +252,14 @@ class FlagTarget:
 
 @dataclass(frozen=True)
 class MetricSource:
-    kind: str  # scrape (prometheus, cloudwatch come later)
+    kind: str  # scrape | prometheus (cloudwatch comes later)
     url: str
     timeout: float = 2.0
-    window: float = 10.0  # seconds of history rates and percentiles are computed over
+    window: float = 10.0  # seconds of history rates and percentiles are computed over (scrape)
+    token_env: str | None = None
+    """prometheus: the environment variable holding a bearer token (the token itself is never kept)."""
+    basic_auth_env: str | None = None
+    """prometheus: the environment variable holding `user:password` for basic auth."""
 
 
 @dataclass(frozen=True)

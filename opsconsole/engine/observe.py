@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import alarms as alarm_rules
-from .model import Config, GateSpec, Observation, Phase, Rollout
+from .model import Config, GateSpec, MetricSource, Observation, Phase, Rollout
 from .redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
     from .backups.model import BackupRun
     from .core import Engine
+    from .sources.prometheus import PrometheusSource
     from .sources.scrape import ScrapeSource
+
+    MetricsSource = ScrapeSource | PrometheusSource
 
 _RECENT_RUNS = 20
 """How many of a target's newest runs a `backup` check reads each tick before the whole history."""
@@ -37,7 +40,7 @@ class Observer:
         """Seconds of scrape history kept beyond each source's window (sparklines)."""
         self.watch: set[str] = set()
         """Environments scraped every tick even when no active rollout needs them (the console's)."""
-        self._sources: dict[str, ScrapeSource] = {}
+        self._sources: dict[str, MetricsSource] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
@@ -50,19 +53,32 @@ class Observer:
         """target -> (newest verified run, newest run of any outcome), read from the store by the
         runner each tick for the `backup` gates of active phases."""
 
-    def source(self, environment: str) -> ScrapeSource | None:
+    def source(self, environment: str) -> MetricsSource | None:
         env = self.config.environments.get(environment)
         if env is None or env.metrics is None:
             return None
         src = self._sources.get(environment)
         if src is None:
-            from .sources.scrape import ScrapeSource
-
-            src = ScrapeSource(
-                env.metrics.url, timeout=env.metrics.timeout, window=env.metrics.window, keep=self.keep
-            )
+            src = self._make_source(environment, env.metrics)
             self._sources[environment] = src
         return src
+
+    def _make_source(self, environment: str, metrics: MetricSource) -> MetricsSource:
+        if metrics.kind == "prometheus":
+            from .sources.prometheus import PrometheusSource
+
+            return PrometheusSource(
+                metrics.url,
+                timeout=metrics.timeout,
+                step=self.config.interval,
+                keep=self.keep,
+                token_env=metrics.token_env,
+                basic_auth_env=metrics.basic_auth_env,
+                queries=configured_queries(self.config).get(environment, ()),
+            )
+        from .sources.scrape import ScrapeSource
+
+        return ScrapeSource(metrics.url, timeout=metrics.timeout, window=metrics.window, keep=self.keep)
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -253,6 +269,25 @@ class Observer:
             return Observation(error=f"timeout after {spec.timeout:g}s: {cmd}", source=cmd, at=now)
         tail = redact_text(out.decode(errors="replace").strip()[-500:])
         return Observation(value=float(proc.returncode or 0), source=cmd, at=now, detail=tail)
+
+
+def configured_queries(config: Config) -> dict[str, list[str]]:
+    """Environment -> every query the configuration asks of its metrics (gates and guards of every
+    plan, alarm rules, the improvement queue's metric), each once: a source that is asked rather
+    than scraped (Prometheus) runs them from its first refresh on."""
+    out: dict[str, dict[str, None]] = {}
+    for plan in config.plans.values():
+        for phase in plan.phases:
+            for spec in (*phase.gates, *phase.guards):
+                if spec.kind == "metric" and spec.query:
+                    out.setdefault(spec.source or phase.environment, {})[spec.query] = None
+    for rule in config.alarm_rules:
+        if rule.query:
+            out.setdefault(rule.environment, {})[rule.query] = None
+    for environment, settings in config.improvements.items():
+        if settings.metric:
+            out.setdefault(environment, {})[settings.metric] = None
+    return {env: list(queries) for env, queries in out.items()}
 
 
 def due(spec: GateSpec, last_checked: float | None, now: float, interval: float) -> bool:

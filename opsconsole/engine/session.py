@@ -21,7 +21,7 @@ from .runner import EngineBusy, Runner
 if TYPE_CHECKING:
     from .alarms import AlarmStatus
     from .core import Engine
-    from .sources.scrape import ScrapeSource
+    from .observe import MetricsSource
 
 SPARK_POINTS = 60
 """How many recent scrapes a sparkline shows (one a tick: a minute at the default interval)."""
@@ -179,11 +179,12 @@ class Session:
                 )
         return rows
 
-    def _recent(self, env: str, src: ScrapeSource, query: str, points: int) -> tuple[float | None, ...]:
+    def _recent(self, env: str, src: MetricsSource, query: str, points: int) -> tuple[float | None, ...]:
         """src.series(query, points), computed incrementally: a point is the query's value at one scrape
         and never changes, so after the first call each new scrape costs two evaluations, not `points`
-        (a console refreshing a 60-point sparkline every tick would otherwise spend tens of ms a tick)."""
-        if src.last_refresh is None or not 0 < points <= SPARK_POINTS:
+        (a console refreshing a 60-point sparkline every tick would otherwise spend tens of ms a tick).
+        A Prometheus source fetches its points (query_range) and hands them over as they are."""
+        if not src.incremental or src.last_refresh is None or not 0 < points <= SPARK_POINTS:
             return tuple(src.series(query, points))  # fed without refresh(): nothing to key a cache on
         key = (env, query)
         cached = self._series.get(key)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from ..model import AlarmRule, Environment
 from .fields import Fields
-from .references import check_metrics_env, checked_query
+from .references import check_metrics_env, checked_query, metrics_kind
 from .values import parse_duration
 from .yamlsrc import YamlSource
 
@@ -31,7 +31,7 @@ def read_alarm_rules(src: YamlSource, main: Fields, envs: Mapping[str, Environme
         elif name:
             seen[name] = r.where()
         check_metrics_env(r, "environment", env, envs)
-        query = checked_query(r)
+        query = checked_query(r, kind=metrics_kind(envs, env))
         lo, hi = r.number("min"), r.number("max")
         if not {"min", "max"} & set(r.keys):
             r.issue(None, "an alarm rule needs max or min")

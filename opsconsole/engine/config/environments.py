@@ -104,16 +104,38 @@ def read_overrides(
 
 
 def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
-    m = env.mapping("metrics", ("kind", "url", "timeout", "window"), required=("kind", "url"))
+    keys = ("kind", "url", "timeout", "window", "token_env", "basic_auth_env")
+    m = env.mapping("metrics", keys, required=("kind", "url"))
     if m is None:
         return None
-    kind = checked_kind(m, ("scrape",), ("prometheus", "cloudwatch"))
+    kind = checked_kind(m, ("scrape", "prometheus"), ("cloudwatch",))
     url = m.parsed("url", http_url)
     timeout = m.parsed("timeout", positive_duration, 2.0)
     window = m.parsed("window", positive_duration, 10.0)
+    if kind == "prometheus" and "window" in m:
+        m.issue("window", "window is for kind: scrape; PromQL gives its own ranges (rate(x[1m]))")
+    secrets: dict[str, str | None] = {}
+    for key in ("token_env", "basic_auth_env"):
+        var = m.text(key)
+        if var is not None and kind == "scrape":
+            m.issue(key, f"{key} is for kind: prometheus (a scrape source reads the URL as given)")
+            var = None
+        elif var is not None and not _VAR.fullmatch(var):
+            m.issue(key, f"{key} names an environment variable (A-Z, 0-9, '_'), got {var!r}")
+            var = None
+        secrets[key] = var
+    if secrets["token_env"] and secrets["basic_auth_env"]:
+        m.issue("basic_auth_env", "set either token_env or basic_auth_env, not both")
     if kind is None or url is None:
         return None
-    return MetricSource(kind=kind, url=url, timeout=timeout, window=window)
+    return MetricSource(
+        kind=kind,
+        url=url,
+        timeout=timeout,
+        window=window,
+        token_env=secrets["token_env"],
+        basic_auth_env=secrets["basic_auth_env"],
+    )
 
 
 def _flag_target(src: YamlSource, env: Fields, base: Path) -> FlagTarget | None:

@@ -13,7 +13,7 @@ from yaml.nodes import Node, SequenceNode
 from ..model import GateSpec
 from .fields import Fields
 from .issues import suggest
-from .references import Catalog, check_metrics_env, checked_query
+from .references import Catalog, check_metrics_env, checked_query, metrics_kind
 from .values import fraction, http_url, parse_duration, positive_duration
 from .yamlsrc import YamlSource
 
@@ -150,7 +150,7 @@ def _metric_gate(src: YamlSource, f: Fields, env: str | None, catalog: Catalog) 
         f.issue("min", f"min {lo:g} is above max {hi:g}")
     return {
         "name": f.text("name", ""),
-        "query": checked_query(f),
+        "query": checked_query(f, kind=metrics_kind(catalog.environments, source or env)),
         "source": source,
         "min": lo,
         "max": hi,

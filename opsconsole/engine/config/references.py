@@ -37,11 +37,22 @@ def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, 
         f.issue(name, f"environment '{env}' has no metrics source (add metrics: to it)")
 
 
-def checked_query(f: Fields, key: str = "query") -> str | None:
-    """The `query` entry of `f` (or `key`), its syntax checked by the metrics source that will run it."""
+def metrics_kind(envs: Mapping[str, Environment] | None, env: str | None) -> str | None:
+    """The kind of `env`'s metrics source (which query language its queries are written in), None
+    when not known here."""
+    if envs is None or env is None or env not in envs:
+        return None
+    metrics = envs[env].metrics
+    return metrics.kind if metrics is not None else None
+
+
+def checked_query(f: Fields, key: str = "query", kind: str | None = None) -> str | None:
+    """The `query` entry of `f` (or `key`), its syntax checked by the metrics source that will run it:
+    PromQL for a `prometheus` source (Prometheus itself is the judge; only what is surely wrong is
+    caught here), the scrape source's small language otherwise."""
     query: str | None = f.text(key)
     if query is not None:
-        problem = _query_problem(query)
+        problem = _promql_problem(query) if kind == "prometheus" else _query_problem(query)
         if problem:
             f.issue(key, f"bad query: {problem}")
     return query
@@ -54,3 +65,9 @@ def _query_problem(expr: str) -> str | None:
     except ImportError:
         return None
     return validate_query(expr)
+
+
+def _promql_problem(expr: str) -> str | None:
+    from ..sources.prometheus import promql_problem
+
+    return promql_problem(expr)

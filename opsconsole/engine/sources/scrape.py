@@ -64,6 +64,9 @@ MAX_SNAPSHOTS = 2000
 class ScrapeSource:
     """History of scrapes of one endpoint, and the queries gates and alarm rules ask of it."""
 
+    incremental = True
+    """Each sparkline point is the query's value at one scrape of this source's own history."""
+
     def __init__(self, url: str, timeout: float = 2.0, window: float = 10.0, keep: float = 0.0) -> None:
         self.url = url
         self.shown = redact_url(url)

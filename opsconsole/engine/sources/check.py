@@ -1,0 +1,123 @@
+"""`opsconsole sources check`: reach every configured source and target once, and say how it went.
+
+The first thing an on-call engineer runs when numbers look wrong: each environment's metrics source
+(a scrape of its endpoint, or one query through Prometheus's API with its credentials) and its flag
+target (the file the flags are written to), each bounded by its timeout, all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..model import Config, Environment, FlagTarget, MetricSource
+from ..redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["SourceCheck", "check_sources"]
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    environment: str
+    role: str
+    """metrics | flags"""
+    kind: str
+    where: str
+    """The URL (without credentials) or the path."""
+    ok: bool
+    latency_ms: float
+    error: str = ""
+
+
+def check_sources(config: Config, environment: str | None = None) -> list[SourceCheck]:
+    """Every source and target of `environment` (default: all), checked once, concurrently.
+    Raises KeyError naming the environment when there is no such one."""
+    if environment is not None and environment not in config.environments:
+        raise KeyError(environment)
+    envs = [e for name, e in config.environments.items() if environment in (None, name)]
+    return asyncio.run(_check_all(envs, config.interval))
+
+
+async def _check_all(envs: list[Environment], interval: float) -> list[SourceCheck]:
+    import httpx
+
+    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
+        jobs = []
+        for env in envs:
+            if env.metrics is not None:
+                jobs.append(_metrics(client, env.name, env.metrics, interval))
+            if env.flags is not None:
+                jobs.append(asyncio.to_thread(_flags, env.name, env.flags))
+        return list(await asyncio.gather(*jobs))
+
+
+async def _metrics(
+    client: httpx.AsyncClient, environment: str, metrics: MetricSource, interval: float
+) -> SourceCheck:
+    started = time.perf_counter()
+    error: str | None
+    if metrics.kind == "prometheus":
+        from .prometheus import PrometheusSource, QueryFailed, SourceFailed
+
+        src = PrometheusSource(
+            metrics.url,
+            timeout=metrics.timeout,
+            step=interval,
+            token_env=metrics.token_env,
+            basic_auth_env=metrics.basic_auth_env,
+        )
+        shown = src.shown
+        try:
+            await src.check(client)
+            error = None
+        except (SourceFailed, QueryFailed) as exc:
+            error = str(exc)
+    else:
+        from .scrape import ScrapeSource
+
+        scrape = ScrapeSource(metrics.url, timeout=metrics.timeout, window=metrics.window)
+        shown = scrape.shown
+        error = await scrape.refresh(client, time.time())
+    elapsed = (time.perf_counter() - started) * 1000
+    return SourceCheck(environment, "metrics", metrics.kind, shown, error is None, elapsed, error or "")
+
+
+def _flags(environment: str, target: FlagTarget) -> SourceCheck:
+    started = time.perf_counter()
+    error = ""
+    for path in filter(None, (target.path, target.flagd, target.dotenv)):
+        error = _writable(Path(path))
+        if error:
+            break
+    elapsed = (time.perf_counter() - started) * 1000
+    return SourceCheck(
+        environment, "flags", target.kind, redact_url(target.path), not error, elapsed, redact_text(error)
+    )
+
+
+def _writable(path: Path) -> str:
+    """Why the flag file at `path` cannot be written where it is, else ''. A directory not made yet
+    is made on the first write: then its nearest existing ancestor must be writable."""
+    directory = path.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"directory {directory} is not writable"
+    if path.exists():
+        if not path.is_file():
+            return f"{path} is not a file"
+        try:
+            with path.open("rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror or exc}"
+    return ""
