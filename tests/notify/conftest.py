@@ -23,15 +23,17 @@ class Receiver:
     """Records (path, JSON body) of every POST. `status` is what it answers (204 by default; 200 with
     the Bot API's `{"ok": true}` on a /bot<token>/sendMessage path whose token is TOKEN, 401 with
     its `{"ok": false, "description": "Unauthorized"}` for another token). `on_post(path, body)`
-    runs before the answer (to look at the store at the moment a notification arrives). Start and
+    runs before the answer (to look at the store at the moment a notification arrives); what it
+    returns is kept in `seen`, at the post's index. Start and
     stop it at will on the same port (a receiver that is down for a while)."""
 
     def __init__(self, port: int = 0) -> None:
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.port = port
         self.status = 204
-        self.on_post: Callable[[str, dict[str, Any]], None] | None = None
-        self.seen: list[Any] = []
+        self.on_post: Callable[[str, dict[str, Any]], Any] | None = None
+        self.seen: list[Any] = []  # what on_post returned for each post
+        self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> Receiver:
@@ -41,9 +43,10 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length))
-                if me.on_post is not None:
-                    me.on_post(self.path, body)
-                me.posts.append((self.path, body))
+                look = me.on_post(self.path, body) if me.on_post is not None else None
+                with me.lock:  # one index for both: handlers run on their own threads
+                    me.posts.append((self.path, body))
+                    me.seen.append(look)
                 status, answer = me.status, b""
                 if self.path.startswith("/bot") and self.path.endswith("/sendMessage") and status < 300:
                     ok = self.path == f"/bot{TOKEN}/sendMessage"
