@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import threading
@@ -144,6 +145,30 @@ def enqueue(
     ]
 
 
+class _MaskSecrets(logging.Filter):
+    """On httpx's logger (whose INFO line quotes each request's URL, the bot token in it): the
+    secrets this process has read are masked in every record, whoever turned logging on."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(secret in text for secret in self.secrets):
+            record.msg, record.args = _masked(text, list(self.secrets)), None
+        return True
+
+
+_mask = _MaskSecrets()
+
+
+def _remember(secret: str) -> None:
+    if secret not in _MaskSecrets.secrets:
+        _MaskSecrets.secrets.add(secret)
+        logger = logging.getLogger("httpx")
+        if _mask not in logger.filters:
+            logger.addFilter(_mask)
+
+
 def _resolve(url: str) -> tuple[str, list[str]]:
     """The URL to call, with each `{env:NAME}` replaced by the variable's value, and those values
     (to be masked in whatever text comes back). KeyError names a variable that is not set."""
@@ -154,6 +179,7 @@ def _resolve(url: str) -> tuple[str, list[str]]:
         if not value:
             raise KeyError(m.group(1))
         secrets.append(value)
+        _remember(value)
         return value
 
     return _ENV_REF.sub(sub, url), secrets
