@@ -140,3 +140,37 @@ async def test_the_header_shows_notifications_that_did_not_get_through(
         header = screen_text(app).splitlines()[0]
         assert "notify: 1 failed, 1 retrying (" in header and "HTTP 500" in header
         assert token not in screen_text(app) and "sl4ck-secret" not in screen_text(app)
+
+
+def test_a_running_engine_tells_the_console_when_notifications_start_failing(
+    tmp_path: Path, receiver: Receiver, token: str
+) -> None:
+    """In a console that runs the engine, the header's note comes from the runner, which reads the
+    outbox and publishes an `engine` event (the header re-reads) when the note changes."""
+    import asyncio
+
+    from opsconsole.engine.config import load_config
+    from opsconsole.engine.core import Engine
+    from opsconsole.engine.model import Actor
+    from opsconsole.engine.runner import Runner
+
+    ws = refusing_workspace(tmp_path, receiver)
+    engine = Engine(load_config(ws / "opsconsole.yaml", {"WORKSPACE": str(ws)}), ws, Actor("root", "test"))
+    events: list[object] = []
+    engine.bus.subscribe(events.append)
+    runner = Runner(engine)
+
+    async def tick() -> None:
+        await runner.tick()
+
+    asyncio.run(tick())
+    assert runner.notify_note == ""
+    with engine.store.transaction() as tx:
+        notify.enqueue(tx, engine.config.notifications, "kill_switch", "engaged", engine.clock())
+    notify.deliver(engine.store, budget=5)  # both refused
+    runner._notify_read = 0.0  # the next read is due (it happens at most every NOTE_EVERY seconds)
+    asyncio.run(tick())
+    assert runner.notify_note.startswith("notify: 2 retrying (") and "HTTP 500" in runner.notify_note
+    published = [e for e in events if getattr(e, "kind", "") == "engine" and "notify" in e.data]  # type: ignore[attr-defined]
+    assert published and published[-1].data["notify"] == runner.notify_note  # type: ignore[attr-defined]
+    asyncio.run(runner.observer.close())
