@@ -52,7 +52,7 @@ def test_status_shows_notifications_being_retried_and_given_up(tmp_path: Path, r
         f"retrying after 1 attempt(s): kill_switch to telegram 127.0.0.1:{port}: HTTP 500: receiver says no"
         in text.stdout
     )
-    assert f"kill_switch to webhook 127.0.0.1:{port}: HTTP 500" in text.stdout
+    assert f"kill_switch to slack 127.0.0.1:{port}: HTTP 500" in text.stdout
 
     give_up(ws)
     doc = json.loads(cli("status", "--json", *w, env=ENV).stdout)["notifications"]

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..model import Notification
 from ..redact import MASK, redact_text
@@ -117,12 +118,10 @@ def target_url(n: Notification) -> str:
     return n.url
 
 
-def destination(url: str) -> str:
+def destination(url: str, body: str = "") -> str:
     """A receiver as the console shows it: kind and host, never a path or a query (a Slack webhook's
     path is its secret)."""
-    from urllib.parse import urlsplit
-
-    kind = "telegram" if _ENV_REF.search(url) else "webhook"
+    kind = "telegram" if _ENV_REF.search(url) else "slack" if '"blocks": [' in body else "webhook"
     try:
         host = urlsplit(url).hostname or "?"
         port = urlsplit(url).port
@@ -196,12 +195,15 @@ def _post(url: str, body: bytes, timeout: float) -> str:
     import httpx
 
     try:
-        real, secrets = _resolve(url)
+        real, tokens = _resolve(url)
     except KeyError as exc:
         return f"environment variable {exc.args[0]} is not set (it holds the bot token)"
+    # An error that quotes the URL must not show a webhook's path (Slack's is its secret) or a token.
+    path = urlsplit(real).path
+    secrets = [real, *([path] if len(path) > 8 else []), *tokens]
     try:
         resp = httpx.post(real, content=body, headers={"content-type": "application/json"}, timeout=timeout)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # InvalidURL: a port past 65535
         return _masked(f"{type(exc).__name__}: {exc}", secrets)
     if 200 <= resp.status_code < 300:
         return ""
@@ -387,7 +389,13 @@ def summary(store: Any, now: float | None = None) -> OutboxSummary:
         rows = tx.notification_troubles(now - TROUBLE_WINDOW, _TROUBLE_LIMIT)
     troubles = tuple(
         Trouble(
-            r.id, r.event, destination(r.url), r.state, r.attempts, _masked(r.last_error, ()), r.updated_at
+            r.id,
+            r.event,
+            destination(r.url, r.body),
+            r.state,
+            r.attempts,
+            _masked(r.last_error, ()),
+            r.updated_at,
         )
         for r in rows
     )
