@@ -67,7 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "by": kill.by,
                     "reason": kill.reason,
                 },
-                "notifications": notes.to_dict(),
+                "notifications": {"configured": len(engine.config.notifications), **notes.to_dict()},
                 "rollouts": rows,
             }
         )
@@ -77,7 +77,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if health and health.note():
         runner += visible(f", {health.note()}: {health.error}")
     print(f"kill switch: {ks}\nengine: {runner}\nuser: {visible(engine.actor.user)} ({engine.role})")
-    print(_notifications_text(notes))
+    print(_notifications_text(notes, len(engine.config.notifications)))
     if not rows:
         print("no active rollouts" if not args.all else "no rollouts")
     for row in rows:
@@ -85,8 +85,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _notifications_text(notes: OutboxSummary) -> str:
+def _notifications_text(notes: OutboxSummary, configured: int) -> str:
     counts = f"{notes.delivered} delivered, {notes.pending} pending, {notes.failed} failed"
+    if not configured and not (notes.delivered or notes.pending or notes.failed):
+        return "notifications: none configured"
     lines = [f"notifications: {counts}" if notes.troubles else f"notifications: ok ({counts})"]
     for t in notes.troubles:
         what = "gave up" if t.state == "failed" else "retrying"

@@ -73,7 +73,13 @@ def test_status_says_ok_when_everything_was_delivered(tmp_path: Path, receiver: 
     assert cli("kill", "--reason", "drill", *w, timeout=30, env=ENV).returncode == 0
     out = cli("status", *w, env=ENV).stdout
     assert "notifications: ok (1 delivered, 0 pending, 0 failed)" in out
-    assert json.loads(cli("status", "--json", *w, env=ENV).stdout)["notifications"]["troubles"] == []
+    doc = json.loads(cli("status", "--json", *w, env=ENV).stdout)["notifications"]
+    assert (doc["configured"], doc["delivered"], doc["troubles"]) == (1, 1, [])
+
+
+def test_status_says_when_no_notification_is_configured(tmp_path: Path) -> None:
+    ws = kill_only_workspace(tmp_path)
+    assert "notifications: none configured" in cli("status", "--workspace", str(ws)).stdout
 
 
 def test_the_token_never_appears_in_status_logs_audit_errors_or_the_store(
