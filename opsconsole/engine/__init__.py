@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .checks import check_now
     from .config import ConfigError, load_config, parse_duration
     from .config.issues import suggest
+    from .config.notifications import missing_secrets as missing_notification_secrets
     from .core import Conflict, Engine, FilesBehind, NotFound
     from .flags import (
         EvalContext,
@@ -103,6 +104,8 @@ if TYPE_CHECKING:
     from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
+    from .targets.notify import OutboxSummary
+    from .targets.notify import summary as notification_summary
     from .units import format_duration, format_value, iso_utc
     from .views import phase_of, rollout_row, stopped_traffic, traffic_text, why
 
@@ -180,6 +183,10 @@ _LAZY = {
     "load_kill_plan": "killplan",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
+    # notifications: the outbox at a glance (status, header), and what `config check` says is unset
+    "notification_summary": "targets.notify",
+    "OutboxSummary": "targets.notify",
+    "missing_notification_secrets": "config.notifications",
     # the improvement queue, and its agent over MCP (the demo starts one)
     "McpAgent": "improvements.mcp_client",
     "Improvement": "improvements.model",
@@ -210,6 +217,8 @@ _LAZY = {
 }
 
 _RENAMED = {
+    "notification_summary": "summary",
+    "missing_notification_secrets": "missing_secrets",
     "render_report": "render",
     "read_health": "read",
     "KILL_JOURNAL": "JOURNAL",
@@ -296,6 +305,9 @@ __all__ = [
     "engage_from_kill_plan",
     "record_kill",
     "redact_text",
+    "notification_summary",
+    "OutboxSummary",
+    "missing_notification_secrets",
     "Improvement",
     "ImprovementStatus",
     "ImprovementSettings",

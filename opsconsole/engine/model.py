@@ -290,10 +290,16 @@ class AlarmRule:
 
 @dataclass(frozen=True)
 class Notification:
-    kind: str  # webhook
+    """Where word of an event goes. `url` is the receiver (for telegram: the Bot API's base, no
+    token); the telegram bot token is read from the environment variable `token_env` when a message
+    is sent, so it is in neither the configuration, the store nor any text the console shows."""
+
+    kind: str  # webhook | slack | telegram
     url: str
     events: tuple[str, ...] = ()
     timeout: float = 2.0
+    chat_id: str = ""  # telegram
+    token_env: str = ""  # telegram
 
 
 @dataclass(frozen=True)

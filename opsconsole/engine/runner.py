@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from .improvements.worker import QueueWorker
 
 
+NOTE_EVERY = 5.0
+"""Seconds between reads of the outbox's trouble for the header."""
+
+
 class EngineBusy(Exception):
     """Another runner holds this workspace."""
 
@@ -62,6 +66,10 @@ class Runner:
         self._improvements: QueueWorker | None = None
         self._backups: BackupScheduler | None = None
         self._phase_backups: PhaseBackups | None = None
+        self.alarm_watch = notifier.AlarmWatch()
+        self.notify_note = ""
+        """The outbox's trouble ("notify: 1 failed (...)"), read at most every NOTE_EVERY seconds."""
+        self._notify_read = 0.0
 
     @property
     def improvements(self) -> QueueWorker | None:
@@ -201,6 +209,12 @@ class Runner:
                 decisions.append((plan, r, d))
         if decisions:
             await self.health.watch(asyncio.to_thread(self._commit_all, decisions, now))
+        if self.alarm_watch.due(alarms):
+            # After the decisions: announcing an alarm must not delay a rollback. A store that
+            # refuses leaves the watch as it was, so the next tick records it.
+            with contextlib.suppress(StoreError):
+                sent = await asyncio.to_thread(self.alarm_watch.record, engine, dict(alarms), now)
+                notifier.deliver_soon(engine.store, sent)
         if self.improvements is not None:
             # Its own task, never awaited here: a slow agent must not delay a rollout's gates.
             self.improvements.kick(now)
@@ -217,9 +231,23 @@ class Runner:
         self._replay_kill_journal()
         # Notifications a CLI process could not send before it exited, or a receiver refused.
         notifier.drain_soon(self.engine.store, self.engine.clock)
+        self._read_notify_note(now)
         self._apply_schedules(now)  # a step applied now is in the state this tick decides on
         self._reconcile_flag_files()
         return self.engine.kill_state().engaged, self.engine.rollouts(active_only=True)
+
+    def _read_notify_note(self, now: float) -> None:
+        """Keep `notify_note` (what the header says about notifications) fresh; a change is published
+        as an `engine` event so a console shows it at once."""
+        if now - self._notify_read < NOTE_EVERY and self._notify_read:
+            return
+        self._notify_read = now
+        with contextlib.suppress(StoreError):
+            note = notifier.summary(self.engine.store, now).note()
+            if note != self.notify_note:
+                self.notify_note = note
+                h = self.health.current
+                self.engine.bus.publish("engine", state=h.state, since=h.since, error=h.error, notify=note)
 
     def _replay_kill_journal(self) -> None:
         from .store import StoreError
