@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from .config import ConfigError, load_config, parse_duration
     from .config.issues import suggest
     from .core import Conflict, Engine, FilesBehind, NotFound
+    from .firstlook import FirstLook, traffic_text
+    from .firstlook import read as read_first_look
+    from .firstlook import save as save_first_look
     from .flags import (
         EvalContext,
         Evaluation,
@@ -103,7 +106,7 @@ if TYPE_CHECKING:
     from .stale import FlagAge
     from .store import StoreError
     from .units import format_duration, format_value, iso_utc
-    from .views import phase_of, rollout_row, stopped_traffic, traffic_text, why
+    from .views import phase_of, rollout_row, stopped_traffic, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
 
@@ -129,7 +132,7 @@ _LAZY = {
     "EngineBusy": "runner",
     "rollout_row": "views",
     "stopped_traffic": "views",
-    "traffic_text": "views",
+    "traffic_text": "firstlook",  # views re-exports it; this way the first frame imports no model
     "why": "views",
     "phase_of": "views",
     "format_value": "units",
@@ -175,6 +178,9 @@ _LAZY = {
     "engage_from_kill_plan": "killfast",
     "record_kill": "killswitch",
     "load_kill_plan": "killplan",
+    "FirstLook": "firstlook",
+    "read_first_look": "firstlook",
+    "save_first_look": "firstlook",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
     # the improvement queue, and its agent over MCP (the demo starts one)
@@ -213,6 +219,8 @@ _RENAMED = {
     "KILL_RECORD_WAIT": "RECORD_WAIT",
     "record_kill": "record",
     "load_kill_plan": "load",
+    "read_first_look": "read",
+    "save_first_look": "save",
     "engage_from_kill_plan": "engage",
     "flag_value_text": "value_text",
 }
@@ -285,6 +293,9 @@ __all__ = [
     "KILL_JOURNAL",
     "KILL_RECORD_WAIT",
     "load_kill_plan",
+    "FirstLook",
+    "read_first_look",
+    "save_first_look",
     "wait_for_notifications",
     "make_safe",
     "SafeFiles",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from opsconsole.engine import Engine
+    from opsconsole.engine import Engine, FirstLook
 
     from .app import OpsConsoleApp
 
@@ -21,9 +21,14 @@ and releases the workspace lock."""
 
 
 def run_console(
-    opener: Callable[[], Engine], *, theme: str | None = None, environment: str | None = None
+    opener: Callable[[], Engine],
+    *,
+    theme: str | None = None,
+    environment: str | None = None,
+    look: Callable[[], FirstLook | None] | None = None,
 ) -> int:
-    """Paint the console, open the engine with `opener` behind its first frame, run until quit (or
+    """Paint the console (with the rollouts `look` reads from the store, when it vouches for them),
+    open the engine with `opener` behind its first frame, run until quit (or
     SIGTERM / SIGHUP: exit code 128 + the signal). An error while opening (a bad configuration) is
     raised here, after the screen is restored, for the CLI to report with its exit code."""
     # Everything built on the way to the frame with the rollouts (modules, styles, widgets, the
@@ -35,7 +40,7 @@ def run_console(
     try:
         from .app import OpsConsoleApp
 
-        app = OpsConsoleApp(opener=opener, theme=theme, environment=environment)
+        app = OpsConsoleApp(opener=opener, look=look, theme=theme, environment=environment)
         code = run_app(app)
     finally:
         gc.enable()
