@@ -30,7 +30,7 @@ from .units import format_duration, iso_utc
 TYPE_CHECKING = False  # not typing's: see engine/__init__.py
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from .core import Engine
@@ -131,9 +131,12 @@ def save(engine: Engine) -> None:
         pass
 
 
-def read(config_path: str | os.PathLike[str], workspace: Path) -> FirstLook | None:
+def read(
+    config_path: str | os.PathLike[str], workspace: Path, clock: Callable[[], float] = time.time
+) -> FirstLook | None:
     """The rows the engine would show for the rollouts in `workspace`'s store, or None when this
-    reader cannot vouch for them (see the module's docstring). Never raises, never writes."""
+    reader cannot vouch for them (see the module's docstring). Never raises, never writes. `clock`
+    is the engine's (a progressing rollout's row counts its step wait down)."""
     try:
         with open(workspace / LOOK, "rb") as fh:
             body = json.loads(fh.read())
@@ -144,7 +147,7 @@ def read(config_path: str | os.PathLike[str], workspace: Path) -> FirstLook | No
             or _stamp(p for p, _, _ in body["stamp"]) != body["stamp"]
         ):
             return None
-        rows = _rows(body)
+        rows = _rows(body, clock())
         if rows is None:
             return None
         return FirstLook(rows, {str(k): bool(v) for k, v in body["environments"].items()})
@@ -152,7 +155,7 @@ def read(config_path: str | os.PathLike[str], workspace: Path) -> FirstLook | No
         return None
 
 
-def _rows(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _rows(body: dict[str, Any], now: float) -> list[dict[str, Any]] | None:
     store = str(body["store"])
     if not os.path.isfile(store):
         return None  # mode=ro would not create it, but say so without asking SQLite
@@ -170,7 +173,6 @@ def _rows(body: dict[str, Any]) -> list[dict[str, Any]] | None:
             (MAX_ROWS,),
         ).fetchall()
         rows = []
-        now = time.time()  # the engine's clock
         for rid, plan_name, state, started_by, text in found:
             row = _row(body, rid, plan_name, state, started_by, json.loads(text), conn, now)
             if row is None:
