@@ -15,19 +15,28 @@ if TYPE_CHECKING:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    from ..engine import DEFAULT_WORKSPACE
     from ..tui.run import run_console
 
+    ws = Path(args.workspace or DEFAULT_WORKSPACE).absolute()
     return run_console(
-        lambda: _engine(args), theme=args.theme, environment=args.env, look=lambda: _first_look(args)
+        lambda: _engine(args),
+        theme=args.theme,
+        environment=args.env,
+        look=lambda: _first_look(args.config, ws),
+        theme_cache=ws / THEME_CACHE,
     )
 
 
-def _first_look(args: argparse.Namespace) -> FirstLook | None:
-    """The rollouts as the store holds them, for the console's first frame (engine/firstlook.py)."""
-    from ..engine import DEFAULT_WORKSPACE, config_path, read_first_look
+THEME_CACHE = "console-themes.json"
+"""The validated theme files, cached in the workspace for the console's next start (tui/themes.py)."""
 
-    ws = Path(args.workspace or DEFAULT_WORKSPACE).absolute()
-    return read_first_look(config_path(args.config, ws), ws)
+
+def _first_look(config: str | None, ws: Path) -> FirstLook | None:
+    """The rollouts as the store holds them, for the console's first frame (engine/firstlook.py)."""
+    from ..engine import config_path, read_first_look
+
+    return read_first_look(config_path(config, ws), ws)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

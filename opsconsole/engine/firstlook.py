@@ -24,13 +24,12 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .killfast import stamp as _stamp
 from .units import format_duration, iso_utc
 
 TYPE_CHECKING = False  # not typing's: see engine/__init__.py
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
     from .core import Engine
@@ -60,6 +59,19 @@ class FirstLook:
         """views.rollout_row's keys the table and the line under it use, newest rollout first."""
         self.environments = environments
         """Environment name -> production, in the configuration's order."""
+
+
+def _stamp(paths: Iterable[str]) -> list[list[Any]] | None:
+    """killfast.stamp (the same [path, size, mtime_ns] list, so both caches agree on what "changed"
+    means), without importing the kill switch's module on the way to the first frame."""
+    out: list[list[Any]] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        out.append([path, st.st_size, st.st_mtime_ns])
+    return out
 
 
 def traffic_text(row: Mapping[str, Any]) -> str:

@@ -81,6 +81,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         run_engine: bool = True,
         theme: str | None = None,
         themes_dir: Path | None = None,
+        theme_cache: Path | None = None,
     ) -> None:
         super().__init__()
         if (engine is None) == (opener is None):
@@ -103,7 +104,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self._kill_pending = False
         self.load_error: BaseException | None = None
         """Why the engine could not be opened (the app has exited; the CLI reports it)."""
-        self._theme_problems = install_themes(self, theme, themes_dir)
+        self._theme_problems = install_themes(self, theme, themes_dir, cache=theme_cache)
         if engine is not None:
             self._attach_engine(engine)
 

@@ -188,3 +188,18 @@ def test_the_reader_writes_nothing(ws: Path) -> None:
     assert added <= {Path(body["store"]).name + "-wal", Path(body["store"]).name + "-shm"}
     assert {name: after[name] for name in before} == before
     assert all(not after[name][1].strip(b"\0") or name.endswith("-shm") for name in added)
+
+
+def test_the_stamp_is_the_kill_plans(tmp_path: Path) -> None:
+    """Both caches key on the same [path, size, mtime_ns] list (firstlook keeps its own copy)."""
+    from opsconsole.engine import firstlook, killfast
+
+    files = [str(tmp_path / "a"), str(tmp_path / "b")]
+    for f in files:
+        Path(f).write_text(f)
+    assert firstlook._stamp(files) == killfast.stamp(files) is not None
+    assert (
+        firstlook._stamp([*files, str(tmp_path / "missing")])
+        is killfast.stamp([str(tmp_path / "missing")])
+        is None
+    )
