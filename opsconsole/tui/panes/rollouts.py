@@ -236,6 +236,8 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             self._selected_stale = True
             return
         self._selected_stale = False
+        if not self.ops.opened:
+            return  # the store reader's rows (preview) say it until the engine's first apply
         r = self.selected()
         verdicts = self.query_one("#verdict-table", FittedTable)
         if r is None:
