@@ -152,7 +152,12 @@ class OpsConsoleApp(GuardedActions, App[None]):
             # later would parse widget CSS and lay the screen out again on the way to the frame that
             # shows the rollouts.
             tabs, self._rollouts = first_panes()
-            look = self._look() if self._look is not None else None
+            look = None
+            if self._look is not None:
+                try:
+                    look = self._look()
+                except Exception:  # noqa: BLE001 - a preview never stops the console: the engine's rows follow
+                    look = None
             if look is not None:
                 self._rollouts.first_rows = look.rows
                 if not self.environment:
