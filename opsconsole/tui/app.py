@@ -4,9 +4,9 @@ The first frame does not wait for the engine. `opsconsole` hands the app an `ope
 the app paints its header, the Rollouts pane with the rows the store reader vouches for
 (engine/firstlook.py: the store read-only, no engine import; empty when it cannot vouch for them)
 and the key bar. Then a worker thread opens the engine (imports, configuration, store), takes the
-runner's lock and reads the kill switch and the rollouts; the next frame shows them. The runner starts ticking and the other panes load after that frame. A bad
-configuration ends the app with the error the CLI prints (`load_error`). Tests and the demo pass an
-engine that is already open.
+runner's lock and reads the kill switch and the rollouts; the next frame shows them. The runner
+starts ticking and the other panes load after that frame. A bad configuration ends the app with the
+error the CLI prints (`load_error`). Tests and the demo pass an engine that is already open.
 """
 
 from __future__ import annotations

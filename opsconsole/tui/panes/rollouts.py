@@ -72,9 +72,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         """Each rollout's row as last shown: the detail line reuses it (no second store read)."""
         self._bindings_for: tuple[str, str] | None = None
         self._previewed: set[str] = set()
+        """Rows shown from the store reader before the engine's first `apply`."""
         self.first_rows: list[dict[str, Any]] | None = None
         """Set by the app before mount: the store reader's rows for the first frame."""
-        """Rows shown from the store reader before the engine's first `apply`."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Who may (authz, via GuardedActions: hidden when not), then whether it applies to the
