@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .config.issues import suggest
     from .config.notifications import missing_secrets as missing_notification_secrets
     from .core import Conflict, Engine, FilesBehind, NotFound
+    from .firstlook import FirstLook, traffic_text
+    from .firstlook import read as read_first_look
+    from .firstlook import save as save_first_look
     from .flags import (
         EvalContext,
         Evaluation,
@@ -107,7 +110,7 @@ if TYPE_CHECKING:
     from .targets.notify import OutboxSummary
     from .targets.notify import summary as notification_summary
     from .units import format_duration, format_value, iso_utc
-    from .views import phase_of, rollout_row, stopped_traffic, traffic_text, why
+    from .views import phase_of, rollout_row, stopped_traffic, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
 
@@ -133,7 +136,7 @@ _LAZY = {
     "EngineBusy": "runner",
     "rollout_row": "views",
     "stopped_traffic": "views",
-    "traffic_text": "views",
+    "traffic_text": "firstlook",  # views re-exports it; this way the first frame imports no model
     "why": "views",
     "phase_of": "views",
     "format_value": "units",
@@ -181,6 +184,9 @@ _LAZY = {
     "engage_from_kill_plan": "killfast",
     "record_kill": "killswitch",
     "load_kill_plan": "killplan",
+    "FirstLook": "firstlook",
+    "read_first_look": "firstlook",
+    "save_first_look": "firstlook",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
     # notifications: the outbox at a glance (status, header), and what `config check` says is unset
@@ -225,6 +231,8 @@ _RENAMED = {
     "KILL_RECORD_WAIT": "RECORD_WAIT",
     "record_kill": "record",
     "load_kill_plan": "load",
+    "read_first_look": "read",
+    "save_first_look": "save",
     "engage_from_kill_plan": "engage",
     "flag_value_text": "value_text",
 }
@@ -299,6 +307,9 @@ __all__ = [
     "KILL_JOURNAL",
     "KILL_RECORD_WAIT",
     "load_kill_plan",
+    "FirstLook",
+    "read_first_look",
+    "save_first_look",
     "wait_for_notifications",
     "make_safe",
     "SafeFiles",
