@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from .rollout import Rejected, allowed_commands
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
+    from .sources.alertmanager import AlarmSourceError, Silence
     from .stale import FlagAge
     from .store import StoreError
     from .units import format_duration, format_value, iso_utc
@@ -204,6 +205,9 @@ _LAZY = {
     "RetentionDecision": "backups.model",
     "RunStatus": "backups.model",
     "TargetStatus": "backups.model",
+    # alarm sources
+    "AlarmSourceError": "sources.alertmanager",
+    "Silence": "sources.alertmanager",
 }
 
 _RENAMED = {
@@ -316,6 +320,8 @@ __all__ = [
     "RetentionDecision",
     "RunStatus",
     "TargetStatus",
+    "AlarmSourceError",
+    "Silence",
 ]
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .backups.model import BackupRun
     from .core import Engine
+    from .sources.alertmanager import AlertmanagerSource
     from .sources.scrape import ScrapeSource
 
 _RECENT_RUNS = 20
@@ -38,6 +39,7 @@ class Observer:
         self.watch: set[str] = set()
         """Environments scraped every tick even when no active rollout needs them (the console's)."""
         self._sources: dict[str, ScrapeSource] = {}
+        self._alarm_sources: dict[str, AlertmanagerSource] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
@@ -64,6 +66,18 @@ class Observer:
             self._sources[environment] = src
         return src
 
+    def alarm_source(self, environment: str) -> AlertmanagerSource | None:
+        env = self.config.environments.get(environment)
+        if env is None or env.alarms is None:
+            return None
+        src = self._alarm_sources.get(environment)
+        if src is None:
+            from .sources.alertmanager import AlertmanagerSource
+
+            src = AlertmanagerSource(environment, env.alarms)
+            self._alarm_sources[environment] = src
+        return src
+
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             import httpx
@@ -77,12 +91,18 @@ class Observer:
             self._client = None
 
     async def refresh(self, environments: Iterable[str], now: float) -> None:
-        """Scrape each named environment's metrics once, concurrently; errors are kept by the source."""
+        """Scrape each named environment's metrics once, and read every environment's alarm source
+        (they feed the alarm list and `alarms` gates whatever rollout runs), concurrently; errors are
+        kept by the source."""
         jobs = []
         for name in set(environments):
             src = self.source(name)
             if src is not None:
                 jobs.append(src.refresh(self.client(), now))
+        for name in self.config.environments:
+            alarm_src = self.alarm_source(name)
+            if alarm_src is not None:
+                jobs.append(alarm_src.refresh(self.client(), now))
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
 
@@ -98,6 +118,12 @@ class Observer:
             status, mem = alarm_rules.evaluate_rule(rule, obs, self._alarm_memory.get(rule.name), now)
             self._alarm_memory[rule.name] = mem
             self.alarms[rule.name] = status
+        for key in [k for k, a in self.alarms.items() if a.source != "rules"]:
+            del self.alarms[key]
+        for src in self._alarm_sources.values():
+            if src.checked_at is not None:
+                for a in src.statuses():
+                    self.alarms[a.ident] = a
         return self.alarms
 
     def metric_environments(self, phases: Iterable[Phase]) -> set[str]:
@@ -164,7 +190,14 @@ class Observer:
         if kind == "alarms":
             firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)
             failed = alarm_rules.matching_failed(self.alarms.values(), spec.none_firing)
-            if failed and not firing:  # a firing alarm is a failure whatever the others say
+            if not firing:  # a firing alarm is a failure whatever the others say
+                # The environment's own alarm source unread or unreachable: none firing is unknown.
+                env = spec.source or phase.environment
+                am = self.alarm_source(env)
+                if am is not None and (am.checked_at is None or am.error is not None):
+                    said = am.error or "not read yet"
+                    return Observation(error=f"alarm source of {env}: {said}", source="alarms", at=now)
+            if failed and not firing:
                 first = failed[0]
                 names = ", ".join(a.name for a in failed)
                 return Observation(
