@@ -20,7 +20,6 @@ from opsconsole.engine.alarms import FIRING, INHIBITED, SILENCED, UNKNOWN, Alarm
 from opsconsole.engine.checks import check_now
 from opsconsole.engine.model import Verdict
 from opsconsole.engine.observe import Observer
-
 from tests.alertmanager.conftest import (
     TOKEN,
     Alertmanager,
