@@ -170,9 +170,34 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
     return TOKEN
 
 
-def write_workspace(tmp_path: Path, am_url: str, test: str, *, timeout: str = "1s", extra: str = "") -> Path:
+def write_workspace(
+    tmp_path: Path,
+    am_url: str,
+    test: str,
+    *,
+    timeout: str = "1s",
+    extra: str = "",
+    alarms: str | None = None,
+) -> Path:
     """A workspace whose production environment reads `am_url`, filtered on the test's label, with
-    the bearer token from TOKEN_ENV, and a plan whose canary gate wants no Ops* alert firing."""
+    the bearer token from TOKEN_ENV, and a plan whose canary gate wants no Ops* alert firing.
+    `alarms`: production's whole `alarms:` entry instead (one line, YAML flow style)."""
+    alarms_block = (
+        "        " + alarms
+        if alarms is not None
+        else textwrap.indent(
+            textwrap.dedent(
+                f"""\
+            alarms:
+              kind: alertmanager
+              url: "{am_url}"
+              timeout: {timeout}
+              bearer_token_env: {TOKEN_ENV}
+              matchers: {{test: "{test}"}}"""
+            ),
+            "        ",
+        )
+    )
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     (tmp_path / "plans").mkdir(exist_ok=True)
@@ -186,12 +211,7 @@ def write_workspace(tmp_path: Path, am_url: str, test: str, *, timeout: str = "1
       staging:
         flags: {{kind: file, path: "${{WORKSPACE}}/flags/staging.json"}}
       production:
-        alarms:
-          kind: alertmanager
-          url: "{am_url}"
-          timeout: {timeout}
-          bearer_token_env: {TOKEN_ENV}
-          matchers: {{test: "{test}"}}
+{alarms_block}
         flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}
     plans: ["{tmp_path}/plans/*.yaml"]
     flags: "{REPO}/config/flags.yaml"
