@@ -27,6 +27,7 @@ import pytest
 
 from opsconsole.engine.config import load_config
 from opsconsole.engine.core import Engine
+from opsconsole.engine.identity import os_user
 from opsconsole.engine.model import Actor, Config
 from tests.integration.conftest import REPO
 
@@ -178,10 +179,12 @@ def write_workspace(
     timeout: str = "1s",
     extra: str = "",
     alarms: str | None = None,
+    cli_role: str = "operator",
 ) -> Path:
     """A workspace whose production environment reads `am_url`, filtered on the test's label, with
     the bearer token from TOKEN_ENV, and a plan whose canary gate wants no Ops* alert firing.
-    `alarms`: production's whole `alarms:` entry instead (one line, YAML flow style)."""
+    `alarms`: production's whole `alarms:` entry instead (one line, YAML flow style); `cli_role`: the
+    role of the account running the tests, whom the CLI acts as."""
     alarms_block = (
         "        " + alarms
         if alarms is not None
@@ -206,7 +209,7 @@ def write_workspace(
     interval: 1s
     roles:
       default: viewer
-      users: {{alice: approver, bob: operator, carol: viewer}}
+      users: {{alice: approver, bob: operator, carol: viewer, "{os_user()}": {cli_role}}}
     environments:
       staging:
         flags: {{kind: file, path: "${{WORKSPACE}}/flags/staging.json"}}
