@@ -40,6 +40,7 @@ class Observer:
         """Environments scraped every tick even when no active rollout needs them (the console's)."""
         self._sources: dict[str, ScrapeSource] = {}
         self._alarm_sources: dict[str, AlertmanagerSource] = {}
+        self._alarm_reads: dict[str, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
@@ -86,25 +87,49 @@ class Observer:
         return self._client
 
     async def close(self) -> None:
+        for task in self._alarm_reads.values():
+            task.cancel()
+        if self._alarm_reads:
+            await asyncio.gather(*self._alarm_reads.values(), return_exceptions=True)
+            self._alarm_reads = {}
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
-    async def refresh(self, environments: Iterable[str], now: float) -> None:
+    async def refresh(self, environments: Iterable[str], now: float, *, wait_for_alarms: bool = True) -> None:
         """Scrape each named environment's metrics once, and read every environment's alarm source
         (they feed the alarm list and `alarms` gates whatever rollout runs), concurrently; errors are
-        kept by the source."""
-        jobs = []
+        kept by the source.
+
+        `wait_for_alarms=False` (the runner's tick, the console's poll): alarm sources are read in
+        the background, one read in flight per source, and the tick uses the latest answer, so a slow
+        Alertmanager never delays the guards of a canary. Each read ends within its timeout, so the
+        answer used is at most a timeout and a tick old; until the first one, `alarms` checks of its
+        environment are unknown."""
+        jobs: list[Any] = []
         for name in set(environments):
             src = self.source(name)
             if src is not None:
                 jobs.append(src.refresh(self.client(), now))
-        for name in self.config.environments:
-            alarm_src = self.alarm_source(name)
-            if alarm_src is not None:
-                jobs.append(alarm_src.refresh(self.client(), now))
+        reads = self.read_alarm_sources(now)
+        if wait_for_alarms:
+            jobs.extend(asyncio.shield(t) for t in reads)
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
+
+    def read_alarm_sources(self, now: float) -> list[asyncio.Task[None]]:
+        """Start a read of every environment's alarm source that has none in flight; the reads."""
+        reads = []
+        for name in self.config.environments:
+            src = self.alarm_source(name)
+            if src is None:
+                continue
+            task = self._alarm_reads.get(name)
+            if task is None or task.done():
+                task = asyncio.ensure_future(src.refresh(self.client(), now))
+                self._alarm_reads[name] = task
+            reads.append(task)
+        return reads
 
     def metric(self, environment: str, query: str, now: float) -> Observation:
         src = self.source(environment)

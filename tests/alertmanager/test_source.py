@@ -287,3 +287,73 @@ def test_a_firing_alert_stays_firing_while_the_source_is_unreachable(
     assert statuses["OpsStuck"].state == FIRING
     assert "unreachable" in statuses["OpsStuck"].reason
     assert statuses["alertmanager"].state == UNKNOWN
+
+
+# ---------------------------------------------------------------------------------------- the runner
+
+
+def test_the_runner_holds_the_phase_while_a_p1_alert_fires_and_completes_it_once_silenced(
+    alertmanager: Alertmanager, test_id: str, tmp_path: Path, token: str
+) -> None:
+    from opsconsole.engine import Runner
+
+    alertmanager.post(test_id, "OpsCheckoutErrors", severity="high")
+    ws = write_workspace(tmp_path, alertmanager.url, test_id)
+    engine = engine_for(ws, "bob")
+    rid = engine.start_rollout("guarded", "test").id
+
+    async def go() -> None:
+        from opsconsole.engine.model import RolloutState
+
+        runner = Runner(engine)
+        try:
+            # Steps of 1 s reach 100% in about 2 s; the gate then holds the phase as long as it fires.
+            for _ in range(25):
+                await runner.tick()
+                await asyncio.sleep(0.2)
+            held = engine.rollout(rid)
+            assert held.state is RolloutState.PROGRESSING and held.step_index == 2, held
+            (_, verdict) = engine.verdict_history(rid)[-1]
+            assert verdict.status == Verdict.FAIL and "OpsCheckoutErrors" in verdict.reason
+            await asyncio.to_thread(
+                engine.silence_alarms, "production", {"alertname": "OpsCheckoutErrors"}, 300, "known"
+            )
+            for _ in range(40):
+                await runner.tick()
+                if engine.rollout(rid).state is RolloutState.COMPLETED:
+                    return
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"still held: {engine.rollout(rid).reason}")
+        finally:
+            await runner.observer.close()
+
+    asyncio.run(go())
+
+
+def test_a_hanging_alertmanager_never_delays_the_runners_tick(tmp_path: Path, token: str) -> None:
+    with serving(_Hang) as url:
+        ws = write_workspace(tmp_path, url, "hang", timeout="1s")
+        engine = engine_for(ws, "bob")
+        rid = engine.start_rollout("guarded", "test").id
+
+        async def go() -> tuple[list[float], AlarmStatus]:
+            from opsconsole.engine import Runner
+
+            runner = Runner(engine)
+            took = []
+            try:
+                for _ in range(5):
+                    t0 = time.monotonic()
+                    await runner.tick()
+                    took.append(time.monotonic() - t0)
+                    await asyncio.sleep(0.5)
+                return took, runner.observer.alarms["alertmanager:production:source"]
+            finally:
+                await runner.observer.close()
+
+        took, down = asyncio.run(go())
+    assert max(took) < 0.5, took
+    # Unknown from the first tick (not read yet), then with Alertmanager's silence as the reason.
+    (_, verdict) = engine.verdict_history(rid)[-1]
+    assert verdict.status == Verdict.UNKNOWN
+    assert down.state == UNKNOWN and "no answer within 1s" in down.reason

@@ -108,6 +108,8 @@ class AlertmanagerSource:
             self.error = None
         except AlarmSourceError as exc:
             self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a read that cannot be understood is unknown, not a crash
+            self.error = self._clean(f"{SOURCE} {self.shown_url}: {type(exc).__name__}: {exc}")
         self.checked_at = now
 
     def statuses(self) -> list[AlarmStatus]:
