@@ -133,3 +133,39 @@ async def test_an_unreachable_alertmanager_is_shown_as_unknown_with_its_reason(
         text = screen_text(app)
         assert "unknown" in text and "ConnectError" in text
         assert TOKEN not in text
+
+
+@sync
+async def test_acceptance_a_firing_alert_blocks_the_phase_and_silencing_it_from_the_console_unblocks_it(
+    alertmanager: Alertmanager, test_id: str, tmp_path: Path, token: str
+) -> None:
+    from opsconsole.engine.model import RolloutState
+    from opsconsole.tui.app import OpsConsoleApp
+
+    alertmanager.post(test_id, "OpsCheckoutErrors", severity="high")
+    ws = write_workspace(tmp_path, alertmanager.url, test_id)
+    engine = engine_for(ws, "bob")
+    rid = engine.start_rollout("guarded", "acceptance").id
+    app = OpsConsoleApp(engine, run_engine=True)  # the console's own runner ticks the rollout
+    app.animation_level = "none"
+    async with app.run_test(size=(120, 30)) as pilot:
+        # The canary reaches 100% in about 2 s, then its `alarms` gate holds the phase.
+        await until(pilot, lambda: engine.rollout(rid).step_index == 2, "the last step", seconds=15)
+        await pilot.pause(2.0)
+        held = engine.rollout(rid)
+        assert held.state is RolloutState.PROGRESSING
+        (_, verdict) = engine.verdict_history(rid)[-1]
+        assert verdict.status == "fail" and "OpsCheckoutErrors" in verdict.reason
+
+        await pilot.press("2")
+        await until(pilot, lambda: selected_name(app) == "OpsCheckoutErrors", "the alert", seconds=10)
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SilenceScreen), "the silence dialog")
+        await pilot.press(*"known, fix rolling", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, SilenceScreen), "the silence to be made")
+        await until(
+            pilot,
+            lambda: engine.rollout(rid).state is RolloutState.COMPLETED,
+            "the phase to complete",
+            seconds=15,
+        )
