@@ -357,3 +357,31 @@ def test_a_hanging_alertmanager_never_delays_the_runners_tick(tmp_path: Path, to
     (_, verdict) = engine.verdict_history(rid)[-1]
     assert verdict.status == Verdict.UNKNOWN
     assert down.state == UNKNOWN and "no answer within 1s" in down.reason
+
+
+def test_basic_auth_is_sent_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    monkeypatch.setenv("OPSCONSOLE_TEST_AM_BASIC", "ops:s3cret-Pass-99")
+    with serving(_Echo) as url:
+        ws = write_workspace(
+            tmp_path,
+            url,
+            "basic",
+            alarms=f"alarms: {{kind: alertmanager, url: '{url}', timeout: 1s, basic_auth_env: OPSCONSOLE_TEST_AM_BASIC}}",
+        )
+        reason = read_alarms(ws)["alertmanager"].reason
+    assert "HTTP 401" in reason and "denied for Basic ***" in reason
+    assert "s3cret-Pass-99" not in reason
+    assert base64.b64encode(b"ops:s3cret-Pass-99").decode() not in reason
+
+
+def test_a_missing_credential_variable_is_unknown_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.alertmanager.conftest import TOKEN_ENV
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    ws = write_workspace(tmp_path, f"http://127.0.0.1:{_closed_port()}", "nocred")
+    down = read_alarms(ws)["alertmanager"]
+    assert down.state == UNKNOWN and down.reason == f"alertmanager: bearer_token_env {TOKEN_ENV} is not set"
