@@ -281,12 +281,14 @@ def test_a_firing_alert_stays_firing_while_the_source_is_unreachable(
             await src.refresh(client, 1.0)
             src.config = type(config)(kind=config.kind, url=f"http://127.0.0.1:{_closed_port()}", timeout=1)
             await src.refresh(client, 2.0)
+            await src.refresh(client, 3.0)
         return src.statuses()
 
     statuses = {a.name: a for a in asyncio.run(run())}
     assert statuses["OpsStuck"].state == FIRING
     assert "unreachable" in statuses["OpsStuck"].reason
     assert statuses["alertmanager"].state == UNKNOWN
+    assert statuses["alertmanager"].since == 2.0  # since the first failed read, not the latest
 
 
 # ---------------------------------------------------------------------------------------- the runner

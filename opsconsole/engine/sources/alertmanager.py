@@ -97,6 +97,8 @@ class AlertmanagerSource:
         self.alerts: list[AlarmStatus] = []
         self.error: str | None = None
         self.checked_at: float | None = None
+        self.failing_since: float | None = None
+        """When the reads began to fail (the unknown row's "since"); None while they succeed."""
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -110,6 +112,10 @@ class AlertmanagerSource:
             self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a read that cannot be understood is unknown, not a crash
             self.error = self._clean(f"{SOURCE} {self.shown_url}: {type(exc).__name__}: {exc}")
+        if self.error is None:
+            self.failing_since = None
+        elif self.failing_since is None:
+            self.failing_since = now
         self.checked_at = now
 
     def statuses(self) -> list[AlarmStatus]:
@@ -125,7 +131,7 @@ class AlertmanagerSource:
             environment=self.environment,
             state=UNKNOWN,
             severity=DEFAULT_SEVERITY,
-            since=self.checked_at,
+            since=self.failing_since,
             value=None,
             reason=self.error,
             source_failed=True,
