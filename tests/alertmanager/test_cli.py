@@ -61,8 +61,11 @@ def test_silence_and_unsilence_from_the_cli_unblock_and_block_the_gate(
     assert silence_id in out
     code, out, _ = run(ws, capsys, "gates", "check", rollout.id)
     assert code == 1
-    actions = [e.action for e in engine_for(ws, "bob").audit_events()]
+    events = engine_for(ws, "bob").audit_events()
+    actions = [e.action for e in events]
     assert actions.count("alarm.silence") == 1 and actions.count("alarm.unsilence") == 1
+    assert TOKEN not in json.dumps([(e.target, e.data) for e in events], default=str)
+    assert not [p for p in ws.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]  # store, logs
 
 
 def test_list_escapes_remote_text_and_never_shows_the_token(
