@@ -104,6 +104,7 @@ if TYPE_CHECKING:
     from .rollout import Rejected, allowed_commands
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
+    from .sources.alertmanager import AlarmSourceError, Silence
     from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
@@ -220,6 +221,9 @@ _LAZY = {
     "RetentionDecision": "backups.model",
     "RunStatus": "backups.model",
     "TargetStatus": "backups.model",
+    # alarm sources
+    "AlarmSourceError": "sources.alertmanager",
+    "Silence": "sources.alertmanager",
 }
 
 _RENAMED = {
@@ -344,6 +348,8 @@ __all__ = [
     "RetentionDecision",
     "RunStatus",
     "TargetStatus",
+    "AlarmSourceError",
+    "Silence",
 ]
 
 

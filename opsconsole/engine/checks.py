@@ -32,6 +32,8 @@ async def check_now(engine: Engine, rollout_id: str) -> list[tuple[str, GateVerd
             await observer.refresh(envs, engine.clock())
             await asyncio.sleep(RATE_SAMPLE_GAP)
             await observer.refresh(envs, engine.clock())
+        else:
+            await observer.refresh((), engine.clock())  # the environments' alarm sources, read once
         await observer.read_improvement_counts(engine, [phase])
         await observer.read_backup_runs(engine, [phase])
         now = engine.clock()

@@ -263,9 +263,25 @@ class MetricSource:
 
 
 @dataclass(frozen=True)
+class AlarmSource:
+    """Where an environment's alarms come from besides the console's own rules (`alarms:`)."""
+
+    kind: str  # alertmanager (cloudwatch comes later)
+    url: str
+    timeout: float = 2.0
+    bearer_token_env: str | None = None
+    """Variable holding a bearer token: the token itself is never in config, verdicts or logs."""
+    basic_auth_env: str | None = None
+    """Variable holding `user:password` for basic auth."""
+    matchers: tuple[tuple[str, str], ...] = ()
+    """(label, value) pairs an alert must carry to be this environment's (sent as filters)."""
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     metrics: MetricSource | None = None
+    alarms: AlarmSource | None = None
     flags: FlagTarget | None = None
     production: bool = False
     theme_accent: str | None = None

@@ -196,7 +196,9 @@ class Runner:
             for plan, r in work
             if r.state is not RolloutState.PENDING and not r.awaiting_backup
         ]
-        await self.observer.refresh(self.observer.metric_environments(phases) | self.observer.watch, now)
+        await self.observer.refresh(
+            self.observer.metric_environments(phases) | self.observer.watch, now, wait_for_alarms=False
+        )
         await self.observer.read_improvement_counts(engine, phases)
         await self.observer.read_backup_runs(engine, phases)
         alarms = self.observer.evaluate_alarms(now)

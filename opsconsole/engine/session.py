@@ -139,7 +139,7 @@ class Session:
         try:
             while not self._stop.is_set():
                 now = self.engine.clock()
-                await observer.refresh(observer.watch, now)
+                await observer.refresh(observer.watch, now, wait_for_alarms=False)
                 alarms = observer.evaluate_alarms(now)
                 self.engine.bus.publish("alarms", alarms=dict(alarms))
                 self.engine.bus.publish("poll")

@@ -12,15 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..flags import env_var_name, parse_env_value
-from ..model import Environment, FlagDef, FlagTarget, MetricSource
+from ..model import AlarmSource, Environment, FlagDef, FlagTarget, MetricSource
 from .fields import Fields
 from .issues import suggest
 from .values import NAME, http_url, positive_duration, resolve_path
 from .yamlsrc import YamlSource
 
-_ENV_KEYS = ("production", "metrics", "flags", "theme_accent", "overrides")
+_ENV_KEYS = ("production", "metrics", "alarms", "flags", "theme_accent", "overrides")
 _ENV_LATER = {
-    "alarms": "alarm sources (alertmanager, cloudwatch) are not available yet; use alarms.rules in the main file",
     "target": "deployment targets (docker, http_switch, command) are not available yet",
 }
 
@@ -50,6 +49,7 @@ def read_environments(src: YamlSource, main: Fields, base: Path) -> dict[str, En
         envs[name] = Environment(
             name=name,
             metrics=_metric_source(src, e),
+            alarms=_alarm_source(e),
             flags=_flag_target(src, e, base),
             production=e.boolean("production", name == "production" or name.startswith("prod")),
             theme_accent=e.text("theme_accent"),
@@ -135,6 +135,51 @@ def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
         window=window,
         token_env=secrets["token_env"],
         basic_auth_env=secrets["basic_auth_env"],
+    )
+
+
+_ALARM_KEYS = ("kind", "url", "timeout", "bearer_token_env", "basic_auth_env", "matchers")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _alarm_source(env: Fields) -> AlarmSource | None:
+    """`alarms: {kind: alertmanager, url, timeout, bearer_token_env | basic_auth_env, matchers}`.
+    Credentials are named by variable, never written in the file: a config is shared and shown."""
+    a = env.mapping("alarms", _ALARM_KEYS, required=("kind", "url"))
+    if a is None:
+        return None
+    kind = checked_kind(a, ("alertmanager",), ("cloudwatch",))
+    url = a.parsed("url", http_url)
+    timeout = a.parsed("timeout", positive_duration, 2.0)
+    auth: dict[str, str] = {}
+    for key in ("bearer_token_env", "basic_auth_env"):
+        var = a.text(key)
+        if var is None:
+            continue
+        if not _VAR.fullmatch(var):
+            a.issue(key, f"{key} names an environment variable (A-Z, 0-9, '_'), got {var!r}")
+            continue
+        auth[key] = var
+    if len(auth) > 1:
+        a.issue("basic_auth_env", "use bearer_token_env or basic_auth_env, not both")
+    matchers: list[tuple[str, str]] = []
+    m = a.mapping("matchers")
+    for label, vnode in m or ():
+        if not _LABEL.fullmatch(label):
+            a.src.issue(vnode, m.path(label) if m else label, f"{label!r} is not a label name")
+            continue
+        value = a.src.text(vnode, m.path(label) if m else label)
+        if value is not None:
+            matchers.append((label, value))
+    if kind is None or url is None or len(auth) > 1:
+        return None
+    return AlarmSource(
+        kind=kind,
+        url=url.rstrip("/"),
+        timeout=timeout,
+        bearer_token_env=auth.get("bearer_token_env"),
+        basic_auth_env=auth.get("basic_auth_env"),
+        matchers=tuple(matchers),
     )
 
 
