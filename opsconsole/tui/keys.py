@@ -33,6 +33,11 @@ ACTION_TITLES = {
     "sync_improvements": "Sync the improvement queue now",
     "improvement_detail": "Open the improvement's detail",
     "switch_queue": "Show another environment's improvement queue",
+    "run_backup": "Back up the current target now",
+    "verify_backup": "Verify the selected backup",
+    "restore_backup": "Restore the selected backup",
+    "prune_backups": "Prune the current target's backups (dry run first)",
+    "switch_target": "Show another backup target's history",
     "kill_switch": "Kill switch",
     "help": "Help: keys",
     "quit": "Quit",
@@ -52,6 +57,10 @@ ACTION_HELP = {
     "rollback_improvement": "with a reason (required): the agent undoes the change",
     "sync_improvements": "asks the agent (or reads the proposals file) now instead of at the next interval",
     "improvement_detail": "description, prediction, thresholds and the monitoring chart",
+    "run_backup": "in the background; a failure stays on the pane's error line with the reason",
+    "verify_backup": "checksums of every stored copy; files are read in full, PostgreSQL restored into a scratch database",
+    "restore_backup": "type the target's name back and a reason; over the originals needs an approver",
+    "prune_backups": "shows retention's dry run (what would go and why) before anything is deleted",
 }
 """One line of explanation, shown under the palette entry and in the help screen."""
 
