@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from opsconsole.engine.backups.model import BackupRun, RunStatus, Trigger
 from opsconsole.engine.core import Engine
@@ -304,3 +305,52 @@ async def test_a_new_run_repaints_its_row_only(ws: Path) -> None:
         await until(pilot, lambda: pane.runs[run.id].reason == "noted", "the changed run")
         await pilot.pause(0.1)
         assert painted == [2]  # row 1 of the table; the header is line 0
+
+
+# ------------------------------------------------------------------------------------ snapshots
+
+
+def snapshot_steps(*keys: str, shows: tuple[str, ...]) -> Any:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        await pilot.press("5")
+        for key in keys:
+            await until(pilot, lambda: all(w.is_finished for w in app.workers), "workers")
+            await pilot.press(key)
+
+        def done() -> bool:
+            text = screen_text(app)  # type: ignore[arg-type]
+            focused = app.screen.focused  # the table (its cursor row drawn as focused), or a dialog's input
+            ready = focused is not None and focused.__class__.__name__ in ("BackupTable", "Input")
+            return ready and all(s in text for s in shows) and all(w.is_finished for w in app.workers)
+
+        await until(pilot, done, f"{shows} on screen")
+        for box in app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
+
+
+def test_pane_snapshot(ws: Path, snap_compare: Any) -> None:
+    """80x24: site OK on top (its newest run verified by a full read), small without a backup; the
+    history newest first with every status, local and local+s3 storage; the run under the cursor in
+    full below."""
+    engine = engine_for(ws, "alice", clock=lambda: NOW)
+    seeded(engine, "site", 30)
+    app = console(engine)
+    assert snap_compare(
+        app, terminal_size=(80, 24), run_before=snapshot_steps(shows=("site OK", "site-00000"))
+    )
+
+
+def test_restore_dialog_snapshot(ws: Path, snap_compare: Any) -> None:
+    """80x24: the restore dialog on the newest run, the name not yet typed."""
+    engine = engine_for(ws, "alice", clock=lambda: NOW)
+    seeded(engine, "site", 4)
+    app = console(engine)
+    assert snap_compare(
+        app,
+        terminal_size=(80, 24),
+        run_before=snapshot_steps("r", shows=("Restore site-00000", "to confirm")),
+    )
