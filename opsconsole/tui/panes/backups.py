@@ -72,8 +72,9 @@ CLOCK_EVERY = 15.0
 """Seconds between checks of the age cells on screen (no store read)."""
 STATUS_EVERY = 60.0
 """Seconds between reads of the targets' restorability while shown (it ages: stale)."""
-Loaded = tuple[str, dict[str, "TargetStatus"], list["BackupRun"], list[str], set[str]]
-"""A read: target, restorability of every target, its runs newest first, their ids, the changed ids."""
+Loaded = tuple[str, "dict[str, TargetStatus] | None", list["BackupRun"], list[str], set[str]]
+"""A read: target, restorability of every target (None: not read this time), its runs newest first,
+their ids, the changed ids."""
 
 
 class BackupTable(KeyedTable):
@@ -114,11 +115,15 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         self._ages: dict[str, str] = {}
         """The age text each row on screen was last drawn with."""
         self._status_text: Text | None = None
+        self._line_text: Text | None = None
         self._shown = False
         self._reload_on_show = False
         self._loading = False
         self._again = False
+        self._status_again = False
         self._bindings_for: str | None = None
+        self._seen: dict[str, tuple[dict[str, BackupRun], list[str]]] = {}
+        """The last read of each target shown: switching back shows it at once, then reads again."""
 
     # ------------------------------------------------------------------------------------ layout
 
@@ -179,23 +184,25 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
     def on_hide(self) -> None:
         self._shown = False
 
-    def reload(self) -> None:
-        """Read the restorability and the current target's history in a thread; one read at a time
-        (a burst of events costs one more read, not one per event)."""
+    def reload(self, statuses: bool = True) -> None:
+        """Read the restorability (unless `statuses` is False: a switch of target changes no status)
+        and the current target's history in a thread; one read at a time (a burst of events costs one
+        more read, not one per event)."""
         if not self.configured:
             return
         if self._loading:
             self._again = True
+            self._status_again = self._status_again or statuses
             return
         self._loading = True
         engine, target, before = self.ops.engine, self.target, dict(self.runs)
 
         def read() -> Loaded:
-            statuses = engine.backup_status()
             runs = engine.backups(target)
+            status = engine.backup_status() if statuses else None
             order = [r.id for r in runs]
             changed = {r.id for r in runs if before.get(r.id) != r}
-            return target, statuses, runs, order, changed
+            return target, status, runs, order, changed
 
         call(
             self,
@@ -216,18 +223,26 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         self._loading = False
         target, statuses, runs, order, changed = got
         if target != self.target:
-            self._again = True  # switched meanwhile
+            self._again = True  # switched meanwhile: the history is another target's
+            if statuses is not None:
+                self.statuses = statuses
+                self._show_status()
         else:
             self.apply(statuses, runs, order, changed)
         self._read_again()
 
     def _read_again(self) -> None:
         again, self._again = self._again, False
+        statuses, self._status_again = self._status_again, False
         if again:
-            self.reload()
+            self.reload(statuses)
 
     def apply(
-        self, statuses: dict[str, TargetStatus], runs: list[BackupRun], order: list[str], changed: set[str]
+        self,
+        statuses: dict[str, TargetStatus] | None,
+        runs: list[BackupRun],
+        order: list[str],
+        changed: set[str],
     ) -> None:
         """Show a read: rows repaint only where a run changed; the status block only when its words did."""
         if len(self.runs) != len(runs) or changed:
@@ -239,10 +254,16 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
                 if run.id in changed:
                     self.runs[run.id] = run
                     self._ages.pop(run.id, None)
-        self.statuses = statuses
-        self._show_status()
+        self._seen[self.target] = (self.runs, order)
+        if statuses is not None:
+            self.statuses = statuses
+            self._show_status()
         table = self.table
-        table.empty_text = "no backups yet: b backs up now" if self._can("run_backup") else "no backups yet"
+        empty = "no backups yet: b backs up now" if self._can("run_backup") else "no backups yet"
+        if empty != table.empty_text:
+            table.empty_text = empty
+            if not order:
+                table.refresh()  # "loading…" was drawn
         if table.keys != order:
             table.show_keys(order)
         elif changed:
@@ -341,7 +362,9 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
     def _show_line(self, key: str | None) -> None:
         run = self.runs.get(key) if key is not None else None
         line = run_facts(run) if run is not None else Text("")
-        self.query_one("#backup-line", Static).update(line, layout=False)
+        if line != self._line_text:  # an age tick re-announces the cursor row: same words, no repaint
+            self._line_text = line
+            self.query_one("#backup-line", Static).update(line, layout=False)
         state = "" if run is None else str(run.status)
         if state != self._bindings_for:
             self._bindings_for = state
@@ -464,11 +487,12 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
             return
         at = names.index(self.target) if self.target in names else 0
         self.target = names[(at + step) % len(names)]
-        self.runs, self._ages = {}, {}
+        runs, order = self._seen.get(self.target, ({}, []))
+        self.runs, self._ages = dict(runs), {}
         self.table.empty_text = "loading…"
-        self.table.show_keys([])
+        self.table.show_keys(list(order))
         self._show_status()
-        self.reload()
+        self.reload(statuses=False)
 
 
 _TARGET_ACTIONS = frozenset(

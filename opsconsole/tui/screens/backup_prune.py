@@ -32,6 +32,7 @@ LISTED = 40
 class BackupPruneScreen(ConsoleAccess, ModalScreen[bool]):
     """Dismissed with True when something was pruned."""
 
+    DEFAULT_CSS = "BackupPruneScreen { background: $background; }"  # opaque: see backup_restore.py
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel"),
         Binding("enter", "prune", "Prune", id="confirm-prune"),

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 class BackupRestoreScreen(ReasonDialog["RestoreResult | None"]):
     """Dismissed with the engine's RestoreResult, or None when cancelled."""
 
+    # Opaque: a see-through modal makes Textual draw (and tint) the 2,000-row history beneath it on
+    # every frame; the dialog takes the width at 80 columns anyway.
+    DEFAULT_CSS = "BackupRestoreScreen { background: $background; }"
     CANCELLED = None
 
     def __init__(self, run: BackupRun) -> None:
