@@ -64,9 +64,10 @@ def duration_text(run: BackupRun) -> str:
 
 
 def age_text(run: BackupRun, now: float) -> str:
-    """The run's age in the pane's words ("3m ago"): to the minute after the first one, so an idle
-    pane repaints an age cell at most once a minute."""
-    return ago(now - run.started_at).removesuffix(" ago")
+    """The run's age in the pane's words ("<1m", "3m", "2h5m"): to the minute, so an idle pane
+    repaints an age cell at most once a minute and rows drawn at different moments agree."""
+    age = now - run.started_at
+    return "<1m" if age < 60 else ago(age).removesuffix(" ago")
 
 
 def verification_text(run: BackupRun) -> str:

@@ -32,7 +32,11 @@ LISTED = 40
 class BackupPruneScreen(ConsoleAccess, ModalScreen[bool]):
     """Dismissed with True when something was pruned."""
 
-    DEFAULT_CSS = "BackupPruneScreen { background: $background; }"  # opaque: see backup_restore.py
+    # Opaque: see backup_restore.py. The list grows with what it holds, up to the screen.
+    DEFAULT_CSS = """
+    BackupPruneScreen { background: $background; }
+    BackupPruneScreen #prune-body { height: auto; max-height: 1fr; }
+    """
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="cancel"),
         Binding("enter", "prune", "Prune", id="confirm-prune"),
