@@ -129,6 +129,9 @@ async def test_status_on_top_and_history_with_every_column(ws: Path) -> None:
         assert "local+s3" in text and "12.3 kB" in text and "restored" in text and "1h" in text
         assert not pane.table.show_horizontal_scrollbar
         assert pane.table.keys == [f"site-{k:05d}" for k in range(6)]
+        await pilot.press("down", "down")  # the failed run: its reason came from a process's message
+        await until(pilot, lambda: "site-00002 failed" in screen_text(app), "the failed run's line")
+        assert "disk full [bold]\\x1b[31m" in screen_text(app)  # shown as typed, not interpreted
 
 
 @sync
