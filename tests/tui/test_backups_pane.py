@@ -357,3 +357,28 @@ def test_restore_dialog_snapshot(ws: Path, snap_compare: Any) -> None:
         terminal_size=(80, 24),
         run_before=snapshot_steps("r", shows=("Restore site-00000", "to confirm")),
     )
+
+
+@sync
+async def test_the_restore_dialog_opened_again_asks_afresh_about_the_new_run(ws: Path) -> None:
+    engine = engine_for(ws, "alice", clock=lambda: NOW)
+    seeded(engine, "site", 3)
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_pane(pilot, 3)
+        await pilot.press("r")
+        await until(pilot, lambda: "Restore site-00000" in screen_text(app), "the first dialog")
+        await type_text(pilot, "site")
+        await pilot.press("enter")
+        await type_text(pilot, "half typed")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, BackupRestoreScreen), "closed")
+        await pilot.press("down")
+        await pilot.press("r")
+        await until(pilot, lambda: "Restore site-00001" in screen_text(app), "the second dialog")
+        screen = app.screen
+        assert isinstance(screen, BackupRestoreScreen) and screen.run.id == "site-00001"
+        assert (
+            screen.query_one("#confirm", Input).value == "" and screen.query_one("#reason", Input).value == ""
+        )
+        await until(pilot, lambda: screen.focused is screen.query_one("#confirm"), "focus on the name")

@@ -51,6 +51,8 @@ from ..widgets.keyed_table import Cell, Column, KeyedTable
 if TYPE_CHECKING:
     from opsconsole.engine import BackupRun, Config, RestoreResult, TargetStatus
 
+    from ..screens.backup_restore import BackupRestoreScreen
+
 EMPTY_TITLE = "Backups: not configured"
 EMPTY_TEXT = (
     "This console does not take or list backups here: opsconsole.yaml has no 'backups:' section, so "
@@ -68,6 +70,8 @@ ABOUT_TEXT = (
 SQLITE = "sqlite:///"
 _CREDENTIALS = re.compile(r"(://)[^/@]*@")
 STATUS_WIDTH = len("verify_failed")
+RESTORE_SCREEN = "backup-restore"
+"""The name the one restore dialog is installed under."""
 CLOCK_EVERY = 15.0
 """Seconds between checks of the age cells on screen (no store read)."""
 STATUS_EVERY = 60.0
@@ -122,6 +126,7 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         self._again = False
         self._status_again = False
         self._bindings_for: str | None = None
+        self._restore: BackupRestoreScreen | None = None
         self._seen: dict[str, tuple[dict[str, BackupRun], list[str]]] = {}
         """The last read of each target shown: switching back shows it at once, then reads again."""
 
@@ -456,7 +461,14 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         if run is None:
             return
         self._show_error("")
-        self.app.push_screen(BackupRestoreScreen(run), self._restored)
+        screen = self._restore
+        if screen is None:
+            # One restore dialog, pushed again for each run (show_run): opening stays fast.
+            screen = self._restore = BackupRestoreScreen(run)
+            self.app.install_screen(screen, name=RESTORE_SCREEN)
+        else:
+            screen.show_run(run)
+        self.app.push_screen(screen, self._restored)
 
     def _restored(self, result: RestoreResult | None) -> None:
         if result is None:

@@ -43,7 +43,7 @@ class BackupRestoreScreen(ReasonDialog["RestoreResult | None"]):
     def compose(self) -> ComposeResult:
         run = self.run
         with Vertical(classes="dialog -wide -dangerous"):
-            yield Static(plain(f"Restore {run.id}"), classes="dialog-title")
+            yield Static(plain(f"Restore {run.id}"), id="restore-title", classes="dialog-title")
             yield Static(self._facts(), id="restore-facts")
             yield Checkbox("over the originals (approver; a safety backup is taken first)", id="overwrite")
             yield Static(self._where(False), id="restore-where", classes="dialog-hint")
@@ -75,6 +75,24 @@ class BackupRestoreScreen(ReasonDialog["RestoreResult | None"]):
         if not engine.can("backup.restore_overwrite"):
             text.append(f"\nYou are {engine.role}: only an approver may do this; the engine will refuse.")
         return text
+
+    def show_run(self, run: BackupRun) -> None:
+        """Ask about another run: the pane keeps one restore dialog and pushes it again, so opening
+        costs a repaint, not a compose and a style pass over new inputs."""
+        self.run = run
+        self.busy = False
+        if not self.is_mounted:
+            return
+        self.query_one("#restore-title", Static).update(plain(f"Restore {run.id}"))
+        self.query_one("#restore-facts", Static).update(self._facts())
+        self.query_one("#overwrite", Checkbox).value = False
+        self.query_one("#restore-where", Static).update(self._where(False))
+        confirm = self.query_one("#confirm", Input)
+        confirm.value = ""
+        confirm.placeholder = f"type the target's name ({self.target}) to confirm"
+        self.query_one("#reason", Input).value = ""
+        self.show_error("")
+        confirm.focus()
 
     def on_mount(self) -> None:
         # ReasonDialog.on_mount runs too (Textual calls every class's handler) and focuses the
