@@ -61,6 +61,7 @@ ACTION_HELP = {
     "verify_backup": "checksums of every stored copy; files are read in full, PostgreSQL restored into a scratch database",
     "restore_backup": "type the target's name back and a reason; over the originals needs an approver",
     "prune_backups": "shows retention's dry run (what would go and why) before anything is deleted",
+    "switch_target": "the history of the previous / next backup target; every target's status stays on top",
 }
 """One line of explanation, shown under the palette entry and in the help screen."""
 
