@@ -382,3 +382,18 @@ async def test_the_restore_dialog_opened_again_asks_afresh_about_the_new_run(ws:
             screen.query_one("#confirm", Input).value == "" and screen.query_one("#reason", Input).value == ""
         )
         await until(pilot, lambda: screen.focused is screen.query_one("#confirm"), "focus on the name")
+
+
+@sync
+async def test_the_engine_refusing_a_verify_is_said_on_the_pane(ws: Path) -> None:
+    engine = engine_for(ws, "alice", clock=lambda: NOW)
+    seeded(engine, "site", 4)  # site-00003 is pruned: no stored copy to verify
+    app = console(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_pane(pilot, 4)
+        await pilot.press("end")
+        assert pane.table.selected == "site-00003"
+        await pilot.press("v")
+        error = pane.query_one("#backups-error")
+        await until(pilot, lambda: "refused" in str(error.render()), "the refusal on the pane")
+        assert "site-00003" in str(error.render()) and isinstance(app.screen, type(app.screen_stack[0]))
