@@ -236,6 +236,13 @@ async def test_prune_shows_the_dry_run_then_deletes(ws: Path) -> None:
         assert statuses.count(RunStatus.PRUNED) == 1
         await until(pilot, lambda: "pruned" in screen_text(app), "the pruned row")
         assert len(pane.table.keys) == 3  # the record stays
+        await pilot.press("p")  # the same dialog again, asking the engine afresh
+        await until(pilot, lambda: "Nothing would be deleted" in screen_text(app), "the second dry run")
+        await pilot.press("enter")  # nothing to delete: Enter does nothing
+        await pilot.pause()
+        assert isinstance(app.screen, BackupPruneScreen)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, BackupPruneScreen), "closed")
 
 
 @sync

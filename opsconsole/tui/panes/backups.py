@@ -51,6 +51,7 @@ from ..widgets.keyed_table import Cell, Column, KeyedTable
 if TYPE_CHECKING:
     from opsconsole.engine import BackupRun, Config, RestoreResult, TargetStatus
 
+    from ..screens.backup_prune import BackupPruneScreen
     from ..screens.backup_restore import BackupRestoreScreen
 
 EMPTY_TITLE = "Backups: not configured"
@@ -72,6 +73,8 @@ _CREDENTIALS = re.compile(r"(://)[^/@]*@")
 STATUS_WIDTH = len("verify_failed")
 RESTORE_SCREEN = "backup-restore"
 """The name the one restore dialog is installed under."""
+PRUNE_SCREEN = "backup-prune"
+"""The name the one prune dialog is installed under."""
 CLOCK_EVERY = 15.0
 """Seconds between checks of the age cells on screen (no store read)."""
 STATUS_EVERY = 60.0
@@ -127,6 +130,7 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         self._status_again = False
         self._bindings_for: str | None = None
         self._restore: BackupRestoreScreen | None = None
+        self._prune: BackupPruneScreen | None = None
         self._seen: dict[str, tuple[dict[str, BackupRun], list[str]]] = {}
         """The last read of each target shown: switching back shows it at once, then reads again."""
 
@@ -486,7 +490,13 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         if not self.configured:
             return
         self._show_error("")
-        self.app.push_screen(BackupPruneScreen(self.target), self._pruned)
+        screen = self._prune
+        if screen is None:
+            screen = self._prune = BackupPruneScreen(self.target)
+            self.app.install_screen(screen, name=PRUNE_SCREEN)
+        else:
+            screen.show_target(self.target)
+        self.app.push_screen(screen, self._pruned)
 
     def _pruned(self, done: bool | None) -> None:
         if done:

@@ -25,6 +25,7 @@ from ..handle import ConsoleAccess
 if TYPE_CHECKING:
     from opsconsole.engine import RetentionDecision
 
+ASKING = Text("Asking the engine what retention would delete…", style="dim")
 LISTED = 40
 """Decisions listed one by one (those to delete first); more are counted."""
 
@@ -50,15 +51,28 @@ class BackupPruneScreen(ConsoleAccess, ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog -wide -dangerous"):
-            yield Static(plain(f"Prune the backups of {self.target}"), classes="dialog-title")
+            yield Static(
+                plain(f"Prune the backups of {self.target}"), id="prune-title", classes="dialog-title"
+            )
             with VerticalScroll(id="prune-body", can_focus=False):
-                yield Static(
-                    Text("Asking the engine what retention would delete…", style="dim"), id="prune-plan"
-                )
+                yield Static(ASKING, id="prune-plan")
             yield Static("Esc cancels", id="prune-keys", classes="dialog-keys")
             yield Static(id="error", classes="dialog-error")
 
-    def on_mount(self) -> None:
+    def show_target(self, target: str) -> None:
+        """Ask about another target (or the same one again): the pane keeps one prune dialog and
+        pushes it again, so opening costs a repaint, not a compose."""
+        self.target, self.decisions, self.busy = target, None, False
+        if not self.is_mounted:
+            return
+        self.query_one("#prune-title", Static).update(plain(f"Prune the backups of {target}"))
+        self.query_one("#prune-plan", Static).update(ASKING)
+        self.query_one("#prune-keys", Static).update("Esc cancels")
+        self._show_error("")
+
+    def on_screen_resume(self) -> None:
+        """Every push: the engine's dry run, read now (what retention would delete changes as
+        backups are taken)."""
         call(
             self,
             self.ops.engine.prune_backups,
