@@ -28,6 +28,7 @@ BENCHMARKS = (
     "tui_output",
     "tui_keypress",
     "improvements_pane",
+    "backups_pane",
     "tui_memory",
     "backup_pg",
 )

@@ -17,7 +17,9 @@ staging soak): each pane (keys 1-5), the rollout detail screen (Enter on the rol
 approval screen (a); then the approval is given on that screen and, while the rollout progresses
 through the production canary (its "next step in Ns" counting down every second, metrics and
 sparklines moving), each pane and the detail screen again. For each view, SETTLE_S seconds after
-switching to it, then MEASURE_S seconds are counted. Target: <= 1,000 B/s each.
+switching to it, then MEASURE_S seconds are counted. Target: <= 1,000 B/s each. The Backups pane is
+measured with a target (DEMO_BACKUPS when the demo configuration has none) and one backup taken with
+its `b` key before the first measurement.
 
 For each figure, `top_rows` says which screen rows took the bytes (everything after a cursor move
 counts for the row moved to) and what was last written there: what dominates.
@@ -58,9 +60,17 @@ PANES = (
     ("metrics", "2", "DemoHighErrorRate"),
     ("flags", "3", "orchestration"),
     ("improvements", "4", "Improvement queue"),
-    ("backups", "5", "Backups: not"),
+    ("backups", "5", "Started (UTC)"),
 )
 """Pane, its key, and text on screen once it is shown."""
+DEMO_BACKUPS = """
+backups:
+  demo-workspace:
+    kind: files
+    state: true
+"""
+"""Added to the demo configuration when it has no `backups:` section of its own: the Backups pane is
+measured showing a target and its history (one backup, taken with `b` on the pane), not its empty state."""
 
 
 def measure(term: PtyProcess, seconds: float, rows: int) -> dict[str, Any]:
@@ -118,6 +128,8 @@ def slow_demo_template(root: Path, port: int) -> Path:
     text = (REPO / "config" / "demo.yaml").read_text()
     text, n = re.subn(r'"\$\{DEMO_CONFIG_DIR\}/plans/demo.yaml"', f'"{root / "demo-plan.yaml"}"', text)
     assert n == 1, "the demo configuration no longer names plans/demo.yaml"
+    if not re.search(r"^backups:", text, re.M):
+        text += DEMO_BACKUPS
     (root / "demo-template.yaml").write_text(text)
     return root / "demo-template.yaml"
 
@@ -141,6 +153,12 @@ def views(root: Path, cols: int, rows: int, only: set[str] | None = None) -> dic
                 if only is not None and pane not in only:
                     continue
                 show(term, key, marker)
+                if pane == "backups" and state == "waiting":
+                    # One real backup (the pane's `b`), so the history has a row; measured after it.
+                    shown = len(term.data)
+                    term.send("b")
+                    term.wait_for_text("Backed up", since=shown, timeout=60)
+                    term.pump(SETTLE_S + 5.0)  # its toast (5 s) gone: not counted as the pane's output
                 out[f"{state}/{pane}"] = measure(term, MEASURE_S, rows)
                 progress(cols, rows, f"{state}/{pane}", out)
             show(term, "1", "Rollout")

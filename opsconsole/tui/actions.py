@@ -31,6 +31,10 @@ RIGHTS: dict[str, str] = {
     "reject_improvement": "improvement.reject",
     "rollback_improvement": "improvement.rollback",
     "sync_improvements": "improvement.sync",
+    "run_backup": "backup.run",
+    "verify_backup": "backup.verify",
+    "restore_backup": "backup.restore",
+    "prune_backups": "backup.prune",
 }
 """Console action name -> the engine action (authz.ACTIONS) it performs."""
 

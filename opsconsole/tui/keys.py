@@ -35,6 +35,11 @@ ACTION_TITLES = {
     "switch_queue": "Show another environment's improvement queue",
     "silence_alarm": "Silence the selected Alertmanager alert",
     "unsilence_alarm": "Expire the selected alert's silence",
+    "run_backup": "Back up the current target now",
+    "verify_backup": "Verify the selected backup",
+    "restore_backup": "Restore the selected backup",
+    "prune_backups": "Prune the current target's backups (dry run first)",
+    "switch_target": "Show another backup target's history",
     "kill_switch": "Kill switch",
     "help": "Help: keys",
     "quit": "Quit",
@@ -56,6 +61,11 @@ ACTION_HELP = {
     "improvement_detail": "description, prediction, thresholds and the monitoring chart",
     "silence_alarm": "on its Alertmanager, for a duration, with a reason (recorded in the audit log)",
     "unsilence_alarm": "ends the silences that quiet it now, with a reason",
+    "run_backup": "in the background; a failure stays on the pane's error line with the reason",
+    "verify_backup": "checksums of every stored copy; files are read in full, PostgreSQL restored into a scratch database",
+    "restore_backup": "type the target's name back and a reason; over the originals needs an approver",
+    "prune_backups": "shows retention's dry run (what would go and why) before anything is deleted",
+    "switch_target": "the history of the previous / next backup target; every target's status stays on top",
 }
 """One line of explanation, shown under the palette entry and in the help screen."""
 
