@@ -11,16 +11,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from yaml.nodes import MappingNode, ScalarNode
+
 from ..flags import env_var_name, parse_env_value
-from ..model import Environment, FlagDef, FlagTarget, MetricSource
+from ..model import CloudWatchAlarms, Environment, FlagDef, FlagTarget, MetricSource
+from .cloudwatch import ALARM_KEYS, METRIC_KEYS, cloudwatch_alarms, cloudwatch_metrics
 from .fields import Fields
 from .issues import suggest
 from .values import NAME, http_url, positive_duration, resolve_path
 from .yamlsrc import YamlSource
 
-_ENV_KEYS = ("production", "metrics", "flags", "theme_accent", "overrides")
+_ENV_KEYS = ("production", "metrics", "alarms", "flags", "theme_accent", "overrides")
 _ENV_LATER = {
-    "alarms": "alarm sources (alertmanager, cloudwatch) are not available yet; use alarms.rules in the main file",
     "target": "deployment targets (docker, http_switch, command) are not available yet",
 }
 
@@ -53,11 +55,43 @@ def read_environments(src: YamlSource, main: Fields, base: Path) -> dict[str, En
             flags=_flag_target(src, e, base),
             production=e.boolean("production", name == "production" or name.startswith("prod")),
             theme_accent=e.text("theme_accent"),
+            cloudwatch_alarms=_cloudwatch_alarms(e),
         )
     return envs
 
 
+def _cloudwatch_alarms(env: Fields) -> CloudWatchAlarms | None:
+    """`alarms: {kind: cloudwatch, ...}`; other alarm-source kinds are read beside this one."""
+    if "alarms" not in env:
+        return None
+    if _kind_of(env, "alarms") != "cloudwatch":
+        a = env.mapping("alarms", None, required=("kind",))
+        if a is not None:
+            checked_kind(a, ("cloudwatch",), ("alertmanager",))
+        return None
+    a = env.mapping("alarms", ALARM_KEYS)
+    return cloudwatch_alarms(a) if a is not None else None
+
+
+def _kind_of(env: Fields, name: str) -> str | None:
+    """The plain `kind:` written in mapping `name`, read without reporting anything (the mapping is
+    checked once, by the reader of that kind)."""
+    node = env.get(name)
+    if not isinstance(node, MappingNode):
+        return None
+    for knode, vnode in node.value:
+        if isinstance(knode, ScalarNode) and knode.value == "kind" and isinstance(vnode, ScalarNode):
+            return str(vnode.value)
+    return None
+
+
 _VAR = re.compile(r"[A-Z_][A-Z0-9_]*")
+_NOT_CLOUDWATCH = {
+    "url": "kind: cloudwatch has no url: the region (or boto3's chain) says where; endpoint: overrides it",
+    "window": "window is for kind: scrape; a CloudWatch query's statistic has its period",
+    "token_env": "kind: cloudwatch takes AWS credentials from boto3's usual chain, not a token",
+    "basic_auth_env": "kind: cloudwatch takes AWS credentials from boto3's usual chain",
+}
 
 
 def read_overrides(
@@ -104,11 +138,14 @@ def read_overrides(
 
 
 def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
+    if _kind_of(env, "metrics") == "cloudwatch":
+        c = env.mapping("metrics", METRIC_KEYS, unavailable=_NOT_CLOUDWATCH)
+        return cloudwatch_metrics(c) if c is not None else None
     keys = ("kind", "url", "timeout", "window", "token_env", "basic_auth_env")
     m = env.mapping("metrics", keys, required=("kind", "url"))
     if m is None:
         return None
-    kind = checked_kind(m, ("scrape", "prometheus"), ("cloudwatch",))
+    kind = checked_kind(m, ("scrape", "prometheus", "cloudwatch"))
     url = m.parsed("url", http_url)
     timeout = m.parsed("timeout", positive_duration, 2.0)
     window = m.parsed("window", positive_duration, 10.0)
