@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
     from .backups.model import BackupRun
     from .core import Engine
+    from .sources.cloudwatch import CloudWatchAlarmSource, CloudWatchSource
     from .sources.prometheus import PrometheusSource
     from .sources.scrape import ScrapeSource
 
-    MetricsSource = ScrapeSource | PrometheusSource
+    MetricsSource = ScrapeSource | PrometheusSource | CloudWatchSource
 
 _RECENT_RUNS = 20
 """How many of a target's newest runs a `backup` check reads each tick before the whole history."""
@@ -46,6 +47,7 @@ class Observer:
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
         self._shared_at: float | None = None
         self.alarms: dict[str, alarm_rules.AlarmStatus] = {}
+        self._alarm_sources: dict[str, CloudWatchAlarmSource] | None = None
         self.improvement_counts: dict[tuple[str, str | None], tuple[float, float, float]] = {}
         """(environment, tenant) -> (deployed, kept, rolled back), read from the store by the runner
         each tick for the `improvements` gates of active phases."""
@@ -64,6 +66,12 @@ class Observer:
         return src
 
     def _make_source(self, environment: str, metrics: MetricSource) -> MetricsSource:
+        if metrics.kind == "cloudwatch":
+            from .sources.cloudwatch import CloudWatchSource
+
+            return CloudWatchSource(
+                metrics, configured_queries(self.config).get(environment, ()), keep=self.keep
+            )
         if metrics.kind == "prometheus":
             from .sources.prometheus import PrometheusSource
 
@@ -99,8 +107,21 @@ class Observer:
             src = self.source(name)
             if src is not None:
                 jobs.append(src.refresh(self.client(), now))
+        jobs += [src.refresh(now) for src in self.alarm_sources().values()]
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
+
+    def alarm_sources(self) -> dict[str, CloudWatchAlarmSource]:
+        """Environment -> its CloudWatch alarms, asked every tick (each at most once its interval):
+        an `alarms` gate names alarms, not environments."""
+        if self._alarm_sources is None:
+            self._alarm_sources = {}
+            for name, env in self.config.environments.items():
+                if env.cloudwatch_alarms is not None:
+                    from .sources.cloudwatch import CloudWatchAlarmSource
+
+                    self._alarm_sources[name] = CloudWatchAlarmSource(name, env.cloudwatch_alarms)
+        return self._alarm_sources
 
     def metric(self, environment: str, query: str, now: float) -> Observation:
         src = self.source(environment)
@@ -114,6 +135,12 @@ class Observer:
             status, mem = alarm_rules.evaluate_rule(rule, obs, self._alarm_memory.get(rule.name), now)
             self._alarm_memory[rule.name] = mem
             self.alarms[rule.name] = status
+        rules = {rule.name for rule in self.config.alarm_rules}
+        for name in [n for n in self.alarms if n not in rules]:
+            del self.alarms[name]  # an alarm deleted in its service leaves the list
+        for src in self.alarm_sources().values():
+            for name, status in src.statuses.items():
+                self.alarms.setdefault(name, status)  # a rule of the console's own keeps its name
         return self.alarms
 
     def metric_environments(self, phases: Iterable[Phase]) -> set[str]:
