@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from .. import moto_server
-from ..moto_server import SECRET_KEY, free_port
+from ..moto_server import ACCESS_KEY, SECRET_KEY, free_port
 
-__all__ = ["SECRET_KEY", "cw", "free_port", "load", "write_config"]
+__all__ = ["ACCESS_KEY", "SECRET_KEY", "cw", "free_port", "load", "write_config"]
 
 
 @pytest.fixture(scope="session")
