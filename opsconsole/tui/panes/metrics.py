@@ -223,7 +223,8 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             return
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(safe(alarm.name), style="bold")
-        line.append(safe(f" · {alarm.environment} · {alarm.severity}: {alarm.reason}"))
+        source = "" if alarm.source == "rule" else f" · {alarm.source}"
+        line.append(safe(f" · {alarm.environment}{source} · {alarm.severity}: {alarm.reason}"))
         self._update(reason, line)
         self._update(ack_line, self.ack_text(alarm))
 
