@@ -15,6 +15,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from opsconsole.engine.gates import GateMemory, evaluate
 from opsconsole.engine.model import MetricSource, Observation, Verdict
 from opsconsole.engine.observe import Observer
@@ -183,3 +185,37 @@ def test_gates_on_cloudwatch_are_evaluated_through_the_observer(
     verdict = evaluate(guards[1], gone, GateMemory(), 0.0)[0]
     assert verdict.status is Verdict.UNKNOWN and missing in verdict.reason
     assert rule == "firing"
+
+
+def test_missing_credentials_are_unknown_saying_where_boto3_looked(
+    cw_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    (obs,) = ask(source(cw_server, timeout=2.0), "NS:errors:Sum")
+    assert obs.value is None and "no AWS credentials" in (obs.error or "")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "words"),
+    [
+        ("Throttling", 400, "throttled by cloudwatch us-east-1 (Throttling): Rate exceeded"),
+        (
+            "InvalidClientTokenId",
+            403,
+            "credentials refused by cloudwatch us-east-1 (InvalidClientTokenId): Rate exceeded",
+        ),
+        ("InvalidParameterValue", 400, "cloudwatch us-east-1 says InvalidParameterValue: Rate exceeded"),
+    ],
+)
+def test_throttling_and_refused_credentials_are_said_as_such(code: str, status: int, words: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from opsconsole.engine.sources import aws
+
+    exc = ClientError(
+        {"Error": {"Code": code, "Message": "Rate exceeded"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetMetricData",
+    )
+    assert aws.describe(exc, "cloudwatch us-east-1") == words
+    assert aws.is_query_error(exc) is (code == "InvalidParameterValue")

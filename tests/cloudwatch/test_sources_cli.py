@@ -97,3 +97,11 @@ def test_bad_cloudwatch_settings_are_errors_naming_the_key_and_why(tmp_path: Pat
     assert "guards[0].query: bad query: math uses 'b', which no '; b = ...' defines" in msg
     assert "guards[1].query: bad query: unknown statistic 'Median'" in msg
     assert "publish.kind: unknown kind 'sns' (available: cloudwatch)" in msg
+
+
+def test_one_moto_server_serves_the_session(
+    cw_server: str, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests import moto_server
+
+    assert moto_server.endpoint(pytestconfig, tmp_path_factory.getbasetemp()) == cw_server
