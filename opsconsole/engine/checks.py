@@ -28,7 +28,7 @@ async def check_now(engine: Engine, rollout_id: str) -> list[tuple[str, GateVerd
     observer = Observer(engine.config)
     try:
         envs = observer.metric_environments([phase])
-        if envs:
+        if envs or observer.alarm_sources():  # alarms of a service are asked in the same refresh
             await observer.refresh(envs, engine.clock())
             await asyncio.sleep(RATE_SAMPLE_GAP)
             await observer.refresh(envs, engine.clock())

@@ -105,3 +105,24 @@ def test_one_moto_server_serves_the_session(
     from tests import moto_server
 
     assert moto_server.endpoint(pytestconfig, tmp_path_factory.getbasetemp()) == cw_server
+
+
+def test_gates_check_asks_cloudwatch_alarms_even_without_a_metric_gate(
+    cw_server: str, tmp_path: Path
+) -> None:
+    from .test_alarms import make_alarm
+
+    prefix = f"SBcli{os.getpid()}-"
+    make_alarm(cw_server, f"{prefix}HighRollbackRate", "ALARM", "Threshold Crossed: [4.0] > 2.0")
+    main = write_config(
+        tmp_path, cw_server, prefix=prefix, guards=f"      - {{kind: alarms, none_firing: ['{prefix}*']}}\n"
+    )
+    ws = ["--config", str(main), "--workspace", str(tmp_path / "ws")]
+    started = cli("rollout", "start", "p", *ws, "--reason", "check")
+    assert started.returncode == 0, started.stdout + started.stderr
+    rid = started.stdout.split()[0]
+    p = cli("gates", "check", rid, *ws, "--json")
+    verdicts = {v["gate"]: v for v in json.loads(p.stdout)}
+    alarms = next(v for name, v in verdicts.items() if v["status"] != "pending" and name != "soak")
+    assert alarms["status"] == "fail", p.stdout
+    assert f"{prefix}HighRollbackRate" in json.dumps(alarms)
