@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..redact import redact_text
+from ..redact import redact_text, redact_url
 
 __all__ = ["AwsFailed", "call", "client", "describe", "where"]
 
@@ -54,7 +54,7 @@ class AwsFailed(Exception):
 
 def where(region: str | None, endpoint: str) -> str:
     """How messages name the service: the endpoint override when there is one, else the region."""
-    return f"cloudwatch {endpoint}" if endpoint else f"cloudwatch {region or '(default region)'}"
+    return f"cloudwatch {redact_url(endpoint)}" if endpoint else f"cloudwatch {region or '(default region)'}"
 
 
 def client(service: str, region: str | None, endpoint: str, timeout: float, attempts: int = 1) -> Any:
