@@ -219,3 +219,10 @@ def test_throttling_and_refused_credentials_are_said_as_such(code: str, status: 
     )
     assert aws.describe(exc, "cloudwatch us-east-1") == words
     assert aws.is_query_error(exc) is (code == "InvalidParameterValue")
+
+
+def test_without_boto3_the_reason_says_how_to_install_it() -> None:
+    from opsconsole.engine.sources import aws
+
+    said = aws.describe(ModuleNotFoundError("No module named 'boto3'"), "cloudwatch us-east-1")
+    assert said == "cloudwatch us-east-1 needs boto3, which is not installed (pip install 'opsconsole[aws]')"

@@ -94,10 +94,11 @@ async def call(blocking: Callable[[], T], timeout: float, shown: str) -> T:
 
 def describe(exc: BaseException, shown: str) -> str:
     """`exc` in words naming `shown`, without credentials."""
-    from botocore import exceptions as bx
-
     if isinstance(exc, AwsFailed):
         return str(exc)
+    if isinstance(exc, ImportError):
+        return f"{shown} needs boto3, which is not installed (pip install 'opsconsole[aws]')"
+    from botocore import exceptions as bx
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return (
             f"no AWS credentials for {shown} (boto3 looks in the environment, ~/.aws and the instance role)"
@@ -130,6 +131,8 @@ def is_query_error(exc: BaseException) -> bool:
     """The service answered but refused or failed the request (400: a bad query; 5xx: moto and
     CloudWatch fail some statistics this way), as opposed to being unreachable, throttling or
     refusing the credentials: asking each query alone may then tell which one is at fault."""
+    if isinstance(exc, ImportError | AwsFailed):
+        return False
     from botocore import exceptions as bx
 
     if not isinstance(exc, bx.ClientError):
