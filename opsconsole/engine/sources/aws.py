@@ -99,6 +99,7 @@ def describe(exc: BaseException, shown: str) -> str:
     if isinstance(exc, ImportError):
         return f"{shown} needs boto3, which is not installed (pip install 'opsconsole[aws]')"
     from botocore import exceptions as bx
+
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return (
             f"no AWS credentials for {shown} (boto3 looks in the environment, ~/.aws and the instance role)"

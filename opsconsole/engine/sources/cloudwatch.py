@@ -75,9 +75,10 @@ class CloudWatchSource:
             if expr not in self._wanted and len(self._wanted) < MAX_QUERIES:
                 self._wanted[expr] = None
                 self._asked_at = None  # a new query is worth a call now, not after the interval
-            error = (
-                self.last_error or f"query {expr!r} not asked of {self.shown} yet (from the next refresh on)"
-            )
+            if self.last_error is not None:
+                error = f"query {expr!r}: {self.last_error}"
+            else:
+                error = f"query {expr!r} not asked of {self.shown} yet (from the next refresh on)"
             return Observation(error=error, source=self.shown, at=now)
         if answer.error is not None:
             return Observation(
