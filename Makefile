@@ -21,13 +21,15 @@ run: $(STAMP)
 
 # Programs the tests drive for real: tmux for the end-to-end console tests; PostgreSQL 15 (server
 # and client programs, run by tests/pg on a throwaway cluster of their own) and unshare, in which
-# the tests run postgres when they are root; Prometheus (tests/prom start one on a loopback port).
+# the tests run postgres when they are root; Prometheus (tests/prom start one on a loopback port);
+# Alertmanager, which tests/alertmanager start on a free loopback port with no gossip port.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
 	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
 	@test -x $(PG_BIN)/pg_ctl -a -x $(PG_BIN)/pg_restore || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15; }
 	@command -v unshare >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+	@command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..textsafe import VisibleStream, visible
+from .alarms import cmd_alarms_list, cmd_alarms_silence, cmd_alarms_unsilence
 from .audit import cmd_audit
 from .backups import cmd_backup_list, cmd_backup_prune, cmd_backup_restore, cmd_backup_run, cmd_backup_verify
 from .common import EXIT_FORBIDDEN, EXIT_INPUT, EXIT_OK, EXIT_PENDING, EXIT_REFUSED, EXIT_STORE
@@ -124,6 +125,7 @@ def _report(exc: Exception) -> int:
     """The exit code and message for an error the engine raises; anything else is a bug: re-raised.
     (Imported here, not at the top: the console's first frame must not wait for the engine.)"""
     from ..engine import (
+        AlarmSourceError,
         BackupError,
         ConfigError,
         Conflict,
@@ -151,6 +153,9 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, Forbidden):
         print(f"not permitted: {shown(exc)}", file=sys.stderr)
         return EXIT_FORBIDDEN
+    if isinstance(exc, AlarmSourceError):
+        print(f"alarm source: {shown(exc)}", file=sys.stderr)
+        return EXIT_REFUSED
     if isinstance(exc, BackupError):
         print(f"backup: {shown(exc)}", file=sys.stderr)
         return EXIT_REFUSED
@@ -192,6 +197,9 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("backup", "verify"): cmd_backup_verify,
     ("backup", "restore"): cmd_backup_restore,
     ("backup", "prune"): cmd_backup_prune,
+    ("alarms", "list"): cmd_alarms_list,
+    ("alarms", "silence"): cmd_alarms_silence,
+    ("alarms", "unsilence"): cmd_alarms_unsilence,
     ("engine", None): cmd_engine,
     ("report", None): cmd_report,
     ("audit", None): cmd_audit,

@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _improvement_parsers(sub, common)
     _backup_parsers(sub, common)
+    _alarm_parsers(sub, common)
 
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
     eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
@@ -275,6 +276,27 @@ def _backup_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="list what would be deleted and why; delete nothing"
     )
     _json(pr)
+
+
+def _alarm_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    al = sub.add_parser("alarms", help="Alertmanager alerts and silences: list, silence, unsilence")
+    alp = al.add_subparsers(dest="sub", required=True)
+    ls = alp.add_parser("list", parents=[common], help="alerts (active, silenced, inhibited) and silences")
+    ls.add_argument("--env", default=None, help="one environment (default: all with an alarm source)")
+    _json(ls)
+    si = alp.add_parser("silence", parents=[common], help="silence matching alerts for a while (operator)")
+    si.add_argument("alertname", nargs="?", default=None, help="the alert's name (alertname label)")
+    si.add_argument(
+        "--match", action="append", metavar="LABEL=VALUE", help="another label the alerts must carry"
+    )
+    si.add_argument("--env", default=None, help="environment (default: the only one with an alarm source)")
+    si.add_argument("--duration", required=True, help="how long, e.g. 30m, 2h")
+    si.add_argument("--reason", required=True)
+    _json(si)
+    un = alp.add_parser("unsilence", parents=[common], help="expire a silence now (operator)")
+    un.add_argument("id", help="the silence id")
+    un.add_argument("--env", default=None, help="environment (default: the only one with an alarm source)")
+    un.add_argument("--reason", required=True)
 
 
 def _schedule_id(text: str) -> int:

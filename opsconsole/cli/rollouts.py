@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..textsafe import visible
 from .common import (
+    EXIT_INPUT,
     EXIT_OK,
     EXIT_PENDING,
     EXIT_REFUSED,
@@ -14,11 +17,21 @@ from .common import (
     _out,
 )
 
+if TYPE_CHECKING:
+    from ..engine import OutboxSummary
+
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from ..engine import load
+    from ..engine import load, missing_notification_secrets
 
     cfg, _ = load(args.config, args.workspace)
+    # The file is sound; what it names outside itself (a bot token's variable) is checked here, not
+    # at load: the kill switch must work in a shell that lacks it.
+    unset = missing_notification_secrets(cfg.notifications)
+    for problem in unset:
+        print(visible(f"{cfg.path}: {problem}"), file=sys.stderr)
+    if unset:
+        return EXIT_INPUT
     print(
         f"{cfg.path}: ok ({len(cfg.plans)} plans, {len(cfg.flags)} flags, {len(cfg.environments)} environments)"
     )
@@ -26,13 +39,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..engine import Runner, iso, read_health, rollout_row, traffic_text
+    from ..engine import Runner, iso, notification_summary, read_health, rollout_row, traffic_text
 
     engine = _engine(args, reading=True)
     kill = engine.kill_state()
     holder = Runner.holder(engine.workspace)
     health = read_health(engine.workspace, holder)
     rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
+    notes = notification_summary(engine.store)
     if args.json:
         _out(
             {
@@ -53,6 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "by": kill.by,
                     "reason": kill.reason,
                 },
+                "notifications": {"configured": len(engine.config.notifications), **notes.to_dict()},
                 "rollouts": rows,
             }
         )
@@ -62,11 +77,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     if health and health.note():
         runner += visible(f", {health.note()}: {health.error}")
     print(f"kill switch: {ks}\nengine: {runner}\nuser: {visible(engine.actor.user)} ({engine.role})")
+    print(_notifications_text(notes, len(engine.config.notifications)))
     if not rows:
         print("no active rollouts" if not args.all else "no rollouts")
     for row in rows:
         print(visible(f"{row['id']:<34} {row['state']:<18} {row['phase']}@{traffic_text(row)}  {row['why']}"))
     return EXIT_OK
+
+
+def _notifications_text(notes: OutboxSummary, configured: int) -> str:
+    counts = f"{notes.delivered} delivered, {notes.pending} pending, {notes.failed} failed"
+    if not configured and not (notes.delivered or notes.pending or notes.failed):
+        return "notifications: none configured"
+    lines = [f"notifications: {counts}" if notes.troubles else f"notifications: ok ({counts})"]
+    for t in notes.troubles:
+        what = "gave up" if t.state == "failed" else "retrying"
+        lines.append(
+            visible(f"  {what} after {t.attempts} attempt(s): {t.event} to {t.destination}: {t.error}")
+        )
+    return "\n".join(lines)
 
 
 def cmd_rollout_start(args: argparse.Namespace) -> int:

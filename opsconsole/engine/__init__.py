@@ -35,7 +35,11 @@ if TYPE_CHECKING:
     from .checks import check_now
     from .config import ConfigError, load_config, parse_duration
     from .config.issues import suggest
+    from .config.notifications import missing_secrets as missing_notification_secrets
     from .core import Conflict, Engine, FilesBehind, NotFound
+    from .firstlook import FirstLook, traffic_text
+    from .firstlook import read as read_first_look
+    from .firstlook import save as save_first_look
     from .flags import (
         EvalContext,
         Evaluation,
@@ -100,11 +104,14 @@ if TYPE_CHECKING:
     from .rollout import Rejected, allowed_commands
     from .runner import EngineBusy, Runner
     from .session import MetricRow, Session
+    from .sources.alertmanager import AlarmSourceError, Silence
     from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
+    from .targets.notify import OutboxSummary
+    from .targets.notify import summary as notification_summary
     from .units import format_duration, format_value, iso_utc
-    from .views import phase_of, rollout_row, stopped_traffic, traffic_text, why
+    from .views import phase_of, rollout_row, stopped_traffic, why
 
 DEFAULT_WORKSPACE = ".opsconsole"
 
@@ -130,7 +137,7 @@ _LAZY = {
     "EngineBusy": "runner",
     "rollout_row": "views",
     "stopped_traffic": "views",
-    "traffic_text": "views",
+    "traffic_text": "firstlook",  # views re-exports it; this way the first frame imports no model
     "why": "views",
     "phase_of": "views",
     "format_value": "units",
@@ -178,8 +185,15 @@ _LAZY = {
     "engage_from_kill_plan": "killfast",
     "record_kill": "killswitch",
     "load_kill_plan": "killplan",
+    "FirstLook": "firstlook",
+    "read_first_look": "firstlook",
+    "save_first_look": "firstlook",
     "wait_for_notifications": "killswitch",
     "redact_text": "redact",
+    # notifications: the outbox at a glance (status, header), and what `config check` says is unset
+    "notification_summary": "targets.notify",
+    "OutboxSummary": "targets.notify",
+    "missing_notification_secrets": "config.notifications",
     # the improvement queue, and its agent over MCP (the demo starts one)
     "McpAgent": "improvements.mcp_client",
     "Improvement": "improvements.model",
@@ -207,15 +221,22 @@ _LAZY = {
     "RetentionDecision": "backups.model",
     "RunStatus": "backups.model",
     "TargetStatus": "backups.model",
+    # alarm sources
+    "AlarmSourceError": "sources.alertmanager",
+    "Silence": "sources.alertmanager",
 }
 
 _RENAMED = {
+    "notification_summary": "summary",
+    "missing_notification_secrets": "missing_secrets",
     "render_report": "render",
     "read_health": "read",
     "KILL_JOURNAL": "JOURNAL",
     "KILL_RECORD_WAIT": "RECORD_WAIT",
     "record_kill": "record",
     "load_kill_plan": "load",
+    "read_first_look": "read",
+    "save_first_look": "save",
     "engage_from_kill_plan": "engage",
     "flag_value_text": "value_text",
 }
@@ -290,12 +311,18 @@ __all__ = [
     "KILL_JOURNAL",
     "KILL_RECORD_WAIT",
     "load_kill_plan",
+    "FirstLook",
+    "read_first_look",
+    "save_first_look",
     "wait_for_notifications",
     "make_safe",
     "SafeFiles",
     "engage_from_kill_plan",
     "record_kill",
     "redact_text",
+    "notification_summary",
+    "OutboxSummary",
+    "missing_notification_secrets",
     "Improvement",
     "ImprovementStatus",
     "ImprovementSettings",
@@ -321,6 +348,8 @@ __all__ = [
     "RetentionDecision",
     "RunStatus",
     "TargetStatus",
+    "AlarmSourceError",
+    "Silence",
 ]
 
 

@@ -20,13 +20,16 @@ OK = "ok"
 PENDING = "pending"
 FIRING = "firing"
 UNKNOWN = "unknown"
+SILENCED = "silenced"
+INHIBITED = "inhibited"
+"""Alertmanager's suppressed alerts: shown, never counted as firing by an `alarms` gate."""
 
 
 @dataclass(frozen=True)
 class AlarmStatus:
     name: str
     environment: str
-    state: str  # ok | pending | firing | unknown
+    state: str  # ok | pending | firing | unknown | silenced | inhibited
     severity: str
     since: float | None  # when the current state began
     value: float | None
@@ -34,11 +37,22 @@ class AlarmStatus:
     source_failed: bool = False
     """Unknown because the rule's source failed (timeout, HTTP error, garbage), not for lack of series:
     an `alarms` guard cannot say "none firing" then."""
-    source: str = "rule"
-    """Where the alarm comes from: "rule" (the console's own), or its service ("cloudwatch us-east-1")."""
+    source: str = "rules"
+    """Where the alarm comes from: the console's own `rules`, else its source's kind first, then where
+    it is when that says more ("alertmanager", "cloudwatch us-east-1"); the pane shows the kind."""
+    key: str = ""
+    """Unique among all alarms (several alerts share an alertname); empty means `name` is."""
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    silenced_by: tuple[str, ...] = ()
+    """Ids of the silences that suppress it."""
     covers: str | None = None
     """Set on a placeholder for every alarm whose name starts with this prefix: their source failed
     before it could say which alarms exist."""
+
+    @property
+    def ident(self) -> str:
+        return self.key or self.name
 
 
 @dataclass(frozen=True)

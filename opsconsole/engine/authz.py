@@ -25,6 +25,8 @@ ACTIONS: dict[str, Role] = {
     "kill_switch.engage": Role.OPERATOR,
     "kill_switch.all_clear": Role.APPROVER,
     "alarm.ack": Role.OPERATOR,
+    "alarm.silence": Role.OPERATOR,
+    "alarm.unsilence": Role.OPERATOR,
     "improvement.approve": Role.APPROVER,
     "improvement.reject": Role.APPROVER,
     "improvement.override": Role.ADMIN,

@@ -28,10 +28,12 @@ async def check_now(engine: Engine, rollout_id: str) -> list[tuple[str, GateVerd
     observer = Observer(engine.config)
     try:
         envs = observer.metric_environments([phase])
-        if envs or observer.alarm_sources():  # alarms of a service are asked in the same refresh
+        if envs:
             await observer.refresh(envs, engine.clock())
             await asyncio.sleep(RATE_SAMPLE_GAP)
             await observer.refresh(envs, engine.clock())
+        else:
+            await observer.refresh((), engine.clock())  # the environments' alarm sources, read once
         await observer.read_improvement_counts(engine, [phase])
         await observer.read_backup_runs(engine, [phase])
         now = engine.clock()

@@ -48,6 +48,7 @@ from .targets import notify as notifier
 from .targets.exporter import Exporter
 
 if TYPE_CHECKING:
+    from .alarms import AlarmStatus
     from .backups.model import BackupRun, BackupTarget, RestoreResult, RetentionDecision, TargetStatus
     from .backups.service import BackupService
     from .improvements.decide import ImprovementStats
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from .improvements.service import ImprovementQueue
     from .improvements.sources import SourceFactory
     from .improvements.state import QueueMode, SyncResult
+    from .sources.alertmanager import Silence
 
 ALARM_ACKS = "alarm_acks"
 
@@ -332,6 +334,31 @@ class Engine:
             tx.set_kv(ALARM_ACKS, acks, now)
             tx.append_audit(now, self.actor, "alarm.ack", f"alarm:{name}", {"reason": reason})
         self.bus.publish("alarms")
+
+    def silence_alarms(
+        self, environment: str, matchers: Mapping[str, str], duration: float, reason: str
+    ) -> str:
+        """Silence the environment's alerts matching every label for `duration` seconds (audited);
+        the silence id. Blocks on Alertmanager: call it from a thread."""
+        from . import silences
+
+        return silences.silence(self, environment, matchers, duration, reason)
+
+    def expire_silence(self, environment: str, silence_id: str, reason: str) -> None:
+        from . import silences
+
+        silences.expire(self, environment, silence_id, reason)
+
+    def silences(self, environment: str) -> list[Silence]:
+        from . import silences
+
+        return silences.silences(self, environment)
+
+    def remote_alarms(self, environment: str) -> list[AlarmStatus]:
+        """The environment's Alertmanager alerts, read once now (AlarmSourceError when unreachable)."""
+        from . import silences
+
+        return silences.alerts(self, environment)
 
     def kill(
         self, reason: str, on_safe: Callable[[killswitch.SafeFiles], None] | None = None

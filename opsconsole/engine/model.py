@@ -274,6 +274,8 @@ class CloudWatchAlarms:
     """`alarms: {kind: cloudwatch, ...}` on an environment: its CloudWatch alarms (metric and
     composite), read with DescribeAlarms, feed `alarms` gates and the Metrics & Alarms pane."""
 
+    kind: str = "cloudwatch"
+
     region: str | None = None
     """None: boto3's usual chain."""
     endpoint: str = ""
@@ -301,16 +303,32 @@ class MetricPublishing:
 
 
 @dataclass(frozen=True)
+class AlarmSource:
+    """`alarms: {kind: alertmanager, ...}` on an environment: the alerts of its Alertmanager (the other
+    kind, CloudWatchAlarms, is `kind: cloudwatch`)."""
+
+    kind: str  # alertmanager
+    url: str
+    timeout: float = 2.0
+    bearer_token_env: str | None = None
+    """Variable holding a bearer token: the token itself is never in config, verdicts or logs."""
+    basic_auth_env: str | None = None
+    """Variable holding `user:password` for basic auth."""
+    matchers: tuple[tuple[str, str], ...] = ()
+    """(label, value) pairs an alert must carry to be this environment's (sent as filters)."""
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     metrics: MetricSource | None = None
+    alarms: AlarmSource | CloudWatchAlarms | None = None
+    """Where its alarms come from besides the console's own rules (`alarms:`, one of either kind)."""
     flags: FlagTarget | None = None
     production: bool = False
     theme_accent: str | None = None
     overrides: tuple[tuple[str, str], ...] = ()
     """(variable, value) this environment's services are declared to run with: shown, never exported."""
-    cloudwatch_alarms: CloudWatchAlarms | None = None
-    """`alarms: {kind: cloudwatch}`: kept apart from other alarm sources' settings."""
 
 
 @dataclass(frozen=True)
@@ -330,10 +348,16 @@ class AlarmRule:
 
 @dataclass(frozen=True)
 class Notification:
-    kind: str  # webhook
+    """Where word of an event goes. `url` is the receiver (for telegram: the Bot API's base, no
+    token); the telegram bot token is read from the environment variable `token_env` when a message
+    is sent, so it is in neither the configuration, the store nor any text the console shows."""
+
+    kind: str  # webhook | slack | telegram
     url: str
     events: tuple[str, ...] = ()
     timeout: float = 2.0
+    chat_id: str = ""  # telegram
+    token_env: str = ""  # telegram
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import alarms as alarm_rules
-from .model import Config, GateSpec, MetricSource, Observation, Phase, Rollout
+from .model import CloudWatchAlarms, Config, GateSpec, MetricSource, Observation, Phase, Rollout
 from .redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 
     from .backups.model import BackupRun
     from .core import Engine
+    from .sources.alertmanager import AlertmanagerSource
     from .sources.cloudwatch import CloudWatchAlarmSource, CloudWatchSource
     from .sources.prometheus import PrometheusSource
     from .sources.scrape import ScrapeSource
 
     MetricsSource = ScrapeSource | PrometheusSource | CloudWatchSource
+    AlarmsSource = AlertmanagerSource | CloudWatchAlarmSource
 
 _RECENT_RUNS = 20
 """How many of a target's newest runs a `backup` check reads each tick before the whole history."""
@@ -42,12 +44,13 @@ class Observer:
         self.watch: set[str] = set()
         """Environments scraped every tick even when no active rollout needs them (the console's)."""
         self._sources: dict[str, MetricsSource] = {}
+        self._alarm_sources: dict[str, AlarmsSource] = {}
+        self._alarm_reads: dict[str, asyncio.Task[Any]] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
         self._shared_at: float | None = None
         self.alarms: dict[str, alarm_rules.AlarmStatus] = {}
-        self._alarm_sources: dict[str, CloudWatchAlarmSource] | None = None
         self.improvement_counts: dict[tuple[str, str | None], tuple[float, float, float]] = {}
         """(environment, tenant) -> (deployed, kept, rolled back), read from the store by the runner
         each tick for the `improvements` gates of active phases."""
@@ -88,6 +91,23 @@ class Observer:
 
         return ScrapeSource(metrics.url, timeout=metrics.timeout, window=metrics.window, keep=self.keep)
 
+    def alarm_source(self, environment: str) -> AlarmsSource | None:
+        env = self.config.environments.get(environment)
+        if env is None or env.alarms is None:
+            return None
+        src = self._alarm_sources.get(environment)
+        if src is None:
+            if isinstance(env.alarms, CloudWatchAlarms):
+                from .sources.cloudwatch import CloudWatchAlarmSource
+
+                src = CloudWatchAlarmSource(environment, env.alarms)
+            else:
+                from .sources.alertmanager import AlertmanagerSource
+
+                src = AlertmanagerSource(environment, env.alarms)
+            self._alarm_sources[environment] = src
+        return src
+
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             import httpx
@@ -96,32 +116,49 @@ class Observer:
         return self._client
 
     async def close(self) -> None:
+        for task in self._alarm_reads.values():
+            task.cancel()
+        if self._alarm_reads:
+            await asyncio.gather(*self._alarm_reads.values(), return_exceptions=True)
+            self._alarm_reads = {}
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
-    async def refresh(self, environments: Iterable[str], now: float) -> None:
-        """Scrape each named environment's metrics once, concurrently; errors are kept by the source."""
-        jobs = []
+    async def refresh(self, environments: Iterable[str], now: float, *, wait_for_alarms: bool = True) -> None:
+        """Scrape each named environment's metrics once, and read every environment's alarm source
+        (they feed the alarm list and `alarms` gates whatever rollout runs), concurrently; errors are
+        kept by the source.
+
+        `wait_for_alarms=False` (the runner's tick, the console's poll): alarm sources are read in
+        the background, one read in flight per source, and the tick uses the latest answer, so a slow
+        Alertmanager never delays the guards of a canary. Each read ends within its timeout, so the
+        answer used is at most a timeout and a tick old; until the first one, `alarms` checks of its
+        environment are unknown."""
+        jobs: list[Any] = []
         for name in set(environments):
             src = self.source(name)
             if src is not None:
                 jobs.append(src.refresh(self.client(), now))
-        jobs += [src.refresh(now) for src in self.alarm_sources().values()]
+        reads = self.read_alarm_sources(now)
+        if wait_for_alarms:
+            jobs.extend(asyncio.shield(t) for t in reads)
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
 
-    def alarm_sources(self) -> dict[str, CloudWatchAlarmSource]:
-        """Environment -> its CloudWatch alarms, asked every tick (each at most once its interval):
-        an `alarms` gate names alarms, not environments."""
-        if self._alarm_sources is None:
-            self._alarm_sources = {}
-            for name, env in self.config.environments.items():
-                if env.cloudwatch_alarms is not None:
-                    from .sources.cloudwatch import CloudWatchAlarmSource
-
-                    self._alarm_sources[name] = CloudWatchAlarmSource(name, env.cloudwatch_alarms)
-        return self._alarm_sources
+    def read_alarm_sources(self, now: float) -> list[asyncio.Task[Any]]:
+        """Start a read of every environment's alarm source that has none in flight; the reads."""
+        reads = []
+        for name in self.config.environments:
+            src = self.alarm_source(name)
+            if src is None:
+                continue
+            task = self._alarm_reads.get(name)
+            if task is None or task.done():
+                task = asyncio.ensure_future(src.refresh(self.client(), now))
+                self._alarm_reads[name] = task
+            reads.append(task)
+        return reads
 
     def metric(self, environment: str, query: str, now: float) -> Observation:
         src = self.source(environment)
@@ -135,12 +172,12 @@ class Observer:
             status, mem = alarm_rules.evaluate_rule(rule, obs, self._alarm_memory.get(rule.name), now)
             self._alarm_memory[rule.name] = mem
             self.alarms[rule.name] = status
-        rules = {rule.name for rule in self.config.alarm_rules}
-        for name in [n for n in self.alarms if n not in rules]:
-            del self.alarms[name]  # an alarm deleted in its service leaves the list
-        for src in self.alarm_sources().values():
-            for name, status in src.statuses.items():
-                self.alarms.setdefault(name, status)  # a rule of the console's own keeps its name
+        for key in [k for k, a in self.alarms.items() if a.source != "rules"]:
+            del self.alarms[key]
+        for src in self._alarm_sources.values():
+            if src.checked_at is not None:
+                for a in src.statuses():
+                    self.alarms.setdefault(a.ident, a)  # a rule of the console's own keeps its name
         return self.alarms
 
     def metric_environments(self, phases: Iterable[Phase]) -> set[str]:
@@ -207,7 +244,14 @@ class Observer:
         if kind == "alarms":
             firing = alarm_rules.matching_firing(self.alarms.values(), spec.none_firing)
             failed = alarm_rules.matching_failed(self.alarms.values(), spec.none_firing)
-            if failed and not firing:  # a firing alarm is a failure whatever the others say
+            if not firing:  # a firing alarm is a failure whatever the others say
+                # The environment's own alarm source unread or unreachable: none firing is unknown.
+                env = spec.source or phase.environment
+                src = self.alarm_source(env)
+                if src is not None and (src.checked_at is None or src.error is not None):
+                    said = src.error or "not read yet"
+                    return Observation(error=f"alarm source of {env}: {said}", source="alarms", at=now)
+            if failed and not firing:
                 first = failed[0]
                 names = ", ".join(a.name for a in failed)
                 return Observation(

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .targets.cloudwatch_publish import MetricPublisher
 
 
+NOTE_EVERY = 5.0
+"""Seconds between reads of the outbox's trouble for the header."""
+
+
 class EngineBusy(Exception):
     """Another runner holds this workspace."""
 
@@ -64,6 +68,10 @@ class Runner:
         self._backups: BackupScheduler | None = None
         self._phase_backups: PhaseBackups | None = None
         self._publisher: MetricPublisher | None = None
+        self.alarm_watch = notifier.AlarmWatch()
+        self.notify_note = ""
+        """The outbox's trouble ("notify: 1 failed (...)"), read at most every NOTE_EVERY seconds."""
+        self._notify_read = 0.0
 
     @property
     def improvements(self) -> QueueWorker | None:
@@ -201,7 +209,9 @@ class Runner:
             for plan, r in work
             if r.state is not RolloutState.PENDING and not r.awaiting_backup
         ]
-        await self.observer.refresh(self.observer.metric_environments(phases) | self.observer.watch, now)
+        await self.observer.refresh(
+            self.observer.metric_environments(phases) | self.observer.watch, now, wait_for_alarms=False
+        )
         await self.observer.read_improvement_counts(engine, phases)
         await self.observer.read_backup_runs(engine, phases)
         alarms = self.observer.evaluate_alarms(now)
@@ -214,6 +224,12 @@ class Runner:
                 decisions.append((plan, r, d))
         if decisions:
             await self.health.watch(asyncio.to_thread(self._commit_all, decisions, now))
+        if self.alarm_watch.due(alarms):
+            # After the decisions: announcing an alarm must not delay a rollback. A store that
+            # refuses leaves the watch as it was, so the next tick records it.
+            with contextlib.suppress(StoreError):
+                sent = await asyncio.to_thread(self.alarm_watch.record, engine, dict(alarms), now)
+                notifier.deliver_soon(engine.store, sent)
         if self.improvements is not None:
             # Its own task, never awaited here: a slow agent must not delay a rollout's gates.
             self.improvements.kick(now)
@@ -232,9 +248,23 @@ class Runner:
         self._replay_kill_journal()
         # Notifications a CLI process could not send before it exited, or a receiver refused.
         notifier.drain_soon(self.engine.store, self.engine.clock)
+        self._read_notify_note(now)
         self._apply_schedules(now)  # a step applied now is in the state this tick decides on
         self._reconcile_flag_files()
         return self.engine.kill_state().engaged, self.engine.rollouts(active_only=True)
+
+    def _read_notify_note(self, now: float) -> None:
+        """Keep `notify_note` (what the header says about notifications) fresh; a change is published
+        as an `engine` event so a console shows it at once."""
+        if now - self._notify_read < NOTE_EVERY and self._notify_read:
+            return
+        self._notify_read = now
+        with contextlib.suppress(StoreError):
+            note = notifier.summary(self.engine.store, now).note()
+            if note != self.notify_note:
+                self.notify_note = note
+                h = self.health.current
+                self.engine.bus.publish("engine", state=h.state, since=h.since, error=h.error, notify=note)
 
     def _replay_kill_journal(self) -> None:
         from .store import StoreError

@@ -116,11 +116,21 @@ class Session:
         """What the engine is waiting on ("store busy since 14:02:11"), empty when nothing. In client
         mode it is the other runner's, from its health file: call it off the event loop."""
         if self.mode == "runner" and self.runner is not None:
-            return self.runner.health.current.note()
+            return _joined(self.runner.health.current.note(), self.runner.notify_note)
         if self.mode == "client":
             other = health.read(self.engine.workspace, Runner.holder(self.engine.workspace))
-            return other.note() if other is not None else ""
-        return self.error
+            return _joined(other.note() if other is not None else "", self._notify_note())
+        return _joined(self.error, self._notify_note())
+
+    def _notify_note(self) -> str:
+        """Notifications that did not get through, from the store's outbox ("" when it cannot say)."""
+        from .store import StoreError
+        from .targets import notify
+
+        try:
+            return notify.summary(self.engine.store, self.engine.clock()).note()
+        except StoreError:
+            return ""
 
     async def _poll(self) -> None:
         """Client mode: keep metrics and alarms fresh and tell subscribers to re-read the store."""
@@ -129,7 +139,7 @@ class Session:
         try:
             while not self._stop.is_set():
                 now = self.engine.clock()
-                await observer.refresh(observer.watch, now)
+                await observer.refresh(observer.watch, now, wait_for_alarms=False)
                 alarms = observer.evaluate_alarms(now)
                 self.engine.bus.publish("alarms", alarms=dict(alarms))
                 self.engine.bus.publish("poll")
@@ -215,3 +225,7 @@ def key_metrics(engine: Engine) -> dict[str, list[GateSpec]]:
         spec = GateSpec(kind="metric", name=rule.name, query=rule.query, min=rule.min, max=rule.max)
         out.setdefault(rule.environment, {}).setdefault((rule.name, rule.query), spec)
     return {env: list(specs.values()) for env, specs in out.items()}
+
+
+def _joined(*notes: str) -> str:
+    return " │ ".join(n for n in notes if n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .firstlook import traffic_text as traffic_text  # the console's first frame shows it too
 from .model import Phase, Rollout, RolloutState, Verdict
 from .rollout import current_phase, step_percent
 from .units import format_duration, iso_utc
@@ -78,15 +79,6 @@ def stopped_traffic(engine: Engine, rollouts: Iterable[Rollout]) -> dict[str, in
             value = rec.value if rec is not None else (defn.default if defn is not None else 0)
             values[(env, name)] = int(value)
     return {rid: values[pair] for rid, pair in wanted.items()}
-
-
-def traffic_text(row: Mapping[str, Any]) -> str:
-    """ "50%" while the step's percentage is what the new version gets; "0% (was 50%)" once it was
-    stopped and the canary flag no longer says the step's percentage."""
-    step, now = row["percent"], row["traffic"]
-    if step is None:
-        return "?"
-    return f"{now}% (was {step}%)" if now is not None and now != step else f"{step}%"
 
 
 def rollout_row(engine: Engine, r: Rollout, traffic: Mapping[str, int] | None = None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ RIGHTS: dict[str, str] = {
     "schedule_flag": "flag.set",
     "cancel_schedule": "flag.set",
     "ack_alarm": "alarm.ack",
+    "silence_alarm": "alarm.silence",
+    "unsilence_alarm": "alarm.unsilence",
     "kill_switch": "kill_switch.engage",
     "all_clear": "kill_switch.all_clear",
     "approve_improvement": "improvement.approve",

@@ -1,11 +1,12 @@
 """The console application: wiring only. Panes live in panes/, modal screens in screens/.
 
-The first frame does not wait for the engine. `opsconsole` hands the app an `opener`; the app paints
-its header, the (empty) Rollouts pane and the key bar while a worker thread opens the engine
-(imports, configuration, store), takes the runner's lock and reads the kill switch and the rollouts;
-the next frame shows them. The runner starts ticking and the other panes load after that frame. A bad
-configuration ends the app with the error the CLI prints (`load_error`). Tests and the demo pass an
-engine that is already open.
+The first frame does not wait for the engine. `opsconsole` hands the app an `opener` and a `look`;
+the app paints its header, the Rollouts pane with the rows the store reader vouches for
+(engine/firstlook.py: the store read-only, no engine import; empty when it cannot vouch for them)
+and the key bar. Then a worker thread opens the engine (imports, configuration, store), takes the
+runner's lock and reads the kill switch and the rollouts; the next frame shows them. The runner
+starts ticking and the other panes load after that frame. A bad configuration ends the app with the
+error the CLI prints (`load_error`). Tests and the demo pass an engine that is already open.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
     from textual.widget import Widget
 
-    from opsconsole.engine import Engine, KillState, Rollout, Session
+    from opsconsole.engine import Engine, FirstLook, KillState, Rollout, Session
 
     from .handle import ConsoleHandle
     from .panes.rollouts import RolloutsPane
@@ -75,10 +76,12 @@ class OpsConsoleApp(GuardedActions, App[None]):
         engine: Engine | None = None,
         *,
         opener: Callable[[], Engine] | None = None,
+        look: Callable[[], FirstLook | None] | None = None,
         environment: str | None = None,
         run_engine: bool = True,
         theme: str | None = None,
         themes_dir: Path | None = None,
+        theme_cache: Path | None = None,
     ) -> None:
         super().__init__()
         if (engine is None) == (opener is None):
@@ -86,6 +89,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self._engine: Engine | None = None
         self._session: Session | None = None
         self._opener = opener
+        self._look = look
         self._requested_environment = environment
         self._run_engine = run_engine
         self.environment = environment or ""
@@ -100,7 +104,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         self._kill_pending = False
         self.load_error: BaseException | None = None
         """Why the engine could not be opened (the app has exited; the CLI reports it)."""
-        self._theme_problems = install_themes(self, theme, themes_dir)
+        self._theme_problems = install_themes(self, theme, themes_dir, cache=theme_cache)
         if engine is not None:
             self._attach_engine(engine)
 
@@ -148,6 +152,20 @@ class OpsConsoleApp(GuardedActions, App[None]):
             # later would parse widget CSS and lay the screen out again on the way to the frame that
             # shows the rollouts.
             tabs, self._rollouts = first_panes()
+            look = None
+            if self._look is not None:
+                try:
+                    look = self._look()
+                except Exception:  # noqa: BLE001 - a preview never stops the console: the engine's rows follow
+                    look = None
+            if look is not None:
+                self._rollouts.first_rows = look.rows
+                if not self.environment:
+                    # What _default_environment will say: the first production one, else the first.
+                    named = list(look.environments)
+                    self.environment = next(
+                        (n for n in named if look.environments[n]), named[0] if named else ""
+                    )
         yield tabs
         yield KeyBar(id="keys")
 
@@ -161,7 +179,9 @@ class OpsConsoleApp(GuardedActions, App[None]):
             # Focused in the first frame: focusing it later would restyle the screen on the way to
             # the frame with the rollouts.
             self._rollouts.focus()
-            self._open_engine()
+            # The engine's imports would share the interpreter with the first frame: they start
+            # once it is on the screen.
+            self.call_after_refresh(self._open_engine)
 
     @work(thread=True, exclusive=True, group="open")
     def _open_engine(self) -> None:
@@ -240,10 +260,14 @@ class OpsConsoleApp(GuardedActions, App[None]):
 
     @work(thread=True, exclusive=True, group="panes")
     def _load_panes(self) -> None:
+        from opsconsole.engine import save_first_look
+
         from .layout import later_pane_classes
         from .screens import killswitch  # noqa: F401 - the kill key's dialog first: ready when pressed
 
         classes = later_pane_classes()  # their modules load here, not on the event loop
+        if self._look is not None and not self.engine.authz.read_only:
+            save_first_look(self.engine)  # for the next console's first frame
         self.call_from_thread(self.call_later, self._mount_panes, classes)
 
     def _mount_panes(self, classes: dict[str, type[Widget]]) -> None:

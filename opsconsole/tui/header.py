@@ -1,4 +1,5 @@
-"""The status line that is always there: environment, engine, kill switch, who you are."""
+"""The status line that is always there: environment, engine, kill switch, trouble (the store, the
+notifications), who you are."""
 
 from __future__ import annotations
 
@@ -66,7 +67,9 @@ class StatusHeader(Static):
         else:
             # The footer can run out of columns at 80; the kill key must never be the thing cut off.
             line.append(f"│ kill: off ({safe(kill_hint)}) " if kill_hint else "│ kill: off ")
-        # What the engine waits on ("store busy since 14:02:11"), after the kill key: that one must show.
+        # What the engine waits on ("store busy since 14:02:11") and notifications that did not get
+        # through ("notify: 1 failed (telegram api.telegram.org: HTTP 401: Unauthorized)"): after the
+        # kill key, which must always show.
         if engine_note:
             line.append("│ ")
             line.append(safe(engine_note), style="bold reverse")

@@ -33,6 +33,8 @@ ACTION_TITLES = {
     "sync_improvements": "Sync the improvement queue now",
     "improvement_detail": "Open the improvement's detail",
     "switch_queue": "Show another environment's improvement queue",
+    "silence_alarm": "Silence the selected Alertmanager alert",
+    "unsilence_alarm": "Expire the selected alert's silence",
     "kill_switch": "Kill switch",
     "help": "Help: keys",
     "quit": "Quit",
@@ -52,6 +54,8 @@ ACTION_HELP = {
     "rollback_improvement": "with a reason (required): the agent undoes the change",
     "sync_improvements": "asks the agent (or reads the proposals file) now instead of at the next interval",
     "improvement_detail": "description, prediction, thresholds and the monitoring chart",
+    "silence_alarm": "on its Alertmanager, for a duration, with a reason (recorded in the audit log)",
+    "unsilence_alarm": "ends the silences that quiet it now, with a reason",
 }
 """One line of explanation, shown under the palette entry and in the help screen."""
 

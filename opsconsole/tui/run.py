@@ -6,10 +6,11 @@ import asyncio
 import gc
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from opsconsole.engine import Engine
+    from opsconsole.engine import Engine, FirstLook
 
     from .app import OpsConsoleApp
 
@@ -21,9 +22,15 @@ and releases the workspace lock."""
 
 
 def run_console(
-    opener: Callable[[], Engine], *, theme: str | None = None, environment: str | None = None
+    opener: Callable[[], Engine],
+    *,
+    theme: str | None = None,
+    environment: str | None = None,
+    look: Callable[[], FirstLook | None] | None = None,
+    theme_cache: Path | None = None,
 ) -> int:
-    """Paint the console, open the engine with `opener` behind its first frame, run until quit (or
+    """Paint the console (with the rollouts `look` reads from the store, when it vouches for them),
+    open the engine with `opener` behind its first frame (`theme_cache`: themes.load_themes_cached), run until quit (or
     SIGTERM / SIGHUP: exit code 128 + the signal). An error while opening (a bad configuration) is
     raised here, after the screen is restored, for the CLI to report with its exit code."""
     # Everything built on the way to the frame with the rollouts (modules, styles, widgets, the
@@ -35,7 +42,9 @@ def run_console(
     try:
         from .app import OpsConsoleApp
 
-        app = OpsConsoleApp(opener=opener, theme=theme, environment=environment)
+        app = OpsConsoleApp(
+            opener=opener, look=look, theme=theme, environment=environment, theme_cache=theme_cache
+        )
         code = run_app(app)
     finally:
         gc.enable()

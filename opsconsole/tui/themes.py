@@ -15,18 +15,22 @@ production environment and shows an engaged kill switch in reverse video.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from textual.app import App
 from textual.color import Color, ColorParseError
 from textual.filter import Monochrome, NoColor
 from textual.theme import BUILTIN_THEMES, Theme
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    import yaml
+
+CACHE_VERSION = 1
 DEFAULT_THEME = "opsconsole-dark"
 FALLBACK_THEME = "textual-dark"
 """Used only when the default theme's file is missing or broken: Textual always has it."""
@@ -95,11 +99,61 @@ def load_themes(directory: Path | None = None, errors: list[str] | None = None) 
     return themes
 
 
+def load_themes_cached(directory: Path | None, errors: list[str], cache: Path | None) -> list[Theme]:
+    """load_themes, through `cache` (a JSON file of the validated themes and the problems found,
+    keyed by the path, size and modification time of every theme file and of the directory): a
+    console start with a current cache neither imports YAML nor parses a file. Without `cache`, or
+    when it cannot be read or written, the same as load_themes."""
+    folder = themes_dir() if directory is None else directory
+    stamp = _stamp(folder) if cache is not None else None
+    if cache is not None and stamp is not None:
+        try:
+            body = json.loads(cache.read_bytes())
+            if body["version"] == CACHE_VERSION and body["stamp"] == stamp:
+                themes = [Theme(**fields) for fields in body["themes"]]
+                errors.extend(str(p) for p in body["problems"])
+                return themes
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    problems: list[str] = []
+    themes = load_themes(folder, problems)
+    errors.extend(problems)
+    if cache is not None and stamp is not None and stamp == _stamp(folder):
+        body = {
+            "version": CACHE_VERSION,
+            "stamp": stamp,
+            "themes": [{key: getattr(t, key) for key in KEYS} for t in themes],
+            "problems": problems,
+        }
+        try:
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(body, sort_keys=True) + "\n")
+            os.replace(tmp, cache)
+        except (OSError, TypeError, ValueError):
+            pass  # no room or no rights: the next start reads the files again
+    return themes
+
+
+def _stamp(folder: Path) -> list[list[Any]] | None:
+    """[path, size, mtime_ns] of the directory and of each theme file in it; None when unreadable."""
+    try:
+        entries = [folder, *sorted(folder.glob("*.yaml"))]
+        out: list[list[Any]] = []
+        for path in entries:
+            st = path.stat()
+            out.append([str(path.absolute()), st.st_size, st.st_mtime_ns])
+        return out
+    except OSError:
+        return None
+
+
 def load_theme_file(path: Path) -> Theme:
     """One theme file, validated; raises ThemeFileError naming the file, line and key."""
+    import yaml  # here, not at the top: a console whose theme cache is current never needs it
+
     try:
         text = path.read_text(encoding="utf-8")
-        loader = _LOADER(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         try:
             # One parse: the node tree (for the lines in error messages) and the data built from it.
             root = loader.get_single_node()
@@ -119,6 +173,8 @@ def load_theme_file(path: Path) -> Theme:
 
 def _key_lines(root: yaml.MappingNode) -> dict[str, int]:
     """1-based line of every key, nested keys as 'variables.name', for error messages."""
+    import yaml
+
     lines: dict[str, int] = {}
     for key_node, value_node in root.value:
         key = str(key_node.value)
@@ -214,13 +270,16 @@ def choose_theme(requested: str | None, available: set[str]) -> tuple[str, str |
     return default, f"unknown theme '{requested}' (themes: {names}); using {default}"
 
 
-def install_themes(app: App[Any], requested: str | None, directory: Path | None = None) -> list[str]:
+def install_themes(
+    app: App[Any], requested: str | None, directory: Path | None = None, cache: Path | None = None
+) -> list[str]:
     """Register the theme files with the app and apply the requested theme; returns what went wrong.
+    `cache`: see load_themes_cached.
 
     Called before the app mounts, so the first frame is styled once, in its final theme (setting
     the theme after mount restyles every widget a second time)."""
     problems: list[str] = []
-    for theme in load_themes(directory, problems):
+    for theme in load_themes_cached(directory, problems, cache):
         app.register_theme(theme)
     name, note = choose_theme(requested, set(app.available_themes))
     app.theme = name

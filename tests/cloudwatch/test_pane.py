@@ -32,7 +32,8 @@ async def test_a_cloudwatch_alarm_in_alarm_shows_in_the_pane_with_its_source(
     engine = Engine(load(main), tmp_path / "ws", Actor("alice", "test"))
     app = console(engine)
     try:
-        async with app.run_test(size=(120, 30)) as pilot:
+        # Wide enough for the detail line to hold the test endpoint's address and the whole reason.
+        async with app.run_test(size=(160, 30)) as pilot:
             await pilot.press("2")
             await until(
                 pilot, lambda: f"{prefix}CircuitBreakerOpen" in screen_text(app), "the alarm", seconds=10

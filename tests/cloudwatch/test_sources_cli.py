@@ -86,14 +86,17 @@ def test_bad_cloudwatch_settings_are_errors_naming_the_key_and_why(tmp_path: Pat
     text = main.read_text().replace(
         "region: us-east-1, endpoint", "region: mars, url: 'http://x', endpoint", 1
     )
-    text = text.replace("alarms: {kind: cloudwatch", "alarms: {kind: alertmanager", 1)
+    text = text.replace("alarms: {kind: cloudwatch", "alarms: {kind: alertmanger", 1)
     main.write_text(text)
     with pytest.raises(ConfigError) as info:
         load(main)
     msg = str(info.value)
     assert "environments.production.metrics.url: kind: cloudwatch has no url" in msg
     assert "environments.production.metrics.region: expected an AWS region like us-east-1, got 'mars'" in msg
-    assert "environments.production.alarms.kind: kind 'alertmanager' is not available yet" in msg
+    assert (
+        "environments.production.alarms.kind: unknown kind 'alertmanger' (did you mean 'alertmanager'?)"
+        in msg
+    )
     assert "guards[0].query: bad query: math uses 'b', which no '; b = ...' defines" in msg
     assert "guards[1].query: bad query: unknown statistic 'Median'" in msg
     assert "publish.kind: unknown kind 'sns' (available: cloudwatch)" in msg

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from ..authz import Forbidden
 from ..model import ENGINE_ACTOR, Actor
 from ..rollout import Rejected
+from ..targets import notify as notifier
 from . import archive, policy, s3
 from .errors import BackupError
 from .model import (
@@ -188,12 +189,24 @@ class BackupService:
     def _finish(self, done: BackupRun, started: BackupRun, actor: Actor) -> BackupRun:
         now = self.engine.clock()
         done = replace(done, ended_at=now)
+        sent: list[int] = []
         with self.engine.store.transaction() as tx:
             if not tx.update_backup_run(done, started.version):
                 raise BackupError("failed", f"backup run {done.id} was changed by someone else")
             tx.append_audit(now, actor, "backup.run", _audit_target(done.target), _audit_doc(done))
+            if done.status is RunStatus.FAILED:
+                sent = self._notify_failed(
+                    tx, done, f"backup {done.id} of {done.target} failed: {done.reason}", now
+                )
+        notifier.deliver_soon(self.engine.store, sent)
         self.engine.bus.publish("backups", target=done.target)
         return replace(done, version=started.version + 1)
+
+    def _notify_failed(self, tx: Any, run: BackupRun, message: str, now: float) -> list[int]:
+        """`backup_failed` into the outbox, in the transaction that records the failure."""
+        return notifier.enqueue(
+            tx, self.engine.config.notifications, "backup_failed", message, now, target=run.target, run=run.id
+        )
 
     def _sources(self, t: BackupTarget) -> list[archive.Source]:
         paths: list[Path] = [Path(p) for p in t.paths]
@@ -272,6 +285,11 @@ class BackupService:
                     "seconds": round(now - started, 3),
                 },
             )
+            sent: list[int] = []
+            if done.status is RunStatus.VERIFY_FAILED:
+                why = f"backup {run.id} of {t.name} failed verification: {done.verify_result}"
+                sent = self._notify_failed(tx, done, why, now)
+        notifier.deliver_soon(self.engine.store, sent)
         self.engine.bus.publish("backups", target=t.name)
         return replace(done, version=run.version + 1)
 

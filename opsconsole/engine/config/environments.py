@@ -14,7 +14,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, ScalarNode
 
 from ..flags import env_var_name, parse_env_value
-from ..model import CloudWatchAlarms, Environment, FlagDef, FlagTarget, MetricSource
+from ..model import AlarmSource, CloudWatchAlarms, Environment, FlagDef, FlagTarget, MetricSource
 from .cloudwatch import ALARM_KEYS, METRIC_KEYS, cloudwatch_alarms, cloudwatch_metrics
 from .fields import Fields
 from .issues import suggest
@@ -52,25 +52,12 @@ def read_environments(src: YamlSource, main: Fields, base: Path) -> dict[str, En
         envs[name] = Environment(
             name=name,
             metrics=_metric_source(src, e),
+            alarms=_alarm_source(e),
             flags=_flag_target(src, e, base),
             production=e.boolean("production", name == "production" or name.startswith("prod")),
             theme_accent=e.text("theme_accent"),
-            cloudwatch_alarms=_cloudwatch_alarms(e),
         )
     return envs
-
-
-def _cloudwatch_alarms(env: Fields) -> CloudWatchAlarms | None:
-    """`alarms: {kind: cloudwatch, ...}`; other alarm-source kinds are read beside this one."""
-    if "alarms" not in env:
-        return None
-    if _kind_of(env, "alarms") != "cloudwatch":
-        a = env.mapping("alarms", None, required=("kind",))
-        if a is not None:
-            checked_kind(a, ("cloudwatch",), ("alertmanager",))
-        return None
-    a = env.mapping("alarms", ALARM_KEYS)
-    return cloudwatch_alarms(a) if a is not None else None
 
 
 def _kind_of(env: Fields, name: str) -> str | None:
@@ -172,6 +159,71 @@ def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
         window=window,
         token_env=secrets["token_env"],
         basic_auth_env=secrets["basic_auth_env"],
+    )
+
+
+_ALARM_KEYS = ("kind", "url", "timeout", "bearer_token_env", "basic_auth_env", "matchers")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+_ALARM_KINDS = ("alertmanager", "cloudwatch")
+
+
+def _alarm_source(env: Fields) -> AlarmSource | CloudWatchAlarms | None:
+    """`alarms:`, read by the reader of its `kind`; any other kind is named as unknown, and nothing
+    else of the mapping is judged (its keys are that kind's)."""
+    if "alarms" not in env:
+        return None
+    kind = _kind_of(env, "alarms")
+    if kind == "cloudwatch":
+        c = env.mapping("alarms", ALARM_KEYS)
+        return cloudwatch_alarms(c) if c is not None else None
+    if kind == "alertmanager":
+        return _alertmanager(env)
+    a = env.mapping("alarms", None, required=("kind",))
+    if a is not None:
+        checked_kind(a, _ALARM_KINDS)
+    return None
+
+
+def _alertmanager(env: Fields) -> AlarmSource | None:
+    """`alarms: {kind: alertmanager, url, timeout, bearer_token_env | basic_auth_env, matchers}`.
+    Credentials are named by variable, never written in the file: a config is shared and shown."""
+    a = env.mapping("alarms", _ALARM_KEYS, required=("kind", "url"))
+    if a is None:
+        return None
+    kind = checked_kind(a, ("alertmanager",))
+    url = a.parsed("url", http_url)
+    timeout = a.parsed("timeout", positive_duration, 2.0)
+    auth: dict[str, str] = {}
+    for key in ("bearer_token_env", "basic_auth_env"):
+        var = a.text(key)
+        if var is None:
+            continue
+        if not _VAR.fullmatch(var):
+            a.issue(key, f"{key} names an environment variable (A-Z, 0-9, '_'), got {var!r}")
+            continue
+        auth[key] = var
+    if len(auth) > 1:
+        a.issue("basic_auth_env", "use bearer_token_env or basic_auth_env, not both")
+    matchers: list[tuple[str, str]] = []
+    m = a.mapping("matchers")
+    for label, vnode in m or ():
+        if not _LABEL.fullmatch(label):
+            a.src.issue(vnode, m.path(label) if m else label, f"{label!r} is not a label name")
+            continue
+        value = a.src.text(vnode, m.path(label) if m else label)
+        if value is not None:
+            matchers.append((label, value))
+    if kind is None or url is None or len(auth) > 1:
+        return None
+    return AlarmSource(
+        kind=kind,
+        url=url.rstrip("/"),
+        timeout=timeout,
+        bearer_token_env=auth.get("bearer_token_env"),
+        basic_auth_env=auth.get("basic_auth_env"),
+        matchers=tuple(matchers),
     )
 
 

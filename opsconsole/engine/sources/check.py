@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..model import CloudWatchAlarms, Config, Environment, FlagTarget, MetricPublishing, MetricSource
+from ..model import (
+    CloudWatchAlarms,
+    Config,
+    Environment,
+    FlagTarget,
+    MetricPublishing,
+    MetricSource,
+)
 from ..redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -58,8 +65,8 @@ async def _check_all(
                 jobs.append(_cloudwatch_metrics(env.name, env.metrics))
             elif env.metrics is not None:
                 jobs.append(_metrics(client, env.name, env.metrics, interval))
-            if env.cloudwatch_alarms is not None:
-                jobs.append(_cloudwatch_alarms(env.name, env.cloudwatch_alarms))
+            if isinstance(env.alarms, CloudWatchAlarms):
+                jobs.append(_cloudwatch_alarms(env.name, env.alarms))
             if env.flags is not None:
                 jobs.append(asyncio.to_thread(_flags, env.name, env.flags))
         if publish is not None:

@@ -227,26 +227,35 @@ class CloudWatchAlarmSource:
         self.environment = environment
         self.spec = spec
         self.shown = aws.where(spec.region, spec.endpoint)
-        self.last_error: str | None = None
+        self.error: str | None = None
+        self.checked_at: float | None = None
+        """When the latest answer (or failure) came; None before the first: what the alarms gate asks,
+        as of an AlertmanagerSource."""
         self._asked_at: float | None = None
-        self.statuses: dict[str, AlarmStatus] = {}
+        self.alarms: dict[str, AlarmStatus] = {}
 
     def placeholder_name(self) -> str:
         return f"{self.spec.prefix}*"
 
-    async def refresh(self, now: float) -> str | None:
+    def statuses(self) -> list[AlarmStatus]:
+        return list(self.alarms.values())
+
+    async def refresh(self, client: object, now: float) -> str | None:
+        """Ask DescribeAlarms at most once per `interval` (`client` is unused: boto3 has its own,
+        the argument keeps the observer's one call for every alarm source)."""
         if self._asked_at is not None and now - self._asked_at < self.spec.interval - 1e-6:
-            return self.last_error
+            return self.error
         self._asked_at = now
         try:
             alarms = await aws.call(self._describe, self.spec.timeout + 1.0, self.shown)
         except aws.AwsFailed as exc:
-            self.last_error = str(exc)
-            self.statuses = self._failed(str(exc), now)
-            return self.last_error
-        self.last_error = None
-        self.statuses = {a.name: a for a in alarms}
-        return None
+            self.error = str(exc)
+            self.alarms = self._failed(str(exc), now)
+        else:
+            self.error = None
+            self.alarms = {a.name: a for a in alarms}
+        self.checked_at = now
+        return self.error
 
     async def check(self) -> None:
         def ask() -> None:
@@ -259,7 +268,7 @@ class CloudWatchAlarmSource:
 
     def _failed(self, error: str, now: float) -> dict[str, AlarmStatus]:
         out: dict[str, AlarmStatus] = {}
-        for name, prior in self.statuses.items():
+        for name, prior in self.alarms.items():
             if prior.covers is not None:
                 continue
             if prior.state == alarm_logic.FIRING:
@@ -277,7 +286,7 @@ class CloudWatchAlarmSource:
                 )
         if not out:
             name = self.placeholder_name()
-            before = self.statuses.get(name)
+            before = self.alarms.get(name)
             out[name] = AlarmStatus(
                 name,
                 self.environment,

@@ -472,6 +472,22 @@ class Tx:
             (state, error[:500], float(next_at), float(at), int(item_id)),
         )
 
+    def notification_counts(self) -> dict[str, int]:
+        """How many notifications are in each state (pending, delivered, failed)."""
+        rows = self._run("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def notification_troubles(self, since: float, limit: int = 5) -> list[Outboxed]:
+        """Notifications being retried after a failed attempt, and those that failed for good at or
+        after `since`, the newest first."""
+        rows = self._run(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
+            " WHERE (state = ? AND last_error != '') OR (state = 'failed' AND updated_at >= ?)"
+            " ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (_PENDING, float(since), int(limit)),
+        ).fetchall()
+        return [_outboxed(row) for row in rows]
+
     def list_notifications(self, ids: Sequence[int] | None = None) -> list[Outboxed]:
         rows = self._run(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY id").fetchall()
         items = [_outboxed(row) for row in rows]

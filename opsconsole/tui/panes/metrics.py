@@ -37,17 +37,47 @@ ENV_ROW = "\x1e"
 """Key prefix of the row that heads an environment's metrics."""
 MIN_REASON = 16
 
-STATE_RANK = {"firing": 0, "pending": 1, "unknown": 2, "ok": 3}
-STATE_LABEL = {"firing": "FIRING", "pending": "pending", "unknown": "unknown", "ok": "ok"}
-STATE_STYLE = {"firing": "bold red", "pending": "yellow", "unknown": "magenta", "ok": "green"}
+STATE_RANK = {"firing": 0, "pending": 1, "unknown": 2, "ok": 3, "inhibited": 4, "silenced": 5}
+STATE_LABEL = {
+    "firing": "FIRING",
+    "pending": "pending",
+    "unknown": "unknown",
+    "ok": "ok",
+    "silenced": "silenced",
+    "inhibited": "inhibit",
+}
+STATE_STYLE = {
+    "firing": "bold red",
+    "pending": "yellow",
+    "unknown": "magenta",
+    "ok": "green",
+    "silenced": "dim",
+    "inhibited": "dim",
+}
+QUIET_STATES = ("silenced", "inhibited")
+"""Alertmanager's suppressed alerts: counted in the summary only when there are some."""
 SEVERITY_SHORT = {"critical": "crit", "warning": "warn", "info": "info"}
-SEVERITY_STYLE = {"critical": "bold", "warning": "", "info": "dim"}
+SEVERITY_STYLE = {
+    "critical": "bold",
+    "warning": "",
+    "info": "dim",
+    "P0": "bold red",
+    "P1": "bold",
+    "P3": "dim",
+}
+SOURCE_SHORT = {"rules": "rule", "alertmanager": "am", "cloudwatch": "cw"}
+"""The Src column: an alarm's source by its kind (its first word: "cloudwatch us-east-1" is cw)."""
 BREACH = "bold red"
 NO_DATA = "magenta"
 
 
 class MetricsPane(GuardedActions, Vertical, can_focus=False):
-    BINDINGS = [Binding("k", "ack_alarm", "Ack alarm", id="ack-alarm")]
+    BINDINGS = [
+        Binding("k", "ack_alarm", "Ack alarm", id="ack-alarm"),
+        # Not in the footer: most consoles have no alarm source; the detail line names the keys.
+        Binding("s", "silence_alarm", "Silence", show=False, id="silence-alarm"),
+        Binding("u", "unsilence_alarm", "Unsilence", show=False, id="unsilence-alarm"),
+    ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -127,7 +157,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
         alarms = app.session.alarms()
         self._now = float(app.engine.clock())
         self.metrics = sorted(rows, key=lambda r: r.environment != app.environment)
-        self.alarms = {a.name: a for a in alarms}
+        self.alarms = {a.ident: a for a in alarms}
         with self.app.batch_update():
             self.show_metrics()
             self.show_alarms()
@@ -186,16 +216,21 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
 
     def show_alarms(self) -> None:
         table = self.query_one("#alarm-table", LiveTable)
-        ordered = sorted(self.alarms.values(), key=lambda a: (STATE_RANK.get(a.state, 9), a.name))
-        columns = alarm_columns(self.size.width, ordered)
+        ordered = sorted(self.alarms.values(), key=lambda a: (STATE_RANK.get(a.state, 9), a.name, a.ident))
+        sources = self.has_alarm_sources()
+        columns = alarm_columns(self.size.width, ordered, sources=sources)
         keys = [c for c, _, _ in columns]
         cells = {
-            a.name: {k: v for k, v in alarm_cells(a, self.current_ack(a), self._now).items() if k in keys}
+            a.ident: {k: v for k, v in alarm_cells(a, self.current_ack(a), self._now).items() if k in keys}
             for a in ordered
         }
-        table.sync(columns, [a.name for a in ordered], cells)
-        self._update(self.query_one("#alarm-summary", Static), summary(ordered))
+        table.sync(columns, [a.ident for a in ordered], cells)
+        self._update(self.query_one("#alarm-summary", Static), summary(ordered, sources=sources))
         self.show_selected()
+
+    def has_alarm_sources(self) -> bool:
+        """Whether any environment reads an alarm source (then each alarm's source is a column)."""
+        return any(env.alarms is not None for env in self.ops.engine.config.environments.values())
 
     def current_ack(self, alarm: AlarmStatus) -> dict[str, Any] | None:
         """The acknowledgement of the alarm's current state: one made before it began belongs to an
@@ -223,10 +258,15 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             return
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(safe(alarm.name), style="bold")
-        source = "" if alarm.source == "rule" else f" · {alarm.source}"
-        line.append(safe(f" · {alarm.environment}{source} · {alarm.severity}: {alarm.reason}"))
+        if alarm.source == "rules":
+            line.append(safe(f" · {alarm.environment} · {alarm.severity}: {alarm.reason}"))
+        else:
+            line.append(safe(f" · {alarm.environment} · {alarm.severity} · {alarm.source}: {alarm.reason}"))
+            if alarm.labels:
+                labels = ", ".join(f"{k}={v}" for k, v in alarm.labels if k != "alertname")
+                line.append(safe(f" · {{{labels}}}"), style="dim")
         self._update(reason, line)
-        self._update(ack_line, self.ack_text(alarm))
+        self._update(ack_line, self.ack_text(alarm) + self.silence_hint(alarm))
 
     def ack_text(self, alarm: AlarmStatus) -> Text:
         if self._acks_error:
@@ -242,6 +282,15 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             words = _ack_words(ack, self._now)
             return plain(f"not acknowledged since it became {alarm.state} (last ack: {words}){hint}", "dim")
         return plain(f"not acknowledged{hint}", "yellow" if alarm.state == "firing" else "dim")
+
+    def silence_hint(self, alarm: AlarmStatus) -> Text:
+        if alarm.source != "alertmanager" or not alarm.labels:
+            return Text()
+        if alarm.silenced_by and self.check_action("unsilence_alarm", ()):
+            return plain(" · u expires its silence", "dim")
+        if alarm.state != "silenced" and self.check_action("silence_alarm", ()):
+            return plain(" · s silences", "dim")
+        return Text()
 
     def _update(self, widget: Static, text: Text) -> None:
         """Static.update repaints even when nothing changed; skip that."""
@@ -272,6 +321,41 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
 
         self.app.push_screen(AlarmAckScreen(alarm, self._now), done)
 
+    def action_silence_alarm(self) -> None:
+        from ..screens.alarm_silence import SilenceScreen
+
+        alarm = self.selected()
+        if alarm is None or alarm.source != "alertmanager" or not alarm.labels:
+            self.app.notify("Select an Alertmanager alert to silence", severity="warning")
+            return
+        if alarm.state == "silenced":
+            self.app.notify(
+                f"{safe(alarm.name)} is already silenced (u expires it)", severity="warning", markup=False
+            )
+            return
+
+        def done(silence_id: str | None) -> None:
+            if silence_id:
+                self.app.notify(f"Silenced {alarm.name}: {silence_id}", timeout=4, markup=False)
+                self.schedule_refresh()
+
+        self.app.push_screen(SilenceScreen(alarm), done)
+
+    def action_unsilence_alarm(self) -> None:
+        from ..screens.alarm_silence import UnsilenceScreen
+
+        alarm = self.selected()
+        if alarm is None or not alarm.silenced_by:
+            self.app.notify("Select a silenced alert to expire its silence", severity="warning")
+            return
+
+        def done(expired: bool | None) -> None:
+            if expired:
+                self.app.notify(f"Silence of {alarm.name} expired", timeout=4, markup=False)
+                self.schedule_refresh()
+
+        self.app.push_screen(UnsilenceScreen(alarm), done)
+
 
 # ---------------------------------------------------------------------------------------- pure helpers
 
@@ -295,11 +379,13 @@ def metric_columns(width: int, rows: Sequence[MetricRow]) -> list[Column]:
     return [fixed[0], fixed[1], ("trend", "Trend", trend), fixed[2]]
 
 
-def alarm_columns(width: int, alarms: Sequence[AlarmStatus]) -> list[Column]:
+def alarm_columns(width: int, alarms: Sequence[AlarmStatus], *, sources: bool = False) -> list[Column]:
+    """`sources`: the alarms come from more than the console's own rules, so each says where from."""
     cols = [
         ("state", "State", 7),
         ("alarm", "Alarm", _fit((a.name for a in alarms), 5, 24)),
         ("env", "Env", _fit((a.environment for a in alarms), 3, 12)),
+        *([("source", "Src", 4)] if sources else []),
         ("sev", "Sev", 4),
         ("since", "Since", 9),
         ("value", "Value", 8),
@@ -387,6 +473,7 @@ def alarm_cells(alarm: AlarmStatus, ack: dict[str, Any] | None, now: float) -> d
         "state": Text(STATE_LABEL.get(state, safe(state)), style=STATE_STYLE.get(state, "")),
         "alarm": plain(alarm.name, "bold red" if state == "firing" else ""),
         "env": plain(alarm.environment),
+        "source": plain(source_short(alarm.source), "dim"),
         "sev": Text(
             SEVERITY_SHORT.get(alarm.severity, safe(alarm.severity)[:4]),
             style=SEVERITY_STYLE.get(alarm.severity, ""),
@@ -398,16 +485,30 @@ def alarm_cells(alarm: AlarmStatus, ack: dict[str, Any] | None, now: float) -> d
     }
 
 
-def summary(alarms: Sequence[AlarmStatus]) -> Text:
+def source_short(source: str) -> str:
+    kind = source.split(" ", 1)[0]
+    return SOURCE_SHORT.get(kind, kind)[:4]
+
+
+def summary(alarms: Sequence[AlarmStatus], *, sources: bool = False) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("Alarms ", style="bold")
     if not alarms:
-        text.append("none: no alarm rules configured (alarms.rules)", style="dim")
+        said = (
+            "none: no alert from the alarm sources"
+            if sources
+            else "none: no alarm rules configured (alarms.rules)"
+        )
+        text.append(said, style="dim")
         return text
     counts = {state: 0 for state in STATE_RANK}
     for a in alarms:
         counts[a.state] = counts.get(a.state, 0) + 1
-    parts = [(f"{n} {state}", STATE_STYLE.get(state, "") if n else "dim") for state, n in counts.items()]
+    parts = [
+        (f"{n} {state}", STATE_STYLE.get(state, "") if n else "dim")
+        for state, n in counts.items()
+        if n or state not in QUIET_STATES
+    ]
     for i, (words, style) in enumerate(parts):
         if i:
             text.append(" · ", style="dim")

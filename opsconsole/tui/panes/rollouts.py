@@ -8,6 +8,7 @@ switch, a client-mode poll).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from rich.text import Text
@@ -70,6 +71,10 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         self._reload_due = False
         """Each rollout's row as last shown: the detail line reuses it (no second store read)."""
         self._bindings_for: tuple[str, str] | None = None
+        self._previewed: set[str] = set()
+        """Rows shown from the store reader before the engine's first `apply`."""
+        self.first_rows: list[dict[str, Any]] | None = None
+        """Set by the app before mount: the store reader's rows for the first frame."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Who may (authz, via GuardedActions: hidden when not), then whether it applies to the
@@ -99,6 +104,8 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         self.app.screen_change_signal.subscribe(self, self._screen_changed)
         if self.ops.opened:
             self.reload()
+        elif self.first_rows is not None:
+            self.preview(self.first_rows)  # from the store reader: the engine's rows follow
         else:
             # Composed in the first frame, before the engine: the app hands over the first rows.
             self._show_line(
@@ -158,6 +165,32 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             quiet=True,
         )
 
+    def preview(self, rows: list[dict[str, Any]]) -> None:
+        """Before the engine is open: the rows the store reader (engine/firstlook.py) vouches for,
+        as the engine would show them. The first `apply` takes the table over (rows it does not
+        list go); no action works on them until then."""
+        table = self.query_one("#rollout-table", FittedTable)
+        for row in rows:
+            self._previewed.add(row["id"])
+            table.set_row(row["id"], _cells(row))
+        if not rows:
+            self._show_line("#rollout-head", Text("No rollouts yet. Press n to start a plan.", style="dim"))
+            return
+        first = rows[0]
+        head = Text.assemble(
+            (f"{first['id']} ", "bold"),
+            plain(
+                f"{first['plan']} · {first['phase']} · {facade.traffic_text(first)} · started by {first['started_by']}"
+            ),
+        )
+        self._show_line("#rollout-head", head)
+        self._show_line("#rollout-reason", plain(f"why: {first['why_static']}", wrap=True))
+        verdicts = self.query_one("#verdict-table", FittedTable)
+        for v in first["verdicts"]:
+            # verdict_row reads a GateVerdict's attributes; the stored verdict has them by name.
+            stored: Any = SimpleNamespace(**v)
+            verdicts.set_row(v["gate"], verdict_row(stored, first["units"].get(v["gate"], "")))
+
     def apply(self, rollouts: list[Any], full: bool, traffic: dict[str, int] | None = None) -> None:
         """Show `rollouts` (all of them when `full`); `traffic` is what their new versions get now
         when stopped (read off the event loop on a reload; a single stopped rollout reads its own)."""
@@ -165,9 +198,10 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         table = self.query_one("#rollout-table", FittedTable)
         with self.app.batch_update():
             if full:
-                gone = set(self.rollouts) - {r.id for r in rollouts}
+                gone = (set(self.rollouts) | self._previewed) - {r.id for r in rollouts}
+                self._previewed.clear()
                 for rid in gone:
-                    del self.rollouts[rid]
+                    self.rollouts.pop(rid, None)
                     table.drop_row(rid)
             for r in rollouts:
                 old = self.rollouts.get(r.id)
@@ -202,6 +236,8 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             self._selected_stale = True
             return
         self._selected_stale = False
+        if not self.ops.opened:
+            return  # the store reader's rows (preview) say it until the engine's first apply
         r = self.selected()
         verdicts = self.query_one("#verdict-table", FittedTable)
         if r is None:
