@@ -1,8 +1,9 @@
 """`opsconsole sources check`: reach every configured source and target once, and say how it went.
 
 The first thing an on-call engineer runs when numbers look wrong: each environment's metrics source
-(a scrape of its endpoint, or one query through Prometheus's API with its credentials) and its flag
-target (the file the flags are written to), each bounded by its timeout, all at once.
+(a scrape of its endpoint, or one query through Prometheus's API with its credentials), its alarm
+source (one read of Alertmanager's alerts, or one DescribeAlarms) and its flag target (the file the
+flags are written to), each bounded by its timeout, all at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model import (
+    AlarmSource,
     CloudWatchAlarms,
     Config,
     Environment,
@@ -67,6 +69,8 @@ async def _check_all(
                 jobs.append(_metrics(client, env.name, env.metrics, interval))
             if isinstance(env.alarms, CloudWatchAlarms):
                 jobs.append(_cloudwatch_alarms(env.name, env.alarms))
+            elif env.alarms is not None:
+                jobs.append(_alertmanager(client, env.name, env.alarms))
             if env.flags is not None:
                 jobs.append(asyncio.to_thread(_flags, env.name, env.flags))
         if publish is not None:
@@ -102,6 +106,18 @@ async def _cloudwatch_alarms(environment: str, spec: CloudWatchAlarms) -> Source
         error = str(exc)
     elapsed = (time.perf_counter() - started) * 1000
     return SourceCheck(environment, "alarms", "cloudwatch", src.shown, not error, elapsed, error)
+
+
+async def _alertmanager(client: httpx.AsyncClient, environment: str, spec: AlarmSource) -> SourceCheck:
+    """One read of the alerts, as a tick makes it (its matchers, its credentials, its timeout)."""
+    from .alertmanager import AlertmanagerSource
+
+    started = time.perf_counter()
+    src = AlertmanagerSource(environment, spec)
+    await src.refresh(client, time.time())
+    elapsed = (time.perf_counter() - started) * 1000
+    error = src.error or ""
+    return SourceCheck(environment, "alarms", spec.kind, src.shown_url, not error, elapsed, error)
 
 
 async def _publish(spec: MetricPublishing) -> SourceCheck:
