@@ -94,7 +94,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Credentials from boto3's usual chain (the environment here); nothing from ~/.aws or a metadata
-    service."""
+    service. Clients made by an earlier test (with its credentials) are dropped first."""
+    from opsconsole.engine.sources import aws
+
+    aws.forget_clients()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

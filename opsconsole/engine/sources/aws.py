@@ -78,6 +78,13 @@ def client(service: str, region: str | None, endpoint: str, timeout: float, atte
     return made
 
 
+def forget_clients() -> None:
+    """Drop the clients made so far: the next ones read boto3's chain again (credentials are taken
+    when a client is made). For tests, whose environments differ one from the next."""
+    with _LOCK:
+        _CLIENTS.clear()
+
+
 async def call(blocking: Callable[[], T], timeout: float, shown: str) -> T:
     """`blocking()` on the AWS pool; AwsFailed when it fails or takes longer than `timeout`."""
     loop = asyncio.get_running_loop()
