@@ -101,7 +101,9 @@ def cmd_alarms_unsilence(args: argparse.Namespace) -> int:
 
 
 def _alarm_envs(engine: Any) -> list[str]:
-    return sorted(n for n, e in engine.config.environments.items() if e.alarms is not None)
+    """The environments with alerts to list and silence: Alertmanager's (CloudWatch has no silences)."""
+    envs = engine.config.environments.items()
+    return sorted(n for n, e in envs if e.alarms is not None and e.alarms.kind == "alertmanager")
 
 
 def _one_env(engine: Any, env: str | None) -> str:

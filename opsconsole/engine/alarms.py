@@ -8,6 +8,7 @@ through `matching_firing`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
@@ -37,13 +38,17 @@ class AlarmStatus:
     """Unknown because the rule's source failed (timeout, HTTP error, garbage), not for lack of series:
     an `alarms` guard cannot say "none firing" then."""
     source: str = "rules"
-    """Where the alarm comes from: the console's own `rules`, or `alertmanager`."""
+    """Where the alarm comes from: the console's own `rules`, else its source's kind first, then where
+    it is when that says more ("alertmanager", "cloudwatch us-east-1"); the pane shows the kind."""
     key: str = ""
     """Unique among all alarms (several alerts share an alertname); empty means `name` is."""
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     silenced_by: tuple[str, ...] = ()
     """Ids of the silences that suppress it."""
+    covers: str | None = None
+    """Set on a placeholder for every alarm whose name starts with this prefix: their source failed
+    before it could say which alarms exist."""
 
     @property
     def ident(self) -> str:
@@ -113,8 +118,19 @@ def matching_failed(statuses: Iterable[AlarmStatus], patterns: Sequence[str]) ->
     return [
         s
         for s in statuses
-        if s.state == UNKNOWN and s.source_failed and any(fnmatchcase(s.name, p) for p in patterns)
+        if s.state == UNKNOWN
+        and s.source_failed
+        and any(fnmatchcase(s.name, p) or _may_cover(s.covers, p) for p in patterns)
     ]
+
+
+def _may_cover(prefix: str | None, pattern: str) -> bool:
+    """Whether some name starting with `prefix` could match `pattern` (its literal head and the prefix
+    agree as far as both go)."""
+    if prefix is None:
+        return False
+    head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    return head.startswith(prefix) or prefix.startswith(head)
 
 
 def _breach(rule: AlarmRule, value: float) -> str | None:

@@ -252,21 +252,62 @@ class FlagTarget:
 
 @dataclass(frozen=True)
 class MetricSource:
-    kind: str  # scrape | prometheus (cloudwatch comes later)
+    kind: str  # scrape | prometheus | cloudwatch
     url: str
+    """scrape, prometheus: the URL asked. cloudwatch: the endpoint override ("" for AWS's own)."""
     timeout: float = 2.0
     window: float = 10.0  # seconds of history rates and percentiles are computed over (scrape)
     token_env: str | None = None
     """prometheus: the environment variable holding a bearer token (the token itself is never kept)."""
     basic_auth_env: str | None = None
     """prometheus: the environment variable holding `user:password` for basic auth."""
+    region: str | None = None
+    """cloudwatch: the AWS region (None: boto3's usual chain, AWS_REGION / AWS_DEFAULT_REGION / config)."""
+    period: float = 60.0
+    """cloudwatch: the period of each metric's statistic (a query may say its own)."""
+    interval: float = 30.0
+    """cloudwatch: how often GetMetricData is called (datapoints change once a period anyway)."""
+
+
+@dataclass(frozen=True)
+class CloudWatchAlarms:
+    """`alarms: {kind: cloudwatch, ...}` on an environment: its CloudWatch alarms (metric and
+    composite), read with DescribeAlarms, feed `alarms` gates and the Metrics & Alarms pane."""
+
+    kind: str = "cloudwatch"
+
+    region: str | None = None
+    """None: boto3's usual chain."""
+    endpoint: str = ""
+    """An endpoint override (a test server, a VPC endpoint); "" for AWS's own."""
+    timeout: float = 5.0
+    prefix: str = ""
+    """Only alarms whose name starts with this (DescribeAlarms' AlarmNamePrefix)."""
+    severity: str = "warning"
+    """The severity their rows and verdicts carry (CloudWatch alarms have none of their own)."""
+    interval: float = 30.0
+    """How often DescribeAlarms is called."""
+
+
+@dataclass(frozen=True)
+class MetricPublishing:
+    """`publish: {kind: cloudwatch, ...}`: the console's own figures sent with PutMetricData."""
+
+    namespace: str = "OpsConsole"
+    region: str | None = None
+    endpoint: str = ""
+    timeout: float = 5.0
+    interval: float = 60.0
+    dimensions: tuple[tuple[str, str], ...] = ()
+    """Added to every datum (e.g. Console=prod-eu), so two consoles' figures stay apart."""
 
 
 @dataclass(frozen=True)
 class AlarmSource:
-    """Where an environment's alarms come from besides the console's own rules (`alarms:`)."""
+    """`alarms: {kind: alertmanager, ...}` on an environment: the alerts of its Alertmanager (the other
+    kind, CloudWatchAlarms, is `kind: cloudwatch`)."""
 
-    kind: str  # alertmanager (cloudwatch comes later)
+    kind: str  # alertmanager
     url: str
     timeout: float = 2.0
     bearer_token_env: str | None = None
@@ -281,7 +322,8 @@ class AlarmSource:
 class Environment:
     name: str
     metrics: MetricSource | None = None
-    alarms: AlarmSource | None = None
+    alarms: AlarmSource | CloudWatchAlarms | None = None
+    """Where its alarms come from besides the console's own rules (`alarms:`, one of either kind)."""
     flags: FlagTarget | None = None
     production: bool = False
     theme_accent: str | None = None
@@ -346,6 +388,8 @@ class Config:
     """Environment -> its improvement queue's settings; empty without an `improvements:` section."""
     backups: dict[str, BackupTarget] = field(default_factory=dict)
     """Target name -> what it backs up and keeps; empty without a `backups:` section."""
+    publish: MetricPublishing | None = None
+    """Where the console's own figures go (PutMetricData); None without a `publish:` section."""
 
 
 # --------------------------------------------------------------------------------------------- runtime

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import alarms as alarm_rules
-from .model import Config, GateSpec, MetricSource, Observation, Phase, Rollout
+from .model import CloudWatchAlarms, Config, GateSpec, MetricSource, Observation, Phase, Rollout
 from .redact import redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -22,10 +22,12 @@ if TYPE_CHECKING:
     from .backups.model import BackupRun
     from .core import Engine
     from .sources.alertmanager import AlertmanagerSource
+    from .sources.cloudwatch import CloudWatchAlarmSource, CloudWatchSource
     from .sources.prometheus import PrometheusSource
     from .sources.scrape import ScrapeSource
 
-    MetricsSource = ScrapeSource | PrometheusSource
+    MetricsSource = ScrapeSource | PrometheusSource | CloudWatchSource
+    AlarmsSource = AlertmanagerSource | CloudWatchAlarmSource
 
 _RECENT_RUNS = 20
 """How many of a target's newest runs a `backup` check reads each tick before the whole history."""
@@ -42,8 +44,8 @@ class Observer:
         self.watch: set[str] = set()
         """Environments scraped every tick even when no active rollout needs them (the console's)."""
         self._sources: dict[str, MetricsSource] = {}
-        self._alarm_sources: dict[str, AlertmanagerSource] = {}
-        self._alarm_reads: dict[str, asyncio.Task[None]] = {}
+        self._alarm_sources: dict[str, AlarmsSource] = {}
+        self._alarm_reads: dict[str, asyncio.Task[Any]] = {}
         self._client: httpx.AsyncClient | None = None
         self._alarm_memory: dict[str, alarm_rules.AlarmMemory] = {}
         self._shared: dict[tuple[str, ...], asyncio.Task[Observation]] = {}
@@ -67,6 +69,12 @@ class Observer:
         return src
 
     def _make_source(self, environment: str, metrics: MetricSource) -> MetricsSource:
+        if metrics.kind == "cloudwatch":
+            from .sources.cloudwatch import CloudWatchSource
+
+            return CloudWatchSource(
+                metrics, configured_queries(self.config).get(environment, ()), keep=self.keep
+            )
         if metrics.kind == "prometheus":
             from .sources.prometheus import PrometheusSource
 
@@ -83,15 +91,20 @@ class Observer:
 
         return ScrapeSource(metrics.url, timeout=metrics.timeout, window=metrics.window, keep=self.keep)
 
-    def alarm_source(self, environment: str) -> AlertmanagerSource | None:
+    def alarm_source(self, environment: str) -> AlarmsSource | None:
         env = self.config.environments.get(environment)
         if env is None or env.alarms is None:
             return None
         src = self._alarm_sources.get(environment)
         if src is None:
-            from .sources.alertmanager import AlertmanagerSource
+            if isinstance(env.alarms, CloudWatchAlarms):
+                from .sources.cloudwatch import CloudWatchAlarmSource
 
-            src = AlertmanagerSource(environment, env.alarms)
+                src = CloudWatchAlarmSource(environment, env.alarms)
+            else:
+                from .sources.alertmanager import AlertmanagerSource
+
+                src = AlertmanagerSource(environment, env.alarms)
             self._alarm_sources[environment] = src
         return src
 
@@ -133,7 +146,7 @@ class Observer:
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
 
-    def read_alarm_sources(self, now: float) -> list[asyncio.Task[None]]:
+    def read_alarm_sources(self, now: float) -> list[asyncio.Task[Any]]:
         """Start a read of every environment's alarm source that has none in flight; the reads."""
         reads = []
         for name in self.config.environments:
@@ -164,7 +177,7 @@ class Observer:
         for src in self._alarm_sources.values():
             if src.checked_at is not None:
                 for a in src.statuses():
-                    self.alarms[a.ident] = a
+                    self.alarms.setdefault(a.ident, a)  # a rule of the console's own keeps its name
         return self.alarms
 
     def metric_environments(self, phases: Iterable[Phase]) -> set[str]:
@@ -234,9 +247,9 @@ class Observer:
             if not firing:  # a firing alarm is a failure whatever the others say
                 # The environment's own alarm source unread or unreachable: none firing is unknown.
                 env = spec.source or phase.environment
-                am = self.alarm_source(env)
-                if am is not None and (am.checked_at is None or am.error is not None):
-                    said = am.error or "not read yet"
+                src = self.alarm_source(env)
+                if src is not None and (src.checked_at is None or src.error is not None):
+                    said = src.error or "not read yet"
                     return Observation(error=f"alarm source of {env}: {said}", source="alarms", at=now)
             if failed and not firing:
                 first = failed[0]

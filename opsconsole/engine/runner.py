@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .backups.scheduler import BackupScheduler
     from .core import Engine
     from .improvements.worker import QueueWorker
+    from .targets.cloudwatch_publish import MetricPublisher
 
 
 NOTE_EVERY = 5.0
@@ -66,6 +67,7 @@ class Runner:
         self._improvements: QueueWorker | None = None
         self._backups: BackupScheduler | None = None
         self._phase_backups: PhaseBackups | None = None
+        self._publisher: MetricPublisher | None = None
         self.alarm_watch = notifier.AlarmWatch()
         self.notify_note = ""
         """The outbox's trouble ("notify: 1 failed (...)"), read at most every NOTE_EVERY seconds."""
@@ -99,6 +101,15 @@ class Runner:
 
             self._phase_backups = PhaseBackups(self.engine.backup_service)
         return self._phase_backups
+
+    @property
+    def publisher(self) -> MetricPublisher | None:
+        """Sends the console's own figures to CloudWatch, when the config has `publish:`."""
+        if self._publisher is None and self.engine.config.publish is not None:
+            from .targets.cloudwatch_publish import MetricPublisher
+
+            self._publisher = MetricPublisher(self.engine, self.engine.config.publish)
+        return self._publisher
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -175,6 +186,8 @@ class Runner:
                 await self._backups.close()
             if self._phase_backups is not None:
                 await self._phase_backups.close()
+            if self._publisher is not None:
+                await self._publisher.close()
             await self.observer.close()
             self.health.stop()
             self.release()
@@ -222,6 +235,8 @@ class Runner:
             self.improvements.kick(now)
         if self.backups is not None:
             self.backups.kick(now)  # likewise: a long dump runs beside the gates, not before them
+        if self.publisher is not None:
+            self.publisher.kick(now)  # after this tick's commits; its own task, never awaited
         if self._phase_backups is not None:
             self._phase_backups.forget((r.id, r.phase_index) for _, r in work if r.awaiting_backup)
         self.stats.ticks += 1

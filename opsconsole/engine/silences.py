@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
+from .model import AlarmSource
 from .sources.alertmanager import AlarmSourceError, AlertmanagerSource, Silence
 
 if TYPE_CHECKING:
@@ -34,11 +35,17 @@ def source_of(engine: Engine, environment: str) -> AlertmanagerSource:
         raise ValueError(f"unknown environment {environment!r} (known: {known})")
     if env.alarms is None:
         raise ValueError(f"environment {environment} has no alarm source (no alarms: in its config)")
+    if not isinstance(env.alarms, AlarmSource):
+        raise ValueError(
+            f"environment {environment} reads {env.alarms.kind} alarms: silences are Alertmanager's"
+        )
     return AlertmanagerSource(environment, env.alarms)
 
 
 def alarm_environments(engine: Engine) -> list[str]:
-    return sorted(name for name, env in engine.config.environments.items() if env.alarms is not None)
+    """The environments whose alarms are Alertmanager's: the ones with alerts to list and silence."""
+    envs = engine.config.environments.items()
+    return sorted(name for name, env in envs if isinstance(env.alarms, AlarmSource))
 
 
 def _call(fn: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:

@@ -39,9 +39,19 @@ def test_an_alertmanager_source_is_read(tmp_path: Path) -> None:
     ("alarms", "key", "message"),
     [
         (
-            "alarms: {kind: cloudwatch, url: 'http://x'}",
+            "alarms: {kind: pagerduty, url: 'http://x'}",
             "environments.production.alarms.kind",
-            "kind 'cloudwatch' is not available yet (available: alertmanager)",
+            "unknown kind 'pagerduty' (expected one of: alertmanager, cloudwatch)",
+        ),
+        (
+            "alarms: {url: 'http://x'}",
+            "environments.production.alarms.kind",
+            "'kind' is required",
+        ),
+        (
+            "alarms: {kind: cloudwatch, url: 'http://x'}",
+            "environments.production.alarms.url",
+            "unknown key",
         ),
         (
             "alarms: {kind: alertmanger, url: 'http://x'}",

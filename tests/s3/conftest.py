@@ -1,5 +1,5 @@
-"""A real S3 for the tests: moto's server (`moto_server`), started ONCE per session on a free
-127.0.0.1 port, asked for only by tests that use `s3_server`. Where moto is missing the tests skip
+"""A real S3 for the tests: the session's one moto server (tests/moto_server.py, shared with
+tests/cloudwatch), asked for only by tests that use `s3_server`. Where moto is missing the tests skip
 with the reason, except in CI (`CI=true`), where that is a failure.
 
 `CutProxy` sits between a backup and the server to break an upload half way: it forwards bytes until
@@ -11,12 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,77 +21,22 @@ import pytest
 
 from opsconsole.engine import Actor, Engine, open_engine
 
-ACCESS_KEY = "AKIATESTOPSCONSOLE01"
-SECRET_KEY = "s3-test-Secret-5512/xyz"
-"""The credentials boto3 finds in the environment; tests check no message carries the secret."""
+from .. import moto_server
+from ..moto_server import ACCESS_KEY, SECRET_KEY, free_port
 
-
-def _moto_server() -> str | None:
-    found = shutil.which("moto_server")
-    if found:
-        return found
-    beside = Path(sys.executable).with_name("moto_server")
-    return str(beside) if os.access(beside, os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ACCESS_KEY", "SECRET_KEY", "CutProxy", "client", "free_port", "keys"]
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The endpoint URL of the session's moto server."""
-    exe = _moto_server()
-    if exe is None:
-        reason = "moto_server missing (pip install 'moto[server]', in the test extra)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a real S3 endpoint: {reason}", pytrace=False)
-        pytest.skip(reason)
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"moto_server exited ({proc.returncode}): {log.read_text()[-2000:]}", pytrace=False
-                )
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"moto_server did not listen within 30 s: {log.read_text()[-2000:]}", pytrace=False
-                )
-            time.sleep(0.1)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+def s3_server(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The endpoint URL of the session's one moto server (shared with tests/cloudwatch)."""
+    return moto_server.endpoint(pytestconfig, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Credentials from boto3's usual chain (the environment here); nothing from ~/.aws or a metadata
-    service."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    """Credentials from boto3's usual chain (the environment here)."""
+    moto_server.aws_environment(monkeypatch, tmp_path)
 
 
 def client(endpoint: str) -> Any:

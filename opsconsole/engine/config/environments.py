@@ -11,8 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from yaml.nodes import MappingNode, ScalarNode
+
 from ..flags import env_var_name, parse_env_value
-from ..model import AlarmSource, Environment, FlagDef, FlagTarget, MetricSource
+from ..model import AlarmSource, CloudWatchAlarms, Environment, FlagDef, FlagTarget, MetricSource
+from .cloudwatch import ALARM_KEYS, METRIC_KEYS, cloudwatch_alarms, cloudwatch_metrics
 from .fields import Fields
 from .issues import suggest
 from .values import NAME, http_url, positive_duration, resolve_path
@@ -57,7 +60,25 @@ def read_environments(src: YamlSource, main: Fields, base: Path) -> dict[str, En
     return envs
 
 
+def _kind_of(env: Fields, name: str) -> str | None:
+    """The plain `kind:` written in mapping `name`, read without reporting anything (the mapping is
+    checked once, by the reader of that kind)."""
+    node = env.get(name)
+    if not isinstance(node, MappingNode):
+        return None
+    for knode, vnode in node.value:
+        if isinstance(knode, ScalarNode) and knode.value == "kind" and isinstance(vnode, ScalarNode):
+            return str(vnode.value)
+    return None
+
+
 _VAR = re.compile(r"[A-Z_][A-Z0-9_]*")
+_NOT_CLOUDWATCH = {
+    "url": "kind: cloudwatch has no url: the region (or boto3's chain) says where; endpoint: overrides it",
+    "window": "window is for kind: scrape; a CloudWatch query's statistic has its period",
+    "token_env": "kind: cloudwatch takes AWS credentials from boto3's usual chain, not a token",
+    "basic_auth_env": "kind: cloudwatch takes AWS credentials from boto3's usual chain",
+}
 
 
 def read_overrides(
@@ -104,11 +125,14 @@ def read_overrides(
 
 
 def _metric_source(src: YamlSource, env: Fields) -> MetricSource | None:
+    if _kind_of(env, "metrics") == "cloudwatch":
+        c = env.mapping("metrics", METRIC_KEYS, unavailable=_NOT_CLOUDWATCH)
+        return cloudwatch_metrics(c) if c is not None else None
     keys = ("kind", "url", "timeout", "window", "token_env", "basic_auth_env")
     m = env.mapping("metrics", keys, required=("kind", "url"))
     if m is None:
         return None
-    kind = checked_kind(m, ("scrape", "prometheus"), ("cloudwatch",))
+    kind = checked_kind(m, ("scrape", "prometheus", "cloudwatch"))
     url = m.parsed("url", http_url)
     timeout = m.parsed("timeout", positive_duration, 2.0)
     window = m.parsed("window", positive_duration, 10.0)
@@ -142,13 +166,33 @@ _ALARM_KEYS = ("kind", "url", "timeout", "bearer_token_env", "basic_auth_env", "
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-def _alarm_source(env: Fields) -> AlarmSource | None:
+_ALARM_KINDS = ("alertmanager", "cloudwatch")
+
+
+def _alarm_source(env: Fields) -> AlarmSource | CloudWatchAlarms | None:
+    """`alarms:`, read by the reader of its `kind`; any other kind is named as unknown, and nothing
+    else of the mapping is judged (its keys are that kind's)."""
+    if "alarms" not in env:
+        return None
+    kind = _kind_of(env, "alarms")
+    if kind == "cloudwatch":
+        c = env.mapping("alarms", ALARM_KEYS)
+        return cloudwatch_alarms(c) if c is not None else None
+    if kind == "alertmanager":
+        return _alertmanager(env)
+    a = env.mapping("alarms", None, required=("kind",))
+    if a is not None:
+        checked_kind(a, _ALARM_KINDS)
+    return None
+
+
+def _alertmanager(env: Fields) -> AlarmSource | None:
     """`alarms: {kind: alertmanager, url, timeout, bearer_token_env | basic_auth_env, matchers}`.
     Credentials are named by variable, never written in the file: a config is shared and shown."""
     a = env.mapping("alarms", _ALARM_KEYS, required=("kind", "url"))
     if a is None:
         return None
-    kind = checked_kind(a, ("alertmanager",), ("cloudwatch",))
+    kind = checked_kind(a, ("alertmanager",))
     url = a.parsed("url", http_url)
     timeout = a.parsed("timeout", positive_duration, 2.0)
     auth: dict[str, str] = {}

@@ -18,6 +18,7 @@ from ..model import Config, Role
 from .alarmrules import read_alarm_rules
 from .backups import read_backups
 from .bounds import collector_paused
+from .cloudwatch import read_publish
 from .environments import read_environments, read_overrides
 from .fields import Fields
 from .flagdefs import read_flags
@@ -45,6 +46,7 @@ _MAIN_KEYS = (
     "kill_switch",
     "improvements",
     "backups",
+    "publish",
 )
 
 
@@ -81,6 +83,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
     plans = read_plans(src, f, base, catalog)
+    publish = read_publish(f)
     return Config(
         path=str(path),
         store=store or DEFAULT_STORE,
@@ -96,6 +99,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
         kill_key=kill_key,
         improvements=improvements,
         backups=backups,
+        publish=publish,
     )
 
 

@@ -52,7 +52,12 @@ def checked_query(f: Fields, key: str = "query", kind: str | None = None) -> str
     caught here), the scrape source's small language otherwise."""
     query: str | None = f.text(key)
     if query is not None:
-        problem = _promql_problem(query) if kind == "prometheus" else _query_problem(query)
+        if kind == "prometheus":
+            problem = _promql_problem(query)
+        elif kind == "cloudwatch":
+            problem = _cloudwatch_problem(query)
+        else:
+            problem = _query_problem(query)
         if problem:
             f.issue(key, f"bad query: {problem}")
     return query
@@ -71,3 +76,13 @@ def _promql_problem(expr: str) -> str | None:
     from ..sources.prometheus import promql_problem
 
     return promql_problem(expr)
+
+
+def _cloudwatch_problem(expr: str) -> str | None:
+    from ..sources.cwquery import QuerySyntaxError, parse_query
+
+    try:
+        parse_query(expr)
+    except QuerySyntaxError as exc:
+        return str(exc)
+    return None

@@ -65,7 +65,8 @@ SEVERITY_STYLE = {
     "P1": "bold",
     "P3": "dim",
 }
-SOURCE_SHORT = {"rules": "rule", "alertmanager": "am"}
+SOURCE_SHORT = {"rules": "rule", "alertmanager": "am", "cloudwatch": "cw"}
+"""The Src column: an alarm's source by its kind (its first word: "cloudwatch us-east-1" is cw)."""
 BREACH = "bold red"
 NO_DATA = "magenta"
 
@@ -472,7 +473,7 @@ def alarm_cells(alarm: AlarmStatus, ack: dict[str, Any] | None, now: float) -> d
         "state": Text(STATE_LABEL.get(state, safe(state)), style=STATE_STYLE.get(state, "")),
         "alarm": plain(alarm.name, "bold red" if state == "firing" else ""),
         "env": plain(alarm.environment),
-        "source": plain(SOURCE_SHORT.get(alarm.source, alarm.source)[:4], "dim"),
+        "source": plain(source_short(alarm.source), "dim"),
         "sev": Text(
             SEVERITY_SHORT.get(alarm.severity, safe(alarm.severity)[:4]),
             style=SEVERITY_STYLE.get(alarm.severity, ""),
@@ -482,6 +483,11 @@ def alarm_cells(alarm: AlarmStatus, ack: dict[str, Any] | None, now: float) -> d
         "acked": plain(ack.get("by", "?") if ack else "", "green"),
         "reason": plain(alarm.reason, "dim" if state == "ok" else ""),
     }
+
+
+def source_short(source: str) -> str:
+    kind = source.split(" ", 1)[0]
+    return SOURCE_SHORT.get(kind, kind)[:4]
 
 
 def summary(alarms: Sequence[AlarmStatus], *, sources: bool = False) -> Text:
