@@ -56,6 +56,8 @@ def setup(tmp_path: Path) -> Iterator[tuple[Callable[[str], Engine], Path]]:
     kill_switch: {{flags_on: [emergency_shutdown]}}
     backups:
       site: {{kind: files, paths: ["{data}"], state: true}}
+    notifications:
+      - {{kind: webhook, url: "http://127.0.0.1:9/hook", events: [backup_failed], timeout: 1s}}
     """
     cfg = tmp_path / "opsconsole.yaml"
     cfg.write_text(textwrap.dedent(main))
@@ -124,6 +126,10 @@ def test_backup_before_holds_a_phase_whose_backup_fails(setup) -> None:
     assert failed.status == RunStatus.FAILED and failed.actor == "engine"
     [held] = audit(bob, "rollout.backup")
     assert held["ok"] is False and held["phase"] == "production" and held["run"] == failed.id
+    # one message for one failure: the hold names the rollout, the phase and the run's reason
+    with bob.store.read() as tx:
+        sent = [n for n in tx.list_notifications() if n.event == "backup_failed"]
+    assert len(sent) == 1 and f"rollout {rid}" in sent[0].body and failed.id in sent[0].body
     # held means held: more ticks change nothing, nothing else is tried, nothing promotes it
     tick_until(runner, lambda: True)
     for _ in range(3):

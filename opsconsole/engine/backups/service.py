@@ -203,7 +203,11 @@ class BackupService:
         return replace(done, version=started.version + 1)
 
     def _notify_failed(self, tx: Any, run: BackupRun, message: str, now: float) -> list[int]:
-        """`backup_failed` into the outbox, in the transaction that records the failure."""
+        """`backup_failed` into the outbox, in the transaction that records the failure. Not for a
+        backup taken before a phase: the rollout it holds sends one message naming the rollout, the
+        phase and this reason, so the receiver is not told the same failure twice."""
+        if run.trigger is Trigger.BEFORE_PHASE:
+            return []
         return notifier.enqueue(
             tx, self.engine.config.notifications, "backup_failed", message, now, target=run.target, run=run.id
         )
