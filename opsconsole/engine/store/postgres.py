@@ -60,7 +60,7 @@ def _pg_sql(sql: str) -> str:
 def parse_url(url: str, password_env: str | None, environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
     """Connection keywords for `url` (postgresql://user@host[:port]/db) and the URL as shown.
     A password in the URL is refused: it would be shown and logged wherever the URL is."""
-    shown = redact_url(url)
+    shown = shown_url(url)
     try:
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:  # pragma: no cover - part of every install that uses this store
@@ -85,6 +85,17 @@ def parse_url(url: str, password_env: str | None, environ: Mapping[str, str]) ->
     params.setdefault("connect_timeout", str(int(CONNECT_TIMEOUT)))
     params.setdefault("application_name", "opsconsole")
     return params, shown
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages show it: the user name kept (a store URL names a login, not a token),
+    a password and secret-looking parameters masked."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or ":" in userinfo or "/" in userinfo or "?" in userinfo:
+        return redact_url(url)
+    masked = redact_url(f"{scheme}://{host}")
+    return masked.replace("://", f"://{userinfo}@", 1)
 
 
 class PgTx(Tx):
@@ -136,6 +147,7 @@ class PostgresStore(Store):
             timeout=BUSY_TIMEOUT_MS / 1000,
             reconnect_timeout=60.0,
             name="opsconsole-store",
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
         )
         try:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)

@@ -1,0 +1,110 @@
+"""What only the PostgreSQL store has: its password from the environment and never shown, a bounded
+wait for an unreachable server, writers queueing on the write lock (StoreBusy past the wait) while
+readers never wait for them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from opsconsole.engine.store import Store, StoreBusy, StoreError, open_store
+from opsconsole.engine.store.postgres import CONNECT_TIMEOUT
+from tests.pg.conftest import PASSWORD
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_password_from_the_variable_the_configuration_names(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    s = open_store(pg_url, password_env="OPS_STORE_PW", environ={"OPS_STORE_PW": PASSWORD})
+    with s.transaction() as tx:
+        tx.set_kv("k", 1, 0.0)
+    s.close()
+    with pytest.raises(StoreError, match="the password variable OPS_STORE_PW is not set"):
+        open_store(pg_url, password_env="OPS_STORE_PW", environ={})
+
+
+def test_a_wrong_password_is_a_store_error_that_never_shows_a_password(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "Not-The-Pw-4411"
+    monkeypatch.setenv("PGPASSWORD", wrong)
+    with pytest.raises(StoreError, match="cannot reach the PostgreSQL store") as info:
+        open_store(pg_url)
+    assert wrong not in str(info.value) and PASSWORD not in str(info.value)
+    with pytest.raises(StoreError, match="carries a password") as info:
+        open_store(pg_url.replace("postgres@", f"postgres:{PASSWORD}@"))
+    assert PASSWORD not in str(info.value) and "***" in str(info.value)
+
+
+def test_an_unreachable_server_is_a_store_error_within_the_connect_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot reach the PostgreSQL store postgresql://ops@127.0.0.1"):
+        open_store(f"postgresql://ops@127.0.0.1:{free_port()}/ops")
+    assert time.monotonic() - started < CONNECT_TIMEOUT + 1
+
+
+@pytest.fixture
+def two(pg_url: str) -> Iterator[tuple[Store, Store]]:
+    """Two stores on one fresh database, as two processes would have."""
+    first, second = open_store(pg_url), open_store(pg_url)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_readers_never_wait_for_a_writer_and_writers_queue_up_to_their_timeout(
+    two: tuple[Store, Store],
+) -> None:
+    first, second = two
+    with first.transaction() as tx:
+        tx.set_kv("k", "before", 0.0)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with first.transaction() as tx:
+            tx.set_kv("k", "during", 1.0)
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with second.read() as tx:
+            assert tx.get_kv("k") == "before"  # the committed state, at once
+        assert time.monotonic() - started < 0.5
+        started = time.monotonic()
+        with pytest.raises(StoreBusy, match="write lock"), second.transaction(timeout=0.3) as tx:
+            tx.set_kv("k", "second", 2.0)
+        assert 0.25 < time.monotonic() - started < 2.0
+    finally:
+        release.set()
+        t.join(10)
+    with second.transaction(timeout=2) as tx:  # the lock is free again
+        assert tx.get_kv("k") == "during"
+        tx.set_kv("k", "second", 2.0)
+
+
+def test_a_read_is_one_snapshot(opener: Callable[[], Store]) -> None:
+    first, second = opener(), opener()  # both store kinds: the same answer
+    with first.transaction() as tx:
+        tx.set_kv("k", 1, 0.0)
+    with second.read() as view:
+        assert view.get_kv("k") == 1
+        with first.transaction() as tx:
+            tx.set_kv("k", 2, 0.0)
+        assert view.get_kv("k") == 1
+    with second.read() as view:
+        assert view.get_kv("k") == 2
