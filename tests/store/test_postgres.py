@@ -4,6 +4,7 @@ readers never wait for them."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -12,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from opsconsole.engine.store import Store, StoreBusy, StoreError, open_store
-from opsconsole.engine.store.postgres import CONNECT_TIMEOUT
-from tests.pg.conftest import PASSWORD
+from opsconsole.engine.store.postgres import CONNECT_TIMEOUT, POOL_MAX
+from tests.pg.conftest import PASSWORD, PgServer
 
 
 def free_port() -> int:
@@ -108,3 +109,51 @@ def test_a_read_is_one_snapshot(opener: Callable[[], Store]) -> None:
         assert view.get_kv("k") == 1
     with second.read() as view:
         assert view.get_kv("k") == 2
+
+
+def test_connections_the_server_dropped_are_replaced(two: tuple[Store, Store], pg_server: PgServer) -> None:
+    first, _ = two
+    with first.transaction() as tx:
+        tx.set_kv("k", 1, 0.0)
+    dbname = first.shown.rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    with pg_server.connect() as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
+    assert ended  # the store's pooled connections are gone
+    with first.transaction() as tx:  # a restarted server, a failover: the next command works
+        tx.set_kv("k", 2, 0.0)
+    with first.read() as tx:
+        assert tx.get_kv("k") == 2
+
+
+def test_a_reader_never_waits_behind_this_process_s_own_queued_writers(two: tuple[Store, Store]) -> None:
+    first, second = two
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with second.transaction() as tx:
+            tx.set_kv("held", True, 0.0)
+            holding.set()
+            release.wait(10)
+
+    def queued() -> None:
+        with contextlib.suppress(StoreError), first.transaction(timeout=5) as tx:
+            tx.set_kv("q", 1, 0.0)
+
+    threads = [threading.Thread(target=holder)] + [threading.Thread(target=queued) for _ in range(POOL_MAX)]
+    threads[0].start()
+    assert holding.wait(10)
+    for t in threads[1:]:
+        t.start()
+    time.sleep(0.3)  # every writer connection of `first` is taken, queueing for the lock
+    try:
+        started = time.monotonic()
+        with first.read() as tx:
+            assert tx.get_kv("held") is None
+        assert time.monotonic() - started < 0.5
+    finally:
+        release.set()
+        for t in threads:
+            t.join(15)

@@ -41,8 +41,11 @@ MIGRATE_LOCK = 0x6F707363_6F6E0002
 """The advisory lock key held while migrations are checked and applied."""
 CONNECT_TIMEOUT = 5.0
 """The longest opening a connection may take: an unreachable server is an error in seconds."""
-POOL_MAX = 8
-"""Connections one store keeps at most: one per transaction running at the same time."""
+IDLE_IN_TRANSACTION_MS = 60_000
+"""The server ends a session idle inside a transaction this long (the engine never waits inside one)."""
+POOL_MAX = 4
+"""Connections each of a store's two pools (readers, writers) keeps at most: one per transaction
+running at the same time in this process."""
 
 _BUSY_STATES = {"40001", "40P01", "55P03", "57014"}
 """serialization_failure, deadlock_detected, lock_not_available, query_canceled (lock_timeout)."""
@@ -83,6 +86,15 @@ def parse_url(url: str, password_env: str | None, environ: Mapping[str, str]) ->
             raise StoreError(f"store URL {shown!r}: the password variable {password_env} is not set")
         params["password"] = environ[password_env]
     params.setdefault("connect_timeout", str(int(CONNECT_TIMEOUT)))
+    # A server that vanishes without closing the connection (a partition, a dead host) is noticed
+    # in about 25 s rather than never.
+    params.setdefault("keepalives", "1")
+    params.setdefault("keepalives_idle", "10")
+    params.setdefault("keepalives_interval", "5")
+    params.setdefault("keepalives_count", "3")
+    # The write lock is a transaction's: a process frozen inside one (stopped, swapped out) loses it,
+    # and its transaction, after a minute instead of holding every other writer up for ever.
+    params.setdefault("options", f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}")
     params.setdefault("application_name", "opsconsole")
     return params, shown
 
@@ -139,21 +151,17 @@ class PostgresStore(Store):
             ) from None
         self.applied = self._prepare(params)
         """The migrations this open applied (empty when the schema was already current)."""
-        self._pool: ConnectionPool[Any] = ConnectionPool(
-            kwargs={**params, "autocommit": True},
-            min_size=1,
-            max_size=POOL_MAX,
-            open=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
-            reconnect_timeout=60.0,
-            name="opsconsole-store",
-            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
-        )
+        # Two pools, as the SQLite store has two connections: a reader never waits for a connection
+        # that writers queueing for the write lock hold, in this process or another.
+        self._writers: ConnectionPool[Any] | None = None
+        self._readers: ConnectionPool[Any] | None = None
         try:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-        except Exception as exc:
-            self._pool.close()
-            raise StoreError(f"cannot reach the PostgreSQL store {self.shown}: {_first_line(exc)}") from None
+            self._readers = _pool(ConnectionPool, params, "opsconsole-read", self.shown)
+            if not read_only:
+                self._writers = _pool(ConnectionPool, params, "opsconsole-write", self.shown)
+        except StoreError:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.shown!r})"
@@ -198,7 +206,8 @@ class PostgresStore(Store):
             f"SELECT pg_advisory_xact_lock({WRITE_LOCK})",
             "SET LOCAL lock_timeout = 0" if timeout is None else "",
         ]
-        yield from self._top_level(begin, writable=True, wait=wait)
+        assert self._writers is not None  # a writable store has its writers' pool
+        yield from self._top_level(self._writers, begin, writable=True, wait=wait)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -210,21 +219,29 @@ class PostgresStore(Store):
             finally:
                 view._open = False
             return
+        assert self._readers is not None
         yield from self._top_level(
-            ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"], writable=False, wait=BUSY_TIMEOUT_MS / 1000
+            self._readers,
+            ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"],
+            writable=False,
+            wait=BUSY_TIMEOUT_MS / 1000,
         )
 
     def close(self) -> None:
-        self._pool.close()
+        for pool in (self._readers, self._writers):
+            if pool is not None:
+                pool.close()
 
     # ------------------------------------------------------------------------------ internals
 
-    def _top_level(self, begin: list[str], writable: bool, wait: float) -> Iterator[Tx]:
+    def _top_level(
+        self, pool: ConnectionPool[Any], begin: list[str], writable: bool, wait: float
+    ) -> Iterator[Tx]:
         import psycopg
         from psycopg_pool import PoolClosed, PoolTimeout
 
         try:
-            conn = self._pool.getconn(timeout=wait)
+            conn = pool.getconn(timeout=wait)
         except PoolTimeout:
             raise StoreBusy(
                 f"{self.shown}: no connection to the store within {wait:g} s (the server is unreachable, "
@@ -256,7 +273,7 @@ class PostgresStore(Store):
             if tx is not None:
                 tx._open = False
             self._local.tx, self._local.conn = None, None
-            self._pool.putconn(conn)
+            pool.putconn(conn)
         if tx.audit_head is not None and self.after_audit_commit is not None:
             self.after_audit_commit(*tx.audit_head)
 
@@ -282,6 +299,29 @@ class PostgresStore(Store):
             conn.execute(f"RELEASE SAVEPOINT {name}")
         finally:
             self._local.depth -= 1
+
+
+def _pool(
+    cls: type[ConnectionPool[Any]], params: dict[str, Any], name: str, shown: str
+) -> ConnectionPool[Any]:
+    pool = cls(
+        kwargs={**params, "autocommit": True},
+        min_size=1,
+        max_size=POOL_MAX,
+        open=False,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        reconnect_timeout=60.0,
+        name=name,
+        check=cls.check_connection,  # a connection the server dropped is replaced, not used
+    )
+    try:
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+    except Exception as exc:
+        pool.close()
+        raise StoreError(
+            f"cannot reach the PostgreSQL store postgresql://{shown}: {_first_line(exc)}"
+        ) from None
+    return pool
 
 
 def _rollback(conn: Any) -> None:
