@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from opsconsole.engine.model import Actor
 from opsconsole.engine.store import Store, StoreBusy, StoreError, open_store
 from opsconsole.engine.store.postgres import CONNECT_TIMEOUT, POOL_MAX
 from tests.pg.conftest import PASSWORD, PgServer
@@ -157,3 +158,14 @@ def test_a_reader_never_waits_behind_this_process_s_own_queued_writers(two: tupl
         release.set()
         for t in threads:
             t.join(15)
+
+
+def test_a_nul_character_postgresql_cannot_store_is_a_store_error_and_nothing_is_written(
+    two: tuple[Store, Store],
+) -> None:
+    first, _ = two
+    with pytest.raises(StoreError, match="cannot contain NUL"), first.transaction() as tx:
+        tx.set_kv("before", 1, 0.0)
+        tx.set_flag("prod", "f", True, Actor("alice"), "reason with \x00 inside", 1.0)
+    with first.read() as tx:
+        assert tx.get_kv("before") is None and tx.list_flags() == []

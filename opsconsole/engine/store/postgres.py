@@ -13,6 +13,9 @@ The differences from SQLite are few and named here:
 - Reads: REPEATABLE READ READ ONLY, one snapshot, never waiting for a writer (MVCC).
 - Migrations: schema.migrate under a session advisory lock (`MIGRATE_LOCK`), so two processes
   opening a new database at once apply each migration once.
+- Text: PostgreSQL refuses NUL characters in TEXT (a StoreError naming that; SQLite stores them),
+  and sorts names by the database's collation: create it with LC_COLLATE 'C' (or C.UTF-8) so lists
+  come back in SQLite's byte order. Numbers and times round-trip exactly in both.
 
 The password never travels in the URL (a URL with one is refused): it comes from the environment
 variable the caller names, else libpq's own PGPASSWORD or pgpass file. No message carries it; the
