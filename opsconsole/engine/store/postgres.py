@@ -241,25 +241,10 @@ class PostgresStore(Store):
         self, pool: ConnectionPool[Any], begin: list[str], writable: bool, wait: float
     ) -> Iterator[Tx]:
         import psycopg
-        from psycopg_pool import PoolClosed, PoolTimeout
 
-        try:
-            conn = pool.getconn(timeout=wait)
-        except PoolTimeout:
-            raise StoreBusy(
-                f"{self.shown}: no connection to the store within {wait:g} s (the server is unreachable, "
-                f"or {POOL_MAX} transactions of this process are running)"
-            ) from None
-        except PoolClosed:
-            raise StoreError(f"the store {self.shown} is closed") from None
+        conn = self._begin(pool, begin, wait)
         tx: PgTx | None = None
         try:
-            try:
-                for statement in filter(None, begin):
-                    conn.execute(statement)
-            except psycopg.Error as exc:
-                _rollback(conn)
-                raise _store_error(f"{self.shown}: cannot start a transaction: ", exc) from exc
             tx = PgTx(conn, writable, where=self.shown)
             self._local.tx, self._local.conn = tx, conn
             try:
@@ -279,6 +264,36 @@ class PostgresStore(Store):
             pool.putconn(conn)
         if tx.audit_head is not None and self.after_audit_commit is not None:
             self.after_audit_commit(*tx.audit_head)
+
+    def _begin(self, pool: ConnectionPool[Any], begin: list[str], wait: float) -> Any:
+        """A pooled connection with the transaction begun. A connection the server dropped while it
+        sat in the pool (a restart, a failover) fails its BEGIN: it is discarded and a fresh one
+        tried (as many times as the pool may hold), so a connection needs no test query before every
+        transaction."""
+        import psycopg
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        for attempt in range(POOL_MAX + 1):
+            try:
+                conn = pool.getconn(timeout=wait)
+            except PoolTimeout:
+                raise StoreBusy(
+                    f"{self.shown}: no connection to the store within {wait:g} s (the server is "
+                    f"unreachable, or {POOL_MAX} transactions of this process are running)"
+                ) from None
+            except PoolClosed:
+                raise StoreError(f"the store {self.shown} is closed") from None
+            try:
+                for statement in filter(None, begin):
+                    conn.execute(statement)
+                return conn
+            except psycopg.Error as exc:
+                _rollback(conn)
+                pool.putconn(conn)  # a broken one is discarded by the pool
+                if conn.closed and attempt < POOL_MAX:
+                    continue
+                raise _store_error(f"{self.shown}: cannot start a transaction: ", exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _savepoint(self, outer: PgTx) -> Iterator[Tx]:
         import psycopg
@@ -315,7 +330,6 @@ def _pool(
         timeout=BUSY_TIMEOUT_MS / 1000,
         reconnect_timeout=60.0,
         name=name,
-        check=cls.check_connection,  # a connection the server dropped is replaced, not used
     )
     try:
         pool.open(wait=True, timeout=CONNECT_TIMEOUT)
