@@ -159,3 +159,22 @@ def test_refusals_are_clear_and_never_show_a_password(tmp_path: Path, pg_url: st
 def test_unknown_store_urls_are_input_errors_naming_the_url(url: str) -> None:
     res = cli("store", "migrate", "--url", url)
     assert res.returncode == 5 and "store URL" in res.stderr
+
+
+def test_migrate_the_configured_store_with_its_password_variable(tmp_path: Path, pg_server: PgServer) -> None:
+    url = pg_server.dsn(fresh_pg_database(pg_server, "configured"))
+    config = write_config(tmp_path, url, need=1)
+    config.write_text(config.read_text() + "store_password_env: OPS_STORE_PW\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO), "PYTHONPATH": str(REPO), "OPS_STORE_PW": PASSWORD}
+    res = subprocess.run(
+        [sys.executable, "-m", "opsconsole", "--config", str(config), "store", "migrate", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["applied"] == [v for v, _ in MIGRATIONS]
+    res = cli("--config", str(config), "store", "migrate", password=None)  # the variable unset
+    assert res.returncode == 5 and "the password variable OPS_STORE_PW is not set" in res.stderr
