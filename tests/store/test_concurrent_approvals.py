@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -154,5 +155,70 @@ def test_one_approver_needed_twenty_at_once_one_wins_the_rest_are_refused(
     assert [e.actor for e in events if e.action == "rollout.approval"] == winners
     promotions = [e for e in events if e.action == "rollout.transition" and e.data["phase"] == "after"]
     assert len(promotions) == 1 and promotions[0].data["reason"] == f"phase review approved by {winners[0]}"
+    assert engine.verify_audit().ok
+    engine.close()
+
+
+@pytest.mark.timeout(300)
+def test_twenty_cli_approve_processes_at_once_promote_once(pg_url: str, tmp_path: Path) -> None:
+    """The same through the real command line: twenty `opsconsole rollout approve` processes started
+    together by this OS account (one person: one approval counts, the rest are refused, exit 1)."""
+    import subprocess
+    import sys
+
+    from opsconsole.engine.identity import os_user
+
+    me = os_user()  # who the console says is acting: the real uid's account
+    config = write_config(tmp_path, pg_url, need=1)
+    config.write_text(
+        config.read_text().replace(
+            "users: {starter: operator,", f"users: {{{me}: approver, starter: operator,"
+        )
+    )
+    ws = tmp_path / "ws-starter"
+    rollout_id = awaiting_approval(config, ws)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "PGPASSWORD": os.environ["PGPASSWORD"],
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "opsconsole",
+                "--config",
+                str(config),
+                "--workspace",
+                str(tmp_path / f"cli-{i}"),
+                "rollout",
+                "approve",
+                rollout_id,
+                "--reason",
+                f"console {i}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(20)
+    ]
+    results = [(p.wait(120), p.stderr.read() if p.stderr else "") for p in procs]
+    for p in procs:
+        for stream in (p.stdout, p.stderr):
+            if stream:
+                stream.close()
+    codes = sorted(code for code, _ in results)
+    assert codes == [0] + [1] * 19, results
+    assert all("refused:" in err for code, err in results if code == 1)
+
+    engine = Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor("starter", "test"))
+    events = engine.audit_events(target=f"rollout:{rollout_id}")
+    assert [e.actor for e in events if e.action == "rollout.approval"] == [me]
+    promotions = [e for e in events if e.action == "rollout.transition" and e.data["phase"] == "after"]
+    assert len(promotions) == 1 and promotions[0].data["reason"] == f"phase review approved by {me}"
     assert engine.verify_audit().ok
     engine.close()
