@@ -40,6 +40,7 @@ from .rollouts import (
 from .runner import cmd_engine
 from .schedules import cmd_flags_cancel, cmd_flags_schedule, cmd_flags_schedules
 from .sources import cmd_sources_check
+from .store import cmd_store_copy, cmd_store_migrate
 
 __all__ = [
     "EXIT_FORBIDDEN",
@@ -175,6 +176,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("rollout", "tick"): cmd_rollout_tick,
     ("gates", "check"): cmd_gates_check,
     ("sources", "check"): cmd_sources_check,
+    ("store", "migrate"): cmd_store_migrate,
+    ("store", "copy"): cmd_store_copy,
     ("kill", None): cmd_kill,
     ("all-clear", None): cmd_all_clear,
     ("flags", "list"): cmd_flags_list,

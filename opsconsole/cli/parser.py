@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--limit", type=int, default=50)
     _json(au)
 
+    _store_parsers(sub, common)
+
     con = sub.add_parser("console", parents=[common], help="open the console (the default command)")
     _console_options(con)
 
@@ -311,3 +313,33 @@ def _schedule_id(text: str) -> int:
 def _console_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theme", default=None, help="colour theme (see themes/); NO_COLOR is honoured")
     p.add_argument("--env", default=None, help="environment shown in the header (default: production)")
+
+
+def _store_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    store = sub.add_parser("store", help="the state store: schema migrations, copying").add_subparsers(
+        dest="sub", required=True
+    )
+    mig = store.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the store's schema up to date (the configured store, or --url)",
+    )
+    mig.add_argument("--url", default=None, help="a store URL (default: the configuration's `store`)")
+    mig.add_argument(
+        "--password-env",
+        default=None,
+        help="environment variable with a PostgreSQL password (else PGPASSWORD/pgpass)",
+    )
+    _json(mig)
+    cp = store.add_parser(
+        "copy",
+        parents=[common],
+        help="copy a store's whole history into an empty one (e.g. SQLite to PostgreSQL); the audit chain is verified",
+    )
+    cp.add_argument(
+        "--from", dest="source", required=True, help="sqlite:///path/state.db or postgresql://user@host/db"
+    )
+    cp.add_argument("--to", dest="destination", required=True, help="an empty store (created if new)")
+    cp.add_argument("--from-password-env", default=None, help="environment variable with --from's password")
+    cp.add_argument("--to-password-env", default=None, help="environment variable with --to's password")
+    _json(cp)

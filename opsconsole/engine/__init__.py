@@ -108,6 +108,7 @@ if TYPE_CHECKING:
     from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
+    from .store.transfer import copy_store, migrate_store
     from .targets.notify import OutboxSummary
     from .targets.notify import summary as notification_summary
     from .units import format_duration, format_value, iso_utc
@@ -158,6 +159,8 @@ _LAZY = {
     "ScheduleStep": "model",
     "FlagAge": "stale",
     "StoreError": "store",
+    "copy_store": "store.transfer",
+    "migrate_store": "store.transfer",
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
     "Role": "model",
@@ -260,6 +263,8 @@ __all__ = [
     "Runner",
     "Session",
     "StoreError",
+    "copy_store",
+    "migrate_store",
     "UnknownFlag",
     "allowed_commands",
     "find_flag",

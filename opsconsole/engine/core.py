@@ -97,7 +97,12 @@ class Engine:
         if store is None:
             # A read-only session never takes the write lock: it reports a kill still waiting in the
             # journal from the journal itself (kill_state) rather than record it.
-            store = open_store(config.store, read_only=read_only)
+            store = open_store(
+                config.store,
+                read_only=read_only,
+                password_env=config.store_password_env,
+                environ=self.environ,
+            )
         self.store = store
         self.store.after_audit_commit = functools.partial(anchor_audit_head, workspace)
         self._exporter = Exporter()
@@ -673,47 +678,59 @@ class Engine:
         except (NotFound, ValueError) as exc:
             return f"cannot apply {s.flag} any more: {exc}", None
 
-    def _act(self, rollout_id: str, make_event: Any, attempts: int = 3) -> Rollout:
-        """Read, decide, commit; on a version conflict re-read and decide again."""
-        for _ in range(attempts):
-            before = self.rollout(rollout_id)
+    def _act(self, rollout_id: str, make_event: Any) -> Rollout:
+        """Read, decide and write in one write transaction: a command checks the state it changes
+        while holding the store's write lock (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock),
+        so twenty people approving at once are applied one after the other, each seeing the last,
+        and none fails on a version conflict. Outside effects follow the commit."""
+        with self.store.transaction() as tx:
+            before = tx.get_rollout(rollout_id)
+            if before is None:
+                raise NotFound(f"no rollout {rollout_id!r}")
             plan = self.plan(before.plan)
             now = self.clock()
             d = decide(plan, before, make_event(before), now)
-            try:
-                return self.commit(plan, before, d, now)
-            except Conflict:
-                continue
-        raise Conflict(f"rollout {rollout_id} kept changing under us; try again")
+            r, touched, sent = self._write_decision(tx, plan, before, d, now)
+        return self._after_commit(plan, before, r, touched, sent)
 
     def commit(self, plan: Plan, before: Rollout, d: Decision, now: float) -> Rollout:
         """Write a decision atomically, then apply its outside effects (flag files, notifications).
         A rollback's flag changes are written in the same commit; the rollback completes once the
-        flag files are exported."""
-        touched: set[str] = set()
+        flag files are exported. Conflict when the rollout is no longer at `before`'s version."""
         with self.store.transaction() as tx:
-            if d.rollout.state not in _SAFE_STATES:
-                kill = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), killswitch.pending(self, tx))
-                if kill.engaged:
-                    # A decision taken before the switch was pulled must not land after it.
-                    raise Rejected(f"the kill switch is engaged (by {kill.by}); nothing moves forward")
-            r = self.apply_flag_actions(tx, d, now, touched)
-            if not tx.update_rollout(r, before.version):
-                raise Conflict(f"rollout {before.id} changed concurrently")
-            self._write_records(tx, d, now)
-            changed = _changed_verdicts(before, r)
-            if changed:
-                phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
-                tx.add_verdicts(r.id, phase.name, changed, now)
-            sent = [
-                i
-                for action in d.actions
-                if not isinstance(action, SetFlags)
-                for i in notifier.enqueue(
-                    tx, self.config.notifications, action.event, action.message, now, rollout=r.id
-                )
-            ]
-        r = replace(r, version=before.version + 1)
+            r, touched, sent = self._write_decision(tx, plan, before, d, now)
+        return self._after_commit(plan, before, r, touched, sent)
+
+    def _write_decision(
+        self, tx: Any, plan: Plan, before: Rollout, d: Decision, now: float
+    ) -> tuple[Rollout, set[str], list[int]]:
+        touched: set[str] = set()
+        if d.rollout.state not in _SAFE_STATES:
+            kill = killswitch.state_from(tx.get_kv(killswitch.KV_KEY), killswitch.pending(self, tx))
+            if kill.engaged:
+                # A decision taken before the switch was pulled must not land after it.
+                raise Rejected(f"the kill switch is engaged (by {kill.by}); nothing moves forward")
+        r = self.apply_flag_actions(tx, d, now, touched)
+        if not tx.update_rollout(r, before.version):
+            raise Conflict(f"rollout {before.id} changed concurrently")
+        self._write_records(tx, d, now)
+        changed = _changed_verdicts(before, r)
+        if changed:
+            phase = plan.phases[min(r.phase_index, len(plan.phases) - 1)]
+            tx.add_verdicts(r.id, phase.name, changed, now)
+        sent = [
+            i
+            for action in d.actions
+            if not isinstance(action, SetFlags)
+            for i in notifier.enqueue(
+                tx, self.config.notifications, action.event, action.message, now, rollout=r.id
+            )
+        ]
+        return replace(r, version=before.version + 1), touched, sent
+
+    def _after_commit(
+        self, plan: Plan, before: Rollout, r: Rollout, touched: set[str], sent: list[int]
+    ) -> Rollout:
         self.export_flags(touched)
         if _canaries_of(plan, before) != _canaries_of(plan, r):
             with contextlib.suppress(StoreError, OSError):

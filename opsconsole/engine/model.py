@@ -372,6 +372,8 @@ class KillSwitchSpec:
 class Config:
     path: str
     store: str = "sqlite:///.opsconsole/state.db"
+    store_password_env: str | None = None
+    """The environment variable holding the PostgreSQL store's password (else PGPASSWORD or pgpass)."""
     default_role: Role = Role.VIEWER
     users: dict[str, Role] = field(default_factory=dict)
     environments: dict[str, Environment] = field(default_factory=dict)

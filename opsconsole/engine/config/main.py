@@ -15,6 +15,7 @@ from pathlib import Path
 from yaml.nodes import Node
 
 from ..model import Config, Role
+from ..redact import redact_url
 from .alarmrules import read_alarm_rules
 from .backups import read_backups
 from .bounds import collector_paused
@@ -36,6 +37,7 @@ DEFAULT_STORE = "sqlite:///${WORKSPACE:-.opsconsole}/state.db"
 _ROLES = ("viewer", "operator", "approver", "admin")
 _MAIN_KEYS = (
     "store",
+    "store_password_env",
     "interval",
     "roles",
     "environments",
@@ -70,7 +72,17 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     base = path.parent
     store = f.text("store") if "store" in f else interpolate(DEFAULT_STORE, src.lookup)[0]
     if store and not re.match(r"(sqlite:///|postgres(ql)?://)", store):
-        f.issue("store", f"expected sqlite:///path or postgresql://user@host/db, got {store!r}")
+        f.issue("store", f"expected sqlite:///path or postgresql://user@host/db, got {redact_url(store)!r}")
+    elif store and _url_password(store):
+        f.issue(
+            "store",
+            "a password in the store URL would be shown and logged; use store_password_env or a pgpass file",
+        )
+    store_password_env = f.text("store_password_env")
+    if store_password_env is not None and not store_password_env.replace("_", "A").isalnum():
+        f.issue(
+            "store_password_env", f"expected the name of an environment variable, got {store_password_env!r}"
+        )
     interval = f.parsed("interval", positive_duration, 1.0)
     default_role, users = _roles(src, f)
     environments = read_environments(src, f, base)
@@ -87,6 +99,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     return Config(
         path=str(path),
         store=store or DEFAULT_STORE,
+        store_password_env=store_password_env,
         default_role=default_role,
         users=users,
         environments=environments,
@@ -115,3 +128,13 @@ def _roles(src: YamlSource, main: Fields) -> tuple[Role, dict[str, Role]]:
         if role is not None:
             users[user] = Role.parse(role)
     return default, users
+
+
+def _url_password(url: str) -> bool:
+    """Whether a postgresql:// store URL carries a password (in its userinfo or as a parameter)."""
+    scheme, _, rest = url.partition("://")
+    if not scheme.lower().startswith("postgres"):
+        return False
+    userinfo, at, _host = rest.partition("@")
+    in_userinfo = bool(at) and "/" not in userinfo and ":" in userinfo
+    return in_userinfo or "password=" in rest.lower()

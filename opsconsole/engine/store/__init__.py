@@ -2,13 +2,13 @@
 
 `open_store(url)` picks the backend; everything else talks to a `Store` and the `Tx` its
 transactions yield. The SQL is one portable dialect (schema.py, and Tx in sqlite.py), so the
-PostgreSQL store a later version adds shares the schema and the queries.
+PostgreSQL store (postgres.py) shares the schema and the queries.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -63,9 +63,17 @@ class Store(ABC):
         self.close()
 
 
-def open_store(url: str, read_only: bool = False) -> Store:
+def open_store(
+    url: str,
+    read_only: bool = False,
+    *,
+    password_env: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Store:
     """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (SQLAlchemy's spelling: the
-    path is what follows `sqlite:///`; relative paths are relative to the working directory).
+    path is what follows `sqlite:///`; relative paths are relative to the working directory), or
+    `postgresql://user@host[:port]/db` (its password from the variable `password_env` names in
+    `environ`, else libpq's PGPASSWORD or pgpass file; a URL carrying one is refused).
     Creates the file and its directories and brings the schema up to date if it is behind.
     A read-only store refuses write transactions and never takes the database's write lock once
     the schema is current, so it opens and reads while another process writes."""
@@ -81,13 +89,13 @@ def open_store(url: str, read_only: bool = False) -> Store:
         from .sqlite import SqliteStore
 
         return SqliteStore(rest[1:], read_only=read_only)
-    if sep and scheme.startswith("postgres"):
-        raise StoreError("the PostgreSQL store is not available yet in this version")
+    if sep and scheme in ("postgres", "postgresql"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, read_only=read_only, password_env=password_env, environ=environ)
     # Only the scheme is echoed: a database URL can carry a password.
     shown = f"scheme {scheme!r}" if sep else "a URL without a scheme"
-    raise StoreError(
-        f"store URL has {shown}; use sqlite:///path/to/state.db (or postgresql://user@host/db later)"
-    )
+    raise StoreError(f"store URL has {shown}; use sqlite:///path/to/state.db or postgresql://user@host/db")
 
 
 def __getattr__(name: str) -> Any:

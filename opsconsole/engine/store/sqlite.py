@@ -779,7 +779,9 @@ class SqliteStore(Store):
         self.path = path
         self.read_only = read_only
         self._depth = 0
-        writer = _connect(path, read_only)
+        self.applied: list[int] = []
+        """The migrations this open applied (empty when the schema was already current)."""
+        writer = _connect(path, read_only, self.applied)
         try:
             # A private in-memory database exists once per connection: it cannot have a reader.
             reader = writer if path == ":memory:" or read_only else _connect(path, True)
@@ -907,7 +909,7 @@ class SqliteStore(Store):
             self._depth -= 1
 
 
-def _connect(path: str, query_only: bool) -> sqlite3.Connection:
+def _connect(path: str, query_only: bool, applied: list[int] | None = None) -> sqlite3.Connection:
     """A connection with the store's settings, the schema brought up to date if it is behind (the
     only case that takes the write lock while opening)."""
     try:
@@ -927,7 +929,9 @@ def _connect(path: str, query_only: bool) -> sqlite3.Connection:
         version = version_on_disk(conn)
         refuse_newer(version)
         if version < LATEST_VERSION:
-            migrate(conn, begin="BEGIN IMMEDIATE")
+            done = migrate(conn, begin="BEGIN IMMEDIATE")
+            if applied is not None:
+                applied.extend(done)
         if query_only:
             conn.execute("PRAGMA query_only = ON")
     except sqlite3.Error as exc:

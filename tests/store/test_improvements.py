@@ -1,16 +1,16 @@
-"""The improvement queue in the store: records round-trip whole, the list comes back in the pane's
+"""The improvement queue in every store kind: records round-trip whole, the list comes back in the pane's
 order from one query, ids are unique per environment, and writes are compare-and-set."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from opsconsole.engine.improvements.model import SORT_ORDER, Improvement, ImprovementStatus, Sample
 from opsconsole.engine.improvements.protocol import PredictedImpact, Proposal
-from opsconsole.engine.store import Store, StoreError, open_store
+from opsconsole.engine.store import Store, StoreError
+from tests.store.conftest import raw_execute
 
 S = ImprovementStatus
 
@@ -35,13 +35,6 @@ def proposal(pid: str, quality: float = 0.9, **kw: object) -> Proposal:
 
 def item(pid: str, status: S = S.PROPOSED, quality: float = 0.9, env: str = "production") -> Improvement:
     return Improvement(environment=env, proposal=proposal(pid, quality), status=status, updated_at=1.0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = open_store(f"sqlite:///{tmp_path}/state.db")
-    yield s  # type: ignore[misc]
-    s.close()
 
 
 def test_a_full_record_round_trips(store: Store) -> None:
@@ -133,21 +126,16 @@ def test_update_of_a_missing_item_writes_nothing(store: Store) -> None:
         assert tx.get_improvement("production", "ghost") is None
 
 
-def test_a_stored_body_without_newer_fields_still_loads(store: Store, tmp_path: Path) -> None:
-    import sqlite3
-
+def test_a_stored_body_without_newer_fields_still_loads(store: Store, store_url: str) -> None:
     with store.transaction() as tx:
         tx.insert_improvements([item("a")])
-    raw = sqlite3.connect(f"{tmp_path}/state.db")
-    raw.execute(
+    # A body as an older version wrote it, written behind the store's back.
+    raw_execute(
+        store_url,
         "UPDATE improvements SET body = ? WHERE id = 'a'",
-        (
-            '{"proposal":{"id":"a","title":"t","description":"","component":"","tenant":"","kind":"tuning",'
-            '"impact":{"metric":"","expected_change":0},"quality_score":0.5,"risk":0.1},"unknown_later":1}',
-        ),
+        '{"proposal":{"id":"a","title":"t","description":"","component":"","tenant":"","kind":"tuning",'
+        '"impact":{"metric":"","expected_change":0},"quality_score":0.5,"risk":0.1},"unknown_later":1}',
     )
-    raw.commit()
-    raw.close()
     with store.read() as tx:
         got = tx.get_improvement("production", "a")
     assert got is not None and got.proposal.title == "t" and got.samples == () and got.baseline is None

@@ -1,5 +1,5 @@
-"""The store conformance suite: run against every store kind in STORE_KINDS (PostgreSQL joins later),
-plus SQLite specifics (pragmas, tampering with the file behind the store's back)."""
+"""The store conformance suite: every test runs against every store kind in conftest.STORE_KINDS
+(SQLite and PostgreSQL), each on a fresh database, plus a few SQLite specifics (pragmas, the file)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,43 +28,15 @@ from opsconsole.engine.model import (
     Verdict,
 )
 from opsconsole.engine.store import Store, StoreError, codec, open_store
-from opsconsole.engine.store.schema import LATEST_VERSION, MIGRATIONS, current_version
+from opsconsole.engine.store.schema import LATEST_VERSION, MIGRATIONS
+from tests.store.conftest import raw_execute, raw_rows
 
 ALICE = Actor("alice", "ssh 192.0.2.10:50022")
 BOB = Actor("bob")
 
-STORE_KINDS = ["sqlite"]
-
-
-@pytest.fixture(params=STORE_KINDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state/opsconsole.db"  # tmp_path is absolute: sqlite:////…
-    raise NotImplementedError(request.param)
-
-
-@pytest.fixture
-def opener(store_url: str) -> Iterator[Callable[[], Store]]:
-    """Opens another Store on the same database, as a second process would."""
-    opened: list[Store] = []
-
-    def open_one() -> Store:
-        opened.append(open_store(store_url))
-        return opened[-1]
-
-    yield open_one
-    for s in opened:
-        s.close()
-
-
-@pytest.fixture
-def store(opener: Callable[[], Store]) -> Store:
-    return opener()
-
 
 def sqlite_file(store_url: str) -> str:
-    if not store_url.startswith("sqlite:///"):
-        pytest.skip("tampers with the SQLite file directly")
+    assert store_url.startswith("sqlite:///"), store_url
     return store_url.removeprefix("sqlite:///")
 
 
@@ -109,22 +81,45 @@ def typed(value: Any) -> Any:
 # ------------------------------------------------------------------------------------ opening
 
 
-def test_open_creates_directories_and_migrations_are_idempotent(
+def test_open_creates_the_schema_and_migrations_are_idempotent(
     store_url: str, opener: Callable[[], Store]
 ) -> None:
     first = opener()
     second = opener()  # a second process opening the same database applies nothing again
-    path = sqlite_file(store_url)
-    assert Path(path).is_file()
-    raw = sqlite3.connect(path)
-    applied = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert applied == [(version,) for version, _ in MIGRATIONS]
-    assert current_version(raw) == LATEST_VERSION
-    raw.close()
+    if store_url.startswith("sqlite:///"):
+        assert Path(sqlite_file(store_url)).is_file()  # directories created
+    assert raw_rows(store_url, "SELECT version FROM schema_version ORDER BY version") == [
+        (version,) for version, _ in MIGRATIONS
+    ]
     with first.transaction() as tx:
         tx.set_kv("k", 1, 0.0)
     with second.read() as tx:
         assert tx.get_kv("k") == 1
+
+
+def test_opening_a_new_database_from_many_processes_at_once_migrates_once(store_url: str) -> None:
+    start = threading.Barrier(6)
+    stores: list[Store] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            stores.append(open_store(store_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for s in stores:
+        s.close()
+    assert errors == [] and len(stores) == 6
+    assert raw_rows(store_url, "SELECT COUNT(*), MAX(version) FROM schema_version") == [
+        (len(MIGRATIONS), LATEST_VERSION)
+    ]
 
 
 def test_relative_sqlite_path_is_relative_to_the_working_directory(
@@ -135,20 +130,19 @@ def test_relative_sqlite_path_is_relative_to_the_working_directory(
     assert (tmp_path / ".opsconsole" / "state.db").is_file()
 
 
-def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    open_store(f"sqlite:///{tmp_path}/s.db").close()
-    raw = sqlite3.connect(tmp_path / "s.db")
-    raw.execute("INSERT INTO schema_version VALUES (?, 0)", (LATEST_VERSION + 1,))
-    raw.commit()
-    raw.close()
+def test_database_from_a_newer_version_is_refused(store_url: str) -> None:
+    open_store(store_url).close()
+    raw_execute(store_url, "INSERT INTO schema_version VALUES (?, 0)", LATEST_VERSION + 1)
     with pytest.raises(StoreError, match="newer than this opsconsole knows"):
-        open_store(f"sqlite:///{tmp_path}/s.db")
+        open_store(store_url)
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://ops:secret@db/ops", "the PostgreSQL store is not available yet in this version"),
+        ("postgresql://ops:secret@db/ops", "carries a password"),
+        ("postgres://ops:secret@db:5432/ops?sslmode=disable", "carries a password"),
+        ("postgresql://ops@db", "names no database"),
         ("mysql://ops:secret@db/ops", "scheme 'mysql'"),
         ("state.db", "without a scheme"),
         ("sqlite://relative.db", "sqlite:///relative/path.db"),
@@ -166,9 +160,11 @@ def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path}/file/sub/state.db")
 
 
-def test_wal_and_full_synchronous_are_set(store: Store, store_url: str) -> None:
-    path = sqlite_file(store_url)
+def test_sqlite_wal_and_full_synchronous_are_set(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(f"sqlite:///{path}")
     pragmas = store.pragmas()  # type: ignore[attr-defined]
+    store.close()
     assert pragmas == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000}
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # persisted in the file
@@ -490,10 +486,7 @@ def verify(store: Store) -> audit.VerifyResult:
 
 
 def tamper(store_url: str, sql: str, *params: Any) -> None:
-    raw = sqlite3.connect(sqlite_file(store_url))
-    with raw:
-        assert raw.execute(sql, params).rowcount == 1
-    raw.close()
+    assert raw_execute(store_url, sql, *params) == 1
 
 
 def test_audit_append_list_and_verify(store: Store, opener: Callable[[], Store]) -> None:

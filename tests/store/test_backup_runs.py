@@ -1,18 +1,16 @@
-"""backup_runs in the store: insert, compare-and-set update, newest-first listing, the body round trip."""
+"""backup_runs in every store kind: insert, compare-and-set update, newest-first listing, the body round trip."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from opsconsole.engine.backups.model import BackupRun, Member, RunStatus, Trigger
-from opsconsole.engine.store import StoreError, open_store
+from opsconsole.engine.store import Store, StoreError
 
 
-def test_round_trip_and_compare_and_set(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/s.db")
+def test_round_trip_and_compare_and_set(store: Store) -> None:
     a = BackupRun("a", "t", "files", Trigger.SCHEDULE, "eve", 10.0, members=(Member("files/x", 3, "ab"),))
     b = BackupRun("b", "t", "postgres", Trigger.BEFORE_PHASE, "eve", 20.0, row_counts={"public.t": 5})
     c = BackupRun("c", "u", "files", Trigger.MANUAL, "eve", 30.0)
@@ -34,4 +32,3 @@ def test_round_trip_and_compare_and_set(tmp_path: Path) -> None:
         assert tx.get_backup_run("a") == replace(done, version=1)
         with pytest.raises(StoreError):
             tx.insert_backup_run(c)
-    store.close()

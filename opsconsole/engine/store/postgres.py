@@ -1,0 +1,371 @@
+"""The shared store: one PostgreSQL database, for a team whose consoles and engines run on several
+machines. Same schema (schema.py) and same queries (Tx in sqlite.py) as the embedded store.
+
+The differences from SQLite are few and named here:
+
+- Placeholders: Tx writes `?`; psycopg wants `%s` (`_pg_sql`). The SQL holds no literal `%`.
+- The write lock (`WRITE_LOCK`): SQLite's BEGIN IMMEDIATE makes a write transaction the only writer
+  from its first statement, which is what lets Tx check state and then write (the next audit seq, a
+  rollout's approvals, the next schedule id). Here a write transaction takes the same guarantee
+  explicitly: its first statement is `pg_advisory_xact_lock(WRITE_LOCK)`, held until commit or
+  rollback, at READ COMMITTED so every statement after the lock sees everything committed before it.
+  Writers queue for at most the busy timeout (`lock_timeout`), then StoreBusy, as in SQLite.
+- Reads: REPEATABLE READ READ ONLY, one snapshot, never waiting for a writer (MVCC).
+- Migrations: schema.migrate under a session advisory lock (`MIGRATE_LOCK`), so two processes
+  opening a new database at once apply each migration once.
+- Text: PostgreSQL refuses NUL characters in TEXT (a StoreError naming that; SQLite stores them),
+  and sorts names by the database's collation: create it with LC_COLLATE 'C' (or C.UTF-8) so lists
+  come back in SQLite's byte order. Numbers and times round-trip exactly in both.
+
+The password never travels in the URL (a URL with one is refused): it comes from the environment
+variable the caller names, else libpq's own PGPASSWORD or pgpass file. No message carries it; the
+URL shown is the redacted one. psycopg and psycopg_pool are imported only when this store is opened.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..redact import redact_url
+from . import Store, StoreBusy, StoreError
+from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
+from .sqlite import BUSY_TIMEOUT_MS, Tx
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+WRITE_LOCK = 0x6F707363_6F6E0001
+"""The advisory lock key every write transaction holds (bigint; "opscon" + 1)."""
+MIGRATE_LOCK = 0x6F707363_6F6E0002
+"""The advisory lock key held while migrations are checked and applied."""
+CONNECT_TIMEOUT = 5.0
+"""The longest opening a connection may take: an unreachable server is an error in seconds."""
+IDLE_IN_TRANSACTION_MS = 60_000
+"""The server ends a session idle inside a transaction this long (the engine never waits inside one)."""
+POOL_MAX = 4
+"""Connections each of a store's two pools (readers, writers) keeps at most: one per transaction
+running at the same time in this process."""
+
+_BUSY_STATES = {"40001", "40P01", "55P03", "57014"}
+"""serialization_failure, deadlock_detected, lock_not_available, query_canceled (lock_timeout)."""
+_SQL_CACHE: dict[str, str] = {}
+
+
+def _pg_sql(sql: str) -> str:
+    """Tx's `?` placeholders as psycopg's `%s`."""
+    out = _SQL_CACHE.get(sql)
+    if out is None:
+        out = _SQL_CACHE[sql] = sql.replace("?", "%s")
+    return out
+
+
+def parse_url(url: str, password_env: str | None, environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """Connection keywords for `url` (postgresql://user@host[:port]/db) and the URL as shown.
+    A password in the URL is refused: it would be shown and logged wherever the URL is."""
+    shown = shown_url(url)
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:  # pragma: no cover - part of every install that uses this store
+        raise StoreError("the PostgreSQL store needs psycopg: install opsconsole[postgres]") from None
+    try:
+        params = {k: v for k, v in conninfo_to_dict(url).items() if v is not None}
+    except Exception:
+        raise StoreError(
+            f"store URL {shown!r}: not a PostgreSQL URL (postgresql://user@host[:port]/db)"
+        ) from None
+    if "password" in params:
+        raise StoreError(
+            f"store URL {shown!r} carries a password, which would be shown and logged; put it in an "
+            "environment variable (store_password_env, or PGPASSWORD) or a pgpass file"
+        )
+    if not params.get("dbname"):
+        raise StoreError(f"store URL {shown!r} names no database (postgresql://user@host[:port]/db)")
+    if password_env:
+        if password_env not in environ:
+            raise StoreError(f"store URL {shown!r}: the password variable {password_env} is not set")
+        params["password"] = environ[password_env]
+    params.setdefault("connect_timeout", str(int(CONNECT_TIMEOUT)))
+    # A server that vanishes without closing the connection (a partition, a dead host) is noticed
+    # in about 25 s rather than never.
+    params.setdefault("keepalives", "1")
+    params.setdefault("keepalives_idle", "10")
+    params.setdefault("keepalives_interval", "5")
+    params.setdefault("keepalives_count", "3")
+    # The write lock is a transaction's: a process frozen inside one (stopped, swapped out) loses it,
+    # and its transaction, after a minute instead of holding every other writer up for ever.
+    params.setdefault("options", f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}")
+    params.setdefault("application_name", "opsconsole")
+    return params, shown
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages show it: the user name kept (a store URL names a login, not a token),
+    a password and secret-looking parameters masked."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or ":" in userinfo or "/" in userinfo or "?" in userinfo:
+        return redact_url(url)
+    masked = redact_url(f"{scheme}://{host}")
+    return masked.replace("://", f"://{userinfo}@", 1)
+
+
+class PgTx(Tx):
+    """Tx over a psycopg connection: the same queries, `?` turned into `%s`."""
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        import psycopg
+
+        if not self._open:
+            raise StoreError("a store transaction was used after it ended")
+        try:
+            return self._conn.execute(_pg_sql(sql), tuple(params))
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+
+class _Local(threading.local):
+    conn: psycopg.Connection[Any] | None = None
+    tx: PgTx | None = None
+    depth: int = 0
+
+
+class PostgresStore(Store):
+    def __init__(
+        self,
+        url: str,
+        read_only: bool = False,
+        password_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        import os
+
+        params, self.shown = parse_url(url, password_env, os.environ if environ is None else environ)
+        self.read_only = read_only
+        self._local = _Local()
+        try:
+            from psycopg_pool import ConnectionPool
+        except ImportError:  # pragma: no cover
+            raise StoreError(
+                "the PostgreSQL store needs psycopg_pool: install opsconsole[postgres]"
+            ) from None
+        self.applied = self._prepare(params)
+        """The migrations this open applied (empty when the schema was already current)."""
+        # Two pools, as the SQLite store has two connections: a reader never waits for a connection
+        # that writers queueing for the write lock hold, in this process or another.
+        self._writers: ConnectionPool[Any] | None = None
+        self._readers: ConnectionPool[Any] | None = None
+        try:
+            self._readers = _pool(ConnectionPool, params, "opsconsole-read", self.shown)
+            if not read_only:
+                self._writers = _pool(ConnectionPool, params, "opsconsole-write", self.shown)
+        except StoreError:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.shown!r})"
+
+    def _prepare(self, params: dict[str, Any]) -> list[int]:
+        """Connect once, check the schema version and apply what is missing."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(**params, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot reach the PostgreSQL store {self.shown}: {_first_line(exc)}") from None
+        try:
+            version = version_on_disk(conn)
+            refuse_newer(version)
+            if version >= LATEST_VERSION:
+                return []
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+            try:
+                return migrate(conn)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+        except psycopg.Error as exc:
+            raise _store_error(f"cannot prepare the PostgreSQL store {self.shown}: ", exc) from exc
+        finally:
+            conn.close()
+
+    @contextmanager
+    def transaction(self, timeout: float | None = None) -> Iterator[Tx]:
+        if self.read_only:
+            raise StoreError(f"{self.shown}: this store is open read-only; a write needs a writable session")
+        outer = self._local.tx
+        if outer is not None:
+            if not outer.writable:
+                raise StoreError("cannot start a write transaction inside a read transaction (Store.read())")
+            yield from self._savepoint(outer)
+            return
+        wait = BUSY_TIMEOUT_MS / 1000 if timeout is None else max(0.001, timeout)
+        begin = [
+            "BEGIN ISOLATION LEVEL READ COMMITTED",
+            f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}",
+            f"SELECT pg_advisory_xact_lock({WRITE_LOCK})",
+            "SET LOCAL lock_timeout = 0" if timeout is None else "",
+        ]
+        assert self._writers is not None  # a writable store has its writers' pool
+        yield from self._top_level(self._writers, begin, writable=True, wait=wait)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        outer = self._local.tx
+        if outer is not None:
+            view = PgTx(outer._conn, writable=False, where=self.shown)
+            try:
+                yield view
+            finally:
+                view._open = False
+            return
+        assert self._readers is not None
+        yield from self._top_level(
+            self._readers,
+            ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"],
+            writable=False,
+            wait=BUSY_TIMEOUT_MS / 1000,
+        )
+
+    def close(self) -> None:
+        for pool in (self._readers, self._writers):
+            if pool is not None:
+                pool.close()
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _top_level(
+        self, pool: ConnectionPool[Any], begin: list[str], writable: bool, wait: float
+    ) -> Iterator[Tx]:
+        import psycopg
+
+        conn = self._begin(pool, begin, wait)
+        tx: PgTx | None = None
+        try:
+            tx = PgTx(conn, writable, where=self.shown)
+            self._local.tx, self._local.conn = tx, conn
+            try:
+                yield tx
+            except BaseException:
+                _rollback(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                _rollback(conn)
+                raise _store_error(f"{self.shown}: commit failed, nothing was written: ", exc) from exc
+        finally:
+            if tx is not None:
+                tx._open = False
+            self._local.tx, self._local.conn = None, None
+            pool.putconn(conn)
+        if tx.audit_head is not None and self.after_audit_commit is not None:
+            self.after_audit_commit(*tx.audit_head)
+
+    def _begin(self, pool: ConnectionPool[Any], begin: list[str], wait: float) -> Any:
+        """A pooled connection with the transaction begun. A connection the server dropped while it
+        sat in the pool (a restart, a failover) fails its BEGIN: it is discarded and a fresh one
+        tried (as many times as the pool may hold), so a connection needs no test query before every
+        transaction."""
+        import psycopg
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        for attempt in range(POOL_MAX + 1):
+            try:
+                conn = pool.getconn(timeout=wait)
+            except PoolTimeout:
+                raise StoreBusy(
+                    f"{self.shown}: no connection to the store within {wait:g} s (the server is "
+                    f"unreachable, or {POOL_MAX} transactions of this process are running)"
+                ) from None
+            except PoolClosed:
+                raise StoreError(f"the store {self.shown} is closed") from None
+            try:
+                for statement in filter(None, begin):
+                    conn.execute(statement)
+                return conn
+            except psycopg.Error as exc:
+                _rollback(conn)
+                pool.putconn(conn)  # a broken one is discarded by the pool
+                if conn.closed and attempt < POOL_MAX:
+                    continue
+                raise _store_error(f"{self.shown}: cannot start a transaction: ", exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _savepoint(self, outer: PgTx) -> Iterator[Tx]:
+        import psycopg
+
+        self._local.depth += 1
+        name = f"nested_{self._local.depth}"
+        conn = outer._conn
+        head = outer.audit_head
+        try:
+            try:
+                conn.execute(f"SAVEPOINT {name}")
+            except psycopg.Error as exc:
+                raise _store_error(f"{self.shown}: ", exc) from exc
+            try:
+                yield outer
+            except BaseException:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+                outer.audit_head = head  # its events are undone: not the head to anchor
+                raise
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._local.depth -= 1
+
+
+def _pool(
+    cls: type[ConnectionPool[Any]], params: dict[str, Any], name: str, shown: str
+) -> ConnectionPool[Any]:
+    pool = cls(
+        kwargs={**params, "autocommit": True},
+        min_size=1,
+        max_size=POOL_MAX,
+        open=False,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        reconnect_timeout=60.0,
+        name=name,
+    )
+    try:
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+    except Exception as exc:
+        pool.close()
+        raise StoreError(
+            f"cannot reach the PostgreSQL store postgresql://{shown}: {_first_line(exc)}"
+        ) from None
+    return pool
+
+
+def _rollback(conn: Any) -> None:
+    import psycopg
+
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass  # a broken connection: the pool checks it and replaces it
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _store_error(prefix: str, exc: Exception) -> StoreError:
+    import psycopg
+
+    state = getattr(exc, "sqlstate", None)
+    if state in _BUSY_STATES:
+        what = {
+            "40001": "a concurrent write conflicted; try again",
+            "40P01": "a deadlock with another writer; try again",
+        }.get(state, "another process holds the store's write lock and kept it past the wait")
+        return StoreBusy(f"{prefix}{_first_line(exc)} ({what})")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(f"{prefix}the PostgreSQL server is unreachable or went away: {_first_line(exc)}")
+    return StoreError(prefix + _first_line(exc))
