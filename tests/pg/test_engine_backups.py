@@ -9,7 +9,7 @@ from pathlib import Path
 
 from opsconsole.engine import Actor, Engine, load_config
 
-from .conftest import PASSWORD, PASSWORD_ENV, PgServer
+from .server import PASSWORD, PASSWORD_ENV, PgServer
 
 REPO = Path(__file__).resolve().parents[2]
 

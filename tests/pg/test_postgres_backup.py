@@ -12,7 +12,7 @@ import pytest
 
 from opsconsole.engine.backups.errors import BackupError
 from opsconsole.engine.backups.postgres import PgDump, dump, redact_dsn, restore, verify
-from tests.pg.conftest import PASSWORD, PASSWORD_ENV, SAMPLE_COUNTS, PgServer
+from tests.pg.server import PASSWORD, PASSWORD_ENV, SAMPLE_COUNTS, PgServer
 
 TIMEOUT = 60.0
 

@@ -8,14 +8,7 @@ import textwrap
 from pathlib import Path
 
 from opsconsole.engine import Actor, Engine, load_config
-from tests.pg.conftest import (  # noqa: F401 (the session's PostgreSQL fixtures, shared with tests/pg)
-    PASSWORD,
-    PASSWORD_ENV,
-    PgServer,
-    _pg_proc,
-    pg_server,
-    sample_db,
-)
+from tests.pg.server import PASSWORD, PASSWORD_ENV, PgServer
 
 from .conftest import SECRET_KEY, keys
 

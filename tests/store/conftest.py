@@ -1,5 +1,5 @@
 """Every store kind the engine can run on, each test on a fresh database: a SQLite file in tmp, or a
-new database on the session's PostgreSQL server (tests/pg/conftest.py's `pg_server`, reused here).
+new database on the session's PostgreSQL server (`pg_server` from tests/pg/server.py, registered for the whole session in tests/conftest.py).
 
 `store_url` is the URL a configuration would hold; the PostgreSQL password reaches the store the
 way it does in production, from the environment (PGPASSWORD here), never in the URL.
@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from opsconsole.engine.store import Store, open_store
-from tests.pg.conftest import PASSWORD, PASSWORD_ENV, PgServer, _pg_proc, pg_server  # noqa: F401
+from tests.pg.server import PASSWORD, PgServer
 
 STORE_KINDS = ["sqlite", "postgresql"]
 

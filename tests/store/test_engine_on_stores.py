@@ -14,7 +14,7 @@ from opsconsole.engine.config import ConfigError, load_config
 from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Actor, RolloutState
 from opsconsole.engine.store.postgres import PostgresStore
-from tests.pg.conftest import PASSWORD
+from tests.pg.server import PASSWORD
 from tests.store.test_concurrent_approvals import awaiting_approval, write_config
 
 

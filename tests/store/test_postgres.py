@@ -15,7 +15,7 @@ import pytest
 from opsconsole.engine.model import Actor
 from opsconsole.engine.store import Store, StoreBusy, StoreError, open_store
 from opsconsole.engine.store.postgres import CONNECT_TIMEOUT, POOL_MAX
-from tests.pg.conftest import PASSWORD, PgServer
+from tests.pg.server import PASSWORD, PgServer
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Actor, ScheduleStep
 from opsconsole.engine.runner import Runner
 from opsconsole.engine.store.schema import LATEST_VERSION, MIGRATIONS
-from tests.pg.conftest import PASSWORD, PgServer
+from tests.pg.server import PASSWORD, PgServer
 from tests.store.conftest import fresh_pg_database, raw_rows
 from tests.store.test_concurrent_approvals import write_config
 
