@@ -29,6 +29,7 @@ from .format import safe
 from .header import StatusHeader
 from .keybar import KeyBar
 from .themes import follow_themes, install_themes
+from .widgets.fitted_table import FittedTable
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -193,6 +194,11 @@ class OpsConsoleApp(GuardedActions, App[None]):
             # Focused in the first frame: focusing it later would restyle the screen on the way to
             # the frame with the rollouts.
             self._rollouts.focus()
+            # Its tables' columns fitted to the width the layout will give them (the screen's):
+            # fitted on their first Resize instead, the first frame would show them at their
+            # least, then jump.
+            for table in self._rollouts.query(FittedTable):
+                table.fit(self.size.width)
             # The engine's imports would share the interpreter with the first frame: they start
             # once it is on the screen, and so does the swap to the real tabs (on the app's queue,
             # so keys pressed meanwhile are handled after it, by the real tabs and pane).
@@ -207,9 +213,9 @@ class OpsConsoleApp(GuardedActions, App[None]):
         own Rollouts pane, showing the same rows, focused where the first was, cursor kept), in one
         repaint: Textual paints nothing while the app's batch is open."""
         from textual.widget import MountError
-        from textual.widgets import DataTable
+        from textual.widgets._tabs import Underline  # not re-exported; Textual is pinned (8.2.8)
 
-        from .layout import first_panes
+        from .layout import FIRST_TAB_SPAN, first_panes
 
         if self._tabs_ready or self._swapping or not self.is_running:
             return  # done, under way, or closing (q, a signal, a bad configuration) first
@@ -221,10 +227,11 @@ class OpsConsoleApp(GuardedActions, App[None]):
         with self.batch_update():
             tabs, new = first_panes()
             new.first_rows = old.first_rows
-            old_table = old.query_one("#rollout-table", DataTable)
+            old_table = old.query_one("#rollout-table", FittedTable)
             # Nothing else takes focus in the first frame; it may still be on its way to the table.
             had_focus = screen.focused is None or screen.focused is old_table
             row = old_table.cursor_row
+            widths = {table.id: table.size.width for table in old.query(FittedTable)}
             await strip.remove()
             await old.remove()
             try:
@@ -232,11 +239,17 @@ class OpsConsoleApp(GuardedActions, App[None]):
             except MountError:
                 return  # the console began closing meanwhile
             self._rollouts = new
-            table = new.query_one("#rollout-table", DataTable)
+            # What the real tabs and table would set once laid out, set now: the repaint that ends
+            # the batch shows them as the first frame did (the underline's span, the column widths).
+            underline = tabs.query_one(Underline)
+            underline.highlight_start, underline.highlight_end = FIRST_TAB_SPAN
+            for fitted in new.query(FittedTable):
+                fitted.fit(widths.get(fitted.id))
+            table = new.query_one("#rollout-table", FittedTable)
             if row and row < table.row_count:
                 table.move_cursor(row=row, animate=False)
             if had_focus:
-                new.focus()
+                screen.set_focus(table)  # now, not after the batch (Widget.focus waits a turn)
         self._tabs_ready = True
         self.screen_change_signal.unsubscribe(self)
         if self._opened_early is not None:

@@ -48,6 +48,10 @@ def pane_class(pane_id: str) -> type[Widget]:
     return cls
 
 
+FIRST_TAB_SPAN = (1, 1 + len(PANES[0][1]))
+"""The columns of the first tab's label (after Tab's padding): where the tabs' underline is lit."""
+
+
 class FirstTabs(Widget):
     """The tab strip of the first frame, Rollouts active and the tabs not focused: the labels as
     Textual's Tab draws them (padding 0 1) and, under them, the Underline's bar with the active
@@ -79,11 +83,10 @@ class FirstTabs(Widget):
             labels.append(" ")  # Tab's padding: the widget's own style, not the label's
             labels.append(title, style=active if index == 0 else tab)
             labels.append(" ")
-        first = len(PANES[0][1])
         return Group(
             labels,
             Bar(
-                highlight_range=(1, 1 + first),
+                highlight_range=FIRST_TAB_SPAN,
                 highlight_style=Style.from_color(bar.color),
                 background_style=Style.from_color(bar.bgcolor),
             ),
