@@ -1,9 +1,10 @@
 """The console application: wiring only. Panes live in panes/, modal screens in screens/.
 
 The first frame does not wait for the engine. `opsconsole` hands the app an `opener` and a `look`;
-the app paints its header, the Rollouts pane with the rows the store reader vouches for
-(engine/firstlook.py: the store read-only, no engine import; empty when it cannot vouch for them)
-and the key bar. Then a worker thread opens the engine (imports, configuration, store), takes the
+the app paints its header, a light tab strip (layout.FirstTabs), the Rollouts pane with the rows
+the store reader vouches for (engine/firstlook.py: the store read-only, no engine import; empty when
+it cannot vouch for them) and the key bar; right after that frame the real tabs replace the strip
+and the pane in one repaint that changes no visible cell (_swap_in_tabs). Then a worker thread opens the engine (imports, configuration, store), takes the
 runner's lock and reads the kill switch and the rollouts; the next frame shows them. The runner
 starts ticking and the other panes load after that frame. A bad configuration ends the app with the
 error the CLI prints (`load_error`). Tests and the demo pass an engine that is already open.
