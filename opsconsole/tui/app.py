@@ -1,9 +1,10 @@
 """The console application: wiring only. Panes live in panes/, modal screens in screens/.
 
 The first frame does not wait for the engine. `opsconsole` hands the app an `opener` and a `look`;
-the app paints its header, the Rollouts pane with the rows the store reader vouches for
-(engine/firstlook.py: the store read-only, no engine import; empty when it cannot vouch for them)
-and the key bar. Then a worker thread opens the engine (imports, configuration, store), takes the
+the app paints its header, a light tab strip (layout.FirstTabs), the Rollouts pane with the rows
+the store reader vouches for (engine/firstlook.py: the store read-only, no engine import; empty when
+it cannot vouch for them) and the key bar; right after that frame the real tabs replace the strip
+and the pane in one repaint that changes no visible cell (_swap_in_tabs). Then a worker thread opens the engine (imports, configuration, store), takes the
 runner's lock and reads the kill switch and the rollouts; the next frame shows them. The runner
 starts ticking and the other panes load after that frame. A bad configuration ends the app with the
 error the CLI prints (`load_error`). Tests and the demo pass an engine that is already open.
@@ -29,6 +30,7 @@ from .format import safe
 from .header import StatusHeader
 from .keybar import KeyBar
 from .themes import follow_themes, install_themes
+from .widgets.fitted_table import FittedTable
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -102,6 +104,13 @@ class OpsConsoleApp(GuardedActions, App[None]):
         """A pane asked for (1-5) before its module had loaded: shown once it is mounted."""
         self.kill_engaged = False
         self._kill_pending = False
+        self._tabs_ready = engine is not None
+        self._swapping = False
+        """The real tabbed panes are in (the first frame has a light strip: _swap_in_tabs)."""
+        self._opened_early: (
+            tuple[Engine, Session, tuple[list[Rollout], dict[str, int]], KillState, str] | None
+        ) = None
+        """What the engine's opening read, when it came before the real tabs."""
         self.load_error: BaseException | None = None
         """Why the engine could not be opened (the app has exited; the CLI reports it)."""
         self._theme_problems = install_themes(self, theme, themes_dir, cache=theme_cache)
@@ -145,29 +154,36 @@ class OpsConsoleApp(GuardedActions, App[None]):
             from .layout import build_panes
 
             tabs, self.panes = build_panes()
+            yield tabs
         else:
-            from .layout import first_panes
-
-            # The Rollouts pane is in the first frame even before the engine is open: mounting it
-            # later would parse widget CSS and lay the screen out again on the way to the frame that
-            # shows the rollouts.
-            tabs, self._rollouts = first_panes()
-            look = None
-            if self._look is not None:
-                try:
-                    look = self._look()
-                except Exception:  # noqa: BLE001 - a preview never stops the console: the engine's rows follow
-                    look = None
-            if look is not None:
-                self._rollouts.first_rows = look.rows
-                if not self.environment:
-                    # What _default_environment will say: the first production one, else the first.
-                    named = list(look.environments)
-                    self.environment = next(
-                        (n for n in named if look.environments[n]), named[0] if named else ""
-                    )
-        yield tabs
+            yield from self._first_frame()
         yield KeyBar(id="keys")
+
+    def _first_frame(self) -> ComposeResult:
+        """Before the engine is open: a light tab strip and the Rollouts pane, with the rows the
+        store reader vouches for. The real tabbed panes replace both right after this frame
+        (_swap_in_tabs): building and laying them out is a third of the way to the first paint.
+        The Rollouts pane is in the first frame even before the engine is open: mounting it later
+        would parse widget CSS and lay the screen out again on the way to the frame that shows
+        the rollouts."""
+        from .layout import FirstTabs
+        from .panes.rollouts import RolloutsPane
+
+        self._rollouts = RolloutsPane(id="rollouts")
+        look = None
+        if self._look is not None:
+            try:
+                look = self._look()
+            except Exception:  # noqa: BLE001 - a preview never stops the console: the engine's rows follow
+                look = None
+        if look is not None:
+            self._rollouts.first_rows = look.rows
+            if not self.environment:
+                # What _default_environment will say: the first production one, else the first.
+                named = list(look.environments)
+                self.environment = next((n for n in named if look.environments[n]), named[0] if named else "")
+        yield FirstTabs(id="first-tabs")
+        yield self._rollouts
 
     def on_mount(self) -> None:
         follow_themes(self, self._theme_problems)
@@ -179,9 +195,67 @@ class OpsConsoleApp(GuardedActions, App[None]):
             # Focused in the first frame: focusing it later would restyle the screen on the way to
             # the frame with the rollouts.
             self._rollouts.focus()
+            # Its tables' columns fitted to the width the layout will give them (the screen's):
+            # fitted on their first Resize instead, the first frame would show them at their
+            # least, then jump.
+            for table in self._rollouts.query(FittedTable):
+                table.fit(self.size.width)
             # The engine's imports would share the interpreter with the first frame: they start
-            # once it is on the screen.
+            # once it is on the screen, and so does the swap to the real tabs (on the app's queue,
+            # so keys pressed meanwhile are handled after it, by the real tabs and pane).
             self.call_after_refresh(self._open_engine)
+            self.call_after_refresh(self.call_later, self._swap_in_tabs)
+            # A screen pushed before that frame (help, typed ahead) holds the refresh callbacks of
+            # the screen beneath until it closes; the swap does not wait for that.
+            self.screen_change_signal.subscribe(self, lambda _screen: self.call_later(self._swap_in_tabs))
+
+    async def _swap_in_tabs(self) -> None:
+        """Replace the first frame's tab strip and Rollouts pane with the real tabbed panes (their
+        own Rollouts pane, showing the same rows, focused where the first was, cursor kept), in one
+        repaint: Textual paints nothing while the app's batch is open."""
+        from textual.widget import MountError
+        from textual.widgets._tabs import Underline  # not re-exported; Textual is pinned (8.2.8)
+
+        from .layout import FIRST_TAB_SPAN, first_panes
+
+        if self._tabs_ready or self._swapping or not self.is_running:
+            return  # done, under way, or closing (q, a signal, a bad configuration) first
+        self._swapping = True
+        old = self._rollouts
+        assert old is not None
+        screen = self.screen_stack[0]  # the console's own screen, whatever is over it
+        strip = screen.query_one("#first-tabs")
+        with self.batch_update():
+            tabs, new = first_panes()
+            new.first_rows = old.first_rows
+            old_table = old.query_one("#rollout-table", FittedTable)
+            # Nothing else takes focus in the first frame; it may still be on its way to the table.
+            had_focus = screen.focused is None or screen.focused is old_table
+            row = old_table.cursor_row
+            widths = {table.id: table.size.width for table in old.query(FittedTable)}
+            await strip.remove()
+            await old.remove()
+            try:
+                await screen.mount(tabs, after="#status")
+            except MountError:
+                return  # the console began closing meanwhile
+            self._rollouts = new
+            # What the real tabs and table would set once laid out, set now: the repaint that ends
+            # the batch shows them as the first frame did (the underline's span, the column widths).
+            underline = tabs.query_one(Underline)
+            underline.highlight_start, underline.highlight_end = FIRST_TAB_SPAN
+            for fitted in new.query(FittedTable):
+                fitted.fit(widths.get(fitted.id))
+            table = new.query_one("#rollout-table", FittedTable)
+            if row and row < table.row_count:
+                table.move_cursor(row=row, animate=False)
+            if had_focus:
+                screen.set_focus(table)  # now, not after the batch (Widget.focus waits a turn)
+        self._tabs_ready = True
+        self.screen_change_signal.unsubscribe(self)
+        if self._opened_early is not None:
+            got, self._opened_early = self._opened_early, None
+            self._opened(*got)
 
     @work(thread=True, exclusive=True, group="open")
     def _open_engine(self) -> None:
@@ -215,6 +289,10 @@ class OpsConsoleApp(GuardedActions, App[None]):
         kill: KillState,
         note: str,
     ) -> None:
+        if not self._tabs_ready:
+            # The engine opened before the real tabs were in: it takes over once they are.
+            self._opened_early = (engine, session, first, kill, note)
+            return
         assert self._rollouts is not None
         self._attach_engine(engine, session)
         self._unsubscribe = connect(self.engine, self.post_message)

@@ -74,6 +74,9 @@ def test_the_engine_takes_over_the_same_rows(tmp_path: Path) -> None:
     async def run() -> None:
         app = OpsConsoleApp(opener=opener, look=lambda: _look(ws), run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
+            # The first frame's tab strip gives way to the real tabs in one repaint (nothing is
+            # painted in between, but the screen read here could be taken in between).
+            await until(pilot, lambda: app._tabs_ready)
             await pilot.pause(0.1)
             before = screen_text(app).splitlines()[2:]  # below the header and the tabs
             release.set()

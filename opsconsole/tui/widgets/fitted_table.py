@@ -74,17 +74,19 @@ class FittedTable(DataTable[Any]):
     def on_resize(self, event: events.Resize) -> None:
         self.fit()
 
-    def fit(self) -> bool:
-        """Set the column widths for the current width and content; nothing when they are right.
+    def fit(self, width: int | None = None) -> bool:
+        """Set the column widths for the current width (or `width`, the one the table is about to
+        have: its first layout then paints it fitted) and content; nothing when they are right.
         True when they changed (the whole table is repainted)."""
-        if not self.fit_columns or not self.size.width:
+        width = width or self.size.width
+        if not self.fit_columns or not width:
             return False
         longest: dict[str, int] = {}
         for c in self.fit_columns:
             key = ColumnKey(c.key)
             values = (row.get(key) for row in self._data.values())
             longest[c.key] = max([len(c.label), *(_length(v) for v in values)])
-        widths = fit_widths(self.size.width, self.fit_columns, self.flex, longest)
+        widths = fit_widths(width, self.fit_columns, self.flex, longest)
         changed = False
         for c, width in zip(self.fit_columns, widths, strict=True):
             column = self.columns.get(ColumnKey(c.key))
