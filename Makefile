@@ -21,13 +21,17 @@ run: $(STAMP)
 
 # Programs the tests drive for real: tmux for the end-to-end console tests; PostgreSQL 15 (server
 # and client programs, run by tests/pg on a throwaway cluster of their own) and unshare, in which
-# the tests run postgres when they are root; Prometheus (tests/prom start one on a loopback port).
+# the tests run postgres when they are root; Prometheus (tests/prom start one on a loopback port);
+# a Docker engine and busybox-static (tests/docker start one dockerd on a socket of their own, with
+# networking off, and `docker import` a busybox root filesystem as their images).
 PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
 	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
 	@test -x $(PG_BIN)/pg_ctl -a -x $(PG_BIN)/pg_restore || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15; }
 	@command -v unshare >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+	@test -x /usr/sbin/dockerd || command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; }
+	@test -x /usr/bin/busybox -o -x /bin/busybox || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench
