@@ -13,6 +13,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from .backups.model import BackupTarget
+from .deploy.model import ServiceSpec
 from .improvements.model import ImprovementSettings
 
 FlagValue = bool | int
@@ -330,6 +331,8 @@ class Config:
     """Environment -> its improvement queue's settings; empty without an `improvements:` section."""
     backups: dict[str, BackupTarget] = field(default_factory=dict)
     """Target name -> what it backs up and keeps; empty without a `backups:` section."""
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+    """Docker services `opsconsole deploy` replaces; empty without a `services:` section."""
 
 
 # --------------------------------------------------------------------------------------------- runtime

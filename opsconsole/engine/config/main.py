@@ -28,6 +28,7 @@ from .killswitch import read_kill_switch
 from .notifications import read_notifications
 from .plans import read_plans
 from .references import Catalog
+from .services import read_services
 from .values import positive_duration
 from .yamlsrc import YamlSource
 
@@ -45,6 +46,7 @@ _MAIN_KEYS = (
     "kill_switch",
     "improvements",
     "backups",
+    "services",
 )
 
 
@@ -77,6 +79,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     improvements = read_improvements(src, f, base, environments)
     backups = read_backups(src, f, base)
     catalog = Catalog(environments, flags, frozenset(improvements), frozenset(backups))
+    services = read_services(src, f, frozenset(backups))
     alarm_rules = read_alarm_rules(src, f, environments)
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
@@ -96,6 +99,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
         kill_key=kill_key,
         improvements=improvements,
         backups=backups,
+        services=services,
     )
 
 
