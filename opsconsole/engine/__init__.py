@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .config.issues import suggest
     from .config.notifications import missing_secrets as missing_notification_secrets
     from .core import Conflict, Engine, FilesBehind, NotFound
+    from .deploy.model import DeployReport
+    from .deploy.model import Outcome as DeployOutcome
+    from .deploy.service import deploy_service
     from .flags import (
         EvalContext,
         Evaluation,
@@ -214,9 +217,14 @@ _LAZY = {
     "RetentionDecision": "backups.model",
     "RunStatus": "backups.model",
     "TargetStatus": "backups.model",
+    # Docker deployments
+    "deploy_service": "deploy.service",
+    "DeployReport": "deploy.model",
+    "DeployOutcome": "deploy.model",
 }
 
 _RENAMED = {
+    "DeployOutcome": "Outcome",
     "notification_summary": "summary",
     "missing_notification_secrets": "missing_secrets",
     "render_report": "render",
@@ -333,6 +341,9 @@ __all__ = [
     "RetentionDecision",
     "RunStatus",
     "TargetStatus",
+    "deploy_service",
+    "DeployReport",
+    "DeployOutcome",
 ]
 
 

@@ -1,0 +1,210 @@
+"""`opsconsole deploy` against a real Docker engine (tests/docker/conftest.py): the seed 003 pipeline
+with the recreate strategy, its exit codes and its rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import APP, DockerEngine, free_port, http_get
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET_ENV = "OPSC_TEST_DEPLOY_SECRET"
+SECRET = "deploy-Secret-value-7731"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_config(tmp: Path, host: str, port: int, extra: str = "") -> Path:
+    cfg = tmp / "opsconsole.yaml"
+    cfg.write_text(
+        f"""\
+roles: {{default: operator}}
+services:
+  web:
+    image: {APP}
+    ports: [{port}]
+    environment: {{GREETING: hello}}
+    secrets: {{APP_SECRET: {SECRET_ENV}}}
+    labels: {{team: tests}}
+    health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
+    docker: {{host: "{host}", timeout: 20s}}
+    stop_timeout: 2s
+{extra}"""
+    )
+    return cfg
+
+
+def deploy(
+    cfg: Path, ws: Path, image: str, *more: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsconsole",
+            "deploy",
+            "web",
+            "--image",
+            image,
+            "--config",
+            str(cfg),
+            "--workspace",
+            str(ws),
+            *more,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(ws.parent),
+            "PYTHONPATH": str(REPO),
+            SECRET_ENV: SECRET,
+            **(env or {}),
+        },
+    )
+
+
+def running(engine: DockerEngine) -> list[Any]:
+    return [c for c in engine.managed("web") if c.status == "running"]
+
+
+@pytest.fixture
+def setup(docker_clean: DockerEngine, tmp_path: Path) -> tuple[DockerEngine, Path, Path, int]:
+    port = free_port()
+    return docker_clean, write_config(tmp_path, docker_clean.host, port), tmp_path / "ws", port
+
+
+def test_deploy_of_a_good_image_exits_0_with_the_new_container_healthy(setup):
+    engine, cfg, ws, port = setup
+    first = deploy(cfg, ws, "v1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+    p = deploy(cfg, ws, "v2", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    report = json.loads(p.stdout)
+    assert report["outcome"] == "ok" and report["exit_code"] == 0
+    assert http_get(f"http://127.0.0.1:{port}/health") == "ok"
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v2"
+    [c] = running(engine)
+    assert c.image.id == engine.images()[f"{APP}:v2"]
+    assert c.labels["team"] == "tests" and c.labels["io.opsconsole.service"] == "web"
+    # the previous version is kept as the rollback image
+    assert engine.images()[f"{APP}:rollback"] == engine.images()[f"{APP}:v1"]
+    assert report["rollback_image"] == f"{APP}:rollback"
+    assert [s["name"] for s in report["steps"]] == [
+        "image",
+        "tag-rollback",
+        "stop-old",
+        "start-new",
+        "health",
+    ]
+    # the secret reached the container by reference, and nowhere else
+    assert f"APP_SECRET={SECRET}" in c.attrs["Config"]["Env"]
+    assert "GREETING=hello" in c.attrs["Config"]["Env"]
+    assert SECRET not in p.stdout + p.stderr + first.stdout + first.stderr
+    assert all(SECRET not in f.read_text(errors="replace") for f in (ws / "deploys").iterdir())
+
+
+def test_a_failing_health_check_exits_4_with_the_previous_container_running_again(setup):
+    engine, cfg, ws, port = setup
+    assert deploy(cfg, ws, "v1").returncode == 0
+    p = deploy(cfg, ws, "broken")
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "unhealthy" in p.stderr and f"rolled back to {APP}:rollback" in p.stderr
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+    assert engine.images()[f"{APP}:rollback"] == engine.images()[f"{APP}:v1"]
+    [c] = running(engine)
+    assert c.image.id == engine.images()[f"{APP}:v1"]
+    assert not [c for c in engine.managed("web") if c.image.id == engine.images()[f"{APP}:broken"]]
+
+
+def test_the_docker_socket_missing_is_a_clear_error_exit_3(tmp_path):
+    cfg = write_config(tmp_path, f"unix://{tmp_path}/no-such/docker.sock", free_port())
+    p = deploy(cfg, tmp_path / "ws", "v1")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert f"no engine socket at {tmp_path}/no-such/docker.sock" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_an_image_that_does_not_exist_exits_3_and_changes_nothing(setup):
+    engine, cfg, ws, port = setup
+    assert deploy(cfg, ws, "v1").returncode == 0
+    [before] = running(engine)
+    p = deploy(cfg, ws, "no-such-tag", "--json")
+    assert p.returncode == 3, p.stdout + p.stderr
+    report = json.loads(p.stdout)
+    assert f"image {APP}:no-such-tag does not exist" in report["message"]
+    assert "nothing was changed" in report["message"]
+    [after] = running(engine)
+    assert after.id == before.id
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+
+
+def test_containers_without_the_console_labels_are_never_touched(setup):
+    engine, cfg, ws, port = setup
+    other = free_port()
+    foreign = engine.client.containers.run(
+        f"{APP}:v1", detach=True, network_mode="host", environment={"PORT": str(other)}, name="not-ours"
+    )
+    assert deploy(cfg, ws, "v1").returncode == 0
+    assert deploy(cfg, ws, "v2").returncode == 0
+    foreign.reload()
+    assert foreign.status == "running"
+    assert http_get(f"http://127.0.0.1:{other}/version") == "v1"
+
+
+def test_test_and_build_commands_fail_with_their_exit_codes(docker_clean, tmp_path):
+    port = free_port()
+    failing_tests = "    test: [{name: unit, command: 'echo 3 failed; exit 1', timeout: 10s}]\n"
+    cfg = write_config(tmp_path, docker_clean.host, port, failing_tests)
+    p = deploy(cfg, tmp_path / "ws", "v1")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "tests failed: unit: exit code 1: 3 failed" in p.stderr
+    failing_build = (
+        "    test: [{name: unit, command: 'true'}]\n"
+        "    build: [{name: image, command: 'exit 7', timeout: 10s}]\n"
+    )
+    cfg = write_config(tmp_path, docker_clean.host, port, failing_build)
+    p = deploy(cfg, tmp_path / "ws", "v1")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "build failed: image: exit code 7" in p.stderr
+    assert not docker_clean.managed("web")
+
+
+def test_a_hanging_smoke_test_times_out_and_rolls_back(setup, tmp_path):
+    engine, _, ws, port = setup
+    cfg = write_config(
+        tmp_path, engine.host, port, "    smoke: {command: '[ -z \"$HANG\" ] || sleep 60', timeout: 1s}\n"
+    )
+    assert deploy(cfg, ws, "v1").returncode == 0
+    p = deploy(cfg, ws, "v2", env={"HANG": "1"})
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "smoke test failed: smoke: timed out after 1s" in p.stderr
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+
+
+def test_a_deploy_killed_mid_way_is_rolled_back_by_the_next(setup, tmp_path):
+    """The smoke test kills the deploying process (SIGKILL) after the new version started: the
+    journal says `started_new`; the next deploy first restores the rollback image, then deploys."""
+    engine, _, ws, port = setup
+    smoke = "    smoke: {command: '[ -z \"$CRASH\" ] || kill -9 $PPID; sleep 5', timeout: 10s}\n"
+    cfg = write_config(tmp_path, engine.host, port, smoke.replace("; sleep 5", ""))
+    assert deploy(cfg, ws, "v1").returncode == 0
+    crashed = deploy(cfg, ws, "v2", env={"CRASH": "1"})
+    assert crashed.returncode == -9, crashed.stdout + crashed.stderr
+    assert json.loads((ws / "deploys" / "web.json").read_text())["phase"] == "started_new"
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v2"  # half way: not verified
+    p = deploy(cfg, ws, "no-such-tag", "--json")  # resumes first; then refuses the image
+    report = json.loads(p.stdout)
+    assert report["resumed"] and "interrupted at started_new" in report["resumed"], report
+    assert "rolled back to" in report["resumed"]
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+    assert p.returncode == 3 and "does not exist" in report["message"]
