@@ -21,19 +21,24 @@ SECRET = "deploy-Secret-value-7731"
 pytestmark = pytest.mark.timeout(120)
 
 
-def write_config(tmp: Path, host: str, port: int, extra: str = "") -> Path:
+HTTP_HEALTH = '{url: "http://127.0.0.1:{port}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}'
+
+
+def write_config(
+    tmp: Path, host: str, port: int, extra: str = "", health: str = HTTP_HEALTH, top: str = ""
+) -> Path:
     cfg = tmp / "opsconsole.yaml"
     cfg.write_text(
         f"""\
 roles: {{default: operator}}
-services:
+{top}services:
   web:
     image: {APP}
     ports: [{port}]
     environment: {{GREETING: hello}}
     secrets: {{APP_SECRET: {SECRET_ENV}}}
     labels: {{team: tests}}
-    health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
+    health: {health}
     docker: {{host: "{host}", timeout: 20s}}
     stop_timeout: 2s
 {extra}"""
@@ -208,3 +213,69 @@ def test_a_deploy_killed_mid_way_is_rolled_back_by_the_next(setup, tmp_path):
     assert "rolled back to" in report["resumed"]
     assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
     assert p.returncode == 3 and "does not exist" in report["message"]
+
+
+def test_the_images_own_healthcheck_decides_with_health_docker(docker_clean, tmp_path):
+    port = free_port()
+    cfg = write_config(
+        tmp_path, docker_clean.host, port, health="{docker: true, interval: 200ms, max_wait: 20s}"
+    )
+    ws = tmp_path / "ws"
+    p = deploy(cfg, ws, "hc-good")
+    assert p.returncode == 0, p.stdout + p.stderr
+    [c] = running(docker_clean)
+    assert c.attrs["State"]["Health"]["Status"] == "healthy"
+    p = deploy(cfg, ws, "hc-bad")
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "unhealthy (the image's HEALTHCHECK)" in p.stderr
+    assert http_get(f"http://127.0.0.1:{port}/version") == "hc-good"
+    # an image without a HEALTHCHECK cannot be judged by one: said, and rolled back
+    p = deploy(cfg, ws, "v1")
+    assert p.returncode == 4 and "its image has no HEALTHCHECK" in p.stderr, p.stderr
+
+
+def test_the_backup_is_taken_and_verified_before_anything_stops(docker_clean, tmp_path):
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "orders.txt").write_text("42 orders")
+    top = f"backups:\n  appdata: {{kind: files, paths: [{data}], flags: false, configuration: false}}\n"
+    cfg = write_config(tmp_path, docker_clean.host, port, "    backup: appdata\n", top=top)
+    ws = tmp_path / "ws"
+    p = deploy(cfg, ws, "v1", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    [step] = [s for s in json.loads(p.stdout)["steps"] if s["name"] == "backup"]
+    assert step["ok"] and step["detail"].endswith("verified")
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsconsole",
+            "backup",
+            "list",
+            "--config",
+            str(cfg),
+            "--workspace",
+            str(ws),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)},
+    )
+    assert "before deploying opsc-test/app:v1 to web" in listed.stdout, listed.stdout + listed.stderr
+    # a backup that fails (its path is gone) stops the deploy before anything is touched
+    cfg = write_config(
+        tmp_path,
+        docker_clean.host,
+        port,
+        "    backup: appdata\n",
+        top=top.replace(str(data), str(tmp_path / "missing")),
+    )
+    [before] = running(docker_clean)
+    p = deploy(cfg, ws, "v2")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "backup appdata failed" in p.stderr and "nothing was changed" in p.stderr
+    [after] = running(docker_clean)
+    assert after.id == before.id
