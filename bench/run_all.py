@@ -30,6 +30,7 @@ BENCHMARKS = (
     "improvements_pane",
     "tui_memory",
     "backup_pg",
+    "deploy_rollback",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}
