@@ -132,12 +132,15 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class Strategy:
-    """How traffic moves inside a phase. Only `canary` is driven by the engine in this release."""
+    """How traffic moves inside a phase. The engine drives `canary` (a flag's percentage) and
+    `recreate` with a `service` (a Docker service of the `services:` section, deployed at `image`)."""
 
     kind: str  # canary | blue_green | rolling | recreate
     flag: str | None = None
     steps: tuple[int, ...] = (0, 100)
     step_wait: float = 0.0
+    service: str | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,10 @@ def run_deploy(
     *,
     strategy: str | None = None,
     backup: Backup | None = None,
+    rollout: str | None = None,
 ) -> DeployReport:
+    """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
+    restarted runner finds the outcome instead of deploying again."""
     strategy = strategy or spec.strategy
     ref = spec.reference(image)
     report = DeployReport(spec.name, ref, strategy, started_at=time.time())
@@ -63,7 +66,7 @@ def run_deploy(
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
-            _pipeline(spec, ref, report, journal, target, env, scrub, backup)
+            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout)
     except DeployError as exc:
         report.outcome = Outcome.DEPLOY_FAILED
         report.message = scrub(str(exc))
@@ -87,6 +90,7 @@ def _pipeline(
     env: dict[str, str],
     scrub: Callable[[str], str],
     backup: Backup | None,
+    rollout: str | None = None,
 ) -> None:
     strategy = Recreate(spec, target, journal, report, env, scrub)
     resume(strategy, report)
@@ -119,7 +123,7 @@ def _pipeline(
         report.steps.append(StepResult("backup", ok, time.monotonic() - t, detail))
         if not ok:
             raise DeployError(f"backup {spec.backup} failed: {detail}; nothing was changed")
-    journal.data = {}
+    journal.data = {"rollout": rollout} if rollout else {}
     strategy.run(ref, new_id)
 
 

@@ -22,6 +22,7 @@ def deploy_service(
     *,
     strategy: str | None = None,
     engine: Engine | None = None,
+    rollout: str | None = None,
 ) -> DeployReport:
     """Raises ValueError for a service the configuration does not have; everything else that goes
     wrong is in the report (its outcome is the exit code)."""
@@ -44,5 +45,10 @@ def deploy_service(
         return ok, f"{run.id} verified" if ok else (verified.reason or "verification failed")
 
     return run_deploy(
-        spec, image, workspace, strategy=strategy, backup=backup if engine is not None else None
+        spec,
+        image,
+        workspace,
+        strategy=strategy,
+        backup=backup if engine is not None else None,
+        rollout=rollout,
     )
