@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -279,3 +280,15 @@ def test_the_backup_is_taken_and_verified_before_anything_stops(docker_clean, tm
     assert "backup appdata failed" in p.stderr and "nothing was changed" in p.stderr
     [after] = running(docker_clean)
     assert after.id == before.id
+
+
+def test_a_port_already_taken_fails_the_first_deploy_with_the_containers_own_words(setup):
+    engine, cfg, ws, port = setup
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        p = deploy(cfg, ws, "v1")
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "exited (exit code" in p.stderr and "httpd: bind: Address already in use" in p.stderr
+    assert "no previous version to roll back to (first deploy)" in p.stderr
+    assert not running(engine)
