@@ -113,7 +113,8 @@ class Runner:
 
     @property
     def phase_deploys(self) -> PhaseDeploys:
-        """Deploys the Docker services of recreate phases; made on first use (the docker SDK too)."""
+        """Deploys the Docker services of recreate and rolling phases; made on first use (the docker
+        SDK too)."""
         if self._phase_deploys is None:
             from .deploy.phase import PhaseDeploys
 
@@ -325,7 +326,9 @@ class Runner:
             and r.state is RolloutState.PROGRESSING
         ):
             # The phase's Docker deploy, in a thread of its own; its gates are checked once it is done.
-            deployed = self.phase_deploys.poll((r.id, r.phase_index), strategy.service, strategy.image)
+            deployed = self.phase_deploys.poll(
+                (r.id, r.phase_index), strategy.service, strategy.image, strategy.kind
+            )
             if deployed is None:
                 return None
             if not deployed.ok:

@@ -120,5 +120,5 @@ phases:
     issues = "\n".join(messages(tmp_path, main, plan.replace("service: web, image: v2", "service: wbe")))
     assert "unknown service 'wbe'" in issues and "did you mean 'web'" in issues.lower()
     assert "'image' is required (the tag to deploy)" in issues
-    issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "rolling")))
-    assert "deployed by the recreate strategy only in this release, not rolling" in issues
+    issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "blue_green")))
+    assert "deployed by recreate or rolling in this release, not blue_green" in issues

@@ -17,7 +17,8 @@
         backup: orders-db                    # a backups: target, taken before anything is stopped
         docker: {host: "unix:///var/run/docker.sock", timeout: 30s}
         stop_timeout: 10s
-        strategy: recreate
+        strategy: recreate                   # or rolling: max_unavailable replicas at a time
+        max_unavailable: 1
 
 Secret values never go in the configuration: an `environment:` entry whose name says it is one is
 refused with the way to pass it by reference.
@@ -49,8 +50,9 @@ _KEYS = (
     "docker",
     "stop_timeout",
     "strategy",
+    "max_unavailable",
 )
-_LATER = {"rolling", "blue_green"}
+_LATER = {"blue_green"}
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -134,6 +136,7 @@ def _service(src: YamlSource, s: Fields, name: str, backups: frozenset[str]) -> 
         docker_timeout=docker.parsed("timeout", positive_duration, 30.0) if docker else 30.0,
         stop_timeout=s.parsed("stop_timeout", positive_duration, 10.0),
         strategy=strategy,
+        max_unavailable=s.integer("max_unavailable", 1, minimum=1, maximum=100),
         where=s.where(),
     )
 

@@ -11,8 +11,8 @@ LABEL_SERVICE = "io.opsconsole.service"
 LABEL_DEPLOY = "io.opsconsole.deploy"
 LABEL_REPLICA = "io.opsconsole.replica"
 ROLLBACK_TAG = "rollback"
-STRATEGIES = ("recreate",)
-"""Strategies `opsconsole deploy` drives today (rolling and blue_green are not built yet)."""
+STRATEGIES = ("recreate", "rolling")
+"""Strategies `opsconsole deploy` drives today (blue_green is not built yet)."""
 
 
 class Outcome(IntEnum):
@@ -78,6 +78,8 @@ class ServiceSpec:
     docker_timeout: float = 30.0
     stop_timeout: float = 10.0
     strategy: str = "recreate"
+    max_unavailable: int = 1
+    """rolling: how many replicas are replaced at a time."""
     where: str = ""
 
     def port(self, replica: int) -> int | None:

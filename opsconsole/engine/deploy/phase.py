@@ -1,4 +1,4 @@
-"""A plan phase with `strategy: {kind: recreate, service: S, image: TAG}`: the runner deploys the
+"""A plan phase with `strategy: {kind: recreate (or rolling), service: S, image: TAG}`: the runner deploys the
 service in a thread before the phase's gates are checked.
 
 The runner asks `poll` every tick while the rollout is progressing in that phase: the first ask
@@ -40,7 +40,7 @@ class PhaseDeploys:
         self._tasks: dict[Key, asyncio.Task[DeployReport]] = {}
         self._done: dict[Key, PhaseDeploy] = {}
 
-    def poll(self, key: Key, service: str, image: str) -> PhaseDeploy | None:
+    def poll(self, key: Key, service: str, image: str, strategy: str = "recreate") -> PhaseDeploy | None:
         if key in self._done:
             return self._done[key]
         task = self._tasks.get(key)
@@ -50,7 +50,7 @@ class PhaseDeploys:
                 self._done[key] = found
                 return found
             task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(self._deploy, key, service, image)
+                asyncio.to_thread(self._deploy, key, service, image, strategy)
             )
             self._tasks[key] = task
             return None
@@ -74,12 +74,18 @@ class PhaseDeploys:
     def busy(self) -> bool:
         return any(not t.done() for t in self._tasks.values())
 
-    def _deploy(self, key: Key, service: str, image: str) -> DeployReport:
+    def _deploy(self, key: Key, service: str, image: str, strategy: str) -> DeployReport:
         from .service import deploy_service
 
         engine = self.engine
         return deploy_service(
-            engine.config, engine.workspace, service, image, engine=engine, rollout=_name(key)
+            engine.config,
+            engine.workspace,
+            service,
+            image,
+            strategy=strategy,
+            engine=engine,
+            rollout=_name(key),
         )
 
     def _recorded(self, key: Key, service: str) -> PhaseDeploy | None:

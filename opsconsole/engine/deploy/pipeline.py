@@ -14,6 +14,7 @@ from .checks import run_command
 from .dockertarget import DockerTarget
 from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
 from .recreate import Recreate
+from .rolling import Rolling
 
 Backup = Callable[[str, str], tuple[bool, str]]
 """(target, reason) -> (ok, detail): the backups feature, handed in by the engine."""
@@ -61,12 +62,12 @@ def run_deploy(
     try:
         if strategy not in STRATEGIES:
             raise DeployError(
-                f"strategy {strategy!r} is not available for Docker services yet (use recreate)"
+                f"strategy {strategy!r} is not available for Docker services yet (use recreate or rolling)"
             )
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
-            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout)
+            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout, strategy)
     except DeployError as exc:
         report.outcome = Outcome.DEPLOY_FAILED
         report.message = scrub(str(exc))
@@ -91,9 +92,11 @@ def _pipeline(
     scrub: Callable[[str], str],
     backup: Backup | None,
     rollout: str | None = None,
+    kind: str = "recreate",
 ) -> None:
-    strategy = Recreate(spec, target, journal, report, env, scrub)
-    resume(strategy, report)
+    strategy = (Rolling if kind == "rolling" else Recreate)(spec, target, journal, report, env, scrub)
+    # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
+    resume(Recreate(spec, target, journal, report, env, scrub), report)
     for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):
         for step in steps:
             t = time.monotonic()
