@@ -117,6 +117,18 @@ def test_deploy_of_a_good_image_exits_0_with_the_new_container_healthy(setup):
     assert "GREETING=hello" in c.attrs["Config"]["Env"]
     assert SECRET not in p.stdout + p.stderr + first.stdout + first.stderr
     assert all(SECRET not in f.read_text(errors="replace") for f in (ws / "deploys").iterdir())
+    # each deploy is in the audit log, with its outcome and rollback image, and no secret
+    audit = subprocess.run(
+        [sys.executable, "-m", "opsconsole", "audit", "--config", str(cfg), "--workspace", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(ws.parent)},
+    )
+    assert audit.stdout.count("deploy.run") == 2 and "service:web" in audit.stdout, (
+        audit.stdout + audit.stderr
+    )
+    assert SECRET not in audit.stdout
 
 
 def test_a_failing_health_check_exits_4_with_the_previous_container_running_again(setup):

@@ -94,6 +94,7 @@ class DockerTarget:
 
     def image_id(self, ref: str) -> str | None:
         """The ID of image `ref` on this engine, None when it has none (nothing is pulled)."""
+        self.client  # noqa: B018 - connects first: a missing engine or SDK is a DeployError
         import docker.errors
 
         def get() -> str | None:

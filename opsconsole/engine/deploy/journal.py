@@ -46,6 +46,20 @@ class Journal:
         self.data.update(changes)
         write_atomic(self.path, json.dumps(self.data, sort_keys=True).encode())
 
+    def busy(self) -> bool:
+        """Whether a deploy of this service holds the lock now (in this process or another)."""
+        try:
+            fd = os.open(self.dir / f"{self.path.stem}.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """One deploy of a service at a time (across processes)."""

@@ -49,6 +49,8 @@ class PhaseDeploys:
             if found is not None:
                 self._done[key] = found
                 return found
+            if Journal(self.engine.workspace, service).busy():
+                return None  # a deploy this runner lost track of (its loop ended) is still going
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self._deploy, key, service, image, strategy)
             )

@@ -44,7 +44,7 @@ def deploy_service(
         ok = str(verified.status) == "verified"
         return ok, f"{run.id} verified" if ok else (verified.reason or "verification failed")
 
-    return run_deploy(
+    report = run_deploy(
         spec,
         image,
         workspace,
@@ -52,3 +52,23 @@ def deploy_service(
         backup=backup if engine is not None else None,
         rollout=rollout,
     )
+    if engine is not None:
+        _audit(engine, report, rollout)
+    return report
+
+
+def _audit(engine: Engine, report: DeployReport, rollout: str | None) -> None:
+    """One audit event per deploy: what, the outcome and why, the rollback image (no environment value)."""
+    data = {k: v for k, v in report.to_dict().items() if k not in ("steps", "started_at", "finished_at")}
+    data["steps"] = [f"{s.name}: {'ok' if s.ok else 'FAILED'}" for s in report.steps]
+    if rollout:
+        data["rollout"] = rollout
+    from ..model import ENGINE_ACTOR
+    from ..store import StoreError
+
+    try:
+        with engine.store.transaction() as tx:
+            actor = ENGINE_ACTOR if rollout else engine.actor
+            tx.append_audit(engine.clock(), actor, "deploy.run", f"service:{report.service}", data)
+    except StoreError as exc:  # the deploy happened: its outcome (the exit code) stands, said not audited
+        report.message += f" (not audited: {exc})"
