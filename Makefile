@@ -23,7 +23,8 @@ run: $(STAMP)
 # and client programs, run by tests/pg on a throwaway cluster of their own) and unshare, in which
 # the tests run postgres when they are root; Prometheus (tests/prom start one on a loopback port);
 # a Docker engine and busybox-static (tests/docker start one dockerd on a socket of their own, with
-# networking off, and `docker import` a busybox root filesystem as their images).
+# networking off, and `docker import` a busybox root filesystem as their images); nginx, the
+# blue-green traffic switch tests/docker start on a loopback port.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
 	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
@@ -32,6 +33,7 @@ system-deps:
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
 	@test -x /usr/sbin/dockerd || command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; }
 	@test -x /usr/bin/busybox -o -x /bin/busybox || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench

@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dp.add_argument("service", help="a service of the services: section")
     dp.add_argument("--image", required=True, help="the tag to deploy (or a full image reference)")
-    dp.add_argument("--strategy", default=None, help="recreate or rolling (default: the service's strategy)")
+    dp.add_argument(
+        "--strategy", default=None, help="recreate, rolling or blue_green (default: the service's strategy)"
+    )
     _json(dp)
 
     gates = sub.add_parser("gates", help="gate checks").add_subparsers(dest="sub", required=True)

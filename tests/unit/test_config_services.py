@@ -97,7 +97,7 @@ services:
     assert "API_TOKEN looks like a secret" in text and "secrets: {API_TOKEN: ENV_VAR}" in text
     assert "X: expected the name of an environment variable" in text
     assert "no backups: target named 'nowhere'" in text
-    assert "the blue_green strategy is not available for Docker services yet" in text
+    assert "services.web.blue_green" in text and "each colour's ports and the switch command" in text
     assert "host: expected unix:///path" in text
     assert "either url or docker: true, not both" in text
     assert "service name 'Bad Name'" in text
@@ -120,5 +120,5 @@ phases:
     issues = "\n".join(messages(tmp_path, main, plan.replace("service: web, image: v2", "service: wbe")))
     assert "unknown service 'wbe'" in issues and "did you mean 'web'" in issues.lower()
     assert "'image' is required (the tag to deploy)" in issues
-    issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "blue_green")))
-    assert "deployed by recreate or rolling in this release, not blue_green" in issues
+    issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "canary")))
+    assert "deployed by recreate or rolling in this release, not canary" in issues

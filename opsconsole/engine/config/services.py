@@ -19,6 +19,10 @@
         stop_timeout: 10s
         strategy: recreate                   # or rolling: max_unavailable replicas at a time
         max_unavailable: 1
+        blue_green:                          # for strategy blue_green (or --strategy blue_green)
+          ports: {blue: [8081, 8082], green: [8091, 8092]}
+          switch: {command: "sh /etc/opsconsole/switch-nginx.sh", timeout: 10s}   # gets OPSCONSOLE_COLOUR,
+          keep_old: 5m                       # OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS (127.0.0.1:port ...)
 
 Secret values never go in the configuration: an `environment:` entry whose name says it is one is
 refused with the way to pass it by reference.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import re
 
-from ..deploy.model import STRATEGIES, CommandStep, HealthSpec, ServiceSpec
+from ..deploy.model import STRATEGIES, BlueGreenSpec, CommandStep, HealthSpec, ServiceSpec
 from .fields import Fields
 from .values import positive_duration
 from .yamlsrc import YamlSource
@@ -51,8 +55,9 @@ _KEYS = (
     "stop_timeout",
     "strategy",
     "max_unavailable",
+    "blue_green",
 )
-_LATER = {"blue_green"}
+_LATER: set[str] = set()
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -137,7 +142,38 @@ def _service(src: YamlSource, s: Fields, name: str, backups: frozenset[str]) -> 
         stop_timeout=s.parsed("stop_timeout", positive_duration, 10.0),
         strategy=strategy,
         max_unavailable=s.integer("max_unavailable", 1, minimum=1, maximum=100),
+        blue_green=_blue_green(src, s, replicas, strategy),
         where=s.where(),
+    )
+
+
+def _blue_green(src: YamlSource, s: Fields, replicas: int, strategy: str) -> BlueGreenSpec | None:
+    b = s.mapping("blue_green", ("ports", "switch", "keep_old"), required=("ports", "switch"))
+    if b is None:
+        if strategy == "blue_green":
+            s.missing("blue_green", "each colour's ports and the switch command")
+        return None
+    p = b.mapping("ports", ("blue", "green"), required=("blue", "green"))
+    colours: dict[str, tuple[int, ...]] = {}
+    for colour in ("blue", "green"):
+        found = []
+        for ipath, inode in p.sequence(colour) if p else ():
+            port = src.integer(inode, ipath, minimum=1, maximum=65535)
+            if port is not None:
+                found.append(port)
+        if p and colour in p and len(found) < replicas:
+            p.issue(colour, f"{colour} needs a port for each of the {replicas} replicas")
+        colours[colour] = tuple(found)
+    if set(colours["blue"]) & set(colours["green"]):
+        b.issue("ports", "blue and green must not share a port: both run at once")
+    switch = _command(b.mapping("switch", ("command", "timeout"), required=("command",)), "switch", 30.0)
+    if switch is None:
+        return None
+    return BlueGreenSpec(
+        blue=colours["blue"],
+        green=colours["green"],
+        switch=switch,
+        keep_old=b.parsed("keep_old", positive_duration, 30.0),
     )
 
 

@@ -10,9 +10,10 @@ LABEL_MANAGED = "io.opsconsole.managed"
 LABEL_SERVICE = "io.opsconsole.service"
 LABEL_DEPLOY = "io.opsconsole.deploy"
 LABEL_REPLICA = "io.opsconsole.replica"
+LABEL_COLOUR = "io.opsconsole.colour"
 ROLLBACK_TAG = "rollback"
-STRATEGIES = ("recreate", "rolling")
-"""Strategies `opsconsole deploy` drives today (blue_green is not built yet)."""
+STRATEGIES = ("recreate", "rolling", "blue_green")
+"""Strategies `opsconsole deploy` drives."""
 
 
 class Outcome(IntEnum):
@@ -53,6 +54,21 @@ class HealthSpec:
 
 
 @dataclass(frozen=True)
+class BlueGreenSpec:
+    """blue_green: each colour's ports (host networking), the switch command that sends traffic to a
+    colour (env OPSCONSOLE_COLOUR, OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS), and how long the old
+    colour is kept, the new one watched, after the switch."""
+
+    blue: tuple[int, ...]
+    green: tuple[int, ...]
+    switch: CommandStep
+    keep_old: float = 30.0
+
+    def ports(self, colour: str) -> tuple[int, ...]:
+        return self.blue if colour == "blue" else self.green
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     image: str
@@ -80,6 +96,7 @@ class ServiceSpec:
     strategy: str = "recreate"
     max_unavailable: int = 1
     """rolling: how many replicas are replaced at a time."""
+    blue_green: BlueGreenSpec | None = None
     where: str = ""
 
     def port(self, replica: int) -> int | None:

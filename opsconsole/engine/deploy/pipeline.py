@@ -10,6 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import journal as j
+from .bluegreen import UNFINISHED as BG_UNFINISHED
+from .bluegreen import BlueGreen
+from .bluegreen import resume as resume_blue_green
 from .checks import run_command
 from .dockertarget import DockerTarget
 from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
@@ -61,9 +64,7 @@ def run_deploy(
     scrub = scrubber([])
     try:
         if strategy not in STRATEGIES:
-            raise DeployError(
-                f"strategy {strategy!r} is not available for Docker services yet (use recreate or rolling)"
-            )
+            raise DeployError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
@@ -94,7 +95,8 @@ def _pipeline(
     rollout: str | None = None,
     kind: str = "recreate",
 ) -> None:
-    strategy = (Rolling if kind == "rolling" else Recreate)(spec, target, journal, report, env, scrub)
+    kinds = {"rolling": Rolling, "blue_green": BlueGreen}
+    strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
     # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
     resume(Recreate(spec, target, journal, report, env, scrub), report)
     for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):
@@ -134,6 +136,13 @@ def resume(strategy: Recreate, report: DeployReport) -> None:
     """Finish what an interrupted deploy of this service left: roll back when it stopped between
     stopping the old version and verifying the new one."""
     state = strategy.journal.read()
+    if state and state.get("phase") in BG_UNFINISHED:
+        was = f"deploy {state.get('id')} of {state.get('image')} interrupted at {state.get('phase')}"
+        t = time.monotonic()
+        bg = BlueGreen(strategy.spec, strategy.target, strategy.journal, report, strategy.env, strategy.scrub)
+        report.resumed = f"{was}: {resume_blue_green(bg, state)}"
+        report.steps.append(StepResult("resume", True, time.monotonic() - t, report.resumed))
+        return
     if not state or state.get("phase") not in j.UNFINISHED:
         return
     strategy.journal.data = dict(state)
