@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,50 @@ def test_a_port_already_taken_fails_the_first_deploy_with_the_containers_own_wor
     assert "exited (exit code" in p.stderr and "httpd: bind: Address already in use" in p.stderr
     assert "no previous version to roll back to (first deploy)" in p.stderr
     assert not running(engine)
+
+
+def test_the_kill_switch_stops_a_deploy_at_its_next_safe_point_on_the_last_healthy_version(setup, tmp_path):
+    """broken never gets healthy and the limit is high: the deploy would wait ~20 s. The kill switch,
+    pulled meanwhile, stops it at the next check: v1 runs again, well before the limit."""
+    engine, _, ws, port = setup
+    patient = '{url: "http://127.0.0.1:{port}/health", interval: 200ms, timeout: 500ms, failure_limit: 100}'
+    cfg = write_config(tmp_path, engine.host, port, health=patient)
+    assert deploy(cfg, ws, "v1").returncode == 0
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path),
+        SECRET_ENV: SECRET,
+    }
+    argv = [sys.executable, "-m", "opsconsole", "--config", str(cfg), "--workspace", str(ws)]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*argv, "deploy", "web", "--image", "broken"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while http_get(f"http://127.0.0.1:{port}/version") != "broken":
+            assert time.monotonic() < deadline and proc.poll() is None, "broken never started"
+            time.sleep(0.05)
+        kill = subprocess.run(
+            [*argv, "kill", "--reason", "incident 7"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert kill.returncode == 0, kill.stdout + kill.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 4, out + err
+    assert "the kill switch is engaged (incident 7" in err and "rolled back to" in err
+    assert time.monotonic() - started < 15
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+    # while it is engaged a deploy does not start
+    p = deploy(cfg, ws, "v2")
+    assert p.returncode == 3 and "stopped before anything changed: the kill switch is engaged" in p.stderr, (
+        p.stderr
+    )
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"

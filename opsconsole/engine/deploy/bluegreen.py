@@ -84,7 +84,10 @@ class BlueGreen(Recreate):
         colour_spec = self.coloured(new)
         saved, self.spec = self.spec, colour_spec
         try:
-            error = self.start_and_check(ref, deploy_id, f"start-{new}", f"health-{new}")
+            error = self.start_and_check(ref, deploy_id, f"start-{new}", f"health-{new}", stoppable=True)
+            why = self.stop() if error is None else None
+            if why:
+                error = f"stopped before the switch: {why}"
             if error is None and spec.smoke is not None:
                 t = time.monotonic()
                 smoke_env = {"OPSCONSOLE_SERVICE": spec.name, "OPSCONSOLE_IMAGE": ref}
@@ -96,10 +99,11 @@ class BlueGreen(Recreate):
             self.spec = saved
         if error is not None:
             self.remove_all(self.of_colour(new))
-            self.finish(
-                Outcome.ROLLED_BACK if live else Outcome.DEPLOY_FAILED,
-                f"{error}; traffic stayed on {live or 'nothing'}",
-            )
+            # The live colour was never touched: a failed check of the new one is the seed's "rolled
+            # back" (4); a stop asked for before the switch changed nothing (3).
+            stopped = error.startswith("stopped")
+            outcome = Outcome.ROLLED_BACK if live and not stopped else Outcome.DEPLOY_FAILED
+            self.finish(outcome, f"{error}; traffic stayed on {live or 'nothing'}")
             return
         ok, detail = self.switch(new, f"switch-{new}")
         if not ok:
@@ -140,6 +144,11 @@ class BlueGreen(Recreate):
         ports = self.bg.ports(colour)
         failures = 0
         while time.monotonic() - t < self.bg.keep_old:
+            why = self.stop()
+            if why:
+                error = f"stopped while {colour} was watched: {why}"
+                self.step(f"watch-{colour}", t, False, error)
+                return error
             errors = []
             if health.url:
                 for replica in range(spec.replicas):

@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from ..redact import redact_text
@@ -15,6 +16,8 @@ from .dockertarget import DockerTarget
 from .model import CommandStep, HealthSpec
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+Stop = Callable[[], str | None]
+"""Asked at each safe point of a deploy: a reason to stop there (the kill switch engaged), or None."""
 
 
 def probe_http(url: str, timeout: float) -> str | None:
@@ -30,13 +33,18 @@ def probe_http(url: str, timeout: float) -> str | None:
     return None if 200 <= status < 300 else f"{url} answered {status}"
 
 
-def wait_healthy(target: DockerTarget, container: Any, health: HealthSpec, port: int | None) -> str | None:
+def wait_healthy(
+    target: DockerTarget, container: Any, health: HealthSpec, port: int | None, stop: Stop | None = None
+) -> str | None:
     """Wait for one replica: None once healthy, else why not (it exited, `failure_limit` probes in a
-    row failed after the start period, or `max_wait` passed)."""
+    row failed after the start period, `max_wait` passed, or `stop` asked to stop)."""
     started = time.monotonic()
     failures = 0
     last = "no probe yet"
     while True:
+        why = stop() if stop is not None else None
+        if why:
+            return f"stopped while {container.name} was checked: {why}"
         state = target.state(container)
         if state.get("Status") not in ("running", "created"):
             tail = target.logs_tail(container)

@@ -13,7 +13,7 @@ from . import journal as j
 from .bluegreen import UNFINISHED as BG_UNFINISHED
 from .bluegreen import BlueGreen
 from .bluegreen import resume as resume_blue_green
-from .checks import run_command
+from .checks import Stop, run_command
 from .dockertarget import DockerTarget
 from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
 from .recreate import Recreate
@@ -53,6 +53,7 @@ def run_deploy(
     strategy: str | None = None,
     backup: Backup | None = None,
     rollout: str | None = None,
+    stop: Stop | None = None,
 ) -> DeployReport:
     """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
     restarted runner finds the outcome instead of deploying again."""
@@ -68,7 +69,7 @@ def run_deploy(
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
-            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout, strategy)
+            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout, strategy, stop)
     except DeployError as exc:
         report.outcome = Outcome.DEPLOY_FAILED
         report.message = scrub(str(exc))
@@ -94,9 +95,12 @@ def _pipeline(
     backup: Backup | None,
     rollout: str | None = None,
     kind: str = "recreate",
+    stop: Stop | None = None,
 ) -> None:
     kinds = {"rolling": Rolling, "blue_green": BlueGreen}
     strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
+    if stop is not None:
+        strategy.stop = stop
     # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
     resume(Recreate(spec, target, journal, report, env, scrub), report)
     for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):

@@ -12,11 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from . import journal as j
-from .checks import run_command, wait_healthy
+from .checks import Stop, run_command, wait_healthy
 from .dockertarget import DockerTarget
 from .model import DeployError, DeployReport, Outcome, ServiceSpec, StepResult
 
 Scrub = Callable[[str], str]
+
+
+def _never() -> str | None:
+    return None
 
 
 class Recreate:
@@ -35,6 +39,7 @@ class Recreate:
         self.report = report
         self.env = env
         self.scrub = scrub
+        self.stop: Stop = _never
 
     def step(self, name: str, started: float, ok: bool, detail: str = "") -> StepResult:
         result = StepResult(name, ok, time.monotonic() - started, self.scrub(detail))
@@ -59,6 +64,11 @@ class Recreate:
             target.tag(previous, spec.rollback_ref)
             self.report.rollback_image = spec.rollback_ref
             self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        why = self.stop()
+        if why:
+            self.report.outcome = Outcome.DEPLOY_FAILED
+            self.report.message = f"stopped before anything changed: {why}"
+            return
         self.journal.write(
             id=deploy_id,
             image=ref,
@@ -73,7 +83,10 @@ class Recreate:
             target.remove(c, spec.stop_timeout)
         self.step("stop-old", t, True, f"{len(old)} container(s) stopped" if old else "none running")
         self.journal.write(phase=j.STARTED_NEW)
-        error = self.start_and_check(ref, deploy_id, "start-new", "health")
+        error = self.start_and_check(ref, deploy_id, "start-new", "health", stoppable=True)
+        why = self.stop() if error is None else None
+        if why:
+            error = f"stopped before the smoke test: {why}"
         if error is None and spec.smoke is not None:
             t = time.monotonic()
             ok, detail = run_command(spec.smoke, {"OPSCONSOLE_SERVICE": spec.name, "OPSCONSOLE_IMAGE": ref})
@@ -87,8 +100,11 @@ class Recreate:
         self.report.message = error
         self.rollback(error)
 
-    def start_and_check(self, ref: str, deploy_id: str, start_name: str, health_name: str) -> str | None:
-        """Start every replica from `ref` and wait for each to be healthy: None, or what failed."""
+    def start_and_check(
+        self, ref: str, deploy_id: str, start_name: str, health_name: str, stoppable: bool = False
+    ) -> str | None:
+        """Start every replica from `ref` and wait for each to be healthy: None, or what failed.
+        `stoppable`: the wait ends when `stop` asks (never while rolling back)."""
         started: list[Any] = []
         t = time.monotonic()
         try:
@@ -102,7 +118,9 @@ class Recreate:
         self.step(start_name, t, True, ", ".join(c.name for c in started))
         t = time.monotonic()
         for replica, c in enumerate(started):
-            error = wait_healthy(self.target, c, self.spec.health, self.spec.port(replica))
+            error = wait_healthy(
+                self.target, c, self.spec.health, self.spec.port(replica), self.stop if stoppable else None
+            )
             if error is not None:
                 self.step(health_name, t, False, error)
                 return self.scrub(error)

@@ -42,7 +42,18 @@ class Rolling(Recreate):
         size = spec.max_unavailable
         for first in range(0, spec.replicas, size):
             batch = list(range(first, min(first + size, spec.replicas)))
-            error = self._replace(batch, old, ref, deploy_id, f"replica {', '.join(map(str, batch))}")
+            why = self.stop()
+            if why and not replaced:
+                self.journal.write(phase=j.DONE, outcome="failed")
+                self.report.outcome = Outcome.DEPLOY_FAILED
+                self.report.message = f"stopped before anything changed: {why}"
+                return
+            if why:
+                stopped = f"stopped after replica(s) {', '.join(map(str, replaced))}: {why}"
+                self.report.message = stopped
+                self.restore(replaced, stopped)
+                return
+            error = self._replace(batch, old, ref, deploy_id, f"replica {', '.join(map(str, batch))}", True)
             if error is not None:
                 self.report.message = error
                 self.restore(replaced + batch, error)
@@ -69,7 +80,13 @@ class Rolling(Recreate):
         self.report.message = f"{spec.name} runs {ref} ({spec.replicas} replica(s), {size} at a time)"
 
     def _replace(
-        self, batch: list[int], old: dict[int, Any], ref: str, deploy_id: str, what: str
+        self,
+        batch: list[int],
+        old: dict[int, Any],
+        ref: str,
+        deploy_id: str,
+        what: str,
+        stoppable: bool = False,
     ) -> str | None:
         """Stop the batch's old containers, start theirs from `ref`, wait for each: None or why not."""
         spec, target = self.spec, self.target
@@ -85,7 +102,7 @@ class Rolling(Recreate):
             self.step(f"start {what}", t, False, str(exc))
             return str(exc)
         for i, c in started:
-            error = wait_healthy(target, c, spec.health, spec.port(i))
+            error = wait_healthy(target, c, spec.health, spec.port(i), self.stop if stoppable else None)
             if error is not None:
                 self.step(f"replace {what}", t, False, error)
                 return self.scrub(error)

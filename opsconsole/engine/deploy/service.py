@@ -44,6 +44,16 @@ def deploy_service(
         ok = str(verified.status) == "verified"
         return ok, f"{run.id} verified" if ok else (verified.reason or "verification failed")
 
+    def stop() -> str | None:
+        """The kill switch stops a deploy at its next safe point; the service stays on (or goes back
+        to) its last healthy version."""
+        assert engine is not None
+        try:
+            state = engine.kill_state()
+        except Exception:  # noqa: BLE001 - a store that cannot answer now stops nothing
+            return None
+        return f"the kill switch is engaged ({state.reason})" if state.engaged else None
+
     report = run_deploy(
         spec,
         image,
@@ -51,6 +61,7 @@ def deploy_service(
         strategy=strategy,
         backup=backup if engine is not None else None,
         rollout=rollout,
+        stop=stop if engine is not None else None,
     )
     if engine is not None:
         _audit(engine, report, rollout)
