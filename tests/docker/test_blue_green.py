@@ -4,6 +4,7 @@ the keep delay switches nginx back to blue, which was never stopped."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,29 @@ def test_a_failing_guard_within_the_delay_switches_nginx_back_to_blue(docker_cle
     blue_c.reload()
     assert blue_c.status == "running"  # blue was never stopped
     assert not [c for c in docker_clean.managed("web") if c.labels.get("io.opsconsole.colour") == "green"]
+
+
+def test_a_deploy_killed_inside_the_switch_is_switched_back_by_the_next(docker_clean, nginx, tmp_path):
+    """The switch command moves nginx to green, then kills the deploying process (SIGKILL): the next
+    deploy switches traffic back to blue (never stopped) before anything else, and removes green."""
+    n, blue, green = nginx
+    (tmp_path / "first").mkdir()
+    quick = write_config(tmp_path / "first", docker_clean, n, blue, green, "200ms")
+    ws = tmp_path / "ws"
+    assert subprocess.run(argv(quick, ws, "v1"), capture_output=True, timeout=60, env=ENV).returncode == 0
+    cfg = tmp_path / "crash.yaml"
+    crash = n.switch_command().replace('"', chr(92) + '"') + ' && { [ -z \\"$CRASH\\" ] || kill -9 $PPID; }'
+    cfg.write_text(quick.read_text().replace(n.switch_command().replace('"', chr(92) + '"'), crash))
+    crashed = subprocess.run(
+        argv(cfg, ws, "v2"), capture_output=True, text=True, timeout=60, env={**ENV, "CRASH": "1"}
+    )
+    assert crashed.returncode == -9, crashed.stdout + crashed.stderr
+    assert served(n) == "v2"  # switched, then cut short: green is live, blue still there
+    p = subprocess.run(
+        [*argv(cfg, ws, "no-such-tag"), "--json"], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    report = json.loads(p.stdout)
+    assert report["resumed"] and "interrupted at bg_switched" in report["resumed"], report
+    assert served(n) == "v1"
+    assert not [c for c in docker_clean.managed("web") if c.labels.get("io.opsconsole.colour") == "green"]
+    assert p.returncode == 3 and "does not exist" in report["message"]

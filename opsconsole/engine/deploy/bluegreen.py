@@ -105,6 +105,8 @@ class BlueGreen(Recreate):
             outcome = Outcome.ROLLED_BACK if live and not stopped else Outcome.DEPLOY_FAILED
             self.finish(outcome, f"{error}; traffic stayed on {live or 'nothing'}")
             return
+        # Written before the switch runs: a deploy cut short inside it is resumed by switching back.
+        self.journal.write(phase=BG_SWITCHED, switched_at=time.time())
         ok, detail = self.switch(new, f"switch-{new}")
         if not ok:
             back = self.switch(live, f"switch-{live}")[0] if live else True
@@ -114,7 +116,6 @@ class BlueGreen(Recreate):
                 outcome, f"switch to {new} failed: {self.scrub(detail)}; traffic on {live or 'nothing'}"
             )
             return
-        self.journal.write(phase=BG_SWITCHED, switched_at=time.time())
         failed = self.watch(new)
         if failed is not None and live:
             t = time.monotonic()
@@ -182,8 +183,8 @@ class BlueGreen(Recreate):
 
 
 def resume(strategy: BlueGreen, state: dict[str, Any]) -> str:
-    """Finish a blue-green deploy cut short: before the switch, remove the new colour; after it (the
-    old colour still kept), switch back and remove the new colour."""
+    """Finish a blue-green deploy cut short: before the switch, remove the new colour; from the moment
+    the switch was about to run (the old colour still kept), switch back, then remove the new colour."""
     live, new = state.get("live"), state.get("new")
     strategy.journal.data = dict(state)
     if state.get("phase") == BG_SWITCHED and live:
