@@ -92,11 +92,14 @@ def test_green_starts_beside_blue_and_nginx_switches_to_it(docker_clean, nginx, 
     ws = tmp_path / "ws"
     first = subprocess.run(argv(cfg, ws, "v1"), capture_output=True, text=True, timeout=60, env=ENV)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert served(n) == "v1" and http_get(f"http://127.0.0.1:{blue}/version") == "v1"
+    # `nginx -s reload` returns before the new workers serve: wait (bounded) for them
+    wait_for("nginx serves blue", lambda: served(n) == "v1", 5)
+    assert http_get(f"http://127.0.0.1:{blue}/version") == "v1"
     p = subprocess.run(argv(cfg, ws, "v2"), capture_output=True, text=True, timeout=60, env=ENV)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "traffic on green" in p.stdout
-    assert served(n) == "v2" and http_get(f"http://127.0.0.1:{green}/version") == "v2"
+    wait_for("nginx serves green", lambda: served(n) == "v2", 5)
+    assert http_get(f"http://127.0.0.1:{green}/version") == "v2"
     assert http_get(f"http://127.0.0.1:{blue}/version") is None  # blue removed after keep_old
     [c] = [c for c in docker_clean.managed("web") if c.status == "running"]
     assert c.labels["io.opsconsole.colour"] == "green"
@@ -150,12 +153,12 @@ def test_a_deploy_killed_inside_the_switch_is_switched_back_by_the_next(docker_c
         argv(cfg, ws, "v2"), capture_output=True, text=True, timeout=60, env={**ENV, "CRASH": "1"}
     )
     assert crashed.returncode == -9, crashed.stdout + crashed.stderr
-    assert served(n) == "v2"  # switched, then cut short: green is live, blue still there
+    wait_for("switched, then cut short: green is live", lambda: served(n) == "v2", 5)
     p = subprocess.run(
         [*argv(cfg, ws, "no-such-tag"), "--json"], capture_output=True, text=True, timeout=60, env=ENV
     )
     report = json.loads(p.stdout)
     assert report["resumed"] and "interrupted at bg_switched" in report["resumed"], report
-    assert served(n) == "v1"
+    wait_for("switched back to blue", lambda: served(n) == "v1", 5)
     assert not [c for c in docker_clean.managed("web") if c.labels.get("io.opsconsole.colour") == "green"]
     assert p.returncode == 3 and "does not exist" in report["message"]
