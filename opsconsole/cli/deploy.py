@@ -20,7 +20,15 @@ EXIT_DEPLOY_FAILED = 3
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from ..engine import ConfigError, Forbidden, StoreError, deploy_service, open_engine, redact_text
+    from ..engine import (
+        ConfigError,
+        Forbidden,
+        StoreError,
+        deploy_service,
+        open_engine,
+        redact_text,
+        wait_for_notifications,
+    )
 
     try:
         engine = open_engine(args.config, args.workspace, read_only=getattr(args, "read_only", False))
@@ -34,6 +42,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     except (ValueError, Forbidden) as exc:
         return _refused(args, str(redact_text(str(exc))))
     finally:
+        wait_for_notifications()  # bounded; what is not sent stays in the outbox for the engine
         engine.close()
     if args.json:
         _out(report.to_dict())

@@ -8,7 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +354,34 @@ def test_the_kill_switch_stops_a_deploy_at_its_next_safe_point_on_the_last_healt
         p.stderr
     )
     assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+
+
+def test_a_deploy_notifies_completed_and_rollback_through_the_outbox(setup, tmp_path):
+    engine, _, ws, port = setup
+    got: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        top = f"notifications:\n  - {{kind: webhook, url: {hook}, events: [rollback, completed]}}\n"
+        cfg = write_config(tmp_path, engine.host, port, top=top)
+        assert deploy(cfg, ws, "v1").returncode == 0
+        assert deploy(cfg, ws, "broken").returncode == 4
+        assert deploy(cfg, ws, "no-such-tag").returncode == 3  # nothing changed: nothing to say
+    finally:
+        server.shutdown()
+    assert [g["event"] for g in got] == ["completed", "rollback"], got
+    assert (
+        "deploy of opsc-test/app:broken to web" in got[1]["message"] and "rolled back to" in got[1]["message"]
+    )
+    assert SECRET not in json.dumps(got)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .model import DeployReport
+from .model import DeployReport, Outcome
 from .pipeline import run_deploy
 
 if TYPE_CHECKING:
@@ -76,10 +76,34 @@ def _audit(engine: Engine, report: DeployReport, rollout: str | None) -> None:
         data["rollout"] = rollout
     from ..model import ENGINE_ACTOR
     from ..store import StoreError
+    from ..targets import notify as notifier
 
+    # A deploy from the command line notifies as a rollout would (a plan phase's rollout does that
+    # itself): `rollback` when it rolled back or could not, `completed` when it succeeded.
+    event = None
+    if not rollout and report.outcome == Outcome.OK:
+        event = "completed"
+    elif not rollout and (report.outcome == Outcome.ROLLED_BACK or "ROLLBACK FAILED" in report.message):
+        event = "rollback"
     try:
         with engine.store.transaction() as tx:
+            now = engine.clock()
             actor = ENGINE_ACTOR if rollout else engine.actor
-            tx.append_audit(engine.clock(), actor, "deploy.run", f"service:{report.service}", data)
+            tx.append_audit(now, actor, "deploy.run", f"service:{report.service}", data)
+            sent = (
+                notifier.enqueue(
+                    tx,
+                    engine.config.notifications,
+                    event,
+                    f"deploy of {report.image} to {report.service}: {report.message}",
+                    now,
+                    service=report.service,
+                    exit_code=report.code,
+                )
+                if event
+                else []
+            )
     except StoreError as exc:  # the deploy happened: its outcome (the exit code) stands, said not audited
         report.message += f" (not audited: {exc})"
+        return
+    notifier.deliver_soon(engine.store, sent)
