@@ -133,7 +133,7 @@ class GateSpec:
 @dataclass(frozen=True)
 class Strategy:
     """How traffic moves inside a phase. The engine drives `canary` (a flag's percentage) and
-    `recreate` and `rolling` with a `service` (a Docker service of the `services:` section, deployed
+    `recreate`, `rolling` and `blue_green` with a `service` (a Docker service of the `services:` section, deployed
     at `image`)."""
 
     kind: str  # canary | blue_green | rolling | recreate

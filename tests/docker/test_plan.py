@@ -17,13 +17,16 @@ from opsconsole.engine.deploy.phase import PhaseDeploy, PhaseDeploys
 from opsconsole.engine.model import RolloutState
 
 from .conftest import APP, DockerEngine, free_port, http_get
+from .nginx import running_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 S = RolloutState
 pytestmark = pytest.mark.timeout(120)
 
 
-def make_engine(tmp: Path, docker: DockerEngine, port: int, image: str) -> Engine:
+def make_engine(
+    tmp: Path, docker: DockerEngine, port: int, image: str, kind: str = "recreate", extra: str = ""
+) -> Engine:
     (tmp / "plan.yaml").write_text(
         textwrap.dedent(
             f"""\
@@ -31,7 +34,7 @@ def make_engine(tmp: Path, docker: DockerEngine, port: int, image: str) -> Engin
             phases:
               - name: deploy
                 environment: production
-                strategy: {{kind: recreate, service: web, image: {image}}}
+                strategy: {{kind: {kind}, service: web, image: {image}}}
                 gates:
                   - {{kind: health, url: "http://127.0.0.1:{port}/health", retries: 2, timeout: 1s}}
             """
@@ -57,6 +60,7 @@ def make_engine(tmp: Path, docker: DockerEngine, port: int, image: str) -> Engin
                 stop_timeout: 2s
             """
         )
+        + extra
     )
     return open_engine(str(cfg), tmp / "ws", actor=Actor("root", "test"))
 
@@ -127,3 +131,33 @@ def test_a_failing_deploy_rolls_the_rollout_back_and_the_previous_version_serves
         assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
     finally:
         engine.close()
+
+
+def test_a_blue_green_phase_switches_nginx_to_green(docker_clean, tmp_path):
+    blue, green = free_port(), free_port()
+    with running_nginx(tmp_path / "nginx", blue) as n:
+        switch = n.switch_command().replace('"', chr(92) + '"')
+        extra = (
+            f"    blue_green: {{ports: {{blue: [{blue}], green: [{green}]}}, "
+            f'switch: {{command: "{switch}"}}, keep_old: 300ms}}\n'
+        )
+        (tmp_path / "first").mkdir()
+        first = make_engine(tmp_path / "first", docker_clean, green, "v1", "blue_green", extra)
+        try:  # v1 live on blue, as `opsconsole deploy web --image v1` leaves it
+            assert deploy_service(first.config, first.workspace, "web", "v1", strategy="blue_green").code == 0
+        finally:
+            first.close()
+        engine = make_engine(tmp_path, docker_clean, green, "v2", "blue_green", extra)
+        try:
+            rid = engine.start_rollout("ship", "test").id
+            run_until(
+                Runner(engine), lambda: engine.rollout(rid).state in (S.COMPLETED, S.ROLLED_BACK, S.PAUSED)
+            )
+            assert engine.rollout(rid).state is S.COMPLETED, engine.rollout(rid).reason
+        finally:
+            engine.close()
+        deadline = time.monotonic() + 5
+        while http_get(f"{n.url}/version") != "v2":
+            assert time.monotonic() < deadline, "nginx does not serve green"
+            time.sleep(0.05)
+        assert [c.labels["io.opsconsole.colour"] for c in docker_clean.managed("web")] == ["green"]

@@ -121,4 +121,4 @@ phases:
     assert "unknown service 'wbe'" in issues and "did you mean 'web'" in issues.lower()
     assert "'image' is required (the tag to deploy)" in issues
     issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "canary")))
-    assert "deployed by recreate or rolling in this release, not canary" in issues
+    assert "deployed by recreate, rolling or blue_green, not canary" in issues

@@ -107,10 +107,8 @@ def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | No
     kind = f.choice("kind", ("canary", "blue_green", "rolling", "recreate"))
     service, image = f.text("service"), f.text("image")
     if service is not None:
-        if kind not in ("recreate", "rolling"):
-            f.issue(
-                "service", f"Docker services are deployed by recreate or rolling in this release, not {kind}"
-            )
+        if kind not in ("recreate", "rolling", "blue_green"):
+            f.issue("service", f"Docker services are deployed by recreate, rolling or blue_green, not {kind}")
         elif catalog.services is not None and service not in catalog.services:
             f.issue("service", f"unknown service '{service}'{suggest(service, sorted(catalog.services))}")
         if image is None:

@@ -1,4 +1,4 @@
-"""A plan phase with `strategy: {kind: recreate (or rolling), service: S, image: TAG}`: the runner deploys the
+"""A plan phase with `strategy: {kind: recreate (rolling, blue_green), service: S, image: TAG}`: the runner deploys the
 service in a thread before the phase's gates are checked.
 
 The runner asks `poll` every tick while the rollout is progressing in that phase: the first ask
