@@ -113,8 +113,8 @@ class Runner:
 
     @property
     def phase_deploys(self) -> PhaseDeploys:
-        """Deploys the Docker services of recreate and rolling phases; made on first use (the docker
-        SDK too)."""
+        """Deploys the Docker services of recreate, rolling and blue_green phases; made on first use
+        (the docker SDK too)."""
         if self._phase_deploys is None:
             from .deploy.phase import PhaseDeploys
 
