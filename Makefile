@@ -22,7 +22,10 @@ run: $(STAMP)
 # Programs the tests drive for real: tmux for the end-to-end console tests; PostgreSQL 15 (server
 # and client programs, run by tests/pg on a throwaway cluster of their own) and unshare, in which
 # the tests run postgres when they are root; Prometheus (tests/prom start one on a loopback port);
-# Alertmanager, which tests/alertmanager start on a free loopback port with no gossip port.
+# Alertmanager, which tests/alertmanager start on a free loopback port with no gossip port;
+# a Docker engine and busybox-static (tests/docker start one dockerd on a socket of their own, with
+# networking off, and `docker import` a busybox root filesystem as their images); nginx, the
+# blue-green traffic switch tests/docker start on a loopback port.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
 	@command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
@@ -30,6 +33,9 @@ system-deps:
 	@command -v unshare >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
 	@command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; }
+	@test -x /usr/sbin/dockerd || command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; }
+	@test -x /usr/bin/busybox -o -x /bin/busybox || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests bench

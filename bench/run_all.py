@@ -31,6 +31,7 @@ BENCHMARKS = (
     "backups_pane",
     "tui_memory",
     "backup_pg",
+    "deploy_rollback",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}

@@ -15,6 +15,7 @@ from .audit import cmd_audit
 from .backups import cmd_backup_list, cmd_backup_prune, cmd_backup_restore, cmd_backup_run, cmd_backup_verify
 from .common import EXIT_FORBIDDEN, EXIT_INPUT, EXIT_OK, EXIT_PENDING, EXIT_REFUSED, EXIT_STORE
 from .console import cmd_console, cmd_demo
+from .deploy import cmd_deploy
 from .flags import cmd_flags_eval, cmd_flags_history, cmd_flags_list, cmd_flags_set
 from .improvements import (
     cmd_improvements_approve,
@@ -178,6 +179,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("sources", "check"): cmd_sources_check,
     ("store", "migrate"): cmd_store_migrate,
     ("store", "copy"): cmd_store_copy,
+    ("deploy", None): cmd_deploy,
     ("kill", None): cmd_kill,
     ("all-clear", None): cmd_all_clear,
     ("flags", "list"): cmd_flags_list,

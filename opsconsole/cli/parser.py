@@ -82,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--env", default=None, help="one environment (default: all)")
     _json(sc)
 
+    dp = sub.add_parser(
+        "deploy",
+        parents=[common],
+        help="deploy a Docker service: tests, build, backup, strategy, rollback (exit 0 ok, 1 tests failed, "
+        "2 build failed, 3 deploy failed, 4 rolled back)",
+    )
+    dp.add_argument("service", help="a service of the services: section")
+    dp.add_argument("--image", required=True, help="the tag to deploy (or a full image reference)")
+    dp.add_argument(
+        "--strategy", default=None, help="recreate, rolling or blue_green (default: the service's strategy)"
+    )
+    _json(dp)
+
     gates = sub.add_parser("gates", help="gate checks").add_subparsers(dest="sub", required=True)
     gc = gates.add_parser(
         "check",

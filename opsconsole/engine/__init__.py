@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .config.issues import suggest
     from .config.notifications import missing_secrets as missing_notification_secrets
     from .core import Conflict, Engine, FilesBehind, NotFound
+    from .deploy.model import DeployReport
+    from .deploy.model import Outcome as DeployOutcome
+    from .deploy.service import deploy_service
     from .firstlook import FirstLook, traffic_text
     from .firstlook import read as read_first_look
     from .firstlook import save as save_first_look
@@ -227,9 +230,14 @@ _LAZY = {
     # alarm sources
     "AlarmSourceError": "sources.alertmanager",
     "Silence": "sources.alertmanager",
+    # Docker deployments
+    "deploy_service": "deploy.service",
+    "DeployReport": "deploy.model",
+    "DeployOutcome": "deploy.model",
 }
 
 _RENAMED = {
+    "DeployOutcome": "Outcome",
     "notification_summary": "summary",
     "missing_notification_secrets": "missing_secrets",
     "render_report": "render",
@@ -355,6 +363,9 @@ __all__ = [
     "TargetStatus",
     "AlarmSourceError",
     "Silence",
+    "deploy_service",
+    "DeployReport",
+    "DeployOutcome",
 ]
 
 

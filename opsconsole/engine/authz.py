@@ -38,6 +38,7 @@ ACTIONS: dict[str, Role] = {
     "backup.prune": Role.OPERATOR,
     "backup.restore": Role.OPERATOR,
     "backup.restore_overwrite": Role.APPROVER,
+    "deploy.run": Role.OPERATOR,
 }
 """Every action that changes state, with the least role that may take it."""
 

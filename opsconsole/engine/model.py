@@ -13,6 +13,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from .backups.model import BackupTarget
+from .deploy.model import ServiceSpec
 from .improvements.model import ImprovementSettings
 
 FlagValue = bool | int
@@ -131,12 +132,16 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class Strategy:
-    """How traffic moves inside a phase. Only `canary` is driven by the engine in this release."""
+    """How traffic moves inside a phase. The engine drives `canary` (a flag's percentage) and
+    `recreate`, `rolling` and `blue_green` with a `service` (a Docker service of the `services:` section, deployed
+    at `image`)."""
 
     kind: str  # canary | blue_green | rolling | recreate
     flag: str | None = None
     steps: tuple[int, ...] = (0, 100)
     step_wait: float = 0.0
+    service: str | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -392,6 +397,8 @@ class Config:
     """Target name -> what it backs up and keeps; empty without a `backups:` section."""
     publish: MetricPublishing | None = None
     """Where the console's own figures go (PutMetricData); None without a `publish:` section."""
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+    """Docker services `opsconsole deploy` replaces; empty without a `services:` section."""
 
 
 # --------------------------------------------------------------------------------------------- runtime

@@ -22,9 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 from . import gates as gate_logic
 from .health import HealthTracker
-from .model import GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
+from .model import ENGINE_ACTOR, GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
 from .observe import Observer, due
-from .rollout import BackupDone, Decision, Evaluate, RollbackDone, backup_reason, current_phase, decide
+from .rollout import (
+    BackupDone,
+    Command,
+    Decision,
+    Evaluate,
+    RollbackDone,
+    backup_reason,
+    current_phase,
+    decide,
+)
 from .store import StoreError
 from .targets import notify as notifier
 
@@ -32,6 +41,7 @@ if TYPE_CHECKING:
     from .backups.before import PhaseBackups
     from .backups.scheduler import BackupScheduler
     from .core import Engine
+    from .deploy.phase import PhaseDeploys
     from .improvements.worker import QueueWorker
     from .targets.cloudwatch_publish import MetricPublisher
 
@@ -68,6 +78,7 @@ class Runner:
         self._backups: BackupScheduler | None = None
         self._phase_backups: PhaseBackups | None = None
         self._publisher: MetricPublisher | None = None
+        self._phase_deploys: PhaseDeploys | None = None
         self.alarm_watch = notifier.AlarmWatch()
         self.notify_note = ""
         """The outbox's trouble ("notify: 1 failed (...)"), read at most every NOTE_EVERY seconds."""
@@ -110,6 +121,16 @@ class Runner:
 
             self._publisher = MetricPublisher(self.engine, self.engine.config.publish)
         return self._publisher
+
+    @property
+    def phase_deploys(self) -> PhaseDeploys:
+        """Deploys the Docker services of recreate, rolling and blue_green phases; made on first use
+        (the docker SDK too)."""
+        if self._phase_deploys is None:
+            from .deploy.phase import PhaseDeploys
+
+            self._phase_deploys = PhaseDeploys(self.engine)
+        return self._phase_deploys
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -188,6 +209,8 @@ class Runner:
                 await self._phase_backups.close()
             if self._publisher is not None:
                 await self._publisher.close()
+            if self._phase_deploys is not None:
+                await self._phase_deploys.close()
             await self.observer.close()
             self.health.stop()
             self.release()
@@ -312,6 +335,21 @@ class Runner:
         phase = current_phase(plan, r)
         if r.awaiting_backup:
             return self._backup_before(plan, phase, r, now)
+        strategy = phase.strategy
+        if (
+            strategy is not None
+            and strategy.service
+            and strategy.image
+            and r.state is RolloutState.PROGRESSING
+        ):
+            # The phase's Docker deploy, in a thread of its own; its gates are checked once it is done.
+            deployed = self.phase_deploys.poll(
+                (r.id, r.phase_index), strategy.service, strategy.image, strategy.kind
+            )
+            if deployed is None:
+                return None
+            if not deployed.ok:
+                return decide(plan, r, Command("rollback", ENGINE_ACTOR, deployed.reason), now)
         memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now)
         candidate = replace(r, memory=memory)
         d = decide(plan, candidate, Evaluate(tuple(gate_v), tuple(guard_v)), now)

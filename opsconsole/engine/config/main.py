@@ -30,6 +30,7 @@ from .killswitch import read_kill_switch
 from .notifications import read_notifications
 from .plans import read_plans
 from .references import Catalog
+from .services import read_services
 from .values import positive_duration
 from .yamlsrc import YamlSource
 
@@ -49,6 +50,7 @@ _MAIN_KEYS = (
     "improvements",
     "backups",
     "publish",
+    "services",
 )
 
 
@@ -90,7 +92,8 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     environments = read_overrides(src, f, environments, flags)
     improvements = read_improvements(src, f, base, environments)
     backups = read_backups(src, f, base)
-    catalog = Catalog(environments, flags, frozenset(improvements), frozenset(backups))
+    services = read_services(src, f, frozenset(backups))
+    catalog = Catalog(environments, flags, frozenset(improvements), frozenset(backups), frozenset(services))
     alarm_rules = read_alarm_rules(src, f, environments)
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)
@@ -113,6 +116,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
         improvements=improvements,
         backups=backups,
         publish=publish,
+        services=services,
     )
 
 

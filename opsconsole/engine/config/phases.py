@@ -99,10 +99,22 @@ def _phase_flags(src: YamlSource, phase: Fields, catalog: Catalog) -> dict[str, 
 
 
 def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | None:
-    f = phase.mapping("strategy", ("kind", "flag", "steps", "step_wait"), required=("kind",))
+    f = phase.mapping(
+        "strategy", ("kind", "flag", "steps", "step_wait", "service", "image"), required=("kind",)
+    )
     if f is None:
         return None
     kind = f.choice("kind", ("canary", "blue_green", "rolling", "recreate"))
+    service, image = f.text("service"), f.text("image")
+    if service is not None:
+        if kind not in ("recreate", "rolling", "blue_green"):
+            f.issue("service", f"Docker services are deployed by recreate, rolling or blue_green, not {kind}")
+        elif catalog.services is not None and service not in catalog.services:
+            f.issue("service", f"unknown service '{service}'{suggest(service, sorted(catalog.services))}")
+        if image is None:
+            f.missing("image", "the tag to deploy")
+    elif image is not None:
+        f.issue("image", "an image is deployed to a service: set service too")
     flag = f.text("flag")
     known = catalog.flags
     if kind == "canary" and "flag" not in f:
@@ -117,6 +129,8 @@ def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | No
         flag=flag,
         steps=_steps(src, f),
         step_wait=f.parsed("step_wait", parse_duration, 0.0),
+        service=service,
+        image=image,
     )
 
 

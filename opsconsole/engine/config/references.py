@@ -25,6 +25,8 @@ class Catalog:
     """Environments with an improvement queue (an `improvements:` section)."""
     backups: frozenset[str] | None = None
     """Names of the `backups:` targets (what backup gates and `backup_before` may name)."""
+    services: frozenset[str] | None = None
+    """Names of the `services:` (what a recreate strategy may deploy)."""
 
 
 def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, Environment] | None) -> None:

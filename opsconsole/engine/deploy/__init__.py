@@ -1,0 +1,8 @@
+"""Docker deployments: a service's containers replaced by a strategy, with a rollback image kept.
+
+`model` is plain data (the configuration's `services:` and a deploy's report); `dockertarget` speaks
+to a Docker engine through the docker SDK (imported lazily, every call in a thread with a timeout);
+`recreate` is the seed 003 strategy; `pipeline` runs a whole deploy (test and build commands, a
+backup, the strategy) and returns the report with the seed's exit code. Only containers carrying the
+console's labels are ever stopped or removed.
+"""

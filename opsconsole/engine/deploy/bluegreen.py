@@ -1,0 +1,196 @@
+"""The `blue_green` strategy: start the new colour beside the live one (on its own ports), check its
+health and smoke test, switch traffic with the switch command, then keep the old colour for
+`keep_old` while the new one is watched (its health check, `failure_limit` failures in a row); a
+failure there switches traffic back and removes the new colour. The old colour goes only when the
+delay is over. Traffic never moves to a colour that has not passed its checks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from . import journal as j
+from .checks import probe_http, run_command
+from .model import LABEL_COLOUR, BlueGreenSpec, DeployError, Outcome, ServiceSpec
+from .recreate import Recreate
+
+BG_STARTED = "bg_started"
+BG_SWITCHED = "bg_switched"
+UNFINISHED = (BG_STARTED, BG_SWITCHED)
+
+
+class BlueGreen(Recreate):
+    @property
+    def bg(self) -> BlueGreenSpec:
+        if self.spec.blue_green is None:
+            raise DeployError(
+                f"service {self.spec.name}: blue_green needs a blue_green: section (ports, switch)"
+            )
+        return self.spec.blue_green
+
+    def coloured(self, colour: str) -> ServiceSpec:
+        return replace(
+            self.spec, ports=self.bg.ports(colour), labels={**self.spec.labels, LABEL_COLOUR: colour}
+        )
+
+    def switch(self, colour: str, name: str) -> tuple[bool, str]:
+        t = time.monotonic()
+        ports = self.bg.ports(colour)
+        env = {
+            "OPSCONSOLE_SERVICE": self.spec.name,
+            "OPSCONSOLE_COLOUR": colour,
+            "OPSCONSOLE_PORTS": ",".join(map(str, ports)),
+            "OPSCONSOLE_UPSTREAMS": " ".join(f"127.0.0.1:{p}" for p in ports),
+        }
+        ok, detail = run_command(self.bg.switch, env)
+        self.step(name, t, ok, detail or f"traffic to {colour}")
+        return ok, detail
+
+    def of_colour(self, colour: str | None) -> list[Any]:
+        return [c for c in self.target.managed(self.spec.name) if c.labels.get(LABEL_COLOUR) == colour]
+
+    def remove_all(self, containers: list[Any]) -> None:
+        for c in containers:
+            self.target.remove(c, self.spec.stop_timeout)
+
+    def run(self, ref: str, new_id: str) -> None:
+        spec, target = self.spec, self.target
+        self.bg  # noqa: B018 - refuses a service without a blue_green: section before anything moves
+        deploy_id = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
+        current = target.managed(spec.name)
+        running = [c for c in current if c.status == "running"]
+        live = next((c.labels.get(LABEL_COLOUR) for c in running if c.labels.get(LABEL_COLOUR)), None)
+        new = "green" if live == "blue" else "blue"
+        previous = running[0].image.id if running else None
+        self.report.previous_image = previous
+        t = time.monotonic()
+        if previous is not None:
+            target.tag(previous, spec.rollback_ref)
+            self.report.rollback_image = spec.rollback_ref
+            self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        leftovers = [c for c in current if c.labels.get(LABEL_COLOUR) == new]
+        self.remove_all(leftovers)  # an earlier attempt's new colour, never live
+        self.journal.write(
+            id=deploy_id,
+            image=ref,
+            new_image_id=new_id,
+            strategy="blue_green",
+            live=live,
+            new=new,
+            phase=BG_STARTED,
+        )
+        colour_spec = self.coloured(new)
+        saved, self.spec = self.spec, colour_spec
+        try:
+            error = self.start_and_check(ref, deploy_id, f"start-{new}", f"health-{new}", stoppable=True)
+            why = self.stop() if error is None else None
+            if why:
+                error = f"stopped before the switch: {why}"
+            if error is None and spec.smoke is not None:
+                t = time.monotonic()
+                smoke_env = {"OPSCONSOLE_SERVICE": spec.name, "OPSCONSOLE_IMAGE": ref}
+                smoke_env["OPSCONSOLE_PORT"] = str(colour_spec.port(0) or "")
+                ok, detail = run_command(spec.smoke, smoke_env)
+                self.step("smoke", t, ok, detail)
+                error = None if ok else f"smoke test failed: {self.scrub(detail)}"
+        finally:
+            self.spec = saved
+        if error is not None:
+            self.remove_all(self.of_colour(new))
+            # The live colour was never touched: a failed check of the new one is the seed's "rolled
+            # back" (4); a stop asked for before the switch changed nothing (3).
+            stopped = error.startswith("stopped")
+            outcome = Outcome.ROLLED_BACK if live and not stopped else Outcome.DEPLOY_FAILED
+            self.finish(outcome, f"{error}; traffic stayed on {live or 'nothing'}")
+            return
+        # Written before the switch runs: a deploy cut short inside it is resumed by switching back.
+        self.journal.write(phase=BG_SWITCHED, switched_at=time.time())
+        ok, detail = self.switch(new, f"switch-{new}")
+        if not ok:
+            back = self.switch(live, f"switch-{live}")[0] if live else True
+            self.remove_all(self.of_colour(new))
+            outcome = Outcome.ROLLED_BACK if live and back else Outcome.DEPLOY_FAILED
+            self.finish(
+                outcome, f"switch to {new} failed: {self.scrub(detail)}; traffic on {live or 'nothing'}"
+            )
+            return
+        failed = self.watch(new)
+        if failed is not None and live:
+            t = time.monotonic()
+            back, detail = self.switch(live, f"switch-back-{live}")
+            self.report.steps[-1].seconds = time.monotonic() - t
+            self.remove_all(self.of_colour(new))
+            if back:
+                self.finish(Outcome.ROLLED_BACK, f"{failed}; traffic switched back to {live}")
+            else:
+                self.finish(
+                    Outcome.DEPLOY_FAILED, f"{failed}; SWITCH BACK to {live} FAILED: {self.scrub(detail)}"
+                )
+            return
+        old = [c for c in target.managed(spec.name) if c.labels.get(LABEL_COLOUR) != new]
+        t = time.monotonic()
+        self.remove_all(old)
+        self.step(f"remove-{live or 'old'}", t, True, f"{len(old)} container(s) removed")
+        if failed is not None:
+            self.finish(Outcome.DEPLOY_FAILED, f"{failed}; no previous colour to switch back to")
+            return
+        self.finish(Outcome.OK, f"{spec.name} runs {ref}, traffic on {new}")
+
+    def watch(self, colour: str) -> str | None:
+        """Watch the new colour's health for `keep_old`: None, or why it failed."""
+        spec, health = self.spec, self.spec.health
+        t = time.monotonic()
+        ports = self.bg.ports(colour)
+        failures = 0
+        while time.monotonic() - t < self.bg.keep_old:
+            why = self.stop()
+            if why:
+                error = f"stopped while {colour} was watched: {why}"
+                self.step(f"watch-{colour}", t, False, error)
+                return error
+            errors = []
+            if health.url:
+                for replica in range(spec.replicas):
+                    url = health.url.replace("{port}", str(ports[replica] if replica < len(ports) else ""))
+                    problem = probe_http(url, health.timeout)
+                    if problem:
+                        errors.append(problem)
+            else:
+                for c in self.of_colour(colour):
+                    state = self.target.state(c)
+                    if (
+                        state.get("Status") != "running"
+                        or (state.get("Health") or {}).get("Status") == "unhealthy"
+                    ):
+                        errors.append(f"{c.name} {state.get('Status')}")
+            failures = failures + 1 if errors else 0
+            if failures >= health.failure_limit:
+                error = (
+                    f"{colour} failed after the switch: {failures} failed checks in a row, last: {errors[-1]}"
+                )
+                self.step(f"watch-{colour}", t, False, error)
+                return error
+            time.sleep(health.interval)
+        self.step(f"watch-{colour}", t, True, f"healthy for {self.bg.keep_old:g}s")
+        return None
+
+    def finish(self, outcome: Outcome, message: str) -> None:
+        self.journal.write(phase=j.DONE, outcome=outcome.name.lower())
+        self.report.outcome = outcome
+        self.report.message = message
+
+
+def resume(strategy: BlueGreen, state: dict[str, Any]) -> str:
+    """Finish a blue-green deploy cut short: before the switch, remove the new colour; from the moment
+    the switch was about to run (the old colour still kept), switch back, then remove the new colour."""
+    live, new = state.get("live"), state.get("new")
+    strategy.journal.data = dict(state)
+    if state.get("phase") == BG_SWITCHED and live:
+        ok, detail = strategy.switch(str(live), f"switch-back-{live}")
+        if not ok:
+            raise DeployError(f"resume: switch back to {live} failed: {detail}")
+    strategy.remove_all(strategy.of_colour(str(new)))
+    strategy.journal.write(phase=j.DONE, outcome="rolled_back")
+    return f"traffic on {live or 'nothing'}, {new} removed"

@@ -1,0 +1,167 @@
+"""What a service is (the `services:` section) and what a deploy did (its report), as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+LABEL_MANAGED = "io.opsconsole.managed"
+LABEL_SERVICE = "io.opsconsole.service"
+LABEL_DEPLOY = "io.opsconsole.deploy"
+LABEL_REPLICA = "io.opsconsole.replica"
+LABEL_COLOUR = "io.opsconsole.colour"
+ROLLBACK_TAG = "rollback"
+STRATEGIES = ("recreate", "rolling", "blue_green")
+"""Strategies `opsconsole deploy` drives."""
+
+
+class Outcome(IntEnum):
+    """A deploy's result, numbered as the seed pipeline's exit codes (seed 003)."""
+
+    OK = 0
+    TEST_FAILED = 1
+    BUILD_FAILED = 2
+    DEPLOY_FAILED = 3
+    """Nothing was changed (the engine, the image or the backup failed first), or the rollback failed too."""
+    ROLLED_BACK = 4
+    """The new version failed its health check or smoke test; the previous version runs again."""
+
+
+@dataclass(frozen=True)
+class CommandStep:
+    """A command run on the console's host by `sh -c` (a test, a build step, a smoke test)."""
+
+    name: str
+    command: str
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """How a replica is known to be healthy: an HTTP URL (`{port}` is the replica's port) answering
+    2xx, or the image's own HEALTHCHECK (`docker: true`). `failure_limit` probes in a row failing, one
+    every `interval`, after `start_period`, make it unhealthy."""
+
+    url: str | None = None
+    docker: bool = False
+    interval: float = 1.0
+    timeout: float = 1.0
+    failure_limit: int = 3
+    start_period: float = 0.0
+    max_wait: float = 120.0
+    """Bound on the whole wait, whatever the probes say."""
+
+
+@dataclass(frozen=True)
+class BlueGreenSpec:
+    """blue_green: each colour's ports (host networking), the switch command that sends traffic to a
+    colour (env OPSCONSOLE_COLOUR, OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS), and how long the old
+    colour is kept, the new one watched, after the switch."""
+
+    blue: tuple[int, ...]
+    green: tuple[int, ...]
+    switch: CommandStep
+    keep_old: float = 30.0
+
+    def ports(self, colour: str) -> tuple[int, ...]:
+        return self.blue if colour == "blue" else self.green
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    image: str
+    """The image repository (`registry.local/checkout`); `deploy --image TAG` picks the tag."""
+    replicas: int = 1
+    network: str = "host"
+    ports: tuple[int, ...] = ()
+    """With host networking, one port per replica: replica i gets PORT=ports[i] in its environment."""
+    environment: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Container variable -> the console host's environment variable holding the value. Values are
+    read when a container is created and never stored, logged or shown."""
+    labels: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    health: HealthSpec = HealthSpec()
+    smoke: CommandStep | None = None
+    test: tuple[CommandStep, ...] = ()
+    build: tuple[CommandStep, ...] = ()
+    backup: str | None = None
+    """A target of the `backups:` section, taken (and verified) before anything is stopped."""
+    docker_host: str | None = None
+    """unix:///path/docker.sock or tcp://host:port; DOCKER_HOST (or the default socket) when unset."""
+    docker_timeout: float = 30.0
+    stop_timeout: float = 10.0
+    strategy: str = "recreate"
+    max_unavailable: int = 1
+    """rolling: how many replicas are replaced at a time."""
+    blue_green: BlueGreenSpec | None = None
+    where: str = ""
+
+    def port(self, replica: int) -> int | None:
+        return self.ports[replica] if replica < len(self.ports) else None
+
+    def reference(self, image: str) -> str:
+        """`TAG` -> `repository:TAG`; a full reference (with ':' or '/') as given."""
+        return image if (":" in image or "/" in image) else f"{self.image}:{image}"
+
+    @property
+    def rollback_ref(self) -> str:
+        return f"{self.image}:{ROLLBACK_TAG}"
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "detail": self.detail}
+
+
+@dataclass
+class DeployReport:
+    service: str
+    image: str
+    strategy: str
+    outcome: Outcome = Outcome.OK
+    message: str = ""
+    steps: list[StepResult] = field(default_factory=list)
+    previous_image: str | None = None
+    """The image ID the service ran before (tagged `:rollback`), None on a first deploy."""
+    rollback_image: str | None = None
+    containers: list[str] = field(default_factory=list)
+    """Names of the service's containers when the deploy ended."""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    resumed: str | None = None
+    """What an earlier, interrupted deploy of this service left, finished before this one started."""
+
+    @property
+    def code(self) -> int:
+        return int(self.outcome)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "image": self.image,
+            "strategy": self.strategy,
+            "outcome": self.outcome.name.lower(),
+            "exit_code": self.code,
+            "message": self.message,
+            "previous_image": self.previous_image,
+            "rollback_image": self.rollback_image,
+            "containers": self.containers,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": round(self.finished_at - self.started_at, 3),
+            "resumed": self.resumed,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+class DeployError(Exception):
+    """A deploy step that cannot go on; the message says what and where (never a secret's value)."""

@@ -1,0 +1,163 @@
+"""A whole deploy, as the seed's self-update pipeline: finish an interrupted one, run the tests, run
+the build, check the engine and the image, take the backup, then the strategy. Returns the report;
+its `outcome` is the exit code (0 ok, 1 tests, 2 build, 3 deploy failed, 4 rolled back)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import journal as j
+from .bluegreen import UNFINISHED as BG_UNFINISHED
+from .bluegreen import BlueGreen
+from .bluegreen import resume as resume_blue_green
+from .checks import Stop, run_command
+from .dockertarget import DockerTarget
+from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
+from .recreate import Recreate
+from .rolling import Rolling
+
+Backup = Callable[[str, str], tuple[bool, str]]
+"""(target, reason) -> (ok, detail): the backups feature, handed in by the engine."""
+
+
+def secrets_of(spec: ServiceSpec) -> dict[str, str]:
+    """The secrets' values from the console's environment; a missing one is an error naming the
+    variable (never a value)."""
+    missing = [f"{var} (from ${env})" for var, env in spec.secrets.items() if env not in os.environ]
+    if missing:
+        raise DeployError(
+            f"service {spec.name}: secret environment variable(s) not set: {', '.join(missing)}"
+        )
+    return {var: os.environ[env] for var, env in spec.secrets.items()}
+
+
+def scrubber(values: list[str]) -> Callable[[str], str]:
+    hidden = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for v in hidden:
+            text = text.replace(v, "***")
+        return text
+
+    return scrub
+
+
+def run_deploy(
+    spec: ServiceSpec,
+    image: str,
+    workspace: Path,
+    *,
+    strategy: str | None = None,
+    backup: Backup | None = None,
+    rollout: str | None = None,
+    stop: Stop | None = None,
+) -> DeployReport:
+    """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
+    restarted runner finds the outcome instead of deploying again."""
+    strategy = strategy or spec.strategy
+    ref = spec.reference(image)
+    report = DeployReport(spec.name, ref, strategy, started_at=time.time())
+    journal = j.Journal(workspace, spec.name)
+    target = DockerTarget(spec.docker_host, spec.docker_timeout)
+    scrub = scrubber([])
+    try:
+        if strategy not in STRATEGIES:
+            raise DeployError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        with journal.locked():
+            env = secrets_of(spec)
+            scrub = scrubber(list(env.values()))
+            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout, strategy, stop)
+    except DeployError as exc:
+        report.outcome = Outcome.DEPLOY_FAILED
+        report.message = scrub(str(exc))
+    finally:
+        try:
+            if target._client is not None:
+                report.containers = [c.name for c in target.managed(spec.name) if c.status == "running"]
+        except DeployError:
+            pass
+        target.close()
+        report.finished_at = time.time()
+    return report
+
+
+def _pipeline(
+    spec: ServiceSpec,
+    ref: str,
+    report: DeployReport,
+    journal: j.Journal,
+    target: DockerTarget,
+    env: dict[str, str],
+    scrub: Callable[[str], str],
+    backup: Backup | None,
+    rollout: str | None = None,
+    kind: str = "recreate",
+    stop: Stop | None = None,
+) -> None:
+    kinds = {"rolling": Rolling, "blue_green": BlueGreen}
+    strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
+    if stop is not None:
+        strategy.stop = stop
+    # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
+    resume(Recreate(spec, target, journal, report, env, scrub), report)
+    for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):
+        for step in steps:
+            t = time.monotonic()
+            ok, detail = run_command(step, {"OPSCONSOLE_SERVICE": spec.name, "OPSCONSOLE_IMAGE": ref})
+            report.steps.append(StepResult(step.name, ok, time.monotonic() - t, scrub(detail)))
+            if not ok:
+                report.outcome = failed
+                report.message = (
+                    f"{'tests' if failed == Outcome.TEST_FAILED else 'build'} failed: {scrub(detail)}"
+                )
+                return
+    t = time.monotonic()
+    new_id = target.image_id(ref)
+    if new_id is None:
+        raise DeployError(
+            f"image {ref} does not exist on the Docker engine at {target.host} (build or pull it first); "
+            "nothing was changed"
+        )
+    report.steps.append(StepResult("image", True, time.monotonic() - t, new_id[:19]))
+    if spec.backup is not None:
+        if backup is None:
+            raise DeployError(
+                f"service {spec.name}: backup {spec.backup!r} asked for but no engine to take it"
+            )
+        t = time.monotonic()
+        ok, detail = backup(spec.backup, f"before deploying {ref} to {spec.name}")
+        report.steps.append(StepResult("backup", ok, time.monotonic() - t, detail))
+        if not ok:
+            raise DeployError(f"backup {spec.backup} failed: {detail}; nothing was changed")
+    journal.data = {"rollout": rollout} if rollout else {}
+    strategy.run(ref, new_id)
+
+
+def resume(strategy: Recreate, report: DeployReport) -> None:
+    """Finish what an interrupted deploy of this service left: roll back when it stopped between
+    stopping the old version and verifying the new one."""
+    state = strategy.journal.read()
+    if state and state.get("phase") in BG_UNFINISHED:
+        was = f"deploy {state.get('id')} of {state.get('image')} interrupted at {state.get('phase')}"
+        t = time.monotonic()
+        bg = BlueGreen(strategy.spec, strategy.target, strategy.journal, report, strategy.env, strategy.scrub)
+        report.resumed = f"{was}: {resume_blue_green(bg, state)}"
+        report.steps.append(StepResult("resume", True, time.monotonic() - t, report.resumed))
+        return
+    if not state or state.get("phase") not in j.UNFINISHED:
+        return
+    strategy.journal.data = dict(state)
+    was = f"deploy {state.get('id')} of {state.get('image')} interrupted at {state.get('phase')}"
+    t = time.monotonic()
+    saved = report.outcome, report.message
+    strategy.rollback(was)
+    report.resumed = f"{was}: {report.message}"
+    report.steps.append(
+        StepResult("resume", report.outcome == Outcome.ROLLED_BACK, time.monotonic() - t, report.resumed)
+    )
+    if report.outcome == Outcome.DEPLOY_FAILED:
+        raise DeployError(report.resumed)
+    report.outcome, report.message = saved

@@ -1,0 +1,124 @@
+"""The `services:` section (Docker services `opsconsole deploy` replaces) and the recreate strategy's
+`service`/`image` in plans: defaults, and every mistake reported at its line under its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opsconsole.engine.config import ConfigError, load_config
+
+
+def load(tmp_path: Path, main: str, plan: str | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "opsconsole.yaml"
+    if plan is not None:
+        (tmp_path / "plan.yaml").write_text(plan)
+        main = f'environments: {{production: {{}}}}\nplans: ["{tmp_path}/plan.yaml"]\n' + main
+    path.write_text(main)
+    return load_config(path, {"WORKSPACE": str(tmp_path / "ws")})
+
+
+def messages(tmp_path: Path, main: str, plan: str | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, main, plan)
+    return [str(i) for i in info.value.issues]
+
+
+def test_a_service_with_its_defaults_and_everything_set(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        """\
+backups: {appdata: {kind: files, paths: [data]}}
+services:
+  web: {image: registry.local/web}
+  api:
+    image: registry.local/api
+    replicas: 2
+    ports: [8081, 8082]
+    environment: {LOG_LEVEL: info}
+    secrets: {DB_PASSWORD: API_DB_PASSWORD}
+    labels: {team: payments}
+    health: {url: "http://127.0.0.1:{port}/health", interval: 2s, failure_limit: 5, start_period: 10s}
+    smoke: {command: "curl -fsS http://127.0.0.1:8081/ready", timeout: 30s}
+    test: [{name: unit, command: "make test", timeout: 10m}]
+    build: [{name: image, command: "make image"}]
+    backup: appdata
+    docker: {host: "unix:///run/docker.sock", timeout: 10s}
+    stop_timeout: 5s
+""",
+    )
+    web, api = cfg.services["web"], cfg.services["api"]
+    assert (web.replicas, web.network, web.health.url, web.smoke, web.strategy) == (
+        1,
+        "host",
+        None,
+        None,
+        "recreate",
+    )
+    assert (
+        web.reference("v2") == "registry.local/web:v2" and web.rollback_ref == "registry.local/web:rollback"
+    )
+    assert api.ports == (8081, 8082) and api.port(1) == 8082
+    assert api.secrets == {"DB_PASSWORD": "API_DB_PASSWORD"} and api.environment == {"LOG_LEVEL": "info"}
+    assert (api.health.interval, api.health.failure_limit, api.health.start_period) == (2.0, 5, 10.0)
+    assert api.smoke is not None and api.smoke.timeout == 30.0
+    assert [s.name for s in api.test] == ["unit"] and api.build[0].timeout == 600.0
+    assert (api.backup, api.docker_host, api.docker_timeout, api.stop_timeout) == (
+        "appdata",
+        "unix:///run/docker.sock",
+        10.0,
+        5.0,
+    )
+
+
+def test_mistakes_are_named_where_they_are(tmp_path: Path) -> None:
+    issues = messages(
+        tmp_path,
+        """\
+services:
+  web:
+    image: registry.local/web:v1
+    replicas: 2
+    ports: [8081]
+    environment: {API_TOKEN: abc}
+    secrets: {X: "not a name"}
+    backup: nowhere
+    strategy: blue_green
+    docker: {host: "/var/run/docker.sock"}
+    health: {url: "http://x/health", docker: true}
+  Bad Name: {image: x}
+  noimage: {replicas: 1}
+""",
+    )
+    text = "\n".join(issues)
+    assert "services.web.image" in text and "without a tag" in text
+    assert "each of the 2 replicas needs a port of its own" in text
+    assert "API_TOKEN looks like a secret" in text and "secrets: {API_TOKEN: ENV_VAR}" in text
+    assert "X: expected the name of an environment variable" in text
+    assert "no backups: target named 'nowhere'" in text
+    assert "services.web.blue_green" in text and "each colour's ports and the switch command" in text
+    assert "host: expected unix:///path" in text
+    assert "either url or docker: true, not both" in text
+    assert "service name 'Bad Name'" in text
+    assert "services.noimage.image" in text and "'image' is required" in text
+    assert all(":" in i.split(" ")[0] for i in issues), issues  # file:line first
+
+
+def test_a_recreate_phase_names_a_service_that_exists_and_an_image(tmp_path: Path) -> None:
+    main = "services: {web: {image: registry.local/web}}\n"
+    plan = """\
+name: ship
+phases:
+  - name: deploy
+    environment: production
+    strategy: {kind: recreate, service: web, image: v2}
+"""
+    cfg = load(tmp_path, main, plan)
+    strategy = cfg.plans["ship"].phases[0].strategy
+    assert strategy is not None and (strategy.service, strategy.image) == ("web", "v2")
+    issues = "\n".join(messages(tmp_path, main, plan.replace("service: web, image: v2", "service: wbe")))
+    assert "unknown service 'wbe'" in issues and "did you mean 'web'" in issues.lower()
+    assert "'image' is required (the tag to deploy)" in issues
+    issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "canary")))
+    assert "deployed by recreate, rolling or blue_green, not canary" in issues
