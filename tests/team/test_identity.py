@@ -173,3 +173,20 @@ def test_a_superuser_session_asserts_the_name_and_says_so(team: Team, tmp_path: 
 def test_sqlite_keeps_the_os_account(tmp_path: Path) -> None:
     me = Actor(os_user(), "local")
     assert acting(me, None, {os_user(): "someone"}) == me  # no login: the OS account, as before
+
+
+def test_roles_logins_in_the_configuration(tmp_path: Path) -> None:
+    from opsconsole.engine.config import ConfigError
+
+    path = tmp_path / "opsconsole.yaml"
+    path.write_text("roles:\n  users: {alice: approver}\n  logins: {ops_alice: alice, ops_bob: ''}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {"WORKSPACE": str(tmp_path)})
+    assert "roles.logins.ops_bob" in str(err.value) and "must not be empty" in str(err.value)
+    path.write_text("roles:\n  users: {alice: approver}\n  logins: {ops_alice: alice}\n")
+    cfg = load_config(path, {"WORKSPACE": str(tmp_path)})
+    assert cfg.logins == {"ops_alice": "alice"}
+    me = Actor("x", "local")
+    assert acting(me, Login("ops_alice", "ops_alice", False), cfg.logins) == Actor(
+        "alice", "local, login ops_alice"
+    )
