@@ -14,6 +14,7 @@ The owner of the tables (the login that ran `store migrate`) runs the grant; the
 exist (`CREATE ROLE alice LOGIN PASSWORD ...`, its password given by whoever administers the
 server) and may not be a superuser, own the tables, or hold CREATEROLE: any of those would reach
 past these grants, so the command refuses them. Advisory locks and LISTEN/NOTIFY need no grant.
+A migration that adds a table needs the grant run again for every login.
 """
 
 from __future__ import annotations
