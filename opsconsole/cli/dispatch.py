@@ -41,7 +41,7 @@ from .rollouts import (
 from .runner import cmd_engine
 from .schedules import cmd_flags_cancel, cmd_flags_schedule, cmd_flags_schedules
 from .sources import cmd_sources_check
-from .store import cmd_store_copy, cmd_store_migrate
+from .store import cmd_store_copy, cmd_store_grant, cmd_store_migrate
 
 __all__ = [
     "EXIT_FORBIDDEN",
@@ -180,6 +180,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("store", "migrate"): cmd_store_migrate,
     ("store", "copy"): cmd_store_copy,
     ("deploy", None): cmd_deploy,
+    ("store", "grant"): cmd_store_grant,
     ("kill", None): cmd_kill,
     ("all-clear", None): cmd_all_clear,
     ("flags", "list"): cmd_flags_list,

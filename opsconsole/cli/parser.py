@@ -356,3 +356,19 @@ def _store_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     cp.add_argument("--from-password-env", default=None, help="environment variable with --from's password")
     cp.add_argument("--to-password-env", default=None, help="environment variable with --to's password")
     _json(cp)
+    gr = store.add_parser(
+        "grant",
+        parents=[common],
+        help="give a PostgreSQL login the least a console needs (no DDL, no DELETE, audit append-only)",
+    )
+    gr.add_argument("login", help="an existing login (CREATE ROLE name LOGIN PASSWORD ...), not a superuser")
+    gr.add_argument(
+        "--url", default=None, help="the store, as its owner (default: the configuration's `store`)"
+    )
+    gr.add_argument(
+        "--password-env",
+        default=None,
+        help="environment variable with the owner's password (else PGPASSWORD/pgpass)",
+    )
+    gr.add_argument("--print", dest="dry_run", action="store_true", help="print the SQL; change nothing")
+    _json(gr)

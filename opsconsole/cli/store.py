@@ -67,3 +67,34 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     head = report.audit_head or "none (no events)"
     print(visible(f"audit chain verified on the copy: {report.audit_events} events, head {head}"))
     return EXIT_OK
+
+
+def cmd_store_grant(args: argparse.Namespace) -> int:
+    from ..engine import grant_store, load
+
+    if not args.dry_run and _refuse_read_only(args, "grant"):
+        return EXIT_FORBIDDEN
+    url, password_env = args.url, args.password_env
+    if url is None:
+        cfg, _ = load(args.config, args.workspace)
+        url, password_env = cfg.store, password_env or cfg.store_password_env
+    report = grant_store(url, args.login, password_env=password_env, dry_run=args.dry_run)
+    if args.json:
+        _out(
+            {
+                "store": report.store,
+                "login": report.login,
+                "applied": not args.dry_run,
+                "sql": report.statements,
+            }
+        )
+        return EXIT_OK
+    if args.dry_run:
+        print("\n".join(f"{s};" for s in report.statements))
+    else:
+        print(
+            visible(
+                f"{report.store}: {report.login} has the console's grants ({len(report.statements)} statements)"
+            )
+        )
+    return EXIT_OK

@@ -111,6 +111,7 @@ if TYPE_CHECKING:
     from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
+    from .store.grants import GrantReport, grant_store
     from .store.transfer import copy_store, migrate_store
     from .targets.notify import OutboxSummary
     from .targets.notify import summary as notification_summary
@@ -163,6 +164,8 @@ _LAZY = {
     "FlagAge": "stale",
     "StoreError": "store",
     "copy_store": "store.transfer",
+    "grant_store": "store.grants",
+    "GrantReport": "store.grants",
     "migrate_store": "store.transfer",
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
@@ -272,6 +275,8 @@ __all__ = [
     "Session",
     "StoreError",
     "copy_store",
+    "grant_store",
+    "GrantReport",
     "migrate_store",
     "UnknownFlag",
     "allowed_commands",

@@ -5,6 +5,20 @@ passwd entry, never LOGNAME/USER/LNAME/USERNAME: anyone can set those (`USER=ali
 and a name taken from them would let a viewer act, and be audited, as an approver. The console trusts
 the account that runs it, as sudo and ssh do, and nothing the process was handed.
 
+In a team (a PostgreSQL store) the person is the login the PostgreSQL server authenticated, read
+with `SELECT session_user` on the store's own connection (store.Login), never a name the client
+sends: not $USER, not the OS account (two people may share one, or name theirs alike on their own
+machines), not the actor a caller hands the Engine. `session_user`, not `current_user`: SET ROLE (or
+`-c role=` in PGOPTIONS) changes current_user, whose privileges run the SQL, and never who acts; a
+session whose session_user differs from the login it authenticated (SET SESSION AUTHORIZATION, which
+only a superuser may use) is refused by the store. `roles.logins` maps a login to the person's name
+where they differ (`logins: {ops_alice: alice}`); `roles.users` then gives that name's role, and two
+logins mapped to one name are one person (one approval between them).
+A superuser login is the exception: it can already become any role and rewrite any table, audit
+included, so a login check would stop nobody; its session acts as the name the caller gives (the OS
+account, as with SQLite) and every record says so ("asserted by superuser login ..."). Consoles of
+a team connect with their own non-superuser logins (`opsconsole store grant`).
+
 The SSH origin cannot be verified from inside the session: SSH_CONNECTION is copied into the
 environment by sshd, but the user can overwrite it. It is recorded as "reported", and only when it
 looks like what sshd writes, so nobody reads it as a checked address.
@@ -20,6 +34,7 @@ TYPE_CHECKING = False  # not typing's: see engine/__init__.py
 
 if TYPE_CHECKING:
     from .model import Actor
+    from .store import Login
 
 
 def current_actor(environ: Mapping[str, str] | None = None) -> Actor:
@@ -29,6 +44,19 @@ def current_actor(environ: Mapping[str, str] | None = None) -> Actor:
 
     env = os.environ if environ is None else environ
     return Actor(os_user(), ssh_origin(env) or "local")
+
+
+def acting(claimed: Actor, login: Login | None, logins: Mapping[str, str]) -> Actor:
+    """Who acts in a session whose caller names `claimed` on a store whose connections run as
+    `login` (None: SQLite, where the caller's OS account is who acts)."""
+    from .model import Actor
+
+    if login is None:
+        return claimed
+    if login.superuser:
+        return Actor(claimed.user, f"{claimed.origin}, asserted by superuser login {login.session_user}")
+    who = logins.get(login.session_user, login.session_user)
+    return Actor(who, f"{claimed.origin}, login {login.session_user}")
 
 
 def os_user() -> str:

@@ -381,6 +381,10 @@ class Config:
     """The environment variable holding the PostgreSQL store's password (else PGPASSWORD or pgpass)."""
     default_role: Role = Role.VIEWER
     users: dict[str, Role] = field(default_factory=dict)
+    """Person -> role. With a PostgreSQL store the person is the authenticated login (or the name
+    `logins` maps it to); with SQLite, the OS account."""
+    logins: dict[str, str] = field(default_factory=dict)
+    """PostgreSQL login -> the person's name `users` and the audit log use, where the two differ."""
     environments: dict[str, Environment] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)
     flags: dict[str, FlagDef] = field(default_factory=dict)

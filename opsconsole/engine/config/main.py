@@ -86,7 +86,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
             "store_password_env", f"expected the name of an environment variable, got {store_password_env!r}"
         )
     interval = f.parsed("interval", positive_duration, 1.0)
-    default_role, users = _roles(src, f)
+    default_role, users, logins = _roles(src, f)
     environments = read_environments(src, f, base)
     flags = read_flags(src, f, base, environments)
     environments = read_overrides(src, f, environments, flags)
@@ -105,6 +105,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
         store_password_env=store_password_env,
         default_role=default_role,
         users=users,
+        logins=logins,
         environments=environments,
         plans=plans,
         flags=flags,
@@ -120,10 +121,10 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     )
 
 
-def _roles(src: YamlSource, main: Fields) -> tuple[Role, dict[str, Role]]:
-    f = main.mapping("roles", ("default", "users"))
+def _roles(src: YamlSource, main: Fields) -> tuple[Role, dict[str, Role], dict[str, str]]:
+    f = main.mapping("roles", ("default", "users", "logins"))
     if f is None:
-        return Role.VIEWER, {}
+        return Role.VIEWER, {}, {}
     default = Role.parse(f.choice("default", _ROLES, "viewer"))
     users: dict[str, Role] = {}
     u = f.mapping("users")
@@ -131,7 +132,17 @@ def _roles(src: YamlSource, main: Fields) -> tuple[Role, dict[str, Role]]:
         role = src.choice(rnode, f.path("users") + "." + user, _ROLES)
         if role is not None:
             users[user] = Role.parse(role)
-    return default, users
+    # PostgreSQL login -> the person's name in `users` and the audit log (team mode; see identity.py).
+    logins: dict[str, str] = {}
+    lg = f.mapping("logins")
+    if lg is not None:
+        for login, _ in lg:
+            name = lg.text(login)
+            if name is not None and not str(name).strip():
+                lg.issue(login, "expected the name of the person this login is, got an empty name")
+            elif name is not None:
+                logins[login] = str(name).strip()
+    return default, users, logins
 
 
 def _url_password(url: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,18 @@ class StoreBusy(StoreError):
     trying again, not a broken store."""
 
 
+@dataclass(frozen=True)
+class Login:
+    """Who the PostgreSQL server says this store's connections are: `session_user` (the login the
+    server authenticated; SET ROLE never changes it), `current_user` (whose privileges run the SQL:
+    SET ROLE and `-c role=` change it) and whether the login is a superuser. None for SQLite, which
+    authenticates nobody."""
+
+    session_user: str
+    current_user: str
+    superuser: bool
+
+
 class Store(ABC):
     """A database the engine keeps its state in. Safe to share between threads; several processes
     may open the same database at once.
@@ -33,6 +46,9 @@ class Store(ABC):
     Do not await (or start another transaction from another coroutine) inside a transaction: the
     transaction holds the store's lock for its whole duration.
     """
+
+    login: Login | None = None
+    """The authenticated PostgreSQL login this store's connections run as; None for SQLite."""
 
     after_audit_commit: Callable[[int, str, float], None] | None = None
     """Called with the new head (seq, hash, time) after each committed transaction that appended

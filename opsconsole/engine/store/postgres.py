@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..redact import redact_url
-from . import Store, StoreBusy, StoreError
+from . import Login, Store, StoreBusy, StoreError
 from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
 from .sqlite import BUSY_TIMEOUT_MS, Tx
 
@@ -178,6 +178,7 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise StoreError(f"cannot reach the PostgreSQL store {self.shown}: {_first_line(exc)}") from None
         try:
+            self.login = _login(conn, conn.info.user, self.shown)
             version = version_on_disk(conn)
             refuse_newer(version)
             if version >= LATEST_VERSION:
@@ -317,6 +318,26 @@ class PostgresStore(Store):
             conn.execute(f"RELEASE SAVEPOINT {name}")
         finally:
             self._local.depth -= 1
+
+
+def _login(conn: Any, user: str, shown: str) -> Login:
+    """Who the server says this connection is. `session_user` is the authenticated login and stays
+    so through SET ROLE; only a superuser can change it (SET SESSION AUTHORIZATION; the
+    `session_authorization` startup option has no effect). pg_stat_activity keeps the login the
+    backend authenticated: a session whose session_user is another (or not the `user` libpq logged
+    in as) is refused: the console acts as the authenticated login or not at all."""
+    row = conn.execute(
+        "SELECT session_user, current_user, r.rolsuper, a.usename"
+        " FROM pg_catalog.pg_roles r, pg_catalog.pg_stat_activity a"
+        " WHERE r.rolname = session_user AND a.pid = pg_catalog.pg_backend_pid()"
+    ).fetchone()
+    session_user, current_user, superuser, authenticated = str(row[0]), str(row[1]), bool(row[2]), str(row[3])
+    if session_user != authenticated or authenticated != user:
+        raise StoreError(
+            f"the PostgreSQL store {shown}: this session runs as {session_user!r} but authenticated as "
+            f"{authenticated!r} (SET SESSION AUTHORIZATION); the console acts only as the login it authenticated"
+        )
+    return Login(session_user, current_user, superuser)
 
 
 def _pool(
