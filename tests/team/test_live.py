@@ -10,6 +10,10 @@ machine's console would be; waits are bounded.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +30,7 @@ from tests.store.conftest import fresh_pg_database
 from tests.team.live_support import flag_in_file, flip_flags, open_engine, write_workspace
 from tests.tui.conftest import console, sync, until
 
+REPO = Path(__file__).resolve().parents[2]
 WITHIN = 1.0
 """Issue 15: a change made anywhere is seen everywhere within one second."""
 
@@ -220,3 +225,50 @@ async def test_flag_change_in_another_process_appears_in_the_console_within_a_se
         flipper.join(10)
         ((_, before),) = result
         assert seen - before <= WITHIN, f"on screen {seen - before:.3f} s after the change"
+
+
+@pytest.mark.timeout(120)
+def test_headless_engine_writes_its_hosts_flag_files_when_another_process_changes_a_flag(
+    tmp_path: Path, team_url: str
+) -> None:
+    """`opsconsole engine` on one host (ticking only every 30 s here, so its tick cannot be what
+    writes the file) follows a flag change made by another process within one second."""
+    ws = tmp_path / "ws-engine"
+    config = write_workspace(ws, team_url)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsconsole", "engine", "--config", str(config), "--workspace", str(ws)]
+        + ["--interval", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    writer = open_engine(write_workspace(tmp_path / "ws-other", team_url).parent, "bob")
+    try:
+        wait_for(lambda: flag_in_file(ws, "dark_mode") is False, "the engine's first export", 30)
+        wait_for(lambda: _console_count(team_url, "engine") == 1, "the engine's listener", 10)
+        for value in (True, False):
+            before = time.time()
+            writer.set_flag("staging", "dark_mode", value, "from another host")
+            seen = wait_for(lambda v=value: flag_in_file(ws, "dark_mode") is v, f"dark_mode={value}", 5)
+            assert seen - before <= WITHIN, f"file {seen - before:.3f} s after the change"
+    finally:
+        writer.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+
+
+def _console_count(url: str, role: str) -> int:
+    with psycopg.connect(url, password=PASSWORD, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE %s",
+            (f"opsconsole {role} %",),
+        ).fetchone()
+    return int(row[0]) if row else 0
