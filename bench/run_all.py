@@ -31,6 +31,7 @@ BENCHMARKS = (
     "backups_pane",
     "tui_memory",
     "backup_pg",
+    "team_live",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}
