@@ -9,6 +9,7 @@ machine's console would be; waits are bounded.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -165,6 +166,56 @@ def test_a_dropped_listener_reconnects_and_the_resync_catches_a_change_made_mean
         wait_for(lambda: flag_in_file(ws, "dark_mode") is True, "the change after reconnection", 10)
         assert feed.stats.reconnects == 1 and feed.stats.notices == notices  # the resync, not a notice
         assert feed.connected.is_set() and feed.backend_pid != backend
+    finally:
+        feed.stop()
+        writer.close()
+        engine.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_missed_notice_is_caught_by_the_periodic_resync(
+    tmp_path: Path, team_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsconsole.engine.store import postgres
+
+    ws = tmp_path / "ws-here"
+    write_workspace(ws, team_url)
+    engine = open_engine(ws, "alice")
+    feed = live.LiveFeed(engine, resync_every=0.5).start()
+    writer = open_engine(write_workspace(tmp_path / "ws-other", team_url).parent, "bob")
+    try:
+        assert feed.connected.wait(10)
+        wait_for(lambda: flag_in_file(ws, "dark_mode") is False, "the first export", 5)
+        # The writer's notice goes where nobody listens: as good as lost.
+        monkeypatch.setattr(postgres, "CHANNEL", "nobody_listens_here")
+        writer.set_flag("staging", "dark_mode", True, "unannounced")
+        wait_for(lambda: flag_in_file(ws, "dark_mode") is True, "the resync", 3)
+        assert feed.stats.notices == 0 and feed.stats.reconnects == 0 and feed.stats.refreshes >= 2
+    finally:
+        feed.stop()
+        writer.close()
+        engine.close()
+
+
+@pytest.mark.timeout(120)
+def test_kill_switch_pulled_elsewhere_makes_this_hosts_files_safe_within_a_second(
+    tmp_path: Path, team_url: str
+) -> None:
+    ws = tmp_path / "ws-here"
+    write_workspace(ws, team_url)
+    engine = open_engine(ws, "alice")
+    feed = live.start(engine)
+    assert feed is not None
+    writer = open_engine(write_workspace(tmp_path / "ws-other", team_url).parent, "carol")
+    try:
+        assert feed.connected.wait(10)
+        writer.set_flag("staging", "search_v2", True, "on")
+        wait_for(lambda: flag_in_file(ws, "search_v2") is True, "search_v2 on here", 5)
+        before = time.time()
+        writer.kill("incident on the other host")
+        seen = wait_for(lambda: flag_in_file(ws, "search_v2") is False, "the kill here", 5)
+        assert seen - before <= WITHIN, f"safe here {seen - before:.3f} s after the kill"
+        assert json.loads((ws / "flags" / "staging.json").read_text())["emergency_shutdown"] is True
     finally:
         feed.stop()
         writer.close()
