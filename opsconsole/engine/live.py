@@ -49,6 +49,8 @@ BACKOFF_MAX = 5.0
 LEADER_LOCK = 0x6F707363_6F6E0003
 """The key of the advisory lock the leading engine holds for its session (leader.py's LEADER_LOCK)."""
 CONSOLE_ROLE = "console"
+STATEMENT_TIMEOUT_MS = 5000
+"""The longest one of the feed's reads may take before it gives up and reconnects."""
 
 KINDS: dict[str, str] = {
     "flags": "flags",
@@ -134,6 +136,11 @@ class LiveFeed:
         self._origin = store.origin
         params, self.shown = parse_url(engine.config.store, engine.config.store_password_env, engine.environ)
         params["application_name"] = application_name(role)
+        # The feed's own queries are tiny: one that hangs means the server (or the path to it) is
+        # in trouble, and the feed should reconnect rather than wait on it. A dead network is
+        # noticed within seconds (unacknowledged data), not at the keepalives' 25 s.
+        params["options"] = f"{params.get('options', '')} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
+        params.setdefault("tcp_user_timeout", str(STATEMENT_TIMEOUT_MS))
         self._params = params
         self._me = (f"@{socket.gethostname()}:{os.getpid()}", f"{socket.gethostname()} pid {os.getpid()}")
         self.status = TeamStatus()
