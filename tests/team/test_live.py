@@ -325,3 +325,33 @@ def _console_count(url: str, role: str) -> int:
             (f"opsconsole {role} %",),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+@pytest.mark.timeout(60)
+def test_the_store_notifies_on_commit_only_naming_the_tables_and_the_audit_head(team_url: str) -> None:
+    from opsconsole.engine.model import Actor
+    from opsconsole.engine.store import open_store
+    from opsconsole.engine.store.postgres import CHANNEL
+
+    store: Any = open_store(team_url)
+    listener = psycopg.connect(team_url, password=PASSWORD, autocommit=True)
+    try:
+        listener.execute(f"LISTEN {CHANNEL}")
+        actor = Actor("alice", "test")
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            tx.set_flag("staging", "dark_mode", True, actor, "undone", 1.0)
+            raise RuntimeError("rolled back")
+        with store.read() as tx:
+            tx.list_flags("staging")
+        assert list(listener.notifies(timeout=0.3)) == []  # nothing committed, nothing said
+        with store.transaction() as tx:
+            tx.set_flag("staging", "dark_mode", True, actor, "kept", 1.0)
+            tx.append_audit(1.0, actor, "flag.set", "flag:staging/dark_mode", {"new": True})
+        (notice,) = list(listener.notifies(timeout=2, stop_after=1))
+        body = json.loads(notice.payload)
+        assert body["o"] == store.origin and body["s"] == 1
+        assert {"flags", "flag_history", "audit"} <= set(body["t"])
+        assert len(notice.payload) < 200
+    finally:
+        listener.close()
+        store.close()
