@@ -90,11 +90,13 @@ class TeamStatus:
     leader_is_me: bool = False
     consoles: int = 0
     error: str = ""
+    me: str = "this process"
+    """How the header names the leader when it is this process ("this console", "this engine")."""
 
     def text(self) -> str:
         if not self.connected:
             return f"live: reconnecting ({self.error})" if self.error else "live: connecting"
-        leader = "this process" if self.leader_is_me else (self.leader or "none")
+        leader = self.me if self.leader_is_me else (self.leader or "none")
         plural = "" if self.consoles == 1 else "s"
         return f"leader: {leader} │ {self.consoles} console{plural}"
 
@@ -252,6 +254,7 @@ class LiveFeed:
                 leader=leader,
                 leader_is_me=bool(holder) and any(mark in str(holder) for mark in self._me),
                 consoles=int(consoles or 0),
+                me=f"this {self.role}",
             )
         )
         head = int(head or 0)

@@ -355,3 +355,23 @@ def test_the_store_notifies_on_commit_only_naming_the_tables_and_the_audit_head(
     finally:
         listener.close()
         store.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_leader_in_this_process_is_named_so(tmp_path: Path, team_url: str) -> None:
+    import socket
+
+    ws = tmp_path / "ws-here"
+    write_workspace(ws, team_url)
+    engine = open_engine(ws, "alice")
+    feed = live.LiveFeed(engine, resync_every=0.2).start()
+    me = f"opsconsole-leader {socket.gethostname()} pid {os.getpid()}"
+    leader = psycopg.connect(team_url, password=PASSWORD, autocommit=True, application_name=me)
+    try:
+        leader.execute("SELECT pg_advisory_lock(%s)", (live.LEADER_LOCK,))
+        wait_for(lambda: feed.status.leader_is_me, "this process as the leader", 5)
+        assert feed.status.text() == "leader: this console │ 1 console"
+    finally:
+        leader.close()
+        feed.stop()
+        engine.close()
