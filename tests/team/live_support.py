@@ -17,7 +17,7 @@ flags:
 
 MAIN = """
 store: {store}
-interval: 1s
+interval: {interval}
 roles:
   default: viewer
   users: {{alice: operator, bob: operator, carol: operator}}
@@ -25,16 +25,31 @@ environments:
   staging:
     flags: {{kind: file, path: "${{WORKSPACE}}/flags/staging.json"}}
 flags: flags.yaml
+plans: ["{plans}/*.yaml"]
 kill_switch: {{flags_off: [search_v2], flags_on: []}}
 """
 
 
-def write_workspace(ws: Path, store_url: str) -> Path:
-    """A workspace (its own flag files: another host's) on the shared store; its config's path."""
+PLAN = """
+name: darkmode
+phases:
+  - name: staging_on
+    environment: staging
+    flags: {dark_mode: true}
+    approval: {required: true, role: approver}
+"""
+
+
+def write_workspace(ws: Path, store_url: str, interval: str = "1s") -> Path:
+    """A workspace (its own flag files: another host's) on the shared store; its config's path.
+    A console test sets a long `interval`: a client console also re-reads the store every interval,
+    which must not be what shows the change."""
     ws.mkdir(parents=True, exist_ok=True)
     (ws / "flags.yaml").write_text(textwrap.dedent(FLAGS))
+    (ws / "plans").mkdir(exist_ok=True)
+    (ws / "plans" / "darkmode.yaml").write_text(textwrap.dedent(PLAN))
     path = ws / "opsconsole.yaml"
-    path.write_text(textwrap.dedent(MAIN.format(store=store_url)))
+    path.write_text(textwrap.dedent(MAIN.format(store=store_url, plans=ws / "plans", interval=interval)))
     return path
 
 

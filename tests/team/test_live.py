@@ -29,7 +29,7 @@ from opsconsole.engine.events import EngineEvent
 from tests.pg.server import PASSWORD, PgServer
 from tests.store.conftest import fresh_pg_database
 from tests.team.live_support import flag_in_file, flip_flags, open_engine, write_workspace
-from tests.tui.conftest import console, sync, until
+from tests.tui.conftest import console, screen_text, sync, until
 
 REPO = Path(__file__).resolve().parents[2]
 WITHIN = 1.0
@@ -257,7 +257,7 @@ async def test_flag_change_in_another_process_appears_in_the_console_within_a_se
     tmp_path: Path, team_url: str, other: Callable[[list[bool]], Other]
 ) -> None:
     ws = tmp_path / "ws-here"
-    write_workspace(ws, team_url)
+    write_workspace(ws, team_url, interval="60s")
     engine = open_engine(ws, "alice")
     app = console(engine, environment="staging")
     o = other([True])
@@ -375,3 +375,26 @@ def test_a_leader_in_this_process_is_named_so(tmp_path: Path, team_url: str) -> 
         leader.close()
         feed.stop()
         engine.close()
+
+
+@sync
+async def test_a_rollout_started_elsewhere_appears_in_the_console_within_a_second(
+    tmp_path: Path, team_url: str
+) -> None:
+    ws = tmp_path / "ws-here"
+    write_workspace(ws, team_url, interval="60s")
+    engine = open_engine(ws, "alice")
+    writer = open_engine(write_workspace(tmp_path / "ws-other", team_url).parent, "bob")
+    app = console(engine, environment="staging")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(
+                pilot, lambda: app.session.live is not None and app.session.live.connected.is_set(), "live"
+            )
+            await pilot.pause(0.3)
+            before = time.time()
+            r = writer.start_rollout("darkmode", "from another host")
+            await until(pilot, lambda: r.id in screen_text(app), "the rollout on screen", 5)
+            assert time.time() - before <= WITHIN
+    finally:
+        writer.close()
