@@ -32,6 +32,7 @@ BENCHMARKS = (
     "tui_memory",
     "backup_pg",
     "deploy_rollback",
+    "team_live",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}

@@ -17,7 +17,7 @@ from .common import (
 def cmd_engine(args: argparse.Namespace) -> int:
     import asyncio  # only these commands need an event loop; `kill` must not pay for it
 
-    from ..engine import EngineBusy, Runner
+    from ..engine import EngineBusy, Runner, start_live
 
     engine = _engine(args)
     runner = Runner(engine, args.interval)
@@ -43,7 +43,13 @@ def cmd_engine(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         print(f"engine running on {engine.workspace} every {runner.interval:g}s (Ctrl-C stops)", flush=True)
         engine.bus.subscribe(_print_engine_state)
-        await runner.run(stop)
+        # On a PostgreSQL store: this host's flag files follow changes made anywhere (live.py).
+        feed = start_live(engine, "engine")
+        try:
+            await runner.run(stop)
+        finally:
+            if feed is not None:
+                await asyncio.to_thread(feed.stop)
 
     asyncio.run(run())
     return EXIT_OK

@@ -87,6 +87,8 @@ if TYPE_CHECKING:
         wait_for_notifications,
     )
     from .killswitch import record as record_kill
+    from .live import LiveFeed, TeamStatus
+    from .live import start as start_live
     from .model import (
         Actor,
         Config,
@@ -230,6 +232,10 @@ _LAZY = {
     "RetentionDecision": "backups.model",
     "RunStatus": "backups.model",
     "TargetStatus": "backups.model",
+    # team mode: live updates from the shared store
+    "LiveFeed": "live",
+    "TeamStatus": "live",
+    "start_live": "live",
     # alarm sources
     "AlarmSourceError": "sources.alertmanager",
     "Silence": "sources.alertmanager",
@@ -253,10 +259,14 @@ _RENAMED = {
     "save_first_look": "save",
     "engage_from_kill_plan": "engage",
     "flag_value_text": "value_text",
+    "start_live": "start",
 }
 
 __all__ = [
     "Actor",
+    "LiveFeed",
+    "TeamStatus",
+    "start_live",
     "AlarmStatus",
     "EngineBusy",
     "EvalContext",

@@ -4,6 +4,10 @@ The console runs the runner in its own event loop when nobody holds the workspac
 gates in the background that `opsconsole engine` runs. When another runner already holds it, the
 console attaches as a client: it never starts a second runner, and it polls the store and scrapes the
 metrics itself (read-only work) to keep its panes live.
+
+On a PostgreSQL store the console also listens for what other processes commit (live.py): a change
+made anywhere is on its panes within a second, and the header says who leads and how many consoles
+are attached.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .runner import EngineBusy, Runner
 if TYPE_CHECKING:
     from .alarms import AlarmStatus
     from .core import Engine
+    from .live import LiveFeed
     from .observe import MetricsSource
 
 SPARK_POINTS = 60
@@ -55,6 +60,8 @@ class Session:
         self._task: asyncio.Task[Any] | None = None
         self._series: dict[tuple[str, str], tuple[float | None, tuple[float | None, ...]]] = {}
         """(environment, query) -> (the source's last_refresh then, its last SPARK_POINTS points)."""
+        self.live: LiveFeed | None = None
+        """Listens for other processes' changes on a PostgreSQL store (None on SQLite)."""
 
     @property
     def observer(self) -> Observer:
@@ -89,7 +96,12 @@ class Session:
         self.observer.watch |= envs
 
     def launch(self) -> None:
-        """The runner's loop (or the client's poll) on the running event loop, after prepare()."""
+        """The runner's loop (or the client's poll) on the running event loop, after prepare(); the
+        live feed in its own thread (it connects there, never on the loop)."""
+        if self.live is None:
+            from . import live
+
+            self.live = live.start(self.engine)
         if self.runner is not None:
             self._task = asyncio.create_task(self.runner.run(self._stop))
             self._task.add_done_callback(self._runner_ended)
@@ -148,8 +160,15 @@ class Session:
         finally:
             await observer.close()
 
+    def team_text(self) -> str:
+        """ "leader: host pid 12 │ 3 consoles" on a PostgreSQL store; empty on SQLite."""
+        return self.live.status.text() if self.live is not None else ""
+
     async def stop(self) -> None:
         self._stop.set()
+        if self.live is not None:
+            live, self.live = self.live, None
+            await asyncio.to_thread(live.stop)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

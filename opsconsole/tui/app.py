@@ -104,6 +104,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
         """A pane asked for (1-5) before its module had loaded: shown once it is mounted."""
         self.kill_engaged = False
         self._kill_pending = False
+        self._status: tuple[KillState, str] | None = None
+        """The kill switch state and engine note the header shows, kept for a team-only update."""
         self._tabs_ready = engine is not None
         self._swapping = False
         """The real tabbed panes are in (the first frame has a light strip: _swap_in_tabs)."""
@@ -388,6 +390,11 @@ class OpsConsoleApp(GuardedActions, App[None]):
                 safe(str(message.data.get("message", ""))), severity="warning", timeout=15, markup=False
             )
             return
+        if message.kind == "team":
+            # Who leads, how many consoles: the feed has it, nothing to read.
+            if self._status is not None:
+                self._show_status(*self._status)
+            return
         if message.kind in ("kill_switch", "engine", "poll"):
             self.refresh_status()
         for pane in self.panes.values():
@@ -410,6 +417,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         )
 
     def _show_status(self, kill: KillState, engine_note: str = "") -> None:
+        self._status = (kill, engine_note)
         env = self.engine.config.environments.get(self.environment)
         mode = {"runner": "local", "client": "attached", "stopped": "stopped"}[self.session.mode]
         self.header.show(
@@ -421,6 +429,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
             user=self.engine.actor.user,
             role=self.engine.role,
             read_only=self.engine.authz.read_only,
+            team=self.session.team_text(),
             kill_hint=self.get_key_display(Binding(self.engine.config.kill_key, "kill_switch"))
             if self.engine.can("kill_switch.engage")
             else "",

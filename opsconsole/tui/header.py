@@ -1,5 +1,5 @@
 """The status line that is always there: environment, engine, kill switch, trouble (the store, the
-notifications), who you are."""
+notifications), the team on a shared store (who leads, how many consoles), who you are."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class StatusHeader(Static):
         role: str,
         read_only: bool,
         kill_hint: str = "",
+        team: str = "",
     ) -> None:
         self.set_class(production, "-production")
         self.set_class(bool(kill.engaged), "-killed")
@@ -74,5 +75,8 @@ class StatusHeader(Static):
             line.append("│ ")
             line.append(safe(engine_note), style="bold reverse")
             line.append(" ")
+        # On a shared store: "leader: host pid 12 │ 3 consoles" (names from the server: escaped).
+        if team:
+            line.append(f"│ {safe(team)} ")
         line.append(f"│ {safe(user)} ({role})")
         self.update(line)

@@ -13,6 +13,10 @@ The differences from SQLite are few and named here:
 - Reads: REPEATABLE READ READ ONLY, one snapshot, never waiting for a writer (MVCC).
 - Migrations: schema.migrate under a session advisory lock (`MIGRATE_LOCK`), so two processes
   opening a new database at once apply each migration once.
+- Change notices: a write transaction that changed tables sends, as its last statement before
+  COMMIT, a NOTIFY on `CHANNEL` naming them (`_notice`). PostgreSQL delivers it only if the
+  transaction commits, after the commit, to every session listening (live.py, in every console and
+  engine), so another process learns within milliseconds what to read again.
 - Text: PostgreSQL refuses NUL characters in TEXT (a StoreError naming that; SQLite stores them),
   and sorts names by the database's collation: create it with LC_COLLATE 'C' (or C.UTF-8) so lists
   come back in SQLite's byte order. Numbers and times round-trip exactly in both.
@@ -24,7 +28,13 @@ URL shown is the redacted one. psycopg and psycopg_pool are imported only when t
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import re
+import socket
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -50,9 +60,17 @@ POOL_MAX = 4
 """Connections each of a store's two pools (readers, writers) keeps at most: one per transaction
 running at the same time in this process."""
 
+CHANNEL = "opsconsole_changes"
+"""The NOTIFY channel of committed changes; its payload is `notice_payload`'s small JSON."""
+ORIGIN = uuid.uuid4().hex[:12]
+"""Names this process in its notices (with the store's own number), so a listener can tell its own."""
+
 _BUSY_STATES = {"40001", "40P01", "55P03", "57014"}
 """serialization_failure, deadlock_detected, lock_not_available, query_canceled (lock_timeout)."""
 _SQL_CACHE: dict[str, str] = {}
+_WRITTEN: dict[str, str | None] = {}
+"""SQL -> the table it writes (None: a read)."""
+_WRITE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
 
 
 def _pg_sql(sql: str) -> str:
@@ -98,8 +116,20 @@ def parse_url(url: str, password_env: str | None, environ: Mapping[str, str]) ->
     # The write lock is a transaction's: a process frozen inside one (stopped, swapped out) loses it,
     # and its transaction, after a minute instead of holding every other writer up for ever.
     params.setdefault("options", f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}")
-    params.setdefault("application_name", "opsconsole")
+    params.setdefault("application_name", application_name("store"))
     return params, shown
+
+
+def application_name(role: str) -> str:
+    """What pg_stat_activity shows for a connection of this process: `opsconsole ROLE user@host:pid`
+    (the server keeps 63 bytes). The operating-system user: the database login is session_user."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name (a container without passwd entry)
+        user = str(os.getuid())
+    return f"opsconsole {role} {user}@{socket.gethostname()}:{os.getpid()}"[:63]
 
 
 def shown_url(url: str) -> str:
@@ -114,13 +144,25 @@ def shown_url(url: str) -> str:
 
 
 class PgTx(Tx):
-    """Tx over a psycopg connection: the same queries, `?` turned into `%s`."""
+    """Tx over a psycopg connection: the same queries, `?` turned into `%s`. Remembers the tables
+    its statements write, for the notice sent before commit."""
+
+    def __init__(self, conn: Any, writable: bool, where: str) -> None:
+        super().__init__(conn, writable, where)
+        self.written: set[str] = set()
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         import psycopg
 
         if not self._open:
             raise StoreError("a store transaction was used after it ended")
+        if self.writable:
+            table = _WRITTEN.get(sql, "")
+            if table == "":
+                match = _WRITE.match(sql)
+                table = _WRITTEN[sql] = match.group(1).lower() if match else None
+            if table is not None:
+                self.written.add(table)
         try:
             return self._conn.execute(_pg_sql(sql), tuple(params))
         except psycopg.Error as exc:
@@ -141,9 +183,9 @@ class PostgresStore(Store):
         password_env: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        import os
-
         params, self.shown = parse_url(url, password_env, os.environ if environ is None else environ)
+        self.origin = f"{ORIGIN}.{next(_STORES)}"
+        """This store's name in the notices it sends (live.py ignores its own)."""
         self.read_only = read_only
         self._local = _Local()
         try:
@@ -254,6 +296,8 @@ class PostgresStore(Store):
                 _rollback(conn)
                 raise
             try:
+                if writable and tx.written:
+                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._notice(tx)))
                 conn.execute("COMMIT")
             except psycopg.Error as exc:
                 _rollback(conn)
@@ -265,6 +309,10 @@ class PostgresStore(Store):
             pool.putconn(conn)
         if tx.audit_head is not None and self.after_audit_commit is not None:
             self.after_audit_commit(*tx.audit_head)
+
+    def _notice(self, tx: PgTx) -> str:
+        """What the commit changed, for other processes: the tables written and the audit head."""
+        return notice_payload(self.origin, tx.written, tx.audit_head[0] if tx.audit_head else None)
 
     def _begin(self, pool: ConnectionPool[Any], begin: list[str], wait: float) -> Any:
         """A pooled connection with the transaction begun. A connection the server dropped while it
@@ -338,6 +386,14 @@ def _login(conn: Any, user: str, shown: str) -> Login:
             f"{authenticated!r} (SET SESSION AUTHORIZATION); the console acts only as the login it authenticated"
         )
     return Login(session_user, current_user, superuser)
+
+
+_STORES = itertools.count(1)
+
+
+def notice_payload(origin: str, tables: set[str], seq: int | None) -> str:
+    """`{"o": origin, "t": [tables], "s": audit seq or null}`: a few dozen bytes (NOTIFY allows 8000)."""
+    return json.dumps({"o": origin, "t": sorted(tables), "s": seq}, separators=(",", ":"))
 
 
 def _pool(
