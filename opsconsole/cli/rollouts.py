@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from ..engine import load, missing_notification_secrets
+    from ..engine import StoreError, load, missing_notification_secrets, store_login, superuser_warning
 
     cfg, _ = load(args.config, args.workspace)
     # The file is sound; what it names outside itself (a bot token's variable) is checked here, not
@@ -32,6 +32,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(visible(f"{cfg.path}: {problem}"), file=sys.stderr)
     if unset:
         return EXIT_INPUT
+    # Who a console on this store acts as: a superuser login is said (it can rewrite anything). The
+    # file is still sound when the server cannot be reached: that is said too, not an error.
+    try:
+        warning = superuser_warning(store_login(cfg.store, password_env=cfg.store_password_env))
+    except StoreError as exc:
+        warning = f"the store's login was not checked: {exc}"
+    if warning:
+        print(visible(f"warning: {cfg.path}: {warning}"), file=sys.stderr)
     print(
         f"{cfg.path}: ok ({len(cfg.plans)} plans, {len(cfg.flags)} flags, {len(cfg.environments)} environments)"
     )
@@ -41,7 +49,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from ..engine import Runner, iso, notification_summary, read_health, rollout_row, traffic_text
 
-    engine = _engine(args, reading=True)
+    engine = _engine(args, reading=True, login_warning=args.json)
     kill = engine.kill_state()
     holder = Runner.holder(engine.workspace)
     health = read_health(engine.workspace, holder)
@@ -53,6 +61,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "workspace": str(engine.workspace),
                 "user": engine.actor.user,
                 "role": engine.role,
+                "warnings": [engine.login_warning] if engine.login_warning else [],
                 "engine": {
                     "running": holder is not None,
                     "pid": holder,
@@ -76,6 +85,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     runner = f"running (pid {holder})" if holder else "not running (start one with `opsconsole engine`)"
     if health and health.note():
         runner += visible(f", {health.note()}: {health.error}")
+    if engine.login_warning:
+        print(visible(f"warning: {engine.login_warning}"))
     print(f"kill switch: {ks}\nengine: {runner}\nuser: {visible(engine.actor.user)} ({engine.role})")
     print(_notifications_text(notes, len(engine.config.notifications)))
     if not rows:

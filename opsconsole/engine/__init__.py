@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from .fsutil import write_atomic
     from .health import clock_text
     from .health import read as read_health
-    from .identity import current_actor
+    from .identity import current_actor, superuser_warning
     from .improvements.decide import ImprovementStats
     from .improvements.mcp_client import McpAgent
     from .improvements.model import (
@@ -113,7 +113,7 @@ if TYPE_CHECKING:
     from .sources.check import SourceCheck, check_sources
     from .stale import FlagAge
     from .store import StoreError
-    from .store.grants import GrantReport, grant_store
+    from .store.grants import GrantReport, grant_store, store_login
     from .store.transfer import copy_store, migrate_store
     from .targets.notify import OutboxSummary
     from .targets.notify import summary as notification_summary
@@ -168,6 +168,7 @@ _LAZY = {
     "copy_store": "store.transfer",
     "grant_store": "store.grants",
     "GrantReport": "store.grants",
+    "store_login": "store.grants",
     "migrate_store": "store.transfer",
     "AlarmStatus": "alarms",
     "GateVerdict": "model",
@@ -189,6 +190,7 @@ _LAZY = {
     "clock_text": "health",
     "read_health": "health",
     "current_actor": "identity",
+    "superuser_warning": "identity",
     "KILL_JOURNAL": "killswitch",
     "KILL_RECORD_WAIT": "killswitch",
     "make_safe": "killswitch",
@@ -287,6 +289,7 @@ __all__ = [
     "copy_store",
     "grant_store",
     "GrantReport",
+    "store_login",
     "migrate_store",
     "UnknownFlag",
     "allowed_commands",
@@ -336,6 +339,7 @@ __all__ = [
     "clock_text",
     "read_health",
     "current_actor",
+    "superuser_warning",
     "KILL_JOURNAL",
     "KILL_RECORD_WAIT",
     "load_kill_plan",

@@ -27,7 +27,7 @@ from .audit_anchor import append as anchor_audit_head
 from .authz import Authz
 from .events import EventBus
 from .fsutil import write_atomic
-from .identity import acting
+from .identity import acting, superuser_warning
 from .model import (
     ACTIVE_STATES,
     ENGINE_ACTOR,
@@ -107,6 +107,8 @@ class Engine:
         self.store = store
         # In a team the person is the store's authenticated login, whatever name the caller gave.
         self.actor = acting(actor, store.login, config.logins)
+        self.login_warning = superuser_warning(store.login)
+        """Set when the store's login is a superuser (it can rewrite anything): the CLI says so."""
         self.store.after_audit_commit = functools.partial(anchor_audit_head, workspace)
         self._exporter = Exporter()
         """Keeps each flag's encoded lines between exports: only what changed is encoded again."""

@@ -14,10 +14,11 @@ session whose session_user differs from the login it authenticated (SET SESSION 
 only a superuser may use) is refused by the store. `roles.logins` maps a login to the person's name
 where they differ (`logins: {ops_alice: alice}`); `roles.users` then gives that name's role, and two
 logins mapped to one name are one person (one approval between them).
-A superuser login is the exception: it can already become any role and rewrite any table, audit
-included, so a login check would stop nobody; its session acts as the name the caller gives (the OS
-account, as with SQLite) and every record says so ("asserted by superuser login ..."). Consoles of
-a team connect with their own non-superuser logins (`opsconsole store grant`).
+A superuser login is no exception: it acts as its login too (mapped by `roles.logins` like any
+other), so two sessions of one superuser with different $USER are one person and one approval. A
+superuser can still become any role and rewrite any table, audit included: a console should never
+connect as one (`config check`, the store's open and `opsconsole status` warn when it does). Consoles
+of a team connect with their own non-superuser logins (`opsconsole store grant`).
 
 The SSH origin cannot be verified from inside the session: SSH_CONNECTION is copied into the
 environment by sshd, but the user can overwrite it. It is recorded as "reported", and only when it
@@ -53,10 +54,19 @@ def acting(claimed: Actor, login: Login | None, logins: Mapping[str, str]) -> Ac
 
     if login is None:
         return claimed
-    if login.superuser:
-        return Actor(claimed.user, f"{claimed.origin}, asserted by superuser login {login.session_user}")
     who = logins.get(login.session_user, login.session_user)
     return Actor(who, f"{claimed.origin}, login {login.session_user}")
+
+
+def superuser_warning(login: Login | None) -> str | None:
+    """The one-line warning the CLI prints (stderr, `status`, `config check`) when the store's
+    connections run as a superuser; None otherwise (SQLite, or an ordinary login)."""
+    if login is None or not login.superuser:
+        return None
+    return (
+        f"the store's login {login.session_user} is a PostgreSQL superuser: it can rewrite anything, the "
+        "audit log included; connect consoles with their own non-superuser logins (opsconsole store grant)"
+    )
 
 
 def os_user() -> str:

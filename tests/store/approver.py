@@ -3,21 +3,20 @@ store, the way a console on another machine would be. Kept free of pytest so a c
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from tests.store.people import Person
 
 
 def approve_in_process(
-    config: str, workspace: str, user: str, rollout_id: str, ready: Any, go: Any, out: Any
+    config: str, workspace: str, person: Person, rollout_id: str, ready: Any, go: Any, out: Any
 ) -> None:
+    """`person` opens its engine as itself: its own login on PostgreSQL (people.py)."""
     from opsconsole.engine import Rejected
-    from opsconsole.engine.config import load_config
-    from opsconsole.engine.core import Engine
-    from opsconsole.engine.model import Actor
 
-    ws = Path(workspace)
+    user = person.name
     try:
-        engine = Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor(user, "test"))
+        engine = person.engine(config, workspace)
     except BaseException as exc:
         ready.put(user)
         out.put((user, f"error: {type(exc).__name__}: {exc}"))

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from opsconsole.engine.store import Store, open_store
 from tests.pg.server import PASSWORD, PgServer
+from tests.store.people import People
 
 STORE_KINDS = ["sqlite", "postgresql"]
 
@@ -45,6 +46,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/state/opsconsole.db"  # tmp_path is absolute: sqlite:////…
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def people(request: pytest.FixtureRequest, store_url: str) -> Iterator[People]:
+    """People acting on `store_url`: on PostgreSQL each one a login of their own (tests/store/people.py)."""
+    server = request.getfixturevalue("pg_server") if store_url.startswith("postgresql://") else None
+    p = People(store_url, server)
+    yield p
+    p.drop()
 
 
 @pytest.fixture

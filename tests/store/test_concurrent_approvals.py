@@ -4,25 +4,25 @@ process and workspace of their own on the shared store, give exactly one promoti
 The approval model records distinct approvers; a phase needing all twenty gets twenty recorded
 approvals, one transition into the next phase, and that transition's audit event names every
 approver. A phase needing one approver gets one approval and nineteen clear refusals. Both on the
-PostgreSQL store and on SQLite (several processes on one file).
+PostgreSQL store and on SQLite (several processes on one file). On PostgreSQL the twenty people are
+twenty real logins (tests/store/people.py): the login is who acts, so one login could approve once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from opsconsole.engine.config import load_config
-from opsconsole.engine.core import Engine
-from opsconsole.engine.model import Actor, RolloutState
+from opsconsole.engine.model import RolloutState
 from opsconsole.engine.runner import Runner
+from tests.pg.server import PgServer
 from tests.store.approver import approve_in_process
+from tests.store.people import PASSWORD_ENV, People, Person
 
 APPROVERS = [f"approver{i:02d}" for i in range(20)]
 
@@ -39,16 +39,22 @@ phases:
 """
 
 
-def write_config(tmp_path: Path, store_url: str, need: int) -> Path:
+def write_config(
+    tmp_path: Path, store_url: str, need: int, *, logins: dict[str, str] | None = None, extra: str = ""
+) -> Path:
+    """`logins`: roles.logins (login -> person); `extra`: top-level lines added as they are."""
     (tmp_path / "plans").mkdir()
     (tmp_path / "plans" / "gated.yaml").write_text(PLAN.format(need=need))
     users = ", ".join(f"{u}: approver" for u in APPROVERS)
+    mapped = ", ".join(f"{login}: {person}" for login, person in (logins or {}).items())
     main = f"""
     store: {store_url}
+    {extra}
     interval: 1s
     roles:
       default: viewer
       users: {{starter: operator, {users}}}
+      logins: {{{mapped}}}
     environments:
       staging:
         flags: {{kind: file, path: "${{WORKSPACE}}/flags/staging.json"}}
@@ -62,8 +68,8 @@ def write_config(tmp_path: Path, store_url: str, need: int) -> Path:
     return path
 
 
-def awaiting_approval(config: Path, ws: Path) -> str:
-    engine = Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor("starter", "test"))
+def awaiting_approval(config: Path, ws: Path, starter: Person) -> str:
+    engine = starter.engine(config, ws)
     r = engine.start_rollout("gated", "go")
     runner = Runner(engine)
 
@@ -82,15 +88,15 @@ def awaiting_approval(config: Path, ws: Path) -> str:
     return r.id
 
 
-def approve_all_at_once(config: Path, tmp_path: Path, rollout_id: str) -> dict[str, str]:
+def approve_all_at_once(config: Path, tmp_path: Path, rollout_id: str, people: People) -> dict[str, str]:
     ctx = multiprocessing.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [
         ctx.Process(
             target=approve_in_process,
-            args=(str(config), str(tmp_path / f"ws-{user}"), user, rollout_id, ready, go, out),
+            args=(str(config), str(tmp_path / f"ws-{p.name}"), p, rollout_id, ready, go, out),
         )
-        for user in APPROVERS
+        for p in people.add(*APPROVERS)
     ]
     for p in procs:
         p.start()
@@ -109,17 +115,21 @@ def approve_all_at_once(config: Path, tmp_path: Path, rollout_id: str) -> dict[s
 
 @pytest.mark.timeout(300)
 def test_twenty_approvers_needed_twenty_at_once_one_promotion_naming_all(
-    store_url: str, tmp_path: Path
+    store_url: str, people: People, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, store_url, need=len(APPROVERS))
     ws = tmp_path / "ws-starter"
-    rollout_id = awaiting_approval(config, ws)
+    (starter,) = people.add("starter")
+    rollout_id = awaiting_approval(config, ws, starter)
     started = time.monotonic()
-    outcomes = approve_all_at_once(config, tmp_path, rollout_id)
+    outcomes = approve_all_at_once(config, tmp_path, rollout_id, people)
     elapsed = time.monotonic() - started
     assert outcomes == {u: "ok" for u in APPROVERS}, outcomes
+    if store_url.startswith("postgresql://"):  # twenty logins, none of them the superuser
+        assert len({people[u].login for u in APPROVERS}) == len(APPROVERS)
 
-    engine = Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor("starter", "test"))
+    engine = starter.engine(config, ws)
+    assert engine.login_warning is None
     r = engine.rollout(rollout_id)
     assert r.phase_index == 1  # in the next phase (its approvals start empty again)
     events = engine.audit_events(target=f"rollout:{rollout_id}")
@@ -137,12 +147,13 @@ def test_twenty_approvers_needed_twenty_at_once_one_promotion_naming_all(
 
 @pytest.mark.timeout(300)
 def test_one_approver_needed_twenty_at_once_one_wins_the_rest_are_refused(
-    store_url: str, tmp_path: Path
+    store_url: str, people: People, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, store_url, need=1)
     ws = tmp_path / "ws-starter"
-    rollout_id = awaiting_approval(config, ws)
-    outcomes = approve_all_at_once(config, tmp_path, rollout_id)
+    (starter,) = people.add("starter")
+    rollout_id = awaiting_approval(config, ws, starter)
+    outcomes = approve_all_at_once(config, tmp_path, rollout_id, people)
     winners = [u for u, o in outcomes.items() if o == "ok"]
     assert len(winners) == 1, outcomes
     refused = {u: o for u, o in outcomes.items() if u not in winners}
@@ -150,7 +161,7 @@ def test_one_approver_needed_twenty_at_once_one_wins_the_rest_are_refused(
         refused
     )
 
-    engine = Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor("starter", "test"))
+    engine = starter.engine(config, ws)
     events = engine.audit_events(target=f"rollout:{rollout_id}")
     assert [e.actor for e in events if e.action == "rollout.approval"] == winners
     promotions = [e for e in events if e.action == "rollout.transition" and e.data["phase"] == "after"]
@@ -160,28 +171,41 @@ def test_one_approver_needed_twenty_at_once_one_wins_the_rest_are_refused(
 
 
 @pytest.mark.timeout(300)
-def test_twenty_cli_approve_processes_at_once_promote_once(pg_url: str, tmp_path: Path) -> None:
-    """The same through the real command line: twenty `opsconsole rollout approve` processes started
-    together by this OS account (one person: one approval counts, the rest are refused, exit 1)."""
+def test_twenty_cli_approve_processes_at_once_promote_once(
+    pg_url: str, pg_server: PgServer, tmp_path: Path
+) -> None:
+    """The same through the real command line: twenty `opsconsole rollout approve` processes of one
+    login started together, each with a $USER of its own (one person: one approval counts, the rest
+    are refused, exit 1)."""
+    people = People(pg_url, pg_server)
+    try:
+        starter, me = people.add("starter", "approver00")
+        assert me.login and me.url and me.password
+        config = write_config(
+            tmp_path,
+            me.url,
+            need=1,
+            logins={me.login: "approver00"},
+            extra=f"store_password_env: {PASSWORD_ENV}",
+        )
+        ws = tmp_path / "ws-starter"
+        rollout_id = awaiting_approval(config, ws, starter)
+        run_twenty_cli_approvals(config, tmp_path, rollout_id, me, starter, ws)
+    finally:
+        people.drop()
+
+
+def run_twenty_cli_approvals(
+    config: Path, tmp_path: Path, rollout_id: str, me: Person, starter: Person, ws: Path
+) -> None:
     import subprocess
     import sys
 
-    from opsconsole.engine.identity import os_user
-
-    me = os_user()  # who the console says is acting: the real uid's account
-    config = write_config(tmp_path, pg_url, need=1)
-    config.write_text(
-        config.read_text().replace(
-            "users: {starter: operator,", f"users: {{{me}: approver, starter: operator,"
-        )
-    )
-    ws = tmp_path / "ws-starter"
-    rollout_id = awaiting_approval(config, ws)
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        "PGPASSWORD": os.environ["PGPASSWORD"],
+        PASSWORD_ENV: me.password or "",
     }
     procs = [
         subprocess.Popen(
@@ -202,7 +226,7 @@ def test_twenty_cli_approve_processes_at_once_promote_once(pg_url: str, tmp_path
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env={**env, "USER": f"user{i}", "LOGNAME": f"user{i}"},
         )
         for i in range(20)
     ]
@@ -215,10 +239,12 @@ def test_twenty_cli_approve_processes_at_once_promote_once(pg_url: str, tmp_path
     assert codes == [0] + [1] * 19, results
     assert all("refused:" in err for code, err in results if code == 1)
 
-    engine = Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor("starter", "test"))
+    engine = starter.engine(config, ws)
     events = engine.audit_events(target=f"rollout:{rollout_id}")
-    assert [e.actor for e in events if e.action == "rollout.approval"] == [me]
+    approvals = [e for e in events if e.action == "rollout.approval"]
+    assert [e.actor for e in approvals] == ["approver00"], approvals
+    assert approvals[0].origin.endswith(f"login {me.login}"), approvals
     promotions = [e for e in events if e.action == "rollout.transition" and e.data["phase"] == "after"]
-    assert len(promotions) == 1 and promotions[0].data["reason"] == f"phase review approved by {me}"
+    assert len(promotions) == 1 and promotions[0].data["reason"] == "phase review approved by approver00"
     assert engine.verify_audit().ok
     engine.close()

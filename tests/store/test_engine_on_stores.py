@@ -15,18 +15,16 @@ from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Actor, RolloutState
 from opsconsole.engine.store.postgres import PostgresStore
 from tests.pg.server import PASSWORD
+from tests.store.people import People
 from tests.store.test_concurrent_approvals import awaiting_approval, write_config
 
 
-def engine(config: Path, ws: Path, user: str) -> Engine:
-    return Engine(load_config(config, {"WORKSPACE": str(ws)}), ws, Actor(user, "test"))
-
-
-def test_rollouts_flags_schedules_and_the_kill_switch(store_url: str, tmp_path: Path) -> None:
+def test_rollouts_flags_schedules_and_the_kill_switch(store_url: str, people: People, tmp_path: Path) -> None:
     config = write_config(tmp_path, store_url, need=1)
     ws = tmp_path / "ws"
-    rid = awaiting_approval(config, ws)
-    starter, approver = engine(config, ws, "starter"), engine(config, ws, "approver00")
+    as_starter, as_approver = people.add("starter", "approver00")  # on PostgreSQL, two logins
+    rid = awaiting_approval(config, ws, as_starter)
+    starter, approver = as_starter.engine(config, ws), as_approver.engine(config, ws)
     assert isinstance(starter.store, PostgresStore) == store_url.startswith("postgresql://")
     approver.approve(rid, "looks good")
     assert starter.rollout(rid).phase_index == 1

@@ -92,6 +92,10 @@ def test_copy_sqlite_to_postgresql_verifies_and_refuses_a_second_copy(
     res = cli("--config", str(pg_config), "--workspace", str(ws), "status", "--all", "--json")
     assert res.returncode == 0, res.stderr
     assert "gated" in res.stdout
+    # This session's login is the server's superuser: it acts as that login, and is told so.
+    status = json.loads(res.stdout)
+    assert status["user"] == pg_server.user and status["role"] == "viewer"
+    assert "is a PostgreSQL superuser" in status["warnings"][0] and "is a PostgreSQL superuser" in res.stderr
 
     res = cli("store", "copy", "--from", sqlite_url, "--to", pg_url)
     assert res.returncode == 5

@@ -154,7 +154,9 @@ def test_session_authorization_is_refused(team: Team, tmp_path: Path) -> None:
             _login(conn, su, "db")
 
 
-def test_a_superuser_session_asserts_the_name_and_says_so(team: Team, tmp_path: Path) -> None:
+def test_a_superuser_session_acts_as_its_login_and_is_warned(team: Team, tmp_path: Path) -> None:
+    """No exception for a superuser: it acts as its login (viewer unless roles.logins/users say
+    otherwise), whatever name the caller gives, and the engine carries the warning the CLI shows."""
     su = team.server.user
     cfg = replace(config_for(team, tmp_path, team.url(su)), store_password_env="PGTEST_SU")
     engine = Engine(
@@ -165,9 +167,20 @@ def test_a_superuser_session_asserts_the_name_and_says_so(team: Team, tmp_path: 
     )
     try:
         assert engine.store.login is not None and engine.store.login.superuser
-        assert engine.actor == Actor("alice", f"local, asserted by superuser login {su}")
+        assert engine.actor == Actor(su, f"local, login {su}") and engine.role == "viewer"
+        assert engine.login_warning == (
+            f"the store's login {su} is a PostgreSQL superuser: it can rewrite anything, the audit log "
+            "included; connect consoles with their own non-superuser logins (opsconsole store grant)"
+        )
     finally:
         engine.close()
+    carol = engine_as(team, tmp_path, team.login("carol"), Actor("carol", "local"))
+    try:
+        assert carol.login_warning is None
+    finally:
+        carol.close()
+    # roles.logins maps a superuser login like any other.
+    assert acting(Actor("alice"), Login(su, su, True), {su: "dba"}) == Actor("dba", f"local, login {su}")
 
 
 def test_sqlite_keeps_the_os_account(tmp_path: Path) -> None:

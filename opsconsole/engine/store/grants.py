@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import StoreError
+from . import Login, StoreError
 
 TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "schema_version": ("SELECT",),
@@ -139,3 +139,25 @@ def _refuse_unsafe(conn: Any, login: str, shown: str) -> None:
             f"store grant on {shown}: {login!r} owns (or is a member of the owner of) {names}; an owner may "
             "alter and rewrite them whatever is granted: use a login of its own for the console"
         )
+
+
+def store_login(
+    url: str, *, password_env: str | None = None, environ: Mapping[str, str] | None = None
+) -> Login | None:
+    """Who a console would act as on the store at `url` (store.Login), read with one connection and
+    without migrating anything (`config check`); None for a store that is not PostgreSQL. StoreError
+    when the server cannot be reached or the session is not the login it authenticated."""
+    import os
+
+    import psycopg
+
+    from .postgres import _first_line, _login, parse_url
+
+    if url.partition("://")[0].lower() not in ("postgres", "postgresql"):
+        return None
+    params, shown = parse_url(url, password_env, os.environ if environ is None else environ)
+    try:
+        with psycopg.connect(**params, autocommit=True) as conn:
+            return _login(conn, conn.info.user, shown)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot reach the PostgreSQL store {shown}: {_first_line(exc)}") from None
