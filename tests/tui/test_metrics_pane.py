@@ -380,3 +380,30 @@ def test_session_series_is_computed_incrementally_and_stays_exact(workspace):
     for i in range(8, 30):
         scrape(i)
         assert rows() == tuple(src.series(query, 20))
+
+
+def test_each_series_says_its_source_and_age_and_goes_stale_when_refreshes_stop(workspace):
+    async def go():
+        app, clock = clocked(workspace)
+        async with app.run_test(size=(100, 24)) as pilot:
+            await pilot.press("2")
+            await ticks(pilot, app, clock, range(3))
+            lat = metric("production", "latency_ms", "latency_seconds * 1000")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "value").plain == "120 ms")
+            assert cell(app, "metric-table", lat, "src").plain == "scrape"
+            assert cell(app, "metric-table", lat, "age").plain == "0s"
+            # Nothing refreshes the source any more (a runner stopped, a poll hung): the value ages.
+            clock.now = T0 + 2 + 4  # interval 1 s x 3 + timeout 1 s: still allowed
+            app.engine.bus.publish("alarms")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "age").plain == "4s")
+            assert "stale" not in screen_text(app)
+            clock.now = T0 + 2 + 5
+            app.engine.bus.publish("alarms")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "age").plain == "stale 5s")
+            assert cell(app, "metric-table", lat, "value").plain == "120 ms"  # the number, marked by age
+            words = " ".join(screen_text(app).split())
+            assert (
+                "stale since 22:13:22 UTC (scrape, older than 4s): production error_rate, latency_ms" in words
+            )
+
+    run(go())

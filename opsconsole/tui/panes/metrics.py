@@ -25,7 +25,7 @@ from opsconsole.engine import AlarmStatus, MetricRow, format_value
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
-from ..format import ago, plain, safe
+from ..format import ago, plain, safe, utc_time
 from ..widgets.live_table import Column, LiveTable
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
@@ -69,6 +69,9 @@ SOURCE_SHORT = {"rules": "rule", "alertmanager": "am", "cloudwatch": "cw"}
 """The Src column: an alarm's source by its kind (its first word: "cloudwatch us-east-1" is cw)."""
 BREACH = "bold red"
 NO_DATA = "magenta"
+STALE = "stale"
+"""The Age cell's word for a value older than its source allows (a word: colour alone says nothing to
+a screen reader, a monochrome terminal or a pasted screenshot)."""
 
 
 class MetricsPane(GuardedActions, Vertical, can_focus=False):
@@ -208,7 +211,8 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
                 if r.error:
                     names.setdefault((r.environment, r.error), []).append(r.name)
             errors = [f"{env} {', '.join(n)}: {no_data(err)}" for (env, err), n in names.items()]
-            text = Text(safe(" · ".join(errors)), style=NO_DATA) if errors else Text()
+            stale = stale_notes(rows)
+            text = Text(safe(" · ".join(stale + errors)), style=NO_DATA) if errors or stale else Text()
         note.display = bool(text.plain)
         self._update(note, text)
 
@@ -365,18 +369,31 @@ def metric_key(row: MetricRow) -> str:
 
 
 def env_cells(environment: str) -> dict[str, Text]:
-    return {"metric": plain(environment, "bold"), "value": Text(), "trend": Text(), "limit": Text()}
+    return {
+        "metric": plain(environment, "bold"),
+        "src": Text(),
+        "value": Text(),
+        "age": Text(),
+        "trend": Text(),
+        "limit": Text(),
+    }
 
 
 def metric_columns(width: int, rows: Sequence[MetricRow]) -> list[Column]:
     """Metric names under a row per environment; the changing cells (value, trend) side by side, so a
     tick repaints one span of each line (Textual repaints a line from the widget's left edge up to the
     last changed cell)."""
-    name = _fit([*(INDENT + r.name for r in rows), *(r.environment for r in rows)], 6, 26)
-    fixed = [("metric", "Metric", name), ("value", "Value", 10), ("limit", "Limit", 11)]
+    name = _fit([*(INDENT + r.name for r in rows), *(r.environment for r in rows)], 6, 24)
+    fixed = [
+        ("metric", "Metric", name),
+        ("src", "Src", 6),
+        ("value", "Value", 10),
+        ("age", "Age", 9),
+        ("limit", "Limit", 11),
+    ]
     # Two cells of padding per column and one for a scrollbar; the trend takes the rest.
     trend = max(MIN_TREND, min(MAX_POINTS, width - sum(w for _, _, w in fixed) - 2 * (len(fixed) + 1) - 1))
-    return [fixed[0], fixed[1], ("trend", "Trend", trend), fixed[2]]
+    return [*fixed[:4], ("trend", "Trend", trend), fixed[4]]
 
 
 def alarm_columns(width: int, alarms: Sequence[AlarmStatus], *, sources: bool = False) -> list[Column]:
@@ -436,10 +453,41 @@ def metric_cells(row: MetricRow, points: int) -> dict[str, Text]:
         trend = sparkline(row.series[-points:] if points else (), row.min, row.max)
     return {
         "metric": plain(INDENT + row.name, BREACH if mark else ""),
+        "src": plain(row.source, "dim"),
         "value": value,
+        "age": age_text(row),
         "limit": Text(limit_text(row), justify="right"),
         "trend": trend,
     }
+
+
+def age_text(row: MetricRow) -> Text:
+    """How old the newest good value is: "3s", "2m"; "stale 40s" once older than its source allows
+    (the value cell may still show it; the note says since when); "-" when none was ever read. To the
+    second only within the first minute, so a stale row repaints once a minute after that."""
+    if row.age is None:
+        return Text("-", style="dim", justify="right")
+    short = f"{int(row.age)}s" if row.age < 60 else ago(row.age).removesuffix(" ago")
+    if row.stale:
+        return Text(f"{STALE} {short}", style=NO_DATA, justify="right")
+    return Text(short, style="dim", justify="right")
+
+
+def stale_notes(rows: Sequence[MetricRow]) -> list[str]:
+    """ "stale since 14:00:03 UTC (prom, older than 4s): production latency_ms, error_rate": the stale
+    rows, grouped by the moment their value was read (the date too when that is a day or more ago)."""
+    groups: dict[tuple[float, str, float], dict[str, list[str]]] = {}
+    for r in rows:
+        if r.stale and r.read_at is not None:
+            key = (r.read_at, r.source, r.stale_after)
+            groups.setdefault(key, {}).setdefault(r.environment, []).append(r.name)
+    notes = []
+    for (at, src, limit), envs in groups.items():
+        age = max((r.age or 0.0) for r in rows if r.read_at == at)
+        when = utc_time(at) if age >= 86400 else utc_time(at)[11:]
+        names = " · ".join(f"{env} {', '.join(n)}" for env, n in envs.items())
+        notes.append(f"stale since {when} UTC ({src}, older than {ago(limit).removesuffix(' ago')}): {names}")
+    return notes
 
 
 def sparkline(values: Sequence[float | None], low: float | None = None, high: float | None = None) -> Text:
