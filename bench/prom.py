@@ -87,3 +87,120 @@ def prometheus(
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+AM_BINARIES = ("prometheus-alertmanager", "alertmanager")
+AM_CONFIG = 'route: {receiver: "null", group_wait: 1s}\nreceivers: [{name: "null"}]\n'
+
+
+@contextlib.contextmanager
+def alertmanager(root: Path) -> Iterator[PromProcess]:
+    """A real Alertmanager on a free 127.0.0.1 port (no gossip port, storage under `root`), notifying
+    nobody; ready once /-/ready answers."""
+    binary = next((found for name in AM_BINARIES if (found := shutil.which(name))), None)
+    if binary is None:
+        raise RuntimeError("alertmanager is missing: make system-deps installs prometheus-alertmanager")
+    work = root / "alertmanager"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "alertmanager.yml").write_text(AM_CONFIG)
+    port = free_port()
+    log = (work / "log").open("wb")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={work / 'alertmanager.yml'}",
+            f"--storage.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_WAIT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"alertmanager not ready: {(work / 'log').read_text()[-1500:]}")
+            time.sleep(0.1)
+        yield PromProcess(url, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def post_alerts(url: str, alerts: list[dict[str, object]]) -> None:
+    request = urllib.request.Request(
+        f"{url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"alertmanager refused the alerts: HTTP {resp.status}")
+
+
+EXPORTER_SCRIPT = """
+import math, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+count = int(sys.argv[1])
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        t = time.time()
+        body = "".join(
+            f"# TYPE bench_series_{i} gauge\\nbench_series_{i} {50 + 40 * math.sin(t / 7 + i):.3f}\\n"
+            for i in range(count)
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+import threading
+threading.Thread(target=s.serve_forever, daemon=True).start()
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def series_exporter(count: int) -> Iterator[PromProcess]:
+    """`count` gauges bench_series_0.. whose values move every second, on a loopback /metrics page
+    served by a process of its own (its CPU is not the console's)."""
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EXPORTER_SCRIPT, str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline().strip()
+        if not line.isdigit():
+            raise RuntimeError(f"exporter did not report its port (got {line!r})")
+        yield PromProcess(f"http://127.0.0.1:{line}", proc.pid)
+    finally:
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

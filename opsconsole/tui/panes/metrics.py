@@ -11,6 +11,7 @@ change order (one started firing), never per tick.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,6 +37,12 @@ INDENT = "  "
 ENV_ROW = "\x1e"
 """Key prefix of the row that heads an environment's metrics."""
 MIN_REASON = 16
+DENSE_PAINT_S = 10.0
+"""With more metric rows than the table shows at once (a scrolled overview: 200 series), their
+moving values, ages and sparklines are repainted at most this often; a row turning breached, failed or
+stale (or back) repaints at once, and the alarm list stays live. Every visible row's sparkline shifts
+every tick: at 80x24, ten such rows repainted every second were about 6 KB/s, every 5 s 1.2 KB/s and
+every 10 s 0.7 KB/s, against a budget of 1 KB/s (bench/metrics_pane.py, 200 moving series)."""
 
 STATE_RANK = {"firing": 0, "pending": 1, "unknown": 2, "ok": 3, "inhibited": 4, "silenced": 5}
 STATE_LABEL = {
@@ -93,6 +100,11 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
         self._pending = False
         self._heard = False
         self._texts: dict[str, tuple[Any, ...]] = {}
+        self._painted_at = -math.inf
+        """When the metric table's cells were last painted (monotonic seconds)."""
+        self._painted_states: dict[str, tuple[str, bool, bool]] = {}
+        self._painted_cells: dict[str, dict[str, Text]] = {}
+        """The cells last painted per metric row (a dense table keeps them until DENSE_PAINT_S)."""
 
     def compose(self) -> ComposeResult:
         yield LiveTable(id="metric-table", cursor_type="none", show_cursor=False)
@@ -189,16 +201,41 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
     def show_metrics(self) -> None:
         table = self.query_one("#metric-table", LiveTable)
         rows = self.metrics
-        columns = metric_columns(self.size.width, rows)
+        dense = self.dense(table, rows)
+        clock = time.monotonic()
+        due = not dense or clock - self._painted_at >= DENSE_PAINT_S
+        if due:
+            self._painted_at = clock
+        columns = metric_columns(
+            self.size.width, rows, scrollbar=table.scrollbar_size_vertical if dense else 1
+        )
         points = next(width for key, _, width in columns if key == "trend")
         cells: dict[str, dict[str, Text]] = {}
         for r in rows:
             group = ENV_ROW + r.environment
             if group not in cells:
                 cells[group] = env_cells(r.environment)
-            cells[metric_key(r)] = metric_cells(r, points)
+            key = metric_key(r)
+            state = row_state(r)
+            kept = self._painted_cells.get(key)
+            if due or kept is None or self._painted_states.get(key) != state:
+                kept = metric_cells(r, points)
+                self._painted_cells[key] = kept
+                self._painted_states[key] = state
+            cells[key] = kept
+        if len(self._painted_cells) > len(cells):
+            for key in set(self._painted_cells) - set(cells):
+                del self._painted_cells[key]
+                self._painted_states.pop(key, None)
         table.sync(columns, list(cells), cells)
         self._note(rows)
+
+    def dense(self, table: LiveTable, rows: Sequence[MetricRow]) -> bool:
+        """Whether the metric table holds more rows (one per environment, one per metric, a header)
+        than its height shows: it scrolls, and the vertical scrollbar takes its width."""
+        limit = table.styles.max_height
+        most = int(limit.value) if limit is not None and limit.is_cells else 12
+        return len(rows) + len({r.environment for r in rows}) + 1 > most
 
     def _note(self, rows: Sequence[MetricRow]) -> None:
         note = self.query_one("#metric-note", Static)
@@ -379,7 +416,12 @@ def env_cells(environment: str) -> dict[str, Text]:
     }
 
 
-def metric_columns(width: int, rows: Sequence[MetricRow]) -> list[Column]:
+def row_state(row: MetricRow) -> tuple[str, bool, bool]:
+    """What must show at once in a dense table: the breach mark, a failure, staleness."""
+    return (breach_of(row.value, row.min, row.max), row.error is None, row.stale)
+
+
+def metric_columns(width: int, rows: Sequence[MetricRow], scrollbar: int = 1) -> list[Column]:
     """Metric names under a row per environment; the changing cells (value, trend) side by side, so a
     tick repaints one span of each line (Textual repaints a line from the widget's left edge up to the
     last changed cell)."""
@@ -391,8 +433,9 @@ def metric_columns(width: int, rows: Sequence[MetricRow]) -> list[Column]:
         ("age", "Age", 9),
         ("limit", "Limit", 11),
     ]
-    # Two cells of padding per column and one for a scrollbar; the trend takes the rest.
-    trend = max(MIN_TREND, min(MAX_POINTS, width - sum(w for _, _, w in fixed) - 2 * (len(fixed) + 1) - 1))
+    # Two cells of padding per column and the scrollbar's width; the trend takes the rest.
+    spare = width - sum(w for _, _, w in fixed) - 2 * (len(fixed) + 1) - scrollbar
+    trend = max(MIN_TREND, min(MAX_POINTS, spare))
     return [*fixed[:4], ("trend", "Trend", trend), fixed[4]]
 
 
