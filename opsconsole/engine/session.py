@@ -57,6 +57,8 @@ class MetricRow:
     """Seconds since `read_at`, as of the moment the row was made."""
     stale_after: float = 0.0
     """The age past which the value is stale: STALE_REFRESHES source intervals plus one timeout."""
+    fresh_within: float = 0.0
+    """The age a value has between two good refreshes: one source interval plus one timeout."""
 
     @property
     def stale(self) -> bool:
@@ -197,6 +199,7 @@ class Session:
             metrics = self.engine.config.environments[env].metrics
             kind = SOURCE_KIND.get(metrics.kind, metrics.kind) if metrics is not None else ""
             stale_after = self.stale_after(src)
+            fresh_within = stale_after - (STALE_REFRESHES - 1) * self._every(src)
             for spec in specs:
                 query = spec.query or ""
                 obs = src.query(query, now)
@@ -221,6 +224,7 @@ class Session:
                         read_at=read_at,
                         age=None if read_at is None else max(0.0, now - read_at),
                         stale_after=stale_after,
+                        fresh_within=fresh_within,
                     )
                 )
         return rows
@@ -228,8 +232,11 @@ class Session:
     def stale_after(self, src: MetricsSource) -> float:
         """How old a value of `src` may be before it is stale: STALE_REFRESHES of its refresh
         interval (the engine's tick; CloudWatch's own interval when longer) plus one timeout."""
-        every = max(float(self.engine.config.interval), float(getattr(src, "interval", 0.0) or 0.0))
-        return STALE_REFRESHES * every + float(src.timeout)
+        return STALE_REFRESHES * self._every(src) + float(src.timeout)
+
+    def _every(self, src: MetricsSource) -> float:
+        """How often `src` is refreshed: every tick, or CloudWatch's own interval when longer."""
+        return max(float(self.engine.config.interval), float(getattr(src, "interval", 0.0) or 0.0))
 
     def _recent(self, env: str, src: MetricsSource, query: str, points: int) -> tuple[float | None, ...]:
         """src.series(query, points), computed incrementally: a point is the query's value at one scrape

@@ -77,7 +77,7 @@ SOURCE_SHORT = {"rules": "rule", "alertmanager": "am", "cloudwatch": "cw"}
 BREACH = "bold red"
 NO_DATA = "magenta"
 STALE = "stale"
-"""The Age cell's word for a value older than its source allows (a word: colour alone says nothing to
+"""The Age cell's word for a value older than its source allows (the note says since when) (a word: colour alone says nothing to
 a screen reader, a monochrome terminal or a pasted screenshot)."""
 
 
@@ -104,6 +104,7 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
         """When the metric table's cells were last painted (monotonic seconds)."""
         self._painted_states: dict[str, tuple[str, bool, bool]] = {}
         self._painted_cells: dict[str, dict[str, Text]] = {}
+        self._note_lines = 0
         """The cells last painted per metric row (a dense table keeps them until DENSE_PAINT_S)."""
 
     def compose(self) -> ComposeResult:
@@ -250,8 +251,20 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             errors = [f"{env} {', '.join(n)}: {no_data(err)}" for (env, err), n in names.items()]
             stale = stale_notes(rows)
             text = Text(safe(" · ".join(stale + errors)), style=NO_DATA) if errors or stale else Text()
-        note.display = bool(text.plain)
-        self._update(note, text)
+        # A note whose words change but whose height does not (a source's "over the last 7s") needs no
+        # layout: a layout repaints the whole pane, every table row, each time it changes.
+        lines = self._lines(text, note)
+        shown = bool(text.plain)
+        layout = note.display != shown or lines != self._note_lines
+        note.display = shown
+        self._note_lines = lines
+        self._update(note, text, layout=layout)
+
+    def _lines(self, text: Text, note: Static) -> int:
+        if not text.plain:
+            return 0
+        width = max(1, self.size.width - 2)  # the note's padding
+        return min(2, len(text.wrap(self.app.console, width)))
 
     # ------------------------------------------------------------------------------------ alarms
 
@@ -333,12 +346,12 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             return plain(" · s silences", "dim")
         return Text()
 
-    def _update(self, widget: Static, text: Text) -> None:
+    def _update(self, widget: Static, text: Text, *, layout: bool = True) -> None:
         """Static.update repaints even when nothing changed; skip that."""
         key = (text.plain, str(text.style), tuple(text.spans))
         if self._texts.get(widget.id or "") != key:
             self._texts[widget.id or ""] = key
-            widget.update(text)
+            widget.update(text, layout=layout)
 
     # ------------------------------------------------------------------------------------ actions
 
@@ -430,7 +443,7 @@ def metric_columns(width: int, rows: Sequence[MetricRow], scrollbar: int = 1) ->
         ("metric", "Metric", name),
         ("src", "Src", 6),
         ("value", "Value", 10),
-        ("age", "Age", 9),
+        ("age", "Age", 6),
         ("limit", "Limit", 11),
     ]
     # Two cells of padding per column and the scrollbar's width; the trend takes the rest.
@@ -491,7 +504,10 @@ def metric_cells(row: MetricRow, points: int) -> dict[str, Text]:
     else:
         value = Text(format_value(row.value, row.unit), justify="right")
     if row.error:
-        trend = plain(no_data(row.error), NO_DATA)
+        # Cut to the cell here, not by the table: an error whose hidden tail changes every tick ("over the
+        # last 7s") would otherwise repaint its row every tick. The note carries the whole message.
+        said = no_data(row.error)
+        trend = plain(said if len(said) <= points else said[: max(0, points - 1)] + "…", NO_DATA)
     else:
         trend = sparkline(row.series[-points:] if points else (), row.min, row.max)
     return {
@@ -505,15 +521,22 @@ def metric_cells(row: MetricRow, points: int) -> dict[str, Text]:
 
 
 def age_text(row: MetricRow) -> Text:
-    """How old the newest good value is: "3s", "2m"; "stale 40s" once older than its source allows
-    (the value cell may still show it; the note says since when); "-" when none was ever read. To the
-    second only within the first minute, so a stale row repaints once a minute after that."""
+    """How old the newest good value is: "≤2s" while it is as fresh as its source gets (one refresh
+    interval plus a timeout: the cell stays put from tick to tick instead of flickering 0s/1s, which at
+    1 Hz would repaint every row), then "3s" once a refresh was missed, and "stale" once older than its
+    source allows: no count, which would repaint the row every second for as long as the source is
+    down; the note under the table says since when. "-" when none was ever read."""
     if row.age is None:
         return Text("-", style="dim", justify="right")
-    short = f"{int(row.age)}s" if row.age < 60 else ago(row.age).removesuffix(" ago")
+    if row.age <= row.fresh_within:
+        return Text(f"≤{_short(row.fresh_within)}", style="dim", justify="right")
     if row.stale:
-        return Text(f"{STALE} {short}", style=NO_DATA, justify="right")
-    return Text(short, style="dim", justify="right")
+        return Text(STALE, style=NO_DATA, justify="right")
+    return Text(_short(row.age), justify="right")
+
+
+def _short(seconds: float) -> str:
+    return f"{int(seconds)}s" if seconds < 60 else ago(seconds).removesuffix(" ago")
 
 
 def stale_notes(rows: Sequence[MetricRow]) -> list[str]:
