@@ -29,6 +29,7 @@ BENCHMARKS = (
     "tui_keypress",
     "improvements_pane",
     "backups_pane",
+    "metrics_pane",
     "tui_memory",
     "backup_pg",
     "deploy_rollback",

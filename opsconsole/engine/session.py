@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 SPARK_POINTS = 60
 """How many recent scrapes a sparkline shows (one a tick: a minute at the default interval)."""
 
+STALE_REFRESHES = 3
+"""A value is stale once it is older than this many of its source's refresh intervals (plus one
+timeout). One late refresh is normal (a tick delayed by a slow gate, a source answering near its
+timeout); two in a row happen; three missed means the number on screen no longer describes the
+system, whatever the reason (source down, runner stopped, refreshes hanging)."""
+
+SOURCE_KIND = {"scrape": "scrape", "prometheus": "prom", "cloudwatch": "cw"}
+"""How the pane names a series' source kind."""
+
 
 @dataclass(frozen=True)
 class MetricRow:
@@ -45,6 +54,20 @@ class MetricRow:
     value: float | None
     error: str | None
     series: tuple[float | None, ...]
+    source: str = ""
+    """The source kind: scrape, prom or cw."""
+    read_at: float | None = None
+    """When the newest good value of this query was read from its source (None: never)."""
+    age: float | None = None
+    """Seconds since `read_at`, as of the moment the row was made."""
+    stale_after: float = 0.0
+    """The age past which the value is stale: STALE_REFRESHES source intervals plus one timeout."""
+    fresh_within: float = 0.0
+    """The age a value has between two good refreshes: one source interval plus one timeout."""
+
+    @property
+    def stale(self) -> bool:
+        return self.age is not None and self.age > self.stale_after
 
 
 class Session:
@@ -62,6 +85,8 @@ class Session:
         """(environment, query) -> (the source's last_refresh then, its last SPARK_POINTS points)."""
         self.live: LiveFeed | None = None
         """Listens for other processes' changes on a PostgreSQL store (None on SQLite)."""
+        self._read_at: dict[tuple[str, str], float] = {}
+        """(environment, query) -> when its newest good value was read (one entry per key metric)."""
 
     @property
     def observer(self) -> Observer:
@@ -190,9 +215,19 @@ class Session:
             src = self.observer.source(env)
             if src is None:
                 continue
+            metrics = self.engine.config.environments[env].metrics
+            kind = SOURCE_KIND.get(metrics.kind, metrics.kind) if metrics is not None else ""
+            stale_after = self.stale_after(src)
+            fresh_within = stale_after - (STALE_REFRESHES - 1) * self._every(src)
             for spec in specs:
                 query = spec.query or ""
                 obs = src.query(query, now)
+                read_at = self._read_at.get((env, query))
+                if obs.error is None and obs.value is not None:
+                    # A scrape source answers at the asking instant from its newest scrape: the value
+                    # is as old as that scrape. Prometheus and CloudWatch stamp the refresh that read it.
+                    read_at = obs.at if src.last_refresh is None else min(obs.at, src.last_refresh)
+                    self._read_at[(env, query)] = read_at
                 rows.append(
                     MetricRow(
                         env,
@@ -204,9 +239,23 @@ class Session:
                         obs.value,
                         obs.error,
                         self._recent(env, src, query, points),
+                        source=kind,
+                        read_at=read_at,
+                        age=None if read_at is None else max(0.0, now - read_at),
+                        stale_after=stale_after,
+                        fresh_within=fresh_within,
                     )
                 )
         return rows
+
+    def stale_after(self, src: MetricsSource) -> float:
+        """How old a value of `src` may be before it is stale: STALE_REFRESHES of its refresh
+        interval (the engine's tick; CloudWatch's own interval when longer) plus one timeout."""
+        return STALE_REFRESHES * self._every(src) + float(src.timeout)
+
+    def _every(self, src: MetricsSource) -> float:
+        """How often `src` is refreshed: every tick, or CloudWatch's own interval when longer."""
+        return max(float(self.engine.config.interval), float(getattr(src, "interval", 0.0) or 0.0))
 
     def _recent(self, env: str, src: MetricsSource, query: str, points: int) -> tuple[float | None, ...]:
         """src.series(query, points), computed incrementally: a point is the query's value at one scrape

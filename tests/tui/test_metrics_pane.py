@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 
-from opsconsole.engine import Session
+from opsconsole.engine import Session, format_value
 from opsconsole.engine.core import Engine
 from opsconsole.engine.model import Actor
 from opsconsole.engine.sources.promtext import Sample
@@ -177,7 +177,9 @@ def test_metrics_show_values_thresholds_breaches_a_sparkline_and_no_data(workspa
             # The source dies: no numbers from before the failure, its error instead.
             await tick(pilot, app, clock, 6, error="connection refused: http://127.0.0.1:9/metrics")
             await until(pilot, lambda: cell(app, "metric-table", lat, "value").plain == "n/a")
-            assert cell(app, "metric-table", lat, "trend").plain.startswith("no data: connection refused")
+            assert (
+                cell(app, "metric-table", lat, "trend").plain == "no data: conn…"
+            )  # cut to the cell; the note says it all
             assert app.query_one("#metric-note").display
             words = " ".join(screen_text(app).split())  # the note wraps over two lines
             assert "AFreeLow: no data: connection refused: http://127.0.0.1:9/metrics" in words
@@ -380,3 +382,98 @@ def test_session_series_is_computed_incrementally_and_stays_exact(workspace):
     for i in range(8, 30):
         scrape(i)
         assert rows() == tuple(src.series(query, 20))
+
+
+def test_each_series_says_its_source_and_age_and_goes_stale_when_refreshes_stop(workspace):
+    async def go():
+        app, clock = clocked(workspace)
+        async with app.run_test(size=(100, 24)) as pilot:
+            await pilot.press("2")
+            await ticks(pilot, app, clock, range(3))
+            lat = metric("production", "latency_ms", "latency_seconds * 1000")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "value").plain == "120 ms")
+            assert cell(app, "metric-table", lat, "src").plain == "scrape"
+            assert (
+                cell(app, "metric-table", lat, "age").plain == "≤2s"
+            )  # as fresh as a 1 s source with a 1 s timeout gets
+            # Nothing refreshes the source any more (a runner stopped, a poll hung): the value ages.
+            clock.now = T0 + 2 + 4  # interval 1 s x 3 + timeout 1 s: still allowed
+            app.engine.bus.publish("alarms")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "age").plain == "4s")
+            assert "stale" not in screen_text(app)
+            clock.now = T0 + 2 + 5
+            app.engine.bus.publish("alarms")
+            await until(pilot, lambda: cell(app, "metric-table", lat, "age").plain == "stale")
+            assert cell(app, "metric-table", lat, "value").plain == "120 ms"  # the number, marked by age
+            words = " ".join(screen_text(app).split())
+            assert (
+                "stale since 22:13:22 UTC (scrape, older than 4s): production error_rate, latency_ms" in words
+            )
+
+    run(go())
+
+
+MANY = "\nalarms:\n  rules:\n" + "".join(
+    f"    - {{name: Q{i:02d}, environment: production, query: 'queue_depth * {i + 1}', max: 1000}}\n"
+    for i in range(14)
+)
+
+
+def test_a_dense_table_repaints_moving_cells_slowly_but_a_breach_at_once(tmp_path: Path, monkeypatch):
+    """More metric rows than the table shows: the moving cells wait for DENSE_PAINT_S, a row turning
+    breached repaints on the tick it happens, and the columns leave room for the vertical scrollbar
+    (no horizontal one)."""
+
+    async def no_poll(self: Session) -> None:
+        pass
+
+    monkeypatch.setattr(Session, "_poll", no_poll)
+    ws = write_workspace(tmp_path, 9, plan=PLAN, extra=MANY)
+
+    async def go():
+        app, clock = clocked(ws)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("2")
+            await ticks(pilot, app, clock, range(3), queue=10)
+            q0, q9 = (
+                metric("production", "Q00", "queue_depth * 1"),
+                metric("production", "Q09", "queue_depth * 10"),
+            )
+            await until(pilot, lambda: cell(app, "metric-table", q9, "value").plain == format_value(100, ""))
+            table = app.query_one("#metric-table", LiveTable)
+            assert table.max_scroll_y > 0 and table.max_scroll_x == 0  # scrolls down, never sideways
+            await tick(pilot, app, clock, 3, queue=20)
+            await pilot.pause(0.1)
+            # A moving value waits.
+            assert cell(app, "metric-table", q9, "value").plain == format_value(100, "")
+            await tick(pilot, app, clock, 4, queue=120)  # Q08.. cross 1000: at once
+            await until(
+                pilot, lambda: cell(app, "metric-table", q9, "value").plain == "▲ " + format_value(1200, "")
+            )
+            assert cell(app, "metric-table", q0, "value").plain == format_value(10, "")  # within: waits
+            pane(app)._painted_at -= 10.0  # DENSE_PAINT_S later
+            await tick(pilot, app, clock, 5, queue=120)
+            await until(pilot, lambda: cell(app, "metric-table", q0, "value").plain == format_value(120, ""))
+
+    run(go())
+
+
+def test_set_row_repaints_one_region_spanning_the_changed_cells(workspace):
+    async def go():
+        app, clock = clocked(workspace)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("2")
+            await ticks(pilot, app, clock, range(3))
+            table = app.query_one("#metric-table", LiveTable)
+            lat = metric("production", "latency_ms", "latency_seconds * 1000")
+            regions: list[Any] = []
+            table._refresh_region = lambda region: regions.append(region) or table  # type: ignore[method-assign]
+            table.set_row(
+                lat,
+                {"value": Text("1 ms"), "trend": Text("x"), "limit": cell(app, "metric-table", lat, "limit")},
+            )
+            assert len(regions) == 1  # value to trend, in one region
+            table.set_row(lat, {"value": Text("1 ms")})
+            assert len(regions) == 1  # nothing changed: nothing repainted
+
+    run(go())

@@ -11,6 +11,7 @@ change order (one started firing), never per tick.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from opsconsole.engine import AlarmStatus, MetricRow, format_value
 
 from ..actions import GuardedActions
 from ..bridge import EngineChanged
-from ..format import ago, plain, safe
+from ..format import ago, plain, safe, utc_time
 from ..widgets.live_table import Column, LiveTable
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
@@ -36,6 +37,12 @@ INDENT = "  "
 ENV_ROW = "\x1e"
 """Key prefix of the row that heads an environment's metrics."""
 MIN_REASON = 16
+DENSE_PAINT_S = 10.0
+"""With more metric rows than the table shows at once (a scrolled overview: 200 series), their
+moving values, ages and sparklines are repainted at most this often; a row turning breached, failed or
+stale (or back) repaints at once, and the alarm list stays live. Every visible row's sparkline shifts
+every tick: at 80x24, ten such rows repainted every second were about 6 KB/s, every 5 s 1.2 KB/s and
+every 10 s 0.7 KB/s, against a budget of 1 KB/s (bench/metrics_pane.py, 200 moving series)."""
 
 STATE_RANK = {"firing": 0, "pending": 1, "unknown": 2, "ok": 3, "inhibited": 4, "silenced": 5}
 STATE_LABEL = {
@@ -69,6 +76,9 @@ SOURCE_SHORT = {"rules": "rule", "alertmanager": "am", "cloudwatch": "cw"}
 """The Src column: an alarm's source by its kind (its first word: "cloudwatch us-east-1" is cw)."""
 BREACH = "bold red"
 NO_DATA = "magenta"
+STALE = "stale"
+"""The Age cell's word for a value older than its source allows (the note says since when) (a word: colour alone says nothing to
+a screen reader, a monochrome terminal or a pasted screenshot)."""
 
 
 class MetricsPane(GuardedActions, Vertical, can_focus=False):
@@ -90,6 +100,12 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
         self._pending = False
         self._heard = False
         self._texts: dict[str, tuple[Any, ...]] = {}
+        self._painted_at = -math.inf
+        """When the metric table's cells were last painted (monotonic seconds)."""
+        self._painted_states: dict[str, tuple[str, bool, bool]] = {}
+        self._painted_cells: dict[str, dict[str, Text]] = {}
+        self._note_lines = 0
+        """The cells last painted per metric row (a dense table keeps them until DENSE_PAINT_S)."""
 
     def compose(self) -> ComposeResult:
         yield LiveTable(id="metric-table", cursor_type="none", show_cursor=False)
@@ -186,16 +202,41 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
     def show_metrics(self) -> None:
         table = self.query_one("#metric-table", LiveTable)
         rows = self.metrics
-        columns = metric_columns(self.size.width, rows)
+        dense = self.dense(table, rows)
+        clock = time.monotonic()
+        due = not dense or clock - self._painted_at >= DENSE_PAINT_S
+        if due:
+            self._painted_at = clock
+        columns = metric_columns(
+            self.size.width, rows, scrollbar=table.scrollbar_size_vertical if dense else 1
+        )
         points = next(width for key, _, width in columns if key == "trend")
         cells: dict[str, dict[str, Text]] = {}
         for r in rows:
             group = ENV_ROW + r.environment
             if group not in cells:
                 cells[group] = env_cells(r.environment)
-            cells[metric_key(r)] = metric_cells(r, points)
+            key = metric_key(r)
+            state = row_state(r)
+            kept = self._painted_cells.get(key)
+            if due or kept is None or self._painted_states.get(key) != state:
+                kept = metric_cells(r, points)
+                self._painted_cells[key] = kept
+                self._painted_states[key] = state
+            cells[key] = kept
+        if len(self._painted_cells) > len(cells):
+            for key in set(self._painted_cells) - set(cells):
+                del self._painted_cells[key]
+                self._painted_states.pop(key, None)
         table.sync(columns, list(cells), cells)
         self._note(rows)
+
+    def dense(self, table: LiveTable, rows: Sequence[MetricRow]) -> bool:
+        """Whether the metric table holds more rows (one per environment, one per metric, a header)
+        than its height shows: it scrolls, and the vertical scrollbar takes its width."""
+        limit = table.styles.max_height
+        most = int(limit.value) if limit is not None and limit.is_cells else 12
+        return len(rows) + len({r.environment for r in rows}) + 1 > most
 
     def _note(self, rows: Sequence[MetricRow]) -> None:
         note = self.query_one("#metric-note", Static)
@@ -208,9 +249,22 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
                 if r.error:
                     names.setdefault((r.environment, r.error), []).append(r.name)
             errors = [f"{env} {', '.join(n)}: {no_data(err)}" for (env, err), n in names.items()]
-            text = Text(safe(" · ".join(errors)), style=NO_DATA) if errors else Text()
-        note.display = bool(text.plain)
-        self._update(note, text)
+            stale = stale_notes(rows)
+            text = Text(safe(" · ".join(stale + errors)), style=NO_DATA) if errors or stale else Text()
+        # A note whose words change but whose height does not (a source's "over the last 7s") needs no
+        # layout: a layout repaints the whole pane, every table row, each time it changes.
+        lines = self._lines(text, note)
+        shown = bool(text.plain)
+        layout = note.display != shown or lines != self._note_lines
+        note.display = shown
+        self._note_lines = lines
+        self._update(note, text, layout=layout)
+
+    def _lines(self, text: Text, note: Static) -> int:
+        if not text.plain:
+            return 0
+        width = max(1, self.size.width - 2)  # the note's padding
+        return min(2, len(text.wrap(self.app.console, width)))
 
     # ------------------------------------------------------------------------------------ alarms
 
@@ -292,12 +346,12 @@ class MetricsPane(GuardedActions, Vertical, can_focus=False):
             return plain(" · s silences", "dim")
         return Text()
 
-    def _update(self, widget: Static, text: Text) -> None:
+    def _update(self, widget: Static, text: Text, *, layout: bool = True) -> None:
         """Static.update repaints even when nothing changed; skip that."""
         key = (text.plain, str(text.style), tuple(text.spans))
         if self._texts.get(widget.id or "") != key:
             self._texts[widget.id or ""] = key
-            widget.update(text)
+            widget.update(text, layout=layout)
 
     # ------------------------------------------------------------------------------------ actions
 
@@ -365,18 +419,37 @@ def metric_key(row: MetricRow) -> str:
 
 
 def env_cells(environment: str) -> dict[str, Text]:
-    return {"metric": plain(environment, "bold"), "value": Text(), "trend": Text(), "limit": Text()}
+    return {
+        "metric": plain(environment, "bold"),
+        "src": Text(),
+        "value": Text(),
+        "age": Text(),
+        "trend": Text(),
+        "limit": Text(),
+    }
 
 
-def metric_columns(width: int, rows: Sequence[MetricRow]) -> list[Column]:
+def row_state(row: MetricRow) -> tuple[str, bool, bool]:
+    """What must show at once in a dense table: the breach mark, a failure, staleness."""
+    return (breach_of(row.value, row.min, row.max), row.error is None, row.stale)
+
+
+def metric_columns(width: int, rows: Sequence[MetricRow], scrollbar: int = 1) -> list[Column]:
     """Metric names under a row per environment; the changing cells (value, trend) side by side, so a
     tick repaints one span of each line (Textual repaints a line from the widget's left edge up to the
     last changed cell)."""
-    name = _fit([*(INDENT + r.name for r in rows), *(r.environment for r in rows)], 6, 26)
-    fixed = [("metric", "Metric", name), ("value", "Value", 10), ("limit", "Limit", 11)]
-    # Two cells of padding per column and one for a scrollbar; the trend takes the rest.
-    trend = max(MIN_TREND, min(MAX_POINTS, width - sum(w for _, _, w in fixed) - 2 * (len(fixed) + 1) - 1))
-    return [fixed[0], fixed[1], ("trend", "Trend", trend), fixed[2]]
+    name = _fit([*(INDENT + r.name for r in rows), *(r.environment for r in rows)], 6, 24)
+    fixed = [
+        ("metric", "Metric", name),
+        ("src", "Src", 6),
+        ("value", "Value", 10),
+        ("age", "Age", 6),
+        ("limit", "Limit", 11),
+    ]
+    # Two cells of padding per column and the scrollbar's width; the trend takes the rest.
+    spare = width - sum(w for _, _, w in fixed) - 2 * (len(fixed) + 1) - scrollbar
+    trend = max(MIN_TREND, min(MAX_POINTS, spare))
+    return [*fixed[:4], ("trend", "Trend", trend), fixed[4]]
 
 
 def alarm_columns(width: int, alarms: Sequence[AlarmStatus], *, sources: bool = False) -> list[Column]:
@@ -431,15 +504,56 @@ def metric_cells(row: MetricRow, points: int) -> dict[str, Text]:
     else:
         value = Text(format_value(row.value, row.unit), justify="right")
     if row.error:
-        trend = plain(no_data(row.error), NO_DATA)
+        # Cut to the cell here, not by the table: an error whose hidden tail changes every tick ("over the
+        # last 7s") would otherwise repaint its row every tick. The note carries the whole message.
+        said = no_data(row.error)
+        trend = plain(said if len(said) <= points else said[: max(0, points - 1)] + "…", NO_DATA)
     else:
         trend = sparkline(row.series[-points:] if points else (), row.min, row.max)
     return {
         "metric": plain(INDENT + row.name, BREACH if mark else ""),
+        "src": plain(row.source, "dim"),
         "value": value,
+        "age": age_text(row),
         "limit": Text(limit_text(row), justify="right"),
         "trend": trend,
     }
+
+
+def age_text(row: MetricRow) -> Text:
+    """How old the newest good value is: "≤2s" while it is as fresh as its source gets (one refresh
+    interval plus a timeout: the cell stays put from tick to tick instead of flickering 0s/1s, which at
+    1 Hz would repaint every row), then "3s" once a refresh was missed, and "stale" once older than its
+    source allows: no count, which would repaint the row every second for as long as the source is
+    down; the note under the table says since when. "-" when none was ever read."""
+    if row.age is None:
+        return Text("-", style="dim", justify="right")
+    if row.age <= row.fresh_within:
+        return Text(f"≤{_short(row.fresh_within)}", style="dim", justify="right")
+    if row.stale:
+        return Text(STALE, style=NO_DATA, justify="right")
+    return Text(_short(row.age), justify="right")
+
+
+def _short(seconds: float) -> str:
+    return f"{int(seconds)}s" if seconds < 60 else ago(seconds).removesuffix(" ago")
+
+
+def stale_notes(rows: Sequence[MetricRow]) -> list[str]:
+    """ "stale since 14:00:03 UTC (prom, older than 4s): production latency_ms, error_rate": the stale
+    rows, grouped by the moment their value was read (the date too when that is a day or more ago)."""
+    groups: dict[tuple[float, str, float], dict[str, list[str]]] = {}
+    for r in rows:
+        if r.stale and r.read_at is not None:
+            key = (r.read_at, r.source, r.stale_after)
+            groups.setdefault(key, {}).setdefault(r.environment, []).append(r.name)
+    notes = []
+    for (at, src, limit), envs in groups.items():
+        age = max((r.age or 0.0) for r in rows if r.read_at == at)
+        when = utc_time(at) if age >= 86400 else utc_time(at)[11:]
+        names = " · ".join(f"{env} {', '.join(n)}" for env, n in envs.items())
+        notes.append(f"stale since {when} UTC ({src}, older than {ago(limit).removesuffix(' ago')}): {names}")
+    return notes
 
 
 def sparkline(values: Sequence[float | None], low: float | None = None, high: float | None = None) -> Text:

@@ -21,18 +21,36 @@ Column = tuple[str, str, int]
 class LiveTable(DataTable[Any]):
     """A DataTable whose cells can change without repainting the rest of the table."""
 
-    def set_cell(self, row_key: str, column_key: str, value: Text) -> None:
-        """Replace one cell and repaint only its region; nothing at all when it looks the same."""
+    def set_cell(self, row_key: str, column_key: str, value: Text, *, repaint: bool = True) -> bool:
+        """Replace one cell and repaint only its region; nothing at all when it looks the same.
+        Whether it changed (`repaint=False`: the caller repaints, see set_row)."""
         # DataTable has no cell-scoped update (update_cell calls refresh() on the whole widget), so this
         # writes its cell store directly; _update_count invalidates its render caches as update_cell does.
         row = self._data[RowKey(row_key)]
         column = ColumnKey(column_key)
         old = row.get(column)
         if isinstance(old, Text) and same_text(old, value):
-            return
+            return False
         row[column] = value
         self._update_count += 1
-        self.refresh_coordinate(Coordinate(self.get_row_index(row_key), self.get_column_index(column_key)))
+        if repaint:
+            self.refresh_coordinate(
+                Coordinate(self.get_row_index(row_key), self.get_column_index(column_key))
+            )
+        return True
+
+    def set_row(self, row_key: str, cells: dict[str, Text]) -> None:
+        """Replace a row's cells and repaint one region spanning the changed ones: the compositor
+        writes each refreshed region of a line separately (each from the line's left edge), so two
+        changed cells repainted one by one cost about twice the bytes of one span covering both."""
+        changed = [c for c, value in cells.items() if self.set_cell(row_key, c, value, repaint=False)]
+        if not changed:
+            return
+        index = self.get_row_index(row_key)
+        columns = [self.get_column_index(c) for c in changed]
+        first = self._get_cell_region(Coordinate(index, min(columns)))
+        last = self._get_cell_region(Coordinate(index, max(columns)))
+        self._refresh_region(first.union(last))
 
     def row_keys(self) -> list[str]:
         return [str(row.key.value) for row in self.ordered_rows]
@@ -64,8 +82,7 @@ class LiveTable(DataTable[Any]):
                 self.move_cursor(row=list(order).index(selected), animate=False)
             return
         for key in order:
-            for column, _, _ in columns:
-                self.set_cell(key, column, cells[key][column])
+            self.set_row(key, {column: cells[key][column] for column, _, _ in columns})
 
 
 def same_text(a: Text, b: Text) -> bool:
