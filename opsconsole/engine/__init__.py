@@ -84,6 +84,7 @@ if TYPE_CHECKING:
         wait_for_notifications,
     )
     from .killswitch import record as record_kill
+    from .leader import check as check_engine
     from .model import (
         Actor,
         Config,
@@ -136,6 +137,7 @@ _LAZY = {
     "MetricRow": "session",
     "Runner": "runner",
     "EngineBusy": "runner",
+    "check_engine": "leader",  # `opsconsole engine --check`
     "rollout_row": "views",
     "stopped_traffic": "views",
     "traffic_text": "firstlook",  # views re-exports it; this way the first frame imports no model
@@ -230,6 +232,7 @@ _LAZY = {
 }
 
 _RENAMED = {
+    "check_engine": "check",
     "notification_summary": "summary",
     "missing_notification_secrets": "missing_secrets",
     "render_report": "render",
@@ -246,6 +249,7 @@ _RENAMED = {
 
 __all__ = [
     "Actor",
+    "check_engine",
     "AlarmStatus",
     "EngineBusy",
     "EvalContext",
