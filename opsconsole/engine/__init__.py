@@ -84,6 +84,7 @@ if TYPE_CHECKING:
         wait_for_notifications,
     )
     from .killswitch import record as record_kill
+    from .killswitch import store_trouble as kill_store_trouble
     from .leader import check as check_engine
     from .model import (
         Actor,
@@ -185,6 +186,7 @@ _LAZY = {
     "current_actor": "identity",
     "KILL_JOURNAL": "killswitch",
     "KILL_RECORD_WAIT": "killswitch",
+    "kill_store_trouble": "killswitch",
     "make_safe": "killswitch",
     "SafeFiles": "killswitch",
     "engage_from_kill_plan": "killfast",
@@ -232,6 +234,7 @@ _LAZY = {
 }
 
 _RENAMED = {
+    "kill_store_trouble": "store_trouble",
     "check_engine": "check",
     "notification_summary": "summary",
     "missing_notification_secrets": "missing_secrets",
@@ -249,6 +252,7 @@ _RENAMED = {
 
 __all__ = [
     "Actor",
+    "kill_store_trouble",
     "check_engine",
     "AlarmStatus",
     "EngineBusy",

@@ -274,9 +274,16 @@ class PostgresStore(Store):
         from psycopg_pool import PoolClosed, PoolTimeout
 
         for attempt in range(POOL_MAX + 1):
+            failed_before = pool.get_stats().get("connections_errors", 0)
             try:
                 conn = pool.getconn(timeout=wait)
             except PoolTimeout:
+                if pool.get_stats().get("connections_errors", 0) > failed_before:
+                    # The pool tried to connect while we waited and could not: the server is down,
+                    # not busy (a kill switch says which; the runner reports store_error).
+                    raise StoreError(
+                        f"{self.shown}: the PostgreSQL server is unreachable (no connection within {wait:g} s)"
+                    ) from None
                 raise StoreBusy(
                     f"{self.shown}: no connection to the store within {wait:g} s (the server is "
                     f"unreachable, or {POOL_MAX} transactions of this process are running)"
