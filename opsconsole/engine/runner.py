@@ -70,6 +70,8 @@ class Runner:
         self.health = HealthTracker(engine.workspace, engine.bus, engine.clock)
         self._lock_fd: int | None = None
         self.leadership: Leadership | None = None
+        self._fenced = False
+        """In run() on PostgreSQL: commits only while leadership is held (a direct tick() is not fenced)."""
         """Set on a PostgreSQL store: the leader lock this runner competes for."""
         from .leader import is_postgres
 
@@ -181,6 +183,7 @@ class Runner:
         here unless the caller already did)."""
         if self._lock_fd is None:
             self.acquire()
+        self._fenced = self.leadership is not None
         try:
             self.health.start()
             loop = asyncio.get_running_loop()
@@ -412,7 +415,7 @@ class Runner:
         from .core import Conflict
         from .rollout import Rejected
 
-        if self.leadership is not None and not self.leadership.check():
+        if self._fenced and self.leadership is not None and not self.leadership.check():
             return  # leadership lost during this tick: the new leader decides from the store
         for plan, before, d in decisions:
             try:
