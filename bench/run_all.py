@@ -31,6 +31,8 @@ BENCHMARKS = (
     "backups_pane",
     "tui_memory",
     "backup_pg",
+    "team_failover",
+    "kill_switch_pg",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}
