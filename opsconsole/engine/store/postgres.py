@@ -126,6 +126,20 @@ class PgTx(Tx):
         except psycopg.Error as exc:
             raise _store_error(f"{self._where}: ", exc) from exc
 
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements inside go to the server without waiting for each answer until one is read
+        (psycopg's pipeline mode): a round trip per read instead of per statement, for a transaction
+        of many small writes (the kill switch's aborts). A write's row count is not known inside.
+        Any error, whenever the server reports it, is a StoreError."""
+        import psycopg
+
+        try:
+            with self._conn.pipeline():
+                yield
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
 
 class _Local(threading.local):
     conn: psycopg.Connection[Any] | None = None
