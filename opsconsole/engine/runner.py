@@ -236,6 +236,9 @@ class Runner:
         except StoreError as exc:
             self.health.failed(exc, self.interval)
             now_leading = False
+        else:
+            if not now_leading:
+                self.health.ok()  # the store answers: a follower's "store down" is over
         if now_leading != was:
             self.engine.bus.publish("leader", leading=now_leading, me=self.leadership.me)
         if not now_leading:

@@ -129,3 +129,45 @@ def test_check_says_unhealthy_when_the_store_does_not_answer(tmp_path: Path, ser
     lines = p.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("unhealthy: "), p.stdout
     assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_a_follower_cut_from_the_store_says_so_and_recovers_while_the_leader_goes_on(
+    tmp_path: Path, service: Any, pg_server: PgServer
+) -> None:
+    """Two hosts (two workspaces), one database: the follower's way to the server is cut; its health
+    says the store is down, the leader keeps leading, and the follower is back to `running` after."""
+    import json
+
+    from .pg_proxy import TcpProxy
+
+    url = new_database(pg_server)
+    proxy = TcpProxy(pg_server.port)
+    proxy.start()
+    for host in ("a", "b"):
+        (tmp_path / host).mkdir()
+    ws_a = pg_workspace(tmp_path / "a", service.port, url)
+    ws_b = pg_workspace(tmp_path / "b", service.port, url.replace(f":{pg_server.port}/", f":{proxy.port}/"))
+
+    def state(ws: Path) -> str:
+        try:
+            return str(json.loads((ws / "engine-health.json").read_text())["state"])
+        except (OSError, ValueError, KeyError):
+            return ""
+
+    leader = start_engine(ws_a)
+    follower = None
+    try:
+        wait_for(lambda: leader_pid(url) == leader.pid, what="the first engine leading")
+        follower = start_engine(ws_b)
+        wait_for(lambda: state(ws_b) == "running", what="the follower running")
+        proxy.cut()
+        wait_for(lambda: state(ws_b) == "store_error", 20, "the follower saying the store is down")
+        assert leader_pid(url) == leader.pid
+        proxy.restore()
+        wait_for(lambda: state(ws_b) == "running", 30, "the follower running again")
+        assert leader_pid(url) == leader.pid
+    finally:
+        if follower is not None:
+            stop(follower)
+        stop(leader)
+        proxy.close()
