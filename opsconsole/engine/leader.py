@@ -5,7 +5,8 @@ evaluates gates and applies actions. That one holds a session-level advisory loc
 a connection of its own, opened for nothing else: the lock lives exactly as long as that session.
 A leader that exits cleanly unlocks it; one that is killed (SIGKILL, a crash) has its socket closed
 by the kernel, the server ends the session and the lock is free at once; a host that vanishes
-without closing anything is noticed by TCP keepalives (parse_url sets them) in about 25 s.
+without closing anything is noticed by the server's TCP keepalives on that session (set here) in
+about 25 s.
 The others try again about every second (`RETRY`).
 
 Taking over needs nothing handed over: the rollouts' state machine is in the store, every step a
@@ -76,8 +77,12 @@ class Leadership:
         params, self.shown = parse_url(url, password_env, environ)
         self.me = f"{socket.gethostname()} pid {os.getpid()}"
         params["application_name"] = f"{APP_PREFIX} {self.me}"[:63]
-        # No idle-in-transaction limit matters here (this session is never inside a transaction),
-        # but the store's options must not carry over a statement limit that would end it.
+        # The server must notice a leader host that vanished without closing its socket (power
+        # off, a partition), or the lock would stay with that dead session for the OS default of
+        # two hours: the server's keepalives on this session probe after 10 s idle, every 5 s,
+        # and give up after 3 (about 25 s), as the client's do (parse_url).
+        keepalive = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+        params["options"] = f"{params.get('options', '')} {keepalive}".strip()
         self._params = params
         self._conn: Any = None
         self._lock = threading.Lock()

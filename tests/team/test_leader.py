@@ -171,3 +171,31 @@ def test_a_follower_cut_from_the_store_says_so_and_recovers_while_the_leader_goe
             stop(follower)
         stop(leader)
         proxy.close()
+
+
+def test_the_leader_session_has_server_keepalives_so_a_vanished_host_loses_the_lock(
+    pg_server: PgServer,
+) -> None:
+    """A leader host that disappears without closing its socket must not keep the lock for the OS
+    default of two hours: the server probes the leader's session itself."""
+    import os
+
+    from opsconsole.engine.leader import Leadership
+
+    url = new_database(pg_server)
+    one, two = Leadership(url, None, os.environ), Leadership(url, None, os.environ)
+    try:
+        assert one.try_acquire() and not two.try_acquire()
+        conn = one._conn
+        assert conn is not None
+        settings = [
+            conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        ]
+        assert settings == ["10", "5", "3"], settings
+        assert one.check()
+        one.release()
+        assert two.try_acquire()
+    finally:
+        one.release()
+        two.release()
