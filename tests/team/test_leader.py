@@ -199,3 +199,21 @@ def test_the_leader_session_has_server_keepalives_so_a_vanished_host_loses_the_l
     finally:
         one.release()
         two.release()
+
+
+def test_check_on_sqlite_asks_the_workspace_lock(tmp_path: Path, service: Any) -> None:
+    from tests.integration.conftest import write_workspace
+
+    ws = write_workspace(tmp_path, service.port)
+    w = ("--workspace", str(ws))
+    p = cli("engine", "--check", *w)
+    assert p.returncode == 1 and p.stdout.startswith("unhealthy: no engine is running on"), p
+    proc = start_engine(ws)
+    try:
+        wait_for(lambda: cli("engine", "--check", *w).returncode == 0, what="--check healthy")
+        p = cli("engine", "--check", *w)
+        assert p.stdout.strip() == f"ok: engine pid {proc.pid} is running on {ws}; the store answers", p
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    assert cli("engine", "--check", *w).returncode == 1
