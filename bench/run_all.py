@@ -34,6 +34,8 @@ BENCHMARKS = (
     "backup_pg",
     "deploy_rollback",
     "team_live",
+    "team_failover",
+    "kill_switch_pg",
 )
 TIMEOUT_S = 180
 LONGER = {"tui_output": 600}

@@ -31,6 +31,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         SafeFiles,
         config_path,
         current_actor,
+        kill_store_trouble,
         load,
         load_kill_plan,
         make_safe,
@@ -85,11 +86,13 @@ def cmd_kill(args: argparse.Namespace) -> int:
             timings_ms={"files": safe.ms},
             error=f"store: {res}" + (f"; {safe.error}" if safe.error else ""),
             journaled=bool(safe.journal_hash),
+            store=kill_store_trouble(res),
         )
     _out(
         {
             "engaged": True,
             "recorded": res.recorded,
+            "store": res.store,
             "journaled": res.journaled,
             "already_engaged": res.already_engaged,
             "aborted": res.aborted,
@@ -107,7 +110,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
             if res.journaled
             else "NOT recorded anywhere (the journal could not be written either): record it by hand"
         )
-        print(f"kill switch engaged, flag files safe; the event is {where}: {res.error}", file=sys.stderr)
+        print(
+            f"kill switch engaged, flag files safe; {res.store_note()}: the event is {where}: {res.error}",
+            file=sys.stderr,
+        )
     return EXIT_OK if res.recorded else EXIT_STORE
 
 

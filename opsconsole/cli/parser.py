@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     eng = sub.add_parser("engine", parents=[common], help="run the background runner headless")
     eng.add_argument("--interval", type=float, default=None, help="seconds between ticks (default: config)")
+    eng.add_argument(
+        "--check",
+        action="store_true",
+        help="health probe: exit 0 when an engine holds leadership and the store answers, else 1",
+    )
 
     rep = sub.add_parser("report", parents=[common], help="a rollout's timeline for an incident record")
     rep.add_argument("id")

@@ -87,6 +87,8 @@ if TYPE_CHECKING:
         wait_for_notifications,
     )
     from .killswitch import record as record_kill
+    from .killswitch import store_trouble as kill_store_trouble
+    from .leader import check as check_engine
     from .live import LiveFeed, TeamStatus
     from .live import start as start_live
     from .model import (
@@ -142,6 +144,7 @@ _LAZY = {
     "MetricRow": "session",
     "Runner": "runner",
     "EngineBusy": "runner",
+    "check_engine": "leader",  # `opsconsole engine --check`
     "rollout_row": "views",
     "stopped_traffic": "views",
     "traffic_text": "firstlook",  # views re-exports it; this way the first frame imports no model
@@ -193,6 +196,7 @@ _LAZY = {
     "superuser_warning": "identity",
     "KILL_JOURNAL": "killswitch",
     "KILL_RECORD_WAIT": "killswitch",
+    "kill_store_trouble": "killswitch",
     "make_safe": "killswitch",
     "SafeFiles": "killswitch",
     "engage_from_kill_plan": "killfast",
@@ -249,6 +253,8 @@ _LAZY = {
 
 _RENAMED = {
     "DeployOutcome": "Outcome",
+    "kill_store_trouble": "store_trouble",
+    "check_engine": "check",
     "notification_summary": "summary",
     "missing_notification_secrets": "missing_secrets",
     "render_report": "render",
@@ -269,6 +275,8 @@ __all__ = [
     "LiveFeed",
     "TeamStatus",
     "start_live",
+    "kill_store_trouble",
+    "check_engine",
     "AlarmStatus",
     "EngineBusy",
     "EvalContext",

@@ -93,6 +93,22 @@ class KillResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str = ""
     journaled: bool = True  # False: not even the journal could be written (the files still were)
+    store: str = "ok"  # ok | busy (locked by another writer) | down (unreachable or failing)
+
+    def store_note(self) -> str:
+        """What a person is told about the store when it did not record the kill ("" when it did)."""
+        if self.recorded:
+            return ""
+        what = {"busy": "the store is busy (locked)", "down": "the store is down (unreachable)"}
+        return what.get(self.store, "the store did not record it")
+
+
+def store_trouble(exc: BaseException) -> str:
+    """How the store failed the kill switch's record: `busy` (another writer held it past the wait)
+    or `down` (unreachable, failing, or not even opened)."""
+    from .store import StoreBusy
+
+    return "busy" if isinstance(exc, StoreBusy | TimeoutError) else "down"
 
 
 @dataclass(frozen=True)
@@ -438,7 +454,14 @@ def record(engine: Engine, safe: SafeFiles, reason: str) -> KillResult:
         notifier.send(engine.config.notifications, "kill_switch", message)
         error = f"store: {exc}" + (f"; {safe.error}" if safe.error else "")
         return KillResult(
-            safe.at, safe.files, [], False, timings_ms=timings, error=error, journaled=bool(safe.journal_hash)
+            safe.at,
+            safe.files,
+            [],
+            False,
+            timings_ms=timings,
+            error=error,
+            journaled=bool(safe.journal_hash),
+            store=store_trouble(exc),
         )
     t_store = time.perf_counter()
     timings["store"] = (t_store - t0) * 1000
@@ -486,14 +509,17 @@ def _record(
         # Autonomous mode stays suspended after the all-clear, until someone resumes it on purpose.
         tx.set_kv(AUTONOMY_SUSPENDED_KEY, {"at": now, "by": actor.user, "reason": reason}, now)
     if spec.abort_rollouts:
-        for r in tx.list_rollouts(active_only=True):
-            plan = engine.config.plans.get(r.plan)
-            if plan is None:
-                continue
-            d = decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)
-            new = engine.apply_flag_actions(tx, d, now, touched)
-            tx.update_rollout(new, r.version)
-            aborted.append(r.id)
+        # On PostgreSQL the aborts' writes are pipelined (a round trip per read, not per statement);
+        # their row counts are not read: the write lock is held, nothing else changes these rows.
+        with tx.pipeline() if hasattr(tx, "pipeline") else contextlib.nullcontext():
+            for r in tx.list_rollouts(active_only=True):
+                plan = engine.config.plans.get(r.plan)
+                if plan is None:
+                    continue
+                d = decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)
+                new = engine.apply_flag_actions(tx, d, now, touched)
+                tx.update_rollout(new, r.version)
+                aborted.append(r.id)
     # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
     stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
     data: dict[str, Any] = {

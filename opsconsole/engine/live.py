@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .leader import LEADER_LOCK
+
 if TYPE_CHECKING:
     from .core import Engine
 
@@ -46,8 +48,6 @@ COALESCE = 0.02
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 """Reconnection waits: doubling from the first to the most."""
-LEADER_LOCK = 0x6F707363_6F6E0003
-"""The key of the advisory lock the leading engine holds for its session (leader.py's LEADER_LOCK)."""
 CONSOLE_ROLE = "console"
 STATEMENT_TIMEOUT_MS = 5000
 """The longest one of the feed's reads may take before it gives up and reconnects."""

@@ -1,6 +1,9 @@
 """The background loop: every tick, observe, evaluate (pure), decide (pure), commit, apply.
 
-One runner per workspace (an exclusive lock file says which process it is). Ticks run on a fixed
+One runner per workspace (an exclusive lock file says which process it is). On a PostgreSQL store,
+shared by engines on several machines, one runner per database instead: the one holding leadership
+(leader.py) ticks; the others wait and try again every second, recording only kill-journal lines
+left on their host meanwhile. Ticks run on a fixed
 cadence; a tick that overruns skips the missed slots rather than bunching up. Every source call is
 bounded, so a tick ends within the slowest gate's timeout. State is reloaded from the store each tick,
 so commands from other processes (the CLI, another console) are seen at once, and a runner killed at
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import gates as gate_logic
 from .health import HealthTracker
+from .leader import RETRY
 from .model import ENGINE_ACTOR, GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
 from .observe import Observer, due
 from .rollout import (
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from .core import Engine
     from .deploy.phase import PhaseDeploys
     from .improvements.worker import QueueWorker
+    from .leader import Leadership
     from .targets.cloudwatch_publish import MetricPublisher
 
 
@@ -74,6 +79,18 @@ class Runner:
         self.stats = TickStats()
         self.health = HealthTracker(engine.workspace, engine.bus, engine.clock)
         self._lock_fd: int | None = None
+        self.leadership: Leadership | None = None
+        self._fenced = False
+        """In run() on PostgreSQL: commits only while leadership is held (a direct tick() is not fenced)."""
+        """Set on a PostgreSQL store: the leader lock this runner competes for."""
+        from .leader import is_postgres
+
+        if is_postgres(engine.config.store):
+            from .leader import Leadership
+
+            self.leadership = Leadership(
+                engine.config.store, engine.config.store_password_env, engine.environ
+            )
         self._improvements: QueueWorker | None = None
         self._backups: BackupScheduler | None = None
         self._phase_backups: PhaseBackups | None = None
@@ -135,6 +152,10 @@ class Runner:
     # ------------------------------------------------------------------------------------ lifecycle
 
     def acquire(self) -> None:
+        """Take the workspace's lock file (SQLite). On PostgreSQL leadership is the database's
+        advisory lock, taken in run(), so several engines may share a workspace and a database."""
+        if self.leadership is not None:
+            return
         path = self.engine.workspace / "engine.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
@@ -148,7 +169,14 @@ class Runner:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
 
+    @property
+    def leading(self) -> bool:
+        """This runner evaluates gates and applies actions (always so on SQLite once running)."""
+        return self.leadership.held if self.leadership is not None else self._lock_fd is not None
+
     def release(self) -> None:
+        if self.leadership is not None:
+            self.leadership.release()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -176,12 +204,18 @@ class Runner:
         here unless the caller already did)."""
         if self._lock_fd is None:
             self.acquire()
+        self._fenced = self.leadership is not None
         try:
             self.health.start()
             loop = asyncio.get_running_loop()
             start = loop.time()
             slot = 0
             while not (stop is not None and stop.is_set()) and not (until is not None and until()):
+                if self.leadership is not None and not await self._lead():
+                    # A follower: nothing evaluated, nothing applied; try again in a second.
+                    start, slot = loop.time(), 0
+                    await _pause(stop, RETRY)
+                    continue
                 # A store that is locked or failing is a state to report and wait out, never a reason
                 # to stop: what failed was not committed, and the next tick decides again from the store.
                 backoff = 0.0
@@ -213,7 +247,26 @@ class Runner:
                 await self._phase_deploys.close()
             await self.observer.close()
             self.health.stop()
-            self.release()
+            await asyncio.to_thread(self.release)
+
+    async def _lead(self) -> bool:
+        """True when this runner leads now (taking the lock when it is free). A change is published
+        as a `leader` event; a follower still records its host's kill-journal lines."""
+        assert self.leadership is not None
+        was = self.leadership.held
+        try:
+            now_leading = await asyncio.to_thread(self.leadership.try_acquire)
+        except StoreError as exc:
+            self.health.failed(exc, self.interval)
+            now_leading = False
+        else:
+            if not now_leading:
+                self.health.ok()  # the store answers: a follower's "store down" is over
+        if now_leading != was:
+            self.engine.bus.publish("leader", leading=now_leading, me=self.leadership.me)
+        if not now_leading:
+            await asyncio.to_thread(self._replay_kill_journal)
+        return now_leading
 
     # ------------------------------------------------------------------------------------ one tick
 
@@ -403,6 +456,8 @@ class Runner:
         from .core import Conflict
         from .rollout import Rejected
 
+        if self._fenced and self.leadership is not None and not self.leadership.check():
+            return  # leadership lost during this tick: the new leader decides from the store
         for plan, before, d in decisions:
             try:
                 self.engine.commit(plan, before, d, now)
@@ -410,6 +465,14 @@ class Runner:
             except (Conflict, Rejected):
                 # A command (or the kill switch) changed it meanwhile; next tick decides on the new state.
                 continue
+
+
+async def _pause(stop: asyncio.Event | None, seconds: float) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _signature(r: Rollout, phase: Phase) -> Any:

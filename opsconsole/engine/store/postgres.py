@@ -168,6 +168,20 @@ class PgTx(Tx):
         except psycopg.Error as exc:
             raise _store_error(f"{self._where}: ", exc) from exc
 
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements inside go to the server without waiting for each answer until one is read
+        (psycopg's pipeline mode): a round trip per read instead of per statement, for a transaction
+        of many small writes (the kill switch's aborts). A write's row count is not known inside.
+        Any error, whenever the server reports it, is a StoreError."""
+        import psycopg
+
+        try:
+            with self._conn.pipeline():
+                yield
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
 
 class _Local(threading.local):
     conn: psycopg.Connection[Any] | None = None
@@ -323,9 +337,16 @@ class PostgresStore(Store):
         from psycopg_pool import PoolClosed, PoolTimeout
 
         for attempt in range(POOL_MAX + 1):
+            failed_before = pool.get_stats().get("connections_errors", 0)
             try:
                 conn = pool.getconn(timeout=wait)
             except PoolTimeout:
+                if pool.get_stats().get("connections_errors", 0) > failed_before:
+                    # The pool tried to connect while we waited and could not: the server is down,
+                    # not busy (a kill switch says which; the runner reports store_error).
+                    raise StoreError(
+                        f"{self.shown}: the PostgreSQL server is unreachable (no connection within {wait:g} s)"
+                    ) from None
                 raise StoreBusy(
                     f"{self.shown}: no connection to the store within {wait:g} s (the server is "
                     f"unreachable, or {POOL_MAX} transactions of this process are running)"

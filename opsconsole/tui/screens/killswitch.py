@@ -109,7 +109,7 @@ class KillSwitchScreen(ConsoleAccess, ModalScreen[None]):
             f"KILL SWITCH ENGAGED: {len(res.aborted)} rollouts aborted, {len(res.files)} flag files written"
         )
         if not res.recorded:
-            note += f" (store busy or unreachable, recorded when it is back: {res.error})"
+            note += f" ({res.store_note()}: recorded when it is back: {res.error})"
         self.app.notify(safe(note), severity="error", timeout=10, markup=False)
         self.ops.refresh_status()
         self._close()
