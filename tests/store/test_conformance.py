@@ -291,7 +291,9 @@ def test_two_processes_updating_from_the_same_version_exactly_one_wins(opener: C
 
 floats = st.floats(allow_nan=False, width=64)
 times = st.floats(min_value=0, max_value=1e12, allow_nan=False)  # column times: SQLite folds -0.0 into 0.0
-names = st.text(max_size=8)
+names = st.text(st.characters(blacklist_characters="\x00"), max_size=8)
+"""No NUL: PostgreSQL refuses it in a text column, and the store says so (tests/store/test_postgres.py);
+a NUL in a name is no part of the round trip both stores promise."""
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | floats | names
 rollouts = st.builds(
     Rollout,
