@@ -393,16 +393,6 @@ def _points(data: Any, start: float, step: float, points: int) -> list[float | N
 
 
 def _describe(exc: BaseException, url: str, timeout: float) -> str:
-    import httpx
+    from .scrape import describe_request_error
 
-    from .scrape import _caused_by
-
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return f"timeout after {timeout:g}s: {url}"
-    if isinstance(exc, httpx.ConnectError):
-        if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc).lower():
-            return f"connection refused: {url}"
-        return f"cannot connect to {url}: {exc}"
-    if isinstance(exc, httpx.HTTPError):
-        return f"HTTP error from {url}: {type(exc).__name__}: {exc}"
-    return f"request to {url} failed: {type(exc).__name__}: {exc}"
+    return describe_request_error(exc, url, f"{timeout:g}", "request to")

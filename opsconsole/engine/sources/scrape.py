@@ -170,10 +170,17 @@ class _Refused(Exception):
 
 
 def _describe(exc: BaseException, url: str, timeout: float) -> str:
-    import httpx
-
     if isinstance(exc, _Refused):
         return str(exc)
+    return describe_request_error(exc, url, f"{timeout}", "scrape of")
+
+
+def describe_request_error(exc: BaseException, url: str, timeout: str, request: str) -> str:
+    """Why an HTTP request to `url` failed, in words (also the Prometheus source's): a timeout (after
+    `timeout` seconds, as the caller words it), a refused or failed connection, an HTTP error, else
+    "`request` URL failed" with the exception."""
+    import httpx
+
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return f"timeout after {timeout}s: {url}"
     if isinstance(exc, httpx.ConnectError):
@@ -182,7 +189,7 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
         return f"cannot connect to {url}: {exc}"
     if isinstance(exc, httpx.HTTPError):
         return f"HTTP error from {url}: {type(exc).__name__}: {exc}"
-    return f"scrape of {url} failed: {type(exc).__name__}: {exc}"
+    return f"{request} {url} failed: {type(exc).__name__}: {exc}"
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
