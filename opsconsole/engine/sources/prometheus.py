@@ -307,17 +307,19 @@ class PrometheusSource:
     async def _download(
         self, client: httpx.AsyncClient, headers: dict[str, str], path: str, params: dict[str, str]
     ) -> tuple[int, bytes]:
+        from .scrape import read_capped
+
         url = self.url + path
         async with client.stream(
             "GET", url, params=params, headers=headers, timeout=self.timeout
         ) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise SourceFailed(
-                        f"answer larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"
-                    )
+            body = await read_capped(
+                response,
+                MAX_BODY_BYTES,
+                lambda: SourceFailed(
+                    f"answer larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"
+                ),
+            )
             if response.status_code in (401, 403) and not body.lstrip().startswith(b"{"):
                 raise SourceFailed(
                     self._clean(
