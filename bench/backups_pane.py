@@ -26,11 +26,22 @@ Target: p95 <= 100 ms for every action.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-from common import ACTOR, canary_plan, emit, percentile, summary, temp_dir, write_config
+from common import (
+    ACTOR,
+    canary_plan,
+    emit_list_pane,
+    keypress_figures,
+    measure_list_pane,
+    temp_dir,
+    time_cursor,
+    time_down_after,
+    wait_for_engine,
+    wait_for_rows,
+    write_config,
+)
 from tui_keypress import FrameWatch
 
 from opsconsole.engine.backups.model import BackupRun, RunStatus, Trigger
@@ -95,6 +106,12 @@ def history(now: float) -> list[BackupRun]:
     return runs
 
 
+def insert(engine: Engine, runs: list[BackupRun]) -> None:
+    with engine.store.transaction() as tx:
+        for run in runs:
+            tx.insert_backup_run(run)
+
+
 async def measure(engine: Engine) -> dict[str, Any]:
     from opsconsole.tui.panes.backups import BackupsPane
     from opsconsole.tui.screens.backup_prune import BackupPruneScreen
@@ -103,35 +120,14 @@ async def measure(engine: Engine) -> dict[str, Any]:
     app = OpsConsoleApp(engine)
     timings: dict[str, list[float]] = {name: [] for name in (*ACTIONS, "prune_dry_run_shown")}
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(100):
-            if app.session.mode != "stopped":
-                break
-            await pilot.pause(0.02)
+        await wait_for_engine(app, pilot)
         watch = FrameWatch(app)
         watch.install()
         await pilot.press("5")
         pane = app.query_one(BackupsPane)
-        deadline = time.perf_counter() + 30
-        while len(pane.table.keys) < RUNS:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"the Backups pane did not load {RUNS} runs within 30 s")
-            await asyncio.sleep(0.05)
-        await pilot.pause(0.5)
+        await wait_for_rows(pilot, pane, RUNS, f"{RUNS} runs")
         table = pane.table
-        line = pane.query_one("#backup-line")
-
-        for _ in range(PRESSES):
-            expected = table.cursor + 1
-            key = table.keys[expected]
-            ms = await watch.press(
-                pilot, "down", lambda e=expected, k=key: table.cursor == e and k in str(line.render())
-            )
-            timings["cursor_down"].append(ms["effect"])
-        await pilot.press("home")
-        for _ in range(PRESSES):
-            before = table.cursor
-            ms = await watch.press(pilot, "pagedown", lambda b=before: table.cursor > b)
-            timings["page_down"].append(ms["effect"])
+        await time_cursor(watch, pilot, table, pane.query_one("#backup-line"), PRESSES, timings)
         await pilot.press("home")
         for _ in range(PRESSES):
             await pilot.press("down")
@@ -183,17 +179,9 @@ async def measure(engine: Engine) -> dict[str, Any]:
         await pilot.press("home")
         for _ in range(PRESSES):
             engine.bus.publish("backups", target="site")
-            expected = table.cursor + 1
-            ms = await watch.press(pilot, "down", lambda e=expected: table.cursor == e)
-            timings["down_during_reload"].append(ms["effect"])
-            while pane._loading:
-                await asyncio.sleep(0.01)
+            await time_down_after(watch, pilot, pane, timings["down_during_reload"])
         watch.uninstall()
-    figures: dict[str, Any] = {
-        name: summary(v) | {"p95": round(percentile(v, 95), 3)} for name, v in timings.items()
-    }
-    figures["frame_bytes"] = summary([float(n) for n in watch.frame_bytes], digits=0)
-    return figures
+    return keypress_figures(timings, watch.frame_bytes)
 
 
 def main() -> None:
@@ -203,32 +191,24 @@ def main() -> None:
         (data / "a.txt").write_text("alpha\n")
         ws, config = write_config(root, {"canary": canary_plan("canary")}, extra=BACKUPS.format(data=data))
         engine = Engine(config, ws, ACTOR)
-        t0 = time.perf_counter()
-        with engine.store.transaction() as tx:
-            for run in history(time.time()):
-                tx.insert_backup_run(run)
-        insert_ms = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        listed = len(engine.backups("site"))
-        list_ms = (time.perf_counter() - t0) * 1000
-        try:
-            figures = asyncio.run(measure(engine))
-        finally:
-            engine.close()
-    worst = max(figures[name]["p95"] for name in ACTIONS)
-    emit(
+        figures, listed = measure_list_pane(
+            engine,
+            lambda: insert(engine, history(time.time())),
+            lambda: len(engine.backups("site")),
+            measure,
+            ACTIONS,
+        )
+    emit_list_pane(
         "backups_pane",
-        target=f"p95 keypress -> updated screen <= {TARGET_P95_MS:g} ms for every action, {RUNS} history rows",
-        ok=worst <= TARGET_P95_MS and listed == RUNS,
-        figures={"worst_p95_ms": worst, "store_insert_ms": round(insert_ms, 1), "list_ms": round(list_ms, 1)}
-        | figures,
-        setup={
-            "runs": RUNS,
-            "app": "OpsConsoleApp(engine) (runner mode) under app.run_test(size=(80, 24)), Backups pane",
-            "presses_each": PRESSES,
-            "switches": SWITCHES,
-            "units": "ms (frame_bytes: bytes of the terminal update that showed the key's effect)",
-        },
+        what=f"{RUNS} history rows",
+        rows=RUNS,
+        listed=listed,
+        figures=figures,
+        target_ms=TARGET_P95_MS,
+        runs=RUNS,
+        app="OpsConsoleApp(engine) (runner mode) under app.run_test(size=(80, 24)), Backups pane",
+        presses_each=PRESSES,
+        switches=SWITCHES,
     )
 
 

@@ -8,6 +8,7 @@ the same disk as everything else here: the kill switch's fsyncs must be real fsy
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -26,7 +27,7 @@ import tempfile
 import termios
 import textwrap
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,143 @@ def emit(name: str, *, target: str, ok: bool, figures: Mapping[str, Any], **extr
     doc = {"benchmark": name, "ok": ok, "target": target, "figures": dict(figures), **extra}
     doc["machine"] = machine_facts()
     print(json.dumps(doc, indent=2))
+
+
+def p95(values: Sequence[float]) -> float:
+    return round(percentile(values, 95), 3)
+
+
+# ------------------------------------------------------------------------------------------ keypress
+# Shared by the console's keypress benchmarks (tui_keypress.py, improvements_pane.py,
+# backups_pane.py): `watch` is tui_keypress.FrameWatch (or a subclass), `pilot` Textual's.
+
+
+def measure_closed(
+    engine: Any, measure: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run `measure(engine)` in its own event loop; the engine is closed whatever happened."""
+    try:
+        return asyncio.run(measure(engine))
+    finally:
+        engine.close()
+
+
+def timed_ms(work: Callable[[], Any]) -> tuple[Any, float]:
+    """`work()`'s result and how long it took, in milliseconds."""
+    t0 = time.perf_counter()
+    result = work()
+    return result, (time.perf_counter() - t0) * 1000
+
+
+def keypress_figures(timings: Mapping[str, list[float]], frame_bytes: Sequence[int]) -> dict[str, Any]:
+    """Each action's summary with its p95, and the sizes of the updates that showed the effects."""
+    figures: dict[str, Any] = {name: summary(v) | {"p95": p95(v)} for name, v in timings.items()}
+    figures["frame_bytes"] = summary([float(n) for n in frame_bytes], digits=0)
+    return figures
+
+
+def full_gc_figures(watch: Any) -> dict[str, Any]:
+    """The generation-2 collections the watch saw, and how many presses had one."""
+    return {
+        "full_collections": len(watch.full_gcs),
+        "full_collection_ms": summary([ms for _, ms in watch.full_gcs]) if watch.full_gcs else {},
+        "presses_with_a_full_collection": watch.presses_with_full_gc,
+    }
+
+
+def measure_list_pane(
+    engine: Any,
+    fill: Callable[[], object],
+    count: Callable[[], int],
+    measure: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]],
+    actions: Sequence[str],
+) -> tuple[dict[str, Any], int]:
+    """A pane over a long list: `fill()` the store and `count()` the list through the engine (both
+    timed), then `measure(engine)` (the engine closed after). The figures, headed by the worst p95
+    of `actions` and those two times; and how many rows `count()` found."""
+    _, insert_ms = timed_ms(fill)
+    listed, list_ms = timed_ms(count)
+    figures = measure_closed(engine, measure)
+    head = {
+        "worst_p95_ms": worst_p95(figures, actions),
+        "store_insert_ms": round(insert_ms, 1),
+        "list_ms": round(list_ms, 1),
+    }
+    return head | figures, listed
+
+
+def emit_list_pane(
+    name: str,
+    *,
+    what: str,
+    rows: int,
+    listed: int,
+    figures: Mapping[str, Any],
+    target_ms: float,
+    **setup: Any,
+) -> None:
+    """measure_list_pane's report: ok when the worst p95 is within `target_ms` and the engine listed
+    all `rows` (`what` words them in the target)."""
+    emit(
+        name,
+        target=f"p95 keypress -> updated screen <= {target_ms:g} ms for every action, {what}",
+        ok=figures["worst_p95_ms"] <= target_ms and listed == rows,
+        figures=figures,
+        setup=setup
+        | {"units": "ms (frame_bytes: bytes of the terminal update that showed the key's effect)"},
+    )
+
+
+def worst_p95(figures: Mapping[str, Any], actions: Sequence[str]) -> float:
+    return max(float(figures[name]["p95"]) for name in actions)
+
+
+async def wait_for_rows(pilot: Any, pane: Any, rows: int, what: str) -> None:
+    """Until `pane.table` holds `rows` rows (30 s at the most), then half a second more."""
+    deadline = time.perf_counter() + 30
+    while len(pane.table.keys) < rows:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"the {type(pane).__name__} did not load {what} within 30 s")
+        await asyncio.sleep(0.05)
+    await pilot.pause(0.5)
+
+
+async def wait_for_engine(app: Any, pilot: Any) -> None:
+    """Until the console's engine session has started (2 s at the most)."""
+    for _ in range(100):
+        if app.session.mode != "stopped":
+            break
+        await pilot.pause(0.02)
+
+
+async def time_cursor(
+    watch: Any, pilot: Any, table: Any, line: Any, presses: int, timings: dict[str, list[float]]
+) -> None:
+    """`down` until the cursor moved and `line` names the row (cursor_down), then from the top
+    `pagedown` until the cursor moved (page_down); `presses` of each."""
+    for _ in range(presses):
+        expected = table.cursor + 1
+        key = table.keys[expected]
+        ms = await watch.press(
+            pilot, "down", lambda e=expected, k=key: table.cursor == e and k in str(line.render())
+        )
+        timings["cursor_down"].append(ms["effect"])
+    await pilot.press("home")
+    for _ in range(presses):
+        before = table.cursor
+        ms = await watch.press(pilot, "pagedown", lambda b=before: table.cursor > b)
+        timings["page_down"].append(ms["effect"])
+
+
+async def time_down_after(watch: Any, pilot: Any, pane: Any, timings: list[float]) -> None:
+    """`down` pressed at once after an engine event that makes `pane` read its list again, until its
+    effect is on screen; then until that read ended."""
+    table = pane.table
+    expected = table.cursor + 1
+    ms = await watch.press(pilot, "down", lambda e=expected: table.cursor == e)
+    timings.append(ms["effect"])
+    while pane._loading:
+        await asyncio.sleep(0.01)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from common import ACTOR, canary_plan, emit, percentile, summary, temp_dir, write_config
+from common import (
+    ACTOR,
+    canary_plan,
+    emit_list_pane,
+    full_gc_figures,
+    keypress_figures,
+    measure_list_pane,
+    temp_dir,
+    time_cursor,
+    time_down_after,
+    wait_for_engine,
+    wait_for_rows,
+    write_config,
+)
 from tui_keypress import WAIT_S, FrameWatch
 
 from opsconsole.engine.core import Engine
@@ -107,6 +120,11 @@ def proposals(now: float) -> list[Improvement]:
     return items
 
 
+def insert(engine: Engine, items: list[Improvement]) -> None:
+    with engine.store.transaction() as tx:
+        tx.insert_improvements(items)
+
+
 async def measure(engine: Engine) -> dict[str, Any]:
     from opsconsole.tui.panes.improvements import SELECTED_MARK, ImprovementsPane
     from opsconsole.tui.screens.improvement import ImprovementDetailScreen
@@ -114,38 +132,14 @@ async def measure(engine: Engine) -> dict[str, Any]:
     app = OpsConsoleApp(engine)
     timings: dict[str, list[float]] = {name: [] for name in (*ACTIONS, "sample_event", "reload_event")}
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(100):
-            if app.session.mode != "stopped":
-                break
-            await pilot.pause(0.02)
+        await wait_for_engine(app, pilot)
         watch = EventWatch(app)
         watch.install()
         await pilot.press("4")
         pane = app.query_one(ImprovementsPane)
-        deadline = time.perf_counter() + 30
-        while len(pane.table.keys) < PROPOSALS:
-            if time.perf_counter() > deadline:
-                raise RuntimeError("the Improvements pane did not load 5,000 proposals within 30 s")
-            await asyncio.sleep(0.05)
-        await pilot.pause(0.5)
+        await wait_for_rows(pilot, pane, PROPOSALS, "5,000 proposals")
         table = pane.table
-        line = pane.query_one("#improvement-line")
-
-        def line_names(key: str) -> bool:
-            return key in str(line.render())
-
-        for _ in range(PRESSES):
-            expected = table.cursor + 1
-            key = table.keys[expected]
-            ms = await watch.press(
-                pilot, "down", lambda e=expected, k=key: table.cursor == e and line_names(k)
-            )
-            timings["cursor_down"].append(ms["effect"])
-        await pilot.press("home")
-        for _ in range(PRESSES):
-            before = table.cursor
-            ms = await watch.press(pilot, "pagedown", lambda b=before: table.cursor > b)
-            timings["page_down"].append(ms["effect"])
+        await time_cursor(watch, pilot, table, pane.query_one("#improvement-line"), PRESSES, timings)
         for _ in range(PRESSES):
             key = table.selected
             assert key is not None
@@ -212,21 +206,10 @@ async def measure(engine: Engine) -> dict[str, Any]:
             )
             timings.setdefault("reload_event", []).append(ms)
             engine.bus.publish("improvements", environment="production")
-            expected = table.cursor + 1
-            ms2 = await watch.press(pilot, "down", lambda e=expected: table.cursor == e)
-            timings["down_during_reload"].append(ms2["effect"])
-            while pane._loading:
-                await asyncio.sleep(0.01)
+            await time_down_after(watch, pilot, pane, timings["down_during_reload"])
         watch.uninstall()
-    figures: dict[str, Any] = {
-        name: summary(v) | {"p95": round(percentile(v, 95), 3)} for name, v in timings.items()
-    }
-    figures["frame_bytes"] = summary([float(n) for n in watch.frame_bytes], digits=0)
-    figures["gc"] = {
-        "full_collections": len(watch.full_gcs),
-        "full_collection_ms": summary([ms for _, ms in watch.full_gcs]) if watch.full_gcs else {},
-        "presses_with_a_full_collection": watch.presses_with_full_gc,
-    }
+    figures = keypress_figures(timings, watch.frame_bytes)
+    figures["gc"] = full_gc_figures(watch)
     return figures
 
 
@@ -234,30 +217,23 @@ def main() -> None:
     with temp_dir("opsconsole-bench-improvements-") as root:
         ws, config = write_config(root, {"canary": canary_plan("canary")}, extra=QUEUE)
         engine = Engine(config, ws, ACTOR)
-        t0 = time.perf_counter()
-        with engine.store.transaction() as tx:
-            tx.insert_improvements(proposals(time.time()))
-        insert_ms = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        listed = len(engine.improvements("production"))
-        list_ms = (time.perf_counter() - t0) * 1000
-        try:
-            figures = asyncio.run(measure(engine))
-        finally:
-            engine.close()
-    worst = max(figures[name]["p95"] for name in ACTIONS)
-    emit(
+        figures, listed = measure_list_pane(
+            engine,
+            lambda: insert(engine, proposals(time.time())),
+            lambda: len(engine.improvements("production")),
+            measure,
+            ACTIONS,
+        )
+    emit_list_pane(
         "improvements_pane",
-        target=f"p95 keypress -> updated screen <= {TARGET_P95_MS:g} ms for every action, {PROPOSALS} proposals",
-        ok=worst <= TARGET_P95_MS and listed == PROPOSALS,
-        figures={"worst_p95_ms": worst, "store_insert_ms": round(insert_ms, 1), "list_ms": round(list_ms, 1)}
-        | figures,
-        setup={
-            "proposals": PROPOSALS,
-            "app": "OpsConsoleApp(engine) (runner mode) under app.run_test(size=(80, 24)), Improvements pane",
-            "presses_each": PRESSES,
-            "units": "ms (frame_bytes: bytes of the terminal update that showed the key's effect)",
-        },
+        what=f"{PROPOSALS} proposals",
+        rows=PROPOSALS,
+        listed=listed,
+        figures=figures,
+        target_ms=TARGET_P95_MS,
+        proposals=PROPOSALS,
+        app="OpsConsoleApp(engine) (runner mode) under app.run_test(size=(80, 24)), Improvements pane",
+        presses_each=PRESSES,
     )
 
 

@@ -35,7 +35,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import ACTOR, MANY_FLAGS, emit, many_flags_workspace, percentile, summary, temp_dir
+from common import (
+    ACTOR,
+    MANY_FLAGS,
+    emit,
+    full_gc_figures,
+    keypress_figures,
+    many_flags_workspace,
+    measure_closed,
+    p95,
+    temp_dir,
+    wait_for_engine,
+    worst_p95,
+)
 from textual.widgets import Static
 from textual.widgets._footer import FooterKey
 
@@ -125,10 +137,7 @@ async def measure(engine: Engine) -> dict[str, Any]:
     app = OpsConsoleApp(engine)
     timings: dict[str, list[float]] = {name: [] for name in ACTIONS}
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(100):  # the runner starts right after the first frame
-            if app.session.mode != "stopped":
-                break
-            await pilot.pause(0.02)
+        await wait_for_engine(app, pilot)  # the runner starts right after the first frame
         if app.session.mode != "runner":
             raise RuntimeError(f"the console should run its runner, it is {app.session.mode!r}")
         watch = FrameWatch(app)
@@ -186,10 +195,7 @@ async def measure(engine: Engine) -> dict[str, Any]:
         await pilot.press("escape")
         watch.uninstall()
         gc.collect()
-        evidence = {
-            "full_collections": len(watch.full_gcs),
-            "full_collection_ms": summary([ms for _, ms in watch.full_gcs]) if watch.full_gcs else {},
-            "presses_with_a_full_collection": watch.presses_with_full_gc,
+        evidence = full_gc_figures(watch) | {
             "p95_without_those_ms": {name: p95(v) for name, v in without_gc.items() if v},
             "heap_objects_at_start": objects_before,
             "heap_objects_gained": len(gc.get_objects()) - objects_before,
@@ -197,28 +203,17 @@ async def measure(engine: Engine) -> dict[str, Any]:
                 1 for o in gc.get_objects() if isinstance(o, (FooterKey, Static)) and not o.is_attached
             ),
         }
-    figures: dict[str, Any] = {
-        name: summary(values) | {"p95": p95(values)} for name, values in timings.items()
-    }
+    figures = keypress_figures(timings, watch.frame_bytes)
     figures["filter_matches"] = sorted(set(matches))
-    figures["frame_bytes"] = summary([float(n) for n in watch.frame_bytes], digits=0)
     figures["gc"] = evidence
     return figures
-
-
-def p95(values: list[float]) -> float:
-    return round(percentile(values, 95), 3)
 
 
 def main() -> None:
     with temp_dir("opsconsole-bench-keys-") as root:
         ws, config = many_flags_workspace(root)
-        engine = Engine(config, ws, ACTOR)
-        try:
-            figures = asyncio.run(measure(engine))
-        finally:
-            engine.close()
-    worst = max(figures[name]["p95"] for name in ACTIONS)
+        figures = measure_closed(Engine(config, ws, ACTOR), measure)
+    worst = worst_p95(figures, ACTIONS)
     emit(
         "tui_keypress",
         target=f"p95 keypress -> updated screen <= {TARGET_P95_MS:g} ms for every action, {MANY_FLAGS} flags",

@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from ..textsafe import visible
+from .backups import _age  # the CLI's one way of wording an age ("90s", "5m", "3h", "2d")
 from .common import EXIT_OK, EXIT_REFUSED, _engine, _out
 
 
@@ -124,14 +125,3 @@ def _matcher(text: str) -> tuple[str, str]:
 
 def _labels(matchers: dict[str, str]) -> str:
     return "{" + ",".join(f"{k}={v}" for k, v in sorted(matchers.items())) + "}"
-
-
-def _age(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"

@@ -307,17 +307,19 @@ class PrometheusSource:
     async def _download(
         self, client: httpx.AsyncClient, headers: dict[str, str], path: str, params: dict[str, str]
     ) -> tuple[int, bytes]:
+        from .scrape import read_capped
+
         url = self.url + path
         async with client.stream(
             "GET", url, params=params, headers=headers, timeout=self.timeout
         ) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise SourceFailed(
-                        f"answer larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"
-                    )
+            body = await read_capped(
+                response,
+                MAX_BODY_BYTES,
+                lambda: SourceFailed(
+                    f"answer larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"
+                ),
+            )
             if response.status_code in (401, 403) and not body.lstrip().startswith(b"{"):
                 raise SourceFailed(
                     self._clean(
@@ -393,16 +395,6 @@ def _points(data: Any, start: float, step: float, points: int) -> list[float | N
 
 
 def _describe(exc: BaseException, url: str, timeout: float) -> str:
-    import httpx
+    from .scrape import describe_request_error
 
-    from .scrape import _caused_by
-
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return f"timeout after {timeout:g}s: {url}"
-    if isinstance(exc, httpx.ConnectError):
-        if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc).lower():
-            return f"connection refused: {url}"
-        return f"cannot connect to {url}: {exc}"
-    if isinstance(exc, httpx.HTTPError):
-        return f"HTTP error from {url}: {type(exc).__name__}: {exc}"
-    return f"request to {url} failed: {type(exc).__name__}: {exc}"
+    return describe_request_error(exc, url, f"{timeout:g}", "request to")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..model import Observation
@@ -103,13 +103,11 @@ class ScrapeSource:
         async with client.stream("GET", self.url, headers=headers, timeout=self.timeout) as response:
             if response.status_code != 200:
                 raise _Refused(f"HTTP {response.status_code} from {self.shown}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise _Refused(
-                        f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"
-                    )
+            body = await read_capped(
+                response,
+                MAX_BODY_BYTES,
+                lambda: _Refused(f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB from {self.shown}"),
+            )
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -169,11 +167,29 @@ class _Refused(Exception):
     """The endpoint answered, but not with something we can use; the message is the whole story."""
 
 
-def _describe(exc: BaseException, url: str, timeout: float) -> str:
-    import httpx
+async def read_capped(response: httpx.Response, limit: int, too_large: Callable[[], Exception]) -> bytearray:
+    """The response's body as it streams in (also the Prometheus source's); `too_large()` is raised
+    as soon as it passes `limit` bytes, nothing more is read."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise too_large()
+    return body
 
+
+def _describe(exc: BaseException, url: str, timeout: float) -> str:
     if isinstance(exc, _Refused):
         return str(exc)
+    return describe_request_error(exc, url, f"{timeout}", "scrape of")
+
+
+def describe_request_error(exc: BaseException, url: str, timeout: str, request: str) -> str:
+    """Why an HTTP request to `url` failed, in words (also the Prometheus source's): a timeout (after
+    `timeout` seconds, as the caller words it), a refused or failed connection, an HTTP error, else
+    "`request` URL failed" with the exception."""
+    import httpx
+
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return f"timeout after {timeout}s: {url}"
     if isinstance(exc, httpx.ConnectError):
@@ -182,7 +198,7 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
         return f"cannot connect to {url}: {exc}"
     if isinstance(exc, httpx.HTTPError):
         return f"HTTP error from {url}: {type(exc).__name__}: {exc}"
-    return f"scrape of {url} failed: {type(exc).__name__}: {exc}"
+    return f"{request} {url} failed: {type(exc).__name__}: {exc}"
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -47,6 +47,7 @@ from ..bridge import EngineChanged
 from ..calls import call
 from ..format import plain, safe, utc_time
 from ..widgets.keyed_table import Cell, Column, KeyedTable
+from ..widgets.shown_reload import ShownReload, diff_keyed, merge_keyed
 
 if TYPE_CHECKING:
     from opsconsole.engine import BackupRun, Config, RestoreResult, TargetStatus
@@ -88,7 +89,7 @@ class BackupTable(KeyedTable):
     """The history of one target, by run id (rows, cells and styles come from BackupsPane)."""
 
 
-class BackupsPane(GuardedActions, Vertical, can_focus=True):
+class BackupsPane(GuardedActions, ShownReload, Vertical, can_focus=True):
     DEFAULT_CSS = """
     BackupsPane { height: 1fr; }
     BackupsPane #backups-status { height: auto; max-height: 6; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -123,10 +124,6 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         """The age text each row on screen was last drawn with."""
         self._status_text: Text | None = None
         self._line_text: Text | None = None
-        self._shown = False
-        self._reload_on_show = False
-        self._loading = False
-        self._again = False
         self._status_again = False
         self._bindings_for: str | None = None
         self._restore: BackupRestoreScreen | None = None
@@ -178,39 +175,21 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         if message.kind in ("backups", "engine") and self.configured:
             self._changed()
 
-    def _changed(self) -> None:
-        if self._shown:
-            self.reload()
-        else:
-            self._reload_on_show = True
-
-    def on_show(self) -> None:
-        self._shown = True
-        if self._reload_on_show:
-            self._reload_on_show = False
-            self.reload()
-
-    def on_hide(self) -> None:
-        self._shown = False
-
     def reload(self, statuses: bool = True) -> None:
         """Read the restorability (unless `statuses` is False: a switch of target changes no status)
         and the current target's history in a thread; one read at a time (a burst of events costs one
         more read, not one per event)."""
         if not self.configured:
             return
-        if self._loading:
-            self._again = True
+        if not self._read_begins():
             self._status_again = self._status_again or statuses
             return
-        self._loading = True
         engine, target, before = self.ops.engine, self.target, dict(self.runs)
 
         def read() -> Loaded:
             runs = engine.backups(target)
             status = engine.backup_status() if statuses else None
-            order = [r.id for r in runs]
-            changed = {r.id for r in runs if before.get(r.id) != r}
+            order, changed = diff_keyed(runs, before)
             return target, status, runs, order, changed
 
         call(
@@ -224,24 +203,22 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         )
 
     def _load_failed(self, message: str) -> None:
-        self._loading = False
         self._show_error(f"Could not read the backups: {message}")
-        self._read_again()
+        self._read_again(self._read_ends())
 
     def _loaded(self, got: Loaded) -> None:
-        self._loading = False
+        again = self._read_ends()
         target, statuses, runs, order, changed = got
         if target != self.target:
-            self._again = True  # switched meanwhile: the history is another target's
+            again = True  # switched meanwhile: the history is another target's
             if statuses is not None:
                 self.statuses = statuses
                 self._show_status()
         else:
             self.apply(statuses, runs, order, changed)
-        self._read_again()
+        self._read_again(again)
 
-    def _read_again(self) -> None:
-        again, self._again = self._again, False
+    def _read_again(self, again: bool) -> None:
         statuses, self._status_again = self._status_again, False
         if again:
             self.reload(statuses)
@@ -254,15 +231,9 @@ class BackupsPane(GuardedActions, Vertical, can_focus=True):
         changed: set[str],
     ) -> None:
         """Show a read: rows repaint only where a run changed; the status block only when its words did."""
-        if len(self.runs) != len(runs) or changed:
-            present = set(order)
-            for gone in self.runs.keys() - present:
-                del self.runs[gone]
-                self._ages.pop(gone, None)
-            for run in runs:
-                if run.id in changed:
-                    self.runs[run.id] = run
-                    self._ages.pop(run.id, None)
+        gone = merge_keyed(self.runs, runs, order, changed)
+        for key in (gone | changed) if gone is not None else ():
+            self._ages.pop(key, None)
         self._seen[self.target] = (self.runs, order)
         if statuses is not None:
             self.statuses = statuses

@@ -31,6 +31,7 @@ from ..actions import GuardedActions
 from ..bridge import EngineChanged
 from ..format import decided_why, format_flag_value, plain, safe, variants_text
 from ..widgets.keyed_table import Cell, Column, KeyedTable
+from ..widgets.shown_reload import ShownReload
 
 if TYPE_CHECKING:
     from opsconsole.engine import Config, FlagAge, FlagDef, FlagState
@@ -120,7 +121,7 @@ class FlagTable(KeyedTable):
     """The flags, by name (the rows, their cells and styles come from FlagsPane)."""
 
 
-class FlagsPane(GuardedActions, Vertical, can_focus=False):
+class FlagsPane(GuardedActions, ShownReload, Vertical, can_focus=False):
     BINDINGS = [
         # `t` edits any flag: booleans and variant flags toggle, a percentage asks for the new value.
         # 80 columns hold these keys with the kill key, Esc (while filtering), Help and Quit; the rest
@@ -159,11 +160,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         self.haystack: dict[str, str] = {}
         """The text the filter searches per flag: name, description and decided-by, lower-cased."""
         self.filter_text = ""
-        self._shown = False
-        self._reload_on_show = False
         self._ages_wanted = True
-        self._loading = False
-        self._again = False
         self._filter_open = False
         self._failing = False
 
@@ -247,29 +244,11 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
             if isinstance(screen, FlagSchedulesScreen):
                 screen.reload()
 
-    def _changed(self) -> None:
-        # A hidden pane only remembers; it reloads when shown (on_show).
-        if self._shown:
-            self.reload()
-        else:
-            self._reload_on_show = True
-
-    def on_show(self) -> None:
-        self._shown = True
-        if self._reload_on_show:
-            self._reload_on_show = False
-            self.reload()
-
-    def on_hide(self) -> None:
-        self._shown = False
-
     def reload(self) -> None:
         """Read the environment's flag states again. Loads run one at a time: a burst of engine
         events (the kill switch sends two) costs one more load, not one per event."""
-        if self._loading:
-            self._again = True
+        if not self._read_begins():
             return
-        self._loading = True
         ages, self._ages_wanted = self._ages_wanted, False
         self._load(self.environment, self.states, self.stale, ages)
 
@@ -307,8 +286,7 @@ class FlagsPane(GuardedActions, Vertical, can_focus=False):
         before: dict[str, FlagState],
         error: Exception | None,
     ) -> None:
-        self._loading = False
-        again, self._again = self._again, False
+        again = self._read_ends()
         if env != self.environment or before is not self.states:
             again = True  # switched environment meanwhile: this answer is for what is no longer shown
         elif error is not None:

@@ -36,6 +36,7 @@ from ..calls import call
 from ..format import plain, safe, utc_time
 from ..improvement_text import STATUS_CELL_STYLE, agent_text, mode_text, score, sync_text
 from ..widgets.keyed_table import Cell, Column, KeyedTable
+from ..widgets.shown_reload import ShownReload, diff_keyed, merge_keyed
 
 if TYPE_CHECKING:
     from opsconsole.engine import (
@@ -94,7 +95,7 @@ class ImprovementTable(KeyedTable):
     """The queue, by improvement id (rows, cells and styles come from ImprovementsPane)."""
 
 
-class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
+class ImprovementsPane(GuardedActions, ShownReload, Vertical, can_focus=True):
     DEFAULT_CSS = """
     ImprovementsPane { height: 1fr; }
     ImprovementsPane.-empty { padding: 1 2; }
@@ -131,10 +132,6 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         self.mode: QueueMode | None = None
         self._agent_since: float | None = None
         """When this console first saw the agent in its current bad state (None while it is ok)."""
-        self._shown = False
-        self._reload_on_show = False
-        self._loading = False
-        self._again = False
         self._mode_loading = False
         self._mode_again = False
         self._id_width = 8
@@ -258,22 +255,6 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
             quiet=True,
         )
 
-    def _changed(self) -> None:
-        # A hidden pane only remembers; it reads when shown (on_show).
-        if self._shown:
-            self.reload()
-        else:
-            self._reload_on_show = True
-
-    def on_show(self) -> None:
-        self._shown = True
-        if self._reload_on_show:
-            self._reload_on_show = False
-            self.reload()
-
-    def on_hide(self) -> None:
-        self._shown = False
-
     def reload(self) -> None:
         """Read the queue again. One read at a time: a burst of events costs one more read."""
         if not self.configured:
@@ -287,18 +268,15 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
                 quiet=True,
             )
             return
-        if self._loading:
-            self._again = True
+        if not self._read_begins():
             return
-        self._loading = True
         engine, env, before = self.ops.engine, self.environment, dict(self.items)
 
         def read() -> Loaded:
             # Off the event loop: the store read and the diff against what is shown.
             mode = engine.improvement_mode(env)
             items = engine.improvements(env)
-            order = [i.id for i in items]
-            changed = {i.id for i in items if before.get(i.id) != i}
+            order, changed = diff_keyed(items, before)
             return env, mode, items, order, changed
 
         call(
@@ -312,35 +290,25 @@ class ImprovementsPane(GuardedActions, Vertical, can_focus=True):
         )
 
     def _load_failed(self, message: str) -> None:
-        self._loading = False
         self._show_error(f"Could not read the queue: {message}")
-        self._read_again()
+        if self._read_ends():
+            self.reload()
 
     def _loaded(self, got: Loaded) -> None:
-        self._loading = False
+        again = self._read_ends()
         env, mode, items, order, changed = got
         if env != self.environment:
-            self._again = True  # switched meanwhile: this answer is for a queue no longer shown
+            again = True  # switched meanwhile: this answer is for a queue no longer shown
         else:
             self._show_error("")
             self.apply(mode, items, order, changed)
-        self._read_again()
-
-    def _read_again(self) -> None:
-        again, self._again = self._again, False
         if again:
             self.reload()
 
     def apply(self, mode: QueueMode, items: list[Improvement], order: list[str], changed: set[str]) -> None:
         """Show a read of the queue: rows repaint only where an item changed."""
-        if len(self.items) != len(items) or changed:
-            present = set(order)
-            for gone in self.items.keys() - present:
-                del self.items[gone]
-            for item in items:
-                if item.id in changed:
-                    self.items[item.id] = item
-            self.selection &= present
+        if merge_keyed(self.items, items, order, changed) is not None:
+            self.selection &= set(order)
         widths = self._widths()
         table = self.table
         table.empty_text = "no proposals yet: s syncs now"
