@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -117,9 +118,17 @@ class StepResult:
     ok: bool
     seconds: float
     detail: str = ""
+    at: float = field(default_factory=time.time)
+    """When the step ended (POSIX seconds); it began `seconds` before."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "detail": self.detail}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+            "at": round(self.at, 3),
+        }
 
 
 @dataclass

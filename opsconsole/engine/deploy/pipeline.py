@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import journal as j
 from .bluegreen import UNFINISHED as BG_UNFINISHED
@@ -18,6 +20,9 @@ from .dockertarget import DockerTarget
 from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
 from .recreate import Recreate
 from .rolling import Rolling
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 Backup = Callable[[str, str], tuple[bool, str]]
 """(target, reason) -> (ok, detail): the backups feature, handed in by the engine."""
@@ -54,13 +59,16 @@ def run_deploy(
     backup: Backup | None = None,
     rollout: str | None = None,
     stop: Stop | None = None,
+    store: Store | None = None,
 ) -> DeployReport:
     """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
-    restarted runner finds the outcome instead of deploying again."""
+    restarted runner finds the outcome instead of deploying again. `store`: where the deploy's
+    progress is recorded for every console (see journal.Journal)."""
     strategy = strategy or spec.strategy
     ref = spec.reference(image)
     report = DeployReport(spec.name, ref, strategy, started_at=time.time())
-    journal = j.Journal(workspace, spec.name)
+    journal = j.Journal(workspace, spec.name, store)
+    journal.report = report
     target = DockerTarget(spec.docker_host, spec.docker_timeout)
     scrub = scrubber([])
     try:
@@ -81,7 +89,26 @@ def run_deploy(
             pass
         target.close()
         report.finished_at = time.time()
+        if journal.report is report:  # a resume points the journal at the earlier deploy's data
+            _final_record(journal, report)
     return report
+
+
+def _final_record(journal: j.Journal, report: DeployReport) -> None:
+    """The deploy's row with its outcome; a deploy that failed before its strategy began (tests,
+    build, image, backup) gets a row of its own too."""
+    if journal.store is None:
+        return
+    if not journal.data.get("id"):
+        journal.data = {
+            **journal.data,
+            "id": f"{int(report.started_at)}-{uuid.uuid4().hex[:6]}",
+            "image": report.image,
+            "phase": j.DONE,
+            "outcome": report.outcome.name.lower(),
+            "started_at": report.started_at,
+        }
+    journal.record(final=True)
 
 
 def _pipeline(
@@ -139,6 +166,16 @@ def _pipeline(
 def resume(strategy: Recreate, report: DeployReport) -> None:
     """Finish what an interrupted deploy of this service left: roll back when it stopped between
     stopping the old version and verifying the new one."""
+    journal = strategy.journal
+    journal.report = None  # the earlier deploy's row keeps its own steps
+    try:
+        _resume(strategy, report)
+    finally:
+        journal.report = report
+        journal.data = {}
+
+
+def _resume(strategy: Recreate, report: DeployReport) -> None:
     state = strategy.journal.read()
     if state and state.get("phase") in BG_UNFINISHED:
         was = f"deploy {state.get('id')} of {state.get('image')} interrupted at {state.get('phase')}"

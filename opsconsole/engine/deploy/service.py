@@ -62,6 +62,7 @@ def deploy_service(
         backup=backup if engine is not None else None,
         rollout=rollout,
         stop=stop if engine is not None else None,
+        store=engine.store if engine is not None else None,
     )
     if engine is not None:
         _audit(engine, report, rollout)
