@@ -14,14 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .journal import DONE, Journal
-from .model import DeployReport
+from .model import BeforeSwitch, DeployReport
+
+BEFORE_SWITCH_WAIT = 60.0
+"""Bound on how long a gate may stay undecided (unknown, pending) on the new colour before the switch."""
 
 if TYPE_CHECKING:
     from ..core import Engine
+    from ..model import GateSpec
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,26 @@ class PhaseDeploys:
             strategy=strategy,
             engine=engine,
             rollout=_name(key),
+            before_switch=self._gates_on(key, service) if strategy == "blue_green" else None,
         )
+
+    def _gates_on(self, key: Key, service: str) -> BeforeSwitch | None:
+        """blue_green: the phase's `health` gates checked on the new colour before the switch: each
+        gate's path (and expected status, body) on the colour's own address (the service's health URL
+        with the colour's port), until it passes or its failure limit is reached. The other gates
+        (metrics, soak, alarms, approvals...) are checked after the switch, as for any phase."""
+        engine = self.engine
+        r = engine.rollout(key[0])
+        phase = engine.plan(r.plan).phases[key[1]]
+        spec = engine.config.services[service]
+        gates = [g for g in phase.gates if g.kind == "health" and g.url]
+        if not gates:
+            return None
+
+        def check(colour: str, ports: tuple[int, ...]) -> str | None:
+            return asyncio.run(_check_on(engine, r, phase, gates, spec.health.url, ports[0] if ports else 0))
+
+        return check
 
     def _recorded(self, key: Key, service: str) -> PhaseDeploy | None:
         try:
@@ -107,6 +132,43 @@ class PhaseDeploys:
         for task in list(self._tasks.values()):
             with contextlib.suppress(Exception):
                 await task
+
+
+async def _check_on(
+    engine: Engine, r: Any, phase: Any, gates: list[GateSpec], health_url: str | None, port: int
+) -> str | None:
+    from .. import gates as gate_logic
+    from ..model import GateMemory, Verdict
+    from ..observe import Observer
+
+    observer = Observer(engine.config)
+    try:
+        for gate in gates:
+            moved = replace(gate, url=on_port(gate.url or "", health_url, port))
+            memory = GateMemory()
+            deadline = time.monotonic() + BEFORE_SWITCH_WAIT
+            while True:
+                now = time.time()
+                obs = await observer.observe(moved, r, phase, now)
+                verdict, memory = gate_logic.evaluate(moved, obs, memory, now)
+                if verdict.status is Verdict.PASS:
+                    break
+                if verdict.breached:
+                    return f"gate {gate.name}: {verdict.reason}"
+                if time.monotonic() > deadline:
+                    return f"gate {gate.name} still {verdict.status} after {BEFORE_SWITCH_WAIT:g}s: {verdict.reason}"
+                await asyncio.sleep(min(1.0, gate.interval or 0.5))
+    finally:
+        await observer.close()
+    return None
+
+
+def on_port(url: str, health_url: str | None, port: int) -> str:
+    """`url` (a gate's) on the colour's own address: the host of the service's health URL (or
+    127.0.0.1) and the colour's port; the path, query and scheme kept."""
+    host = urlsplit((health_url or "").replace("{port}", str(port))).hostname or "127.0.0.1"
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
 
 
 def _name(key: Key) -> str:

@@ -17,7 +17,7 @@ from .bluegreen import BlueGreen
 from .bluegreen import resume as resume_blue_green
 from .checks import Stop, run_command
 from .dockertarget import DockerTarget
-from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
+from .model import STRATEGIES, DeployError, DeployReport, Hooks, Outcome, ServiceSpec, StepResult
 from .recreate import Recreate
 from .rolling import Rolling
 
@@ -60,6 +60,7 @@ def run_deploy(
     rollout: str | None = None,
     stop: Stop | None = None,
     store: Store | None = None,
+    hooks: Hooks | None = None,
 ) -> DeployReport:
     """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
     restarted runner finds the outcome instead of deploying again. `store`: where the deploy's
@@ -77,7 +78,20 @@ def run_deploy(
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
-            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout, strategy, stop)
+            _pipeline(
+                spec,
+                ref,
+                report,
+                journal,
+                target,
+                env,
+                scrub,
+                backup,
+                rollout,
+                strategy,
+                stop,
+                hooks or Hooks(),
+            )
     except DeployError as exc:
         report.outcome = Outcome.DEPLOY_FAILED
         report.message = scrub(str(exc))
@@ -123,13 +137,17 @@ def _pipeline(
     rollout: str | None = None,
     kind: str = "recreate",
     stop: Stop | None = None,
+    hooks: Hooks | None = None,
 ) -> None:
     kinds = {"rolling": Rolling, "blue_green": BlueGreen}
     strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
     if stop is not None:
         strategy.stop = stop
+    strategy.hooks = hooks or Hooks()
     # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
-    resume(Recreate(spec, target, journal, report, env, scrub), report)
+    resumer = Recreate(spec, target, journal, report, env, scrub)
+    resumer.hooks = strategy.hooks
+    resume(resumer, report)
     for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):
         for step in steps:
             t = time.monotonic()
@@ -181,6 +199,7 @@ def _resume(strategy: Recreate, report: DeployReport) -> None:
         was = f"deploy {state.get('id')} of {state.get('image')} interrupted at {state.get('phase')}"
         t = time.monotonic()
         bg = BlueGreen(strategy.spec, strategy.target, strategy.journal, report, strategy.env, strategy.scrub)
+        bg.hooks = strategy.hooks
         report.resumed = f"{was}: {resume_blue_green(bg, state)}"
         report.steps.append(StepResult("resume", True, time.monotonic() - t, report.resumed))
         return
