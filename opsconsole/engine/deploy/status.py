@@ -20,6 +20,7 @@ from .model import LABEL_COLOUR, DeployError
 
 if TYPE_CHECKING:
     from ..core import Engine
+    from ..model import Config
 
 STATUS_TIMEOUT = 3.0
 """Per Docker call when the console looks (a deploy waits longer: the service's docker.timeout)."""
@@ -164,3 +165,36 @@ def deploy_lines(record: dict[str, Any]) -> list[str]:
         detail = f" {s['detail']}" if s.get("detail") else ""
         lines.append(f"  {start} {s.get('name')} {mark} {float(s.get('seconds') or 0):.2f}s{detail}")
     return lines
+
+
+def check_engines(config: Config) -> list[tuple[str, str, str, str, bool, float, str]]:
+    """Each Docker engine the services use, reached once (connect and ping, bounded by the first
+    service's docker timeout), concurrently: (services, "deploy", "docker", host, ok, ms, error) in
+    the shape of sources.check.SourceCheck."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    by_host: dict[str, list[str]] = {}
+    timeouts: dict[str, float] = {}
+    for name, spec in sorted(config.services.items()):
+        host = DockerTarget(spec.docker_host).host
+        by_host.setdefault(host, []).append(name)
+        timeouts.setdefault(host, spec.docker_timeout)
+
+    def one(host: str) -> tuple[str, str, str, str, bool, float, str]:
+        target = DockerTarget(host, min(timeouts[host], 10.0))
+        started = time.perf_counter()
+        error = ""
+        try:
+            version = target.call("version", lambda: target.client.version())
+            where = f"{host} (Docker {version.get('Version', '?')}, API {version.get('ApiVersion', '?')})"
+        except DeployError as exc:
+            error, where = str(exc), host
+        finally:
+            target.close()
+        elapsed = (time.perf_counter() - started) * 1000
+        return f"services:{','.join(by_host[host])}", "deploy", "docker", where, not error, elapsed, error
+
+    if not by_host:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(by_host)), thread_name_prefix="docker-check") as pool:
+        return list(pool.map(one, by_host))
