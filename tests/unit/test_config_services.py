@@ -121,7 +121,7 @@ phases:
     assert "unknown service 'wbe'" in issues and "did you mean 'web'" in issues.lower()
     assert "'image' is required (the tag to deploy)" in issues
     issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "canary")))
-    assert "deployed by recreate, rolling or blue_green, not canary" in issues
+    assert "the percentage flag the canary moves" in issues  # a canary of a service moves a flag too
 
 
 def test_a_blue_green_switch_is_a_command_or_a_flag(tmp_path: Path) -> None:

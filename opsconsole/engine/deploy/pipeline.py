@@ -15,6 +15,7 @@ from . import journal as j
 from .bluegreen import UNFINISHED as BG_UNFINISHED
 from .bluegreen import BlueGreen
 from .bluegreen import resume as resume_blue_green
+from .canary import Canary
 from .checks import Stop, run_command
 from .dockertarget import DockerTarget
 from .model import STRATEGIES, DeployError, DeployReport, Hooks, Outcome, ServiceSpec, StepResult
@@ -73,7 +74,7 @@ def run_deploy(
     target = DockerTarget(spec.docker_host, spec.docker_timeout)
     scrub = scrubber([])
     try:
-        if strategy not in STRATEGIES:
+        if strategy not in STRATEGIES and not (strategy == "canary" and rollout):
             raise DeployError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
         with journal.locked():
             env = secrets_of(spec)
@@ -139,7 +140,7 @@ def _pipeline(
     stop: Stop | None = None,
     hooks: Hooks | None = None,
 ) -> None:
-    kinds = {"rolling": Rolling, "blue_green": BlueGreen}
+    kinds = {"rolling": Rolling, "blue_green": BlueGreen, "canary": Canary}
     strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
     if stop is not None:
         strategy.stop = stop

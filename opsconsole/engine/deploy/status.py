@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .bluegreen import BG_STARTED, BG_SWITCHED
+from .canary import CANARY_RUNNING
 from .dockertarget import DockerTarget
 from .journal import DONE
 from .model import LABEL_COLOUR, DeployError
@@ -91,7 +92,9 @@ def live_colour(containers: tuple[ContainerRow, ...], last: dict[str, Any] | Non
     """The live colour: the last blue-green deploy's record says it (before its switch the old one,
     from the switch on the new one, back to the old one when it rolled back); without a record, the
     colour of the running containers."""
-    if last is not None and last.get("strategy") == "blue_green" and last.get("new"):
+    if last is not None and last.get("strategy") == "canary" and last.get("phase") == CANARY_RUNNING:
+        return f"{last.get('live') or '-'} + canary {last.get('new')}"
+    if last is not None and last.get("strategy") in ("blue_green", "canary") and last.get("new"):
         phase, outcome = last.get("phase"), last.get("outcome")
         if phase == BG_STARTED or (phase == DONE and outcome != "ok"):
             return str(last["live"]) if last.get("live") else None
