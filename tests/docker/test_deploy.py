@@ -429,3 +429,32 @@ def test_a_deploy_notifies_completed_and_rollback_through_the_outbox(setup, tmp_
         "deploy of opsc-test/app:broken to web" in got[1]["message"] and "rolled back to" in got[1]["message"]
     )
     assert SECRET not in json.dumps(got)
+
+
+class DownStore:
+    """A store that cannot be reached: every transaction fails."""
+
+    def transaction(self) -> Any:
+        from opsconsole.engine.store import StoreError
+
+        raise StoreError("the store is down (test)")
+
+    read = transaction
+
+
+def test_a_store_that_cannot_be_written_does_not_stop_a_deploy(setup: Any) -> None:
+    """The journal file is the crash record: the deploy goes on and says its progress was not recorded."""
+    from opsconsole.engine.config import load_config
+    from opsconsole.engine.deploy.pipeline import run_deploy
+
+    engine, cfg, ws, port = setup
+    spec = load_config(cfg, {"WORKSPACE": str(ws)}).services["web"]
+    os.environ[SECRET_ENV] = SECRET
+    try:
+        report = run_deploy(spec, "v1", ws, store=DownStore())  # type: ignore[arg-type]
+    finally:
+        del os.environ[SECRET_ENV]
+    assert report.code == 0, report.message
+    assert "progress not recorded in the store: the store is down (test)" in report.message
+    assert json.loads((ws / "deploys" / "web.json").read_text())["phase"] == "done"
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"

@@ -65,8 +65,9 @@ class Journal:
         try:
             with self.store.read() as tx:
                 found = tx.list_deploys(self.service, limit=1)
-        except StoreError as exc:
-            raise DeployError(f"deploy record of {self.service} in the store: unreadable ({exc})") from exc
+        except StoreError as exc:  # the file (none here) is the local record: nothing to resume
+            self.store_error = str(exc)
+            return None
         if not found:
             return None
         state = dict(found[0])

@@ -106,6 +106,8 @@ def run_deploy(
         report.finished_at = time.time()
         if journal.report is report:  # a resume points the journal at the earlier deploy's data
             _final_record(journal, report)
+        if journal.store_error:
+            report.message += f" (progress not recorded in the store: {journal.store_error})"
     return report
 
 
