@@ -7,7 +7,8 @@ and IDs, never an environment value. With a store (the engine's), every write is
 as the deploy's row (with the steps so far and their times), so every console on that store sees the
 deploy as it goes; the file stays the local crash record (written first, and read first by a resume:
 it needs no database), the store's row is read when the file is gone. A store that cannot be written
-does not stop a deploy: the next write records the whole state again (`store_error` says why).
+or read does not stop a deploy: the next write records the whole state again, and the report says the
+progress was not recorded (`store_error`).
 The lock is the file's (one deploy of a service at a time on this host)."""
 
 from __future__ import annotations
