@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .deploy.model import DeployReport
     from .deploy.model import Outcome as DeployOutcome
     from .deploy.service import deploy_service
+    from .deploy.status import ServiceStatus, age_text, deploy_lines, rollout_deploys, service_status
     from .firstlook import FirstLook, traffic_text
     from .firstlook import read as read_first_look
     from .firstlook import save as save_first_look
@@ -249,6 +250,11 @@ _LAZY = {
     "deploy_service": "deploy.service",
     "DeployReport": "deploy.model",
     "DeployOutcome": "deploy.model",
+    "ServiceStatus": "deploy.status",
+    "service_status": "deploy.status",
+    "rollout_deploys": "deploy.status",
+    "deploy_lines": "deploy.status",
+    "age_text": "deploy.status",
 }
 
 _RENAMED = {
@@ -391,6 +397,11 @@ __all__ = [
     "AlarmSourceError",
     "Silence",
     "deploy_service",
+    "ServiceStatus",
+    "service_status",
+    "rollout_deploys",
+    "deploy_lines",
+    "age_text",
     "DeployReport",
     "DeployOutcome",
 ]

@@ -229,6 +229,50 @@ def test_a_deploy_killed_mid_way_is_rolled_back_by_the_next(setup, tmp_path):
     assert "rolled back to" in report["resumed"]
     assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
     assert p.returncode == 3 and "does not exist" in report["message"]
+    # the store has every deploy, the interrupted one finished by the resume with its own steps
+    rows = stored_deploys(ws)
+    assert rows[0]["report_outcome"] == "deploy_failed"
+    crashed_row = next(r for r in rows if r.get("image") == f"{APP}:v2")
+    assert crashed_row["phase"] == "done" and crashed_row["outcome"] == "rolled_back"
+    assert [s["name"] for s in crashed_row["steps"]][:2] == ["image", "tag-rollback"]
+
+
+def stored_deploys(ws: Path) -> list[dict[str, Any]]:
+    """The deploys the workspace's store holds, newest first, read as another console would."""
+    from opsconsole.engine.store import open_store
+
+    store = open_store(f"sqlite:///{ws}/state.db")
+    try:
+        with store.read() as tx:
+            return tx.list_deploys("web")
+    finally:
+        store.close()
+
+
+def test_the_store_shows_a_deploy_as_it_goes_and_resumes_one_whose_journal_file_is_gone(setup, tmp_path):
+    """Another console sees an interrupted deploy in the store; with the workspace's journal file
+    lost, the next deploy resumes from the store's record."""
+    engine, _, ws, port = setup
+    smoke = "    smoke: {command: '[ -z \"$CRASH\" ] || kill -9 $PPID', timeout: 10s}\n"
+    cfg = write_config(tmp_path, engine.host, port, smoke)
+    first = deploy(cfg, ws, "v1", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    [done] = stored_deploys(ws)
+    assert done["phase"] == "done" and done["outcome_code"] == 0 and done["image"] == f"{APP}:v1"
+    assert [s["name"] for s in done["steps"]] == ["image", "stop-old", "start-new", "health", "smoke"]
+    assert all(s["at"] >= done["started_at"] for s in done["steps"])
+    assert SECRET not in json.dumps(done)
+    assert deploy(cfg, ws, "v2", env={"CRASH": "1"}).returncode == -9
+    crashed = stored_deploys(ws)[0]
+    assert crashed["phase"] == "started_new" and crashed["rollback_image"] == f"{APP}:rollback"
+    assert "finished_at" not in crashed  # still going, as far as anyone can tell
+    (ws / "deploys" / "web.json").unlink()
+    p = deploy(cfg, ws, "v1", "--json")
+    report = json.loads(p.stdout)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert report["resumed"] and "interrupted at started_new" in report["resumed"], report
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"
+    assert [r["phase"] for r in stored_deploys(ws)] == ["done", "done", "done"]
 
 
 def test_the_images_own_healthcheck_decides_with_health_docker(docker_clean, tmp_path):
@@ -385,3 +429,32 @@ def test_a_deploy_notifies_completed_and_rollback_through_the_outbox(setup, tmp_
         "deploy of opsc-test/app:broken to web" in got[1]["message"] and "rolled back to" in got[1]["message"]
     )
     assert SECRET not in json.dumps(got)
+
+
+class DownStore:
+    """A store that cannot be reached: every transaction fails."""
+
+    def transaction(self) -> Any:
+        from opsconsole.engine.store import StoreError
+
+        raise StoreError("the store is down (test)")
+
+    read = transaction
+
+
+def test_a_store_that_cannot_be_written_does_not_stop_a_deploy(setup: Any) -> None:
+    """The journal file is the crash record: the deploy goes on and says its progress was not recorded."""
+    from opsconsole.engine.config import load_config
+    from opsconsole.engine.deploy.pipeline import run_deploy
+
+    engine, cfg, ws, port = setup
+    spec = load_config(cfg, {"WORKSPACE": str(ws)}).services["web"]
+    os.environ[SECRET_ENV] = SECRET
+    try:
+        report = run_deploy(spec, "v1", ws, store=DownStore())  # type: ignore[arg-type]
+    finally:
+        del os.environ[SECRET_ENV]
+    assert report.code == 0, report.message
+    assert "progress not recorded in the store: the store is down (test)" in report.message
+    assert json.loads((ws / "deploys" / "web.json").read_text())["phase"] == "done"
+    assert http_get(f"http://127.0.0.1:{port}/version") == "v1"

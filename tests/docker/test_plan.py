@@ -25,7 +25,14 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def make_engine(
-    tmp: Path, docker: DockerEngine, port: int, image: str, kind: str = "recreate", extra: str = ""
+    tmp: Path,
+    docker: DockerEngine,
+    port: int,
+    image: str,
+    kind: str = "recreate",
+    extra: str = "",
+    gate: str | None = None,
+    flags: str = f"{REPO}/config/flags.yaml",
 ) -> Engine:
     (tmp / "plan.yaml").write_text(
         textwrap.dedent(
@@ -36,7 +43,7 @@ def make_engine(
                 environment: production
                 strategy: {{kind: {kind}, service: web, image: {image}}}
                 gates:
-                  - {{kind: health, url: "http://127.0.0.1:{port}/health", retries: 2, timeout: 1s}}
+                  - {gate or f'{{kind: health, url: "http://127.0.0.1:{port}/health", retries: 2, timeout: 1s}}'}
             """
         )
     )
@@ -49,7 +56,7 @@ def make_engine(
             environments:
               production: {{flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}}}
             plans: ["{tmp}/plan.yaml"]
-            flags: "{REPO}/config/flags.yaml"
+            flags: "{flags}"
             kill_switch: {{flags_on: [emergency_shutdown]}}
             services:
               web:

@@ -121,4 +121,44 @@ phases:
     assert "unknown service 'wbe'" in issues and "did you mean 'web'" in issues.lower()
     assert "'image' is required (the tag to deploy)" in issues
     issues = "\n".join(messages(tmp_path, main, plan.replace("recreate", "canary")))
-    assert "deployed by recreate, rolling or blue_green, not canary" in issues
+    assert "the percentage flag the canary moves" in issues  # a canary of a service moves a flag too
+
+
+def test_a_blue_green_switch_is_a_command_or_a_flag(tmp_path: Path) -> None:
+    ports = "ports: {blue: [8081], green: [8091]}"
+    ok = load(
+        tmp_path,
+        f"""\
+services:
+  web:
+    image: registry.local/web
+    ports: [8081]
+    blue_green: {{{ports}, switch: {{flag: green_live, environment: production}}}}
+""",
+    )
+    from opsconsole.engine.deploy.model import FlagSwitch
+
+    assert ok.services["web"].blue_green.switch == FlagSwitch("green_live", "production")
+    text = "\n".join(
+        messages(
+            tmp_path,
+            f"""\
+services:
+  a:
+    image: registry.local/a
+    ports: [8081]
+    blue_green: {{{ports}, switch: {{flag: g, command: "true"}}}}
+  b:
+    image: registry.local/b
+    ports: [8081]
+    blue_green: {{{ports}, switch: {{flag: g}}}}
+  c:
+    image: registry.local/c
+    ports: [8081]
+    blue_green: {{{ports}, switch: {{timeout: 5s}}}}
+""",
+        )
+    )
+    assert "a command or a flag, not both" in text
+    assert "the environment whose flag the application reads" in text
+    assert "the command that moves traffic (or `flag` and `environment`)" in text

@@ -107,8 +107,11 @@ def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | No
     kind = f.choice("kind", ("canary", "blue_green", "rolling", "recreate"))
     service, image = f.text("service"), f.text("image")
     if service is not None:
-        if kind not in ("recreate", "rolling", "blue_green"):
-            f.issue("service", f"Docker services are deployed by recreate, rolling or blue_green, not {kind}")
+        if kind not in ("recreate", "rolling", "blue_green", "canary"):
+            f.issue(
+                "service",
+                f"Docker services are deployed by recreate, rolling, blue_green or canary, not {kind}",
+            )
         elif catalog.services is not None and service not in catalog.services:
             f.issue("service", f"unknown service '{service}'{suggest(service, sorted(catalog.services))}")
         if image is None:
@@ -124,10 +127,15 @@ def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | No
             f.issue("flag", f"unknown flag '{flag}'{suggest(flag, known)}")
         elif kind == "canary" and known[flag].type != "percentage":
             f.issue("flag", f"a canary moves a percentage flag; '{flag}' is a {known[flag].type} flag")
+    steps = _steps(src, f)
+    if kind == "canary" and service is not None and steps and steps[0] != 0:
+        # The new version is not running until the phase's deploy has started and checked it: the
+        # flag stays at 0 until then (the first step), then moves as the steps say.
+        steps = (0, *steps)
     return Strategy(
         kind=kind or "canary",
         flag=flag,
-        steps=_steps(src, f),
+        steps=steps,
         step_wait=f.parsed("step_wait", parse_duration, 0.0),
         service=service,
         image=image,

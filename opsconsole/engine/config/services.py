@@ -23,6 +23,8 @@
           ports: {blue: [8081, 8082], green: [8091, 8092]}
           switch: {command: "sh /etc/opsconsole/switch-nginx.sh", timeout: 10s}   # gets OPSCONSOLE_COLOUR,
           keep_old: 5m                       # OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS (127.0.0.1:port ...)
+          # or  switch: {flag: green_live, environment: production}: a boolean flag the application
+          #     reads (on: green is live, off: blue), set by the console (audited, flag files at once)
 
 Secret values never go in the configuration: an `environment:` entry whose name says it is one is
 refused with the way to pass it by reference.
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-from ..deploy.model import STRATEGIES, BlueGreenSpec, CommandStep, HealthSpec, ServiceSpec
+from ..deploy.model import STRATEGIES, BlueGreenSpec, CommandStep, FlagSwitch, HealthSpec, ServiceSpec
 from .fields import Fields
 from .values import positive_duration
 from .yamlsrc import YamlSource
@@ -166,7 +168,19 @@ def _blue_green(src: YamlSource, s: Fields, replicas: int, strategy: str) -> Blu
         colours[colour] = tuple(found)
     if set(colours["blue"]) & set(colours["green"]):
         b.issue("ports", "blue and green must not share a port: both run at once")
-    switch = _command(b.mapping("switch", ("command", "timeout"), required=("command",)), "switch", 30.0)
+    sw = b.mapping("switch", ("command", "timeout", "flag", "environment"))
+    switch: CommandStep | FlagSwitch | None = None
+    if sw is not None and "flag" in sw:
+        if "command" in sw:
+            sw.issue("flag", "a switch is a command or a flag, not both")
+        if "environment" not in sw:
+            sw.missing("environment", "the environment whose flag the application reads")
+        else:
+            switch = FlagSwitch(sw.text("flag", ""), sw.text("environment", ""))
+    elif sw is not None and "command" not in sw:
+        sw.missing("command", "the command that moves traffic (or `flag` and `environment`)")
+    else:
+        switch = _command(sw, "switch", 30.0)
     if switch is None:
         return None
     return BlueGreenSpec(

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import journal as j
 from .checks import probe_http, run_command
-from .model import LABEL_COLOUR, BlueGreenSpec, DeployError, Outcome, ServiceSpec
+from .model import LABEL_COLOUR, BlueGreenSpec, DeployError, FlagSwitch, Outcome, ServiceSpec
 from .recreate import Recreate
 
 BG_STARTED = "bg_started"
@@ -38,13 +38,27 @@ class BlueGreen(Recreate):
     def switch(self, colour: str, name: str) -> tuple[bool, str]:
         t = time.monotonic()
         ports = self.bg.ports(colour)
+        how = self.bg.switch
+        if isinstance(how, FlagSwitch):
+            on = colour == "green"
+            where = f"flag {how.environment}/{how.flag} {'on' if on else 'off'}"
+            try:
+                if self.hooks.set_flag is None:
+                    raise DeployError("a flag switch needs the engine (the store and flag files)")
+                self.hooks.set_flag(how, on, f"blue-green deploy of {self.spec.name}: traffic to {colour}")
+            except Exception as exc:  # noqa: BLE001 - any refusal is the switch failing, said
+                detail = f"{where}: {type(exc).__name__}: {exc}"
+                self.step(name, t, False, detail)
+                return False, detail
+            self.step(name, t, True, f"traffic to {colour} ({where})")
+            return True, ""
         env = {
             "OPSCONSOLE_SERVICE": self.spec.name,
             "OPSCONSOLE_COLOUR": colour,
             "OPSCONSOLE_PORTS": ",".join(map(str, ports)),
             "OPSCONSOLE_UPSTREAMS": " ".join(f"127.0.0.1:{p}" for p in ports),
         }
-        ok, detail = run_command(self.bg.switch, env)
+        ok, detail = run_command(how, env)
         self.step(name, t, ok, detail or f"traffic to {colour}")
         return ok, detail
 
@@ -95,6 +109,12 @@ class BlueGreen(Recreate):
                 ok, detail = run_command(spec.smoke, smoke_env)
                 self.step("smoke", t, ok, detail)
                 error = None if ok else f"smoke test failed: {self.scrub(detail)}"
+            if error is None and self.hooks.before_switch is not None:
+                # The phase's gates, on the new colour, before any traffic moves to it.
+                t = time.monotonic()
+                problem = self.hooks.before_switch(new, self.bg.ports(new))
+                self.step(f"gates-{new}", t, problem is None, problem or f"the phase's gates pass on {new}")
+                error = None if problem is None else f"gates failed on {new} before the switch: {problem}"
         finally:
             self.spec = saved
         if error is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -54,18 +56,41 @@ class HealthSpec:
 
 
 @dataclass(frozen=True)
+class FlagSwitch:
+    """A blue-green switch by flag: the application reads which colour is live from a boolean flag
+    (on: green, off: blue) and the console sets it (audited, flag files written at once)."""
+
+    flag: str
+    environment: str
+
+
+@dataclass(frozen=True)
 class BlueGreenSpec:
-    """blue_green: each colour's ports (host networking), the switch command that sends traffic to a
-    colour (env OPSCONSOLE_COLOUR, OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS), and how long the old
-    colour is kept, the new one watched, after the switch."""
+    """blue_green: each colour's ports (host networking), the switch that sends traffic to a colour
+    (a command, with env OPSCONSOLE_COLOUR, OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS; or a flag the
+    application reads), and how long the old colour is kept, the new one watched, after the switch."""
 
     blue: tuple[int, ...]
     green: tuple[int, ...]
-    switch: CommandStep
+    switch: CommandStep | FlagSwitch
     keep_old: float = 30.0
 
     def ports(self, colour: str) -> tuple[int, ...]:
         return self.blue if colour == "blue" else self.green
+
+
+BeforeSwitch = Callable[[str, tuple[int, ...]], "str | None"]
+"""(colour, its ports) -> None when the new colour may take traffic, else why not."""
+SetFlag = Callable[[FlagSwitch, bool, str], None]
+"""(the switch, value, reason): the engine sets the flag; raises with the reason it could not."""
+
+
+@dataclass
+class Hooks:
+    """What a deploy asks of the engine that runs it (None: not available, e.g. no engine)."""
+
+    before_switch: BeforeSwitch | None = None
+    set_flag: SetFlag | None = None
 
 
 @dataclass(frozen=True)
@@ -117,9 +142,17 @@ class StepResult:
     ok: bool
     seconds: float
     detail: str = ""
+    at: float = field(default_factory=time.time)
+    """When the step ended (POSIX seconds); it began `seconds` before."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "seconds": round(self.seconds, 3), "detail": self.detail}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+            "at": round(self.at, 3),
+        }
 
 
 @dataclass

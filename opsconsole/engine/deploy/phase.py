@@ -1,5 +1,7 @@
-"""A plan phase with `strategy: {kind: recreate (rolling, blue_green), service: S, image: TAG}`: the runner deploys the
-service in a thread before the phase's gates are checked.
+"""A plan phase with `strategy: {kind: recreate (rolling, blue_green, canary), service: S, image: TAG}`: the runner
+deploys the service in a thread before the phase's gates are checked. A canary phase's deploy starts
+the new version beside the old (deploy/canary.py) and the flag moves as for any canary; when the
+rollout moves on or back, the colour no longer needed is removed (`_on_event`, from the engine's bus).
 
 The runner asks `poll` every tick while the rollout is progressing in that phase: the first ask
 starts the deploy in its own task (never awaited by the tick: the kill switch and other rollouts never
@@ -14,14 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
+from .canary import CANARY_RUNNING
 from .journal import DONE, Journal
-from .model import DeployReport
+from .model import BeforeSwitch, DeployReport
+
+BEFORE_SWITCH_WAIT = 60.0
+"""Bound on how long a gate may stay undecided (unknown, pending) on the new colour before the switch."""
 
 if TYPE_CHECKING:
     from ..core import Engine
+    from ..model import GateSpec
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,12 @@ class PhaseDeploys:
         self.engine = engine
         self._tasks: dict[Key, asyncio.Task[DeployReport]] = {}
         self._done: dict[Key, PhaseDeploy] = {}
+        self._canaries: dict[Key, str] = {}
+        """Canary phases whose new version runs beside the old (key -> service), until settled."""
+        self._settling: list[threading.Thread] = []
+        self.settled: list[str] = []
+        """What each settled canary did (for the log and tests)."""
+        self._unsubscribe = engine.bus.subscribe(self._on_event)
 
     def poll(self, key: Key, service: str, image: str, strategy: str = "recreate") -> PhaseDeploy | None:
         if key in self._done:
@@ -48,6 +64,8 @@ class PhaseDeploys:
             found = self._recorded(key, service)
             if found is not None:
                 self._done[key] = found
+                if found.ok and strategy == "canary":
+                    self._canaries[key] = service
                 return found
             if Journal(self.engine.workspace, service).busy():
                 return None  # a deploy this runner lost track of (its loop ended) is still going
@@ -71,6 +89,8 @@ class PhaseDeploys:
                 f"(exit {report.code}): {report.message}",
             )
         self._done[key] = outcome
+        if outcome.ok and strategy == "canary":
+            self._canaries[key] = service
         return outcome
 
     def busy(self) -> bool:
@@ -88,25 +108,128 @@ class PhaseDeploys:
             strategy=strategy,
             engine=engine,
             rollout=_name(key),
+            before_switch=self._gates_on(key, service) if strategy == "blue_green" else None,
         )
+
+    def _gates_on(self, key: Key, service: str) -> BeforeSwitch | None:
+        """blue_green: the phase's `health` gates checked on the new colour before the switch: each
+        gate's path (and expected status, body) on the colour's own address (the service's health URL
+        with the colour's port), until it passes or its failure limit is reached. The other gates
+        (metrics, soak, alarms, approvals...) are checked after the switch, as for any phase."""
+        engine = self.engine
+        r = engine.rollout(key[0])
+        phase = engine.plan(r.plan).phases[key[1]]
+        spec = engine.config.services[service]
+        gates = [g for g in phase.gates if g.kind == "health" and g.url]
+        if not gates:
+            return None
+
+        def check(colour: str, ports: tuple[int, ...]) -> str | None:
+            return asyncio.run(_check_on(engine, r, phase, gates, spec.health.url, ports[0] if ports else 0))
+
+        return check
 
     def _recorded(self, key: Key, service: str) -> PhaseDeploy | None:
         try:
             state = Journal(self.engine.workspace, service).read()
         except Exception:  # noqa: BLE001 - unreadable: deploy again (the pipeline reports it)
             return None
-        if not state or state.get("rollout") != _name(key) or state.get("phase") != DONE:
+        if (
+            not state
+            or state.get("rollout") != _name(key)
+            or state.get("phase") not in (DONE, CANARY_RUNNING)
+        ):
             return None
-        ok = state.get("outcome") == "ok"
+        ok = state.get("outcome") == "ok" or state.get("phase") == CANARY_RUNNING
         return PhaseDeploy(
             ok, f"deploy of {state.get('image')} to {service}: {state.get('outcome')} (recorded)"
         )
+
+    def _on_event(self, event: Any) -> None:
+        """A canary phase's rollout moved on (next phase, completed) or back (rolled back, aborted):
+        the colour no longer needed goes, in a thread of its own (never on the publisher's)."""
+        r = event.data.get("rollout") if event.kind == "rollout" else None
+        if r is None:
+            return
+        for key, service in list(self._canaries.items()):
+            if key[0] != r.id:
+                continue
+            from ..model import RolloutState as S
+
+            if r.state in (S.ROLLING_BACK, S.ROLLED_BACK, S.ABORTED):
+                promote = False
+            elif r.state is S.COMPLETED or r.phase_index > key[1]:
+                promote = True
+            else:
+                continue
+            del self._canaries[key]
+            thread = threading.Thread(
+                target=self._settle,
+                args=(key, service, promote),
+                name=f"settle canary {service}",
+                daemon=True,
+            )
+            self._settling.append(thread)
+            thread.start()
+
+    def _settle(self, key: Key, service: str, promote: bool) -> None:
+        from .canary import settle
+
+        engine = self.engine
+        try:
+            done = settle(
+                engine.config.services[service], engine.workspace, engine.store, _name(key), promote
+            )
+        except Exception as exc:  # noqa: BLE001 - said; the next deploy of the service finds both colours
+            done = f"canary of {service} for {_name(key)} not settled: {type(exc).__name__}: {exc}"
+            log.warning("%s", done)
+        self.settled.append(done)
 
     async def close(self) -> None:
         # A thread cannot be cancelled: wait for the deploys in hand so their journals are finished.
         for task in list(self._tasks.values()):
             with contextlib.suppress(Exception):
                 await task
+        self._unsubscribe()
+        for thread in self._settling:
+            await asyncio.to_thread(thread.join, 60.0)
+
+
+async def _check_on(
+    engine: Engine, r: Any, phase: Any, gates: list[GateSpec], health_url: str | None, port: int
+) -> str | None:
+    from .. import gates as gate_logic
+    from ..model import GateMemory, Verdict
+    from ..observe import Observer
+
+    observer = Observer(engine.config)
+    try:
+        for gate in gates:
+            moved = replace(gate, url=on_port(gate.url or "", health_url, port))
+            memory = GateMemory()
+            deadline = time.monotonic() + BEFORE_SWITCH_WAIT
+            while True:
+                now = time.time()
+                obs = await observer.observe(moved, r, phase, now)
+                verdict, memory = gate_logic.evaluate(moved, obs, memory, now)
+                if verdict.status is Verdict.PASS:
+                    break
+                if verdict.breached:
+                    return f"gate {gate.name}: {verdict.reason}"
+                if time.monotonic() > deadline:
+                    return f"gate {gate.name} still {verdict.status} after {BEFORE_SWITCH_WAIT:g}s: {verdict.reason}"
+                await asyncio.sleep(min(1.0, gate.interval or 0.5))
+    finally:
+        await observer.close()
+    return None
+
+
+def on_port(url: str, health_url: str | None, port: int) -> str:
+    """`url` (a gate's) on the colour's own address: the host of the service's health URL (or
+    127.0.0.1) and the colour's port; the path, query and scheme kept."""
+    host = urlsplit((health_url or "").replace("{port}", str(port))).hostname or "127.0.0.1"
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
 
 
 def _name(key: Key) -> str:

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import journal as j
 from .bluegreen import UNFINISHED as BG_UNFINISHED
 from .bluegreen import BlueGreen
 from .bluegreen import resume as resume_blue_green
+from .canary import Canary
 from .checks import Stop, run_command
 from .dockertarget import DockerTarget
-from .model import STRATEGIES, DeployError, DeployReport, Outcome, ServiceSpec, StepResult
+from .model import STRATEGIES, DeployError, DeployReport, Hooks, Outcome, ServiceSpec, StepResult
 from .recreate import Recreate
 from .rolling import Rolling
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 Backup = Callable[[str, str], tuple[bool, str]]
 """(target, reason) -> (ok, detail): the backups feature, handed in by the engine."""
@@ -54,22 +60,39 @@ def run_deploy(
     backup: Backup | None = None,
     rollout: str | None = None,
     stop: Stop | None = None,
+    store: Store | None = None,
+    hooks: Hooks | None = None,
 ) -> DeployReport:
     """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
-    restarted runner finds the outcome instead of deploying again."""
+    restarted runner finds the outcome instead of deploying again. `store`: where the deploy's
+    progress is recorded for every console (see journal.Journal)."""
     strategy = strategy or spec.strategy
     ref = spec.reference(image)
     report = DeployReport(spec.name, ref, strategy, started_at=time.time())
-    journal = j.Journal(workspace, spec.name)
+    journal = j.Journal(workspace, spec.name, store)
+    journal.report = report
     target = DockerTarget(spec.docker_host, spec.docker_timeout)
     scrub = scrubber([])
     try:
-        if strategy not in STRATEGIES:
+        if strategy not in STRATEGIES and not (strategy == "canary" and rollout):
             raise DeployError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
-            _pipeline(spec, ref, report, journal, target, env, scrub, backup, rollout, strategy, stop)
+            _pipeline(
+                spec,
+                ref,
+                report,
+                journal,
+                target,
+                env,
+                scrub,
+                backup,
+                rollout,
+                strategy,
+                stop,
+                hooks or Hooks(),
+            )
     except DeployError as exc:
         report.outcome = Outcome.DEPLOY_FAILED
         report.message = scrub(str(exc))
@@ -81,7 +104,28 @@ def run_deploy(
             pass
         target.close()
         report.finished_at = time.time()
+        if journal.report is report:  # a resume points the journal at the earlier deploy's data
+            _final_record(journal, report)
+        if journal.store_error:
+            report.message += f" (progress not recorded in the store: {journal.store_error})"
     return report
+
+
+def _final_record(journal: j.Journal, report: DeployReport) -> None:
+    """The deploy's row with its outcome; a deploy that failed before its strategy began (tests,
+    build, image, backup) gets a row of its own too."""
+    if journal.store is None:
+        return
+    if not journal.data.get("id"):
+        journal.data = {
+            **journal.data,
+            "id": f"{int(report.started_at)}-{uuid.uuid4().hex[:6]}",
+            "image": report.image,
+            "phase": j.DONE,
+            "outcome": report.outcome.name.lower(),
+            "started_at": report.started_at,
+        }
+    journal.record(final=True)
 
 
 def _pipeline(
@@ -96,13 +140,17 @@ def _pipeline(
     rollout: str | None = None,
     kind: str = "recreate",
     stop: Stop | None = None,
+    hooks: Hooks | None = None,
 ) -> None:
-    kinds = {"rolling": Rolling, "blue_green": BlueGreen}
+    kinds = {"rolling": Rolling, "blue_green": BlueGreen, "canary": Canary}
     strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
     if stop is not None:
         strategy.stop = stop
+    strategy.hooks = hooks or Hooks()
     # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
-    resume(Recreate(spec, target, journal, report, env, scrub), report)
+    resumer = Recreate(spec, target, journal, report, env, scrub)
+    resumer.hooks = strategy.hooks
+    resume(resumer, report)
     for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):
         for step in steps:
             t = time.monotonic()
@@ -139,11 +187,22 @@ def _pipeline(
 def resume(strategy: Recreate, report: DeployReport) -> None:
     """Finish what an interrupted deploy of this service left: roll back when it stopped between
     stopping the old version and verifying the new one."""
+    journal = strategy.journal
+    journal.report = None  # the earlier deploy's row keeps its own steps
+    try:
+        _resume(strategy, report)
+    finally:
+        journal.report = report
+        journal.data = {}
+
+
+def _resume(strategy: Recreate, report: DeployReport) -> None:
     state = strategy.journal.read()
     if state and state.get("phase") in BG_UNFINISHED:
         was = f"deploy {state.get('id')} of {state.get('image')} interrupted at {state.get('phase')}"
         t = time.monotonic()
         bg = BlueGreen(strategy.spec, strategy.target, strategy.journal, report, strategy.env, strategy.scrub)
+        bg.hooks = strategy.hooks
         report.resumed = f"{was}: {resume_blue_green(bg, state)}"
         report.steps.append(StepResult("resume", True, time.monotonic() - t, report.resumed))
         return

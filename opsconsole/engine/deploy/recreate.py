@@ -14,7 +14,7 @@ from typing import Any
 from . import journal as j
 from .checks import Stop, run_command, wait_healthy
 from .dockertarget import DockerTarget
-from .model import DeployError, DeployReport, Outcome, ServiceSpec, StepResult
+from .model import DeployError, DeployReport, Hooks, Outcome, ServiceSpec, StepResult
 
 Scrub = Callable[[str], str]
 
@@ -40,6 +40,7 @@ class Recreate:
         self.env = env
         self.scrub = scrub
         self.stop: Stop = _never
+        self.hooks = Hooks()
 
     def step(self, name: str, started: float, ok: bool, detail: str = "") -> StepResult:
         result = StepResult(name, ok, time.monotonic() - started, self.scrub(detail))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .model import DeployReport, Outcome
+from .model import BeforeSwitch, DeployReport, FlagSwitch, Hooks, Outcome
 from .pipeline import run_deploy
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def deploy_service(
     strategy: str | None = None,
     engine: Engine | None = None,
     rollout: str | None = None,
+    before_switch: BeforeSwitch | None = None,
 ) -> DeployReport:
     """Raises ValueError for a service the configuration does not have; everything else that goes
     wrong is in the report (its outcome is the exit code)."""
@@ -54,6 +55,11 @@ def deploy_service(
             return None
         return f"the kill switch is engaged ({state.reason})" if state.engaged else None
 
+    def set_flag(switch: FlagSwitch, on: bool, reason: str) -> None:
+        assert engine is not None
+        engine.set_flag(switch.environment, switch.flag, on, reason)
+
+    hooks = Hooks(before_switch=before_switch, set_flag=set_flag if engine is not None else None)
     report = run_deploy(
         spec,
         image,
@@ -62,6 +68,8 @@ def deploy_service(
         backup=backup if engine is not None else None,
         rollout=rollout,
         stop=stop if engine is not None else None,
+        store=engine.store if engine is not None else None,
+        hooks=hooks,
     )
     if engine is not None:
         _audit(engine, report, rollout)

@@ -36,7 +36,7 @@ __all__ = ["SourceCheck", "check_sources"]
 class SourceCheck:
     environment: str
     role: str
-    """metrics | alarms | flags | publish"""
+    """metrics | alarms | flags | publish | deploy (a Docker engine of the `services:` section)"""
     kind: str
     where: str
     """The URL (without credentials) or the path."""
@@ -52,7 +52,12 @@ def check_sources(config: Config, environment: str | None = None) -> list[Source
         raise KeyError(environment)
     envs = [e for name, e in config.environments.items() if environment in (None, name)]
     publish = config.publish if environment is None else None
-    return asyncio.run(_check_all(envs, config.interval, publish))
+    checks = asyncio.run(_check_all(envs, config.interval, publish))
+    if environment is None and config.services:  # the Docker engines deploys use (no environment)
+        from ..deploy.status import check_engines
+
+        checks.extend(SourceCheck(*c) for c in check_engines(config))
+    return checks
 
 
 async def _check_all(

@@ -195,6 +195,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX backup_runs_by_target ON backup_runs (target, started_at)",
         ],
     ),
+    (
+        6,
+        [
+            # Docker deploys' progress, written before each step that changes containers (as the
+            # workspace journal file is), so every console on the same store sees a deploy, its steps
+            # and its rollback image. The record (phase, image IDs, steps with times, outcome) is
+            # JSON in `body`; never an environment value.
+            """
+            CREATE TABLE deploys (
+                id TEXT NOT NULL PRIMARY KEY,
+                service TEXT NOT NULL,
+                phase TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                body TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX deploys_by_service ON deploys (service, started_at)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -14,6 +14,7 @@ one place a PostgreSQL adapter needs to change.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -54,6 +55,7 @@ _IMPROVEMENT_ORDER = (
 _BACKUP_SELECT = (
     "SELECT id, target, trigger, actor, status, started_at, ended_at, version, body FROM backup_runs"
 )
+_DEPLOY_SELECT = "SELECT id, service, phase, started_at, updated_at, body FROM deploys"
 _AUDIT_COLUMNS = "seq, at, actor, origin, action, target, data, prev_hash, hash"
 _SCHEDULE_COLUMNS = (
     "id, environment, flag, steps, next_index, state, created_by, created_origin, reason, created_at,"
@@ -629,6 +631,45 @@ class Tx:
 
     # ------------------------------------------------------------------------------ small state
 
+    # ------------------------------------------------------------------------------ deploys
+
+    def save_deploy(self, record: dict[str, Any], at: float) -> None:
+        """Insert or replace one deploy's record (`id`, `service`, `phase` and `started_at` in it;
+        the rest is kept as given). Plain JSON: image references, IDs, steps; never a secret."""
+        self._writing("save_deploy")
+        try:
+            deploy_id, service, phase = str(record["id"]), str(record["service"]), str(record["phase"])
+            started = float(record.get("started_at") or at)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"save_deploy: the record needs id, service and phase ({exc})") from exc
+        body = json.dumps(record, sort_keys=True)
+        updated = self._run(
+            "UPDATE deploys SET phase = ?, updated_at = ?, body = ? WHERE id = ?",
+            (phase, float(at), body, deploy_id),
+        )
+        if updated.rowcount == 0:
+            self._run(
+                "INSERT INTO deploys (id, service, phase, started_at, updated_at, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (deploy_id, service, phase, started, float(at), body),
+            )
+
+    def get_deploy(self, deploy_id: str) -> dict[str, Any] | None:
+        row = self._run(f"{_DEPLOY_SELECT} WHERE id = ?", (deploy_id,)).fetchone()
+        return None if row is None else _deploy(row)
+
+    def list_deploys(self, service: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first (by start, then last change)."""
+        sql, params = _DEPLOY_SELECT, list[Any]()
+        if service is not None:
+            sql += " WHERE service = ?"
+            params.append(service)
+        sql += " ORDER BY started_at DESC, updated_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_deploy(row) for row in self._run(sql, params).fetchall()]
+
     def get_kv(self, key: str, default: Any = None) -> Any:
         text = self._scalar("SELECT value FROM kv WHERE key = ?", (key,))
         return default if text is None else codec.loads(text)
@@ -640,6 +681,16 @@ class Tx:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             (key, codec.dumps(codec.to_jsonable(value)), float(at)),
         )
+
+
+def _deploy(row: tuple[Any, ...]) -> dict[str, Any]:
+    try:
+        body = json.loads(row[5])
+    except ValueError as exc:
+        raise StoreError(f"deploy {row[0]}: unreadable record ({exc})") from exc
+    record: dict[str, Any] = body if isinstance(body, dict) else {}
+    record.update(id=row[0], service=row[1], phase=row[2], started_at=row[3], updated_at=row[4])
+    return record
 
 
 def _backup_run(row: tuple[Any, ...]) -> BackupRun:

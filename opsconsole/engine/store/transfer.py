@@ -28,6 +28,7 @@ TABLES: tuple[str, ...] = (
     "outbox",
     "improvements",
     "backup_runs",
+    "deploys",
 )
 """Every table of the schema that holds data, in the order they are copied (schema_version is the
 destination's own, written by its migrations)."""

@@ -8,6 +8,7 @@ switch, a client-mode poll).
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,6 +43,16 @@ VERDICT_COLUMNS = (
     FitColumn("limit", "Threshold", 5, 16),
     FitColumn("reason", "Reason", 12, 0),
 )
+SERVICE_COLUMNS = (
+    FitColumn("container", "Container", 9, 24),
+    FitColumn("image", "Image", 6, 0),
+    FitColumn("state", "State", 5, 10),
+    FitColumn("health", "Health", 6, 9),
+    FitColumn("restarts", "Rst", 3, 4),
+    FitColumn("age", "Age", 3, 4),
+)
+SERVICE_REFRESH = 2.0
+"""Seconds between two looks at the Docker services (each in a thread; only changes repaint)."""
 MAX_ROWS = 200
 ROLLOUT_COMMANDS = frozenset({"approve", "promote", "pause", "resume", "abort", "rollback", "tick_checklist"})
 """Actions on the selected rollout: the engine's allowed_commands(state) says which apply (the others
@@ -49,6 +60,12 @@ show disabled)."""
 
 
 class RolloutsPane(GuardedActions, Vertical, can_focus=False):
+    DEFAULT_CSS = """
+    RolloutsPane #service-head { height: auto; max-height: 3; padding: 0 1; display: none; }
+    RolloutsPane #service-table { height: auto; max-height: 6; display: none; }
+    RolloutsPane.-services #service-head { display: block; }
+    RolloutsPane.-services #service-table { display: block; }
+    """
     BINDINGS = [
         Binding("a", "approve", "Approve", id="approve-phase"),
         Binding("p", "promote", "Promote", id="promote"),
@@ -75,6 +92,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         """Rows shown from the store reader before the engine's first `apply`."""
         self.first_rows: list[dict[str, Any]] | None = None
         """Set by the app before mount: the store reader's rows for the first frame."""
+        self._services_timer: Any = None
+        self.services: list[Any] = []
+        """The Docker services as last read (facade.ServiceStatus), for tests and the detail view."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Who may (authz, via GuardedActions: hidden when not), then whether it applies to the
@@ -99,6 +119,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
         yield FittedTable(
             VERDICT_COLUMNS, "reason", id="verdict-table", cursor_type="none", show_cursor=False
         )
+        # The Docker services (only with a `services:` section): shown once the engine is open.
+        yield Static(id="service-head")
+        yield FittedTable(SERVICE_COLUMNS, "image", id="service-table", cursor_type="none", show_cursor=False)
 
     def on_mount(self) -> None:
         self.app.screen_change_signal.subscribe(self, self._screen_changed)
@@ -155,6 +178,7 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
 
     def reload(self) -> None:
         engine = self.ops.engine
+        self._watch_services()
         call(
             self,
             lambda: self.read(engine),
@@ -264,6 +288,72 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             verdicts.clear()
         for gate, v in rows.items():
             verdicts.set_row(gate, verdict_row(v, units.get(gate, "")))
+
+    # ------------------------------------------------------------------------- Docker services
+
+    def _watch_services(self) -> None:
+        """Start looking at the Docker services every SERVICE_REFRESH s (once, with the engine)."""
+        if self._services_timer is not None or not self.ops.engine.config.services:
+            return
+        self.add_class("-services")
+        self._show_line("#service-head", Text("Docker services: reading …", style="dim"))
+        self.read_services()
+        self._services_timer = self.set_interval(SERVICE_REFRESH, self.read_services)
+
+    def read_services(self) -> None:
+        """Docker and the store are read in a thread (bounded per call); the loop never waits."""
+        engine = self.ops.engine
+        call(
+            self,
+            lambda: facade.service_status(engine),
+            action="Reading the Docker services",
+            done=self.show_services,
+            group="docker-services",
+            exclusive=True,
+            quiet=True,
+        )
+
+    def show_services(self, statuses: list[Any]) -> None:
+        self.services = statuses
+        table = self.query_one("#service-table", FittedTable)
+        now = time.time()
+        head = Text()
+        keep: set[str] = set()
+        for i, st in enumerate(statuses):
+            if i:
+                head.append("\n")
+            head.append(f"{st.service} ", "bold")
+            if st.error is not None:
+                head.append_text(plain(f"Docker unreachable: {st.error}", style="red"))
+                continue
+            bits = [st.strategy]
+            if st.live:
+                bits.append(f"live: {st.live}")
+            last = st.last_deploy
+            if last:
+                outcome = last.get("report_outcome") or last.get("outcome") or last.get("phase")
+                bits.append(f"last deploy {str(last.get('image', '')).rpartition(':')[2]} {outcome}")
+            if not st.containers:
+                bits.append("no containers")
+            head.append_text(plain(" · ".join(bits)))
+            for c in st.containers:
+                keep.add(c.name)
+                name = f"{c.name} ({c.colour})" if c.colour else c.name
+                live = bool(st.live) and c.colour == st.live
+                table.set_row(
+                    c.name,
+                    {
+                        "container": Text(name, style="bold" if live else ""),
+                        "image": plain(c.image),
+                        "state": Text(c.state, style="" if c.state == "running" else "yellow"),
+                        "health": Text(c.health, style="red" if c.health == "unhealthy" else ""),
+                        "restarts": Text(str(c.restarts), justify="right"),
+                        "age": Text(c.age(now), justify="right"),
+                    },
+                )
+        for key in [str(k.value) for k in table.rows if str(k.value) not in keep]:
+            table.drop_row(key)
+        self._show_line("#service-head", head)
 
     def _show_line(self, selector: str, text: Text) -> None:
         # Static.update repaints every line of the widget, changed or not: only when it changed.

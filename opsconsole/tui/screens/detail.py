@@ -12,6 +12,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+import opsconsole.engine as facade
+
 from ..calls import call
 from ..format import plain
 from ..handle import ConsoleAccess
@@ -52,12 +54,18 @@ class RolloutDetailScreen(ConsoleAccess, ModalScreen[None]):
         engine = self.ops.engine
         call(
             self,
-            lambda: engine.report(self.rollout_id).to_dict(),
+            lambda: self.read(engine),
             action=f"Reading {self.rollout_id}",
             done=self.show,
             failed=lambda message: self.query_one("#detail-phases", Static).update(plain(message, wrap=True)),
             group="detail",
         )
+
+    def read(self, engine: Any) -> dict[str, Any]:
+        """The rollout's report and the Docker deploys its phases made (blocking: off the loop)."""
+        doc: dict[str, Any] = engine.report(self.rollout_id).to_dict()
+        doc["deploys"] = [facade.deploy_lines(d) for d in facade.rollout_deploys(engine, self.rollout_id)]
+        return doc
 
     def show(self, doc: dict[str, Any]) -> None:
         r = doc["rollout"]
@@ -71,6 +79,10 @@ class RolloutDetailScreen(ConsoleAccess, ModalScreen[None]):
             lines.append_text(plain(f"  {p['name']} [{p['environment']}] {p['state']}: {steps}"))
         if doc.get("reaction_s") is not None:
             lines.append(f"\n  rollback reaction: {doc['reaction_s']:.2f} s")
+        for deploy in doc.get("deploys") or []:  # each deploy's steps with their times (UTC)
+            for line in deploy:
+                lines.append("\n")
+                lines.append_text(plain(f"  {line}"))
         self.query_one("#detail-phases", Static).update(lines)
         table = self.query_one("#timeline", FittedTable)
         table.clear()

@@ -1,0 +1,97 @@
+"""A canary phase on Docker (`strategy: {kind: canary, flag: F, service: S, image: TAG}`): the new
+version is started on the other colour's ports (the service's `blue_green:` ports) beside the live
+one and checked (health, smoke); no switch runs: the phase's canary flag, moved by the engine step by
+step as for any canary, says what share of the traffic the application or its router sends to the
+new colour. When the rollout has gone past the phase (or completed) the old colour is removed; when
+it is rolled back or aborted, the new one is (`settle`).
+
+While the canary runs the journal says `canary_running` (both colours up, on purpose); a deploy
+killed before that is resumed like a blue-green one cut short before its switch (the new colour goes)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import journal as j
+from .bluegreen import BG_STARTED, BlueGreen
+from .dockertarget import DockerTarget
+from .model import LABEL_COLOUR, DeployReport, Outcome, ServiceSpec
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+CANARY_RUNNING = "canary_running"
+
+
+class Canary(BlueGreen):
+    def run(self, ref: str, new_id: str) -> None:
+        spec, target = self.spec, self.target
+        self.bg  # noqa: B018 - refuses a service without blue_green: ports before anything moves
+        deploy_id = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
+        current = target.managed(spec.name)
+        running = [c for c in current if c.status == "running"]
+        live = next((c.labels.get(LABEL_COLOUR) for c in running if c.labels.get(LABEL_COLOUR)), None)
+        new = "green" if live == "blue" else "blue"
+        previous = running[0].image.id if running else None
+        self.report.previous_image = previous
+        t = time.monotonic()
+        if previous is not None:
+            target.tag(previous, spec.rollback_ref)
+            self.report.rollback_image = spec.rollback_ref
+            self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        self.remove_all([c for c in current if c.labels.get(LABEL_COLOUR) == new])
+        self.journal.write(
+            id=deploy_id,
+            image=ref,
+            new_image_id=new_id,
+            strategy="canary",
+            live=live,
+            new=new,
+            phase=BG_STARTED,
+        )
+        saved, self.spec = self.spec, self.coloured(new)
+        try:
+            error = self.start_and_check(ref, deploy_id, f"start-{new}", f"health-{new}", stoppable=True)
+            why = self.stop() if error is None else None
+            if why:
+                error = f"stopped before the canary took traffic: {why}"
+        finally:
+            self.spec = saved
+        if error is not None:
+            self.remove_all(self.of_colour(new))
+            self.finish(
+                Outcome.ROLLED_BACK if live and not why else Outcome.DEPLOY_FAILED,
+                f"{error}; the canary flag was not moved, traffic stays on {live or 'nothing'}",
+            )
+            return
+        self.journal.write(phase=CANARY_RUNNING)
+        self.report.outcome = Outcome.OK
+        self.report.message = (
+            f"{ref} runs on {new} beside {live or 'nothing'}; the canary flag moves the traffic"
+        )
+
+
+def settle(spec: ServiceSpec, workspace: Path, store: Store | None, rollout: str, promote: bool) -> str:
+    """End the canary `rollout` (`id:index`) left running: promoted, the old colour goes (the new one
+    is live); else the new colour goes. Nothing when the journal names another deploy."""
+    journal = j.Journal(workspace, spec.name, store)
+    with journal.locked():
+        state = journal.read()
+        if not state or state.get("phase") != CANARY_RUNNING or state.get("rollout") != rollout:
+            return "nothing to settle"
+        journal.data = dict(state)
+        target = DockerTarget(spec.docker_host, spec.docker_timeout)
+        report = DeployReport(spec.name, str(state.get("image")), "canary")
+        try:
+            bg = BlueGreen(spec, target, journal, report, {}, lambda text: text)
+            gone = state.get("live") if promote else state.get("new")
+            removed = bg.of_colour(str(gone)) if gone else []
+            bg.remove_all(removed)
+        finally:
+            target.close()
+        outcome = "ok" if promote else "rolled_back"
+        journal.write(phase=j.DONE, outcome=outcome, settled_at=time.time())
+    return f"canary of {spec.name} {outcome}: {len(removed)} {gone} container(s) removed"
