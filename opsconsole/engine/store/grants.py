@@ -37,6 +37,7 @@ TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "outbox": ("SELECT", "INSERT", "UPDATE"),
     "improvements": ("SELECT", "INSERT", "UPDATE"),
     "backup_runs": ("SELECT", "INSERT", "UPDATE"),
+    "deploys": ("SELECT", "INSERT", "UPDATE"),
 }
 """Every table of the schema with what a console login may do to it (a test checks that every
 table the migrations create is here)."""
@@ -147,14 +148,14 @@ def store_login(
     """Who a console would act as on the store at `url` (store.Login), read with one connection and
     without migrating anything (`config check`); None for a store that is not PostgreSQL. StoreError
     when the server cannot be reached or the session is not the login it authenticated."""
+    if url.partition("://")[0].lower() not in ("postgres", "postgresql"):
+        return None  # before any import: psycopg is an extra, absent where SQLite is all there is
     import os
 
     import psycopg
 
     from .postgres import _first_line, _login, parse_url
 
-    if url.partition("://")[0].lower() not in ("postgres", "postgresql"):
-        return None
     params, shown = parse_url(url, password_env, os.environ if environ is None else environ)
     try:
         with psycopg.connect(**params, autocommit=True) as conn:
