@@ -4,7 +4,7 @@ A team's consoles and engines each connect with a login of their own (identity.p
 who acts). That login gets, on the store's tables only:
 
 - SELECT on every table, INSERT on every table the console appends to, UPDATE only where a row's
-  state changes (rollouts, flags, schedules, outbox, improvements, backup runs, kv);
+  state changes (rollouts, flags, schedules, outbox, improvements, backup runs, deploys, kv);
 - on `audit`, `flag_history` and `verdict_history`: SELECT and INSERT, never UPDATE or DELETE;
 - on `schema_version`: SELECT (the owner migrates, with `opsconsole store migrate`);
 - no DELETE and no TRUNCATE anywhere (the console deletes no row), no DDL (it owns nothing and
