@@ -59,7 +59,7 @@ PANES = (
     ("rollouts", "1", "Rollout"),
     ("metrics", "2", "DemoHighErrorRate"),
     ("flags", "3", "orchestration"),
-    ("improvements", "4", "Improvement queue"),
+    ("improvements", "4", " · mode: "),
     ("backups", "5", "Started (UTC)"),
 )
 """Pane, its key, and text on screen once it is shown."""

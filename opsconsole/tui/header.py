@@ -23,6 +23,17 @@ class StatusHeader(Static):
     StatusHeader.-killed { background: $error; color: $text; text-style: bold; }
     """
 
+    _shown: tuple[object, ...] | None = None
+    """What the line last showed (its text, spans and classes): an unchanged status writes nothing."""
+
+    def _put(self, line: Text) -> None:
+        """Static.update repaints (and writes the line to the terminal) even when nothing changed; the
+        status is re-read on every engine tick, so skip a line that looks exactly as it does."""
+        key = (line.plain, tuple(line.spans), str(line.style), tuple(sorted(self.classes)))
+        if key != self._shown:
+            self._shown = key
+            self.update(line)
+
     def opening(self, environment: str) -> None:
         """Before the engine is open: say so, claim nothing about its state."""
         line = Text(no_wrap=True, overflow="ellipsis")
@@ -31,7 +42,7 @@ class StatusHeader(Static):
         if environment:
             line.append(f"{safe(environment)} │ ")
         line.append("engine: opening … │ kill: unknown until open")
-        self.update(line)
+        self._put(line)
 
     def show(
         self,
@@ -79,4 +90,4 @@ class StatusHeader(Static):
         if team:
             line.append(f"│ {safe(team)} ")
         line.append(f"│ {safe(user)} ({role})")
-        self.update(line)
+        self._put(line)

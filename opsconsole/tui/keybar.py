@@ -22,6 +22,8 @@ class KeyBar(Static):
     KeyBar { dock: bottom; height: 1; background: $panel; color: $foreground; }
     """
 
+    _shown: tuple[object, ...] | None = None
+
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._changed)
         self.call_after_refresh(self._changed, self.screen)
@@ -31,7 +33,13 @@ class KeyBar(Static):
 
     def _changed(self, screen: Any) -> None:
         if self.is_attached and screen is self.screen:
-            self.update(render_keys(self.app, screen.active_bindings.values()))
+            line = render_keys(self.app, screen.active_bindings.values())
+            # The signal fires on every focus change and binding refresh, mostly with the same keys:
+            # an unchanged bar writes nothing to the terminal.
+            key = (line.plain, tuple(line.spans))
+            if key != self._shown:
+                self._shown = key
+                self.update(line)
 
 
 def render_keys(app: Any, active: Any) -> Text:

@@ -120,6 +120,36 @@ async def test_no_color_is_honoured_in_every_theme(ws: Path, monkeypatch: pytest
         assert Monochrome in kinds and NoColor not in kinds
 
 
+# ------------------------------------------------------------------------------------ header, key bar
+
+
+@sync
+async def test_an_unchanged_header_or_key_bar_is_not_updated(ws: Path) -> None:
+    """Static.update repaints, and so writes the line to the terminal, even when it looks the same;
+    the header is re-read on every engine tick and the key bar on every focus change."""
+    app = console(engine_for(ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "kill: off" in str(app.header.render()))
+        await pilot.pause()
+        updates: list[str] = []
+        for widget in (app.header, app.query_one("#keys")):
+            original = widget.update
+
+            def counted(*args, _original=original, _id=widget.id, **kwargs):  # type: ignore[no-untyped-def]
+                updates.append(_id)
+                return _original(*args, **kwargs)
+
+            widget.update = counted  # type: ignore[method-assign]
+        for _ in range(3):
+            app._show_status(*app._status)
+            app.screen.refresh_bindings()
+            await pilot.pause()
+        assert updates == []
+        app._show_status(app._status[0], "store busy since 14:02:11")  # a change is shown at once
+        await pilot.pause()
+        assert updates == ["status"] and "store busy" in str(app.header.render())
+
+
 # ------------------------------------------------------------------------------------ help
 
 

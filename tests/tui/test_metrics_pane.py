@@ -21,7 +21,7 @@ from opsconsole.engine.model import Actor
 from opsconsole.engine.sources.promtext import Sample
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.format import ago
-from opsconsole.tui.panes.metrics import MetricsPane, sparkline
+from opsconsole.tui.panes.metrics import MetricsPane, since_text, sparkline
 from opsconsole.tui.screens.alarm_ack import AlarmAckScreen
 from opsconsole.tui.widgets.live_table import LiveTable
 from tests.integration.conftest import load_ws, write_workspace
@@ -296,7 +296,8 @@ def test_hidden_pane_does_nothing_until_shown(workspace):
             assert pane(app).metrics == []  # on the Rollouts pane: nothing computed
             await pilot.press("2")
             await until(pilot, lambda: len(pane(app).metrics) == 5)
-            assert cell(app, "alarm-table", "AFreeLow", "since").plain == "2s ago"
+            # An ok alarm in its first minute does not count seconds (see since_text).
+            assert cell(app, "alarm-table", "AFreeLow", "since").plain == "<1m ago"
 
     run(go())
 
@@ -346,6 +347,13 @@ def test_sparkline_gaps_flat_series_and_breach_style():
     styled = [(line.plain[s.start : s.end], str(s.style)) for s in line.spans if s.style]
     assert styled == [("█", "bold red")]
     assert sparkline([-1.0, 1.0]).plain == "▁█"
+
+
+def test_an_alarm_counts_seconds_only_while_it_needs_eyes():
+    assert since_text("firing", 5) == "5s ago" and since_text("pending", 59) == "59s ago"
+    for state in ("ok", "unknown", "silenced", "inhibited"):
+        assert since_text(state, 0) == since_text(state, 59) == "<1m ago"
+        assert since_text(state, 61) == "1m ago"
 
 
 def test_ago_is_to_the_second_only_in_the_first_minute():
