@@ -60,8 +60,9 @@ def test_panes_after_the_first_load_once_the_rollouts_are_shown(tmp_path):
     async def run():
         app = OpsConsoleApp(opener=opener, run_engine=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.1)
-            assert app.query_one("#rollouts").has_focus_within
+            # the first frame's Rollouts pane is swapped for the real one right after the first
+            # paint: under load that may take longer than a fixed pause
+            await until(pilot, lambda: app.query_one("#rollouts").has_focus_within)
             release.set()
             await until(pilot, lambda: "rollouts" in app.panes)
             app.action_show_pane("flags")  # whether or not the Flags pane has loaded yet
