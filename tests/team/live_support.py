@@ -20,7 +20,8 @@ store: {store}
 interval: {interval}
 roles:
   default: viewer
-  users: {{alice: operator, bob: operator, carol: operator}}
+  # postgres: the test server's superuser; a superuser acts as its login like any other
+  users: {{alice: operator, bob: operator, carol: operator, postgres: operator}}
 environments:
   staging:
     flags: {{kind: file, path: "${{WORKSPACE}}/flags/staging.json"}}
