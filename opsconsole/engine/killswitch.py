@@ -43,7 +43,7 @@ from .killfast import export_lock as export_lock
 from .killfast import with_room as _with_room
 from .killfast import write_all as write_all
 from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
-from .rollout import Command, Rejected, decide
+from .rollout import Command, Decision, Rejected, decide
 from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 from .units import iso_utc
@@ -509,17 +509,25 @@ def _record(
         # Autonomous mode stays suspended after the all-clear, until someone resumes it on purpose.
         tx.set_kv(AUTONOMY_SUSPENDED_KEY, {"at": now, "by": actor.user, "reason": reason}, now)
     if spec.abort_rollouts:
-        # On PostgreSQL the aborts' writes are pipelined (a round trip per read, not per statement);
-        # their row counts are not read: the write lock is held, nothing else changes these rows.
-        with tx.pipeline() if hasattr(tx, "pipeline") else contextlib.nullcontext():
-            for r in tx.list_rollouts(active_only=True):
-                plan = engine.config.plans.get(r.plan)
-                if plan is None:
-                    continue
-                d = decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)
-                new = engine.apply_flag_actions(tx, d, now, touched)
-                tx.update_rollout(new, r.version)
-                aborted.append(r.id)
+        # Set-based, so the store part does not grow a round trip per rollout on PostgreSQL: one read
+        # of the active rollouts, one of every flag they change (Tx.set_flags), then a statement per
+        # kind of write for all of them (pipelined there). The write lock is held: nothing else
+        # changes these rows, so every update matches its version.
+        decided: list[tuple[Rollout, Decision]] = []
+        for r in tx.list_rollouts(active_only=True):
+            plan = engine.config.plans.get(r.plan)
+            if plan is None:
+                continue
+            decided.append((r, decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)))
+        news = engine.apply_flag_actions_many(tx, [d for _, d in decided], now, touched)
+        written = tx.update_rollouts([(new, r.version) for (r, _), new in zip(decided, news, strict=True)])
+        if written != len(decided):
+            from .store import StoreError
+
+            raise StoreError(
+                f"the kill switch aborted {written} of {len(decided)} rollouts: the store changed under its lock"
+            )
+        aborted = [r.id for r, _ in decided]
     # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
     stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
     data: dict[str, Any] = {

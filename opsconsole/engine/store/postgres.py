@@ -156,6 +156,27 @@ class PgTx(Tx):
 
         if not self._open:
             raise StoreError("a store transaction was used after it ended")
+        self._note_write(sql)
+        try:
+            return self._conn.execute(_pg_sql(sql), tuple(params))
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """psycopg's executemany: the rows go in one pipeline, a single round trip."""
+        import psycopg
+
+        if not self._open:
+            raise StoreError("a store transaction was used after it ended")
+        self._note_write(sql)
+        try:
+            cur = self._conn.cursor()
+            cur.executemany(_pg_sql(sql), [tuple(row) for row in rows])
+            return int(cur.rowcount)
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+    def _note_write(self, sql: str) -> None:
         if self.writable:
             table = _WRITTEN.get(sql, "")
             if table == "":
@@ -163,10 +184,6 @@ class PgTx(Tx):
                 table = _WRITTEN[sql] = match.group(1).lower() if match else None
             if table is not None:
                 self.written.add(table)
-        try:
-            return self._conn.execute(_pg_sql(sql), tuple(params))
-        except psycopg.Error as exc:
-            raise _store_error(f"{self._where}: ", exc) from exc
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
