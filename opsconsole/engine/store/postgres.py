@@ -327,9 +327,10 @@ class PostgresStore(Store):
                 _rollback(conn)
                 raise
             try:
-                if writable and tx.written:
-                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._notice(tx)))
-                conn.execute("COMMIT")
+                with conn.pipeline():  # the notice and the commit in one round trip
+                    if writable and tx.written:
+                        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._notice(tx)))
+                    conn.execute("COMMIT")
             except psycopg.Error as exc:
                 _rollback(conn)
                 raise _store_error(f"{self.shown}: commit failed, nothing was written: ", exc) from exc
@@ -371,8 +372,11 @@ class PostgresStore(Store):
             except PoolClosed:
                 raise StoreError(f"the store {self.shown} is closed") from None
             try:
-                for statement in filter(None, begin):
-                    conn.execute(statement)
+                # One round trip for the lot: BEGIN, the lock's wait and the write lock (pipelined;
+                # an error, the lock's timeout included, is raised when the pipeline ends).
+                with conn.pipeline():
+                    for statement in filter(None, begin):
+                        conn.execute(statement)
                 return conn
             except psycopg.Error as exc:
                 _rollback(conn)

@@ -177,7 +177,8 @@ class Tx:
 
     def update_rollouts(self, items: Sequence[tuple[Rollout, int]]) -> int:
         """update_rollout for many (rollout, expected_version) pairs in one statement; returns how
-        many were written (a pair whose stored version moved on is not)."""
+        many were written (a pair whose stored version moved on is not; inside a PostgreSQL
+        pipeline the count is not known yet: 0)."""
         self._writing("update_rollouts")
         if not items:
             return 0
