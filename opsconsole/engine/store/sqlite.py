@@ -45,6 +45,10 @@ _KEYS_PER_READ = 200
 """(environment, name) pairs per read in Tx.set_flags: 400 parameters, far below either server's limit."""
 
 
+_ROWS_PER_INSERT = 200
+"""Rows per multi-row INSERT: at most 1,800 parameters (SQLite allows 32,766, PostgreSQL 65,535)."""
+
+
 class FlagChange(NamedTuple):
     """One flag value to store with Tx.set_flags, with who and why for its history."""
 
@@ -104,6 +108,16 @@ class Tx:
             return int(self._conn.executemany(sql, rows).rowcount)
         except sqlite3.Error as exc:
             raise _store_error(f"{self._where}: ", exc) from exc
+
+    def _insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """`head VALUES (?, ...), (?, ...) tail`: one multi-row statement (a round trip and a single
+        statement for the server) per _ROWS_PER_INSERT rows."""
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            one = f"({', '.join('?' for _ in chunk[0])})"
+            self._run(
+                f"{head} VALUES {', '.join(one for _ in chunk)}{tail}", [v for row in chunk for v in row]
+            )
 
     def _writing(self, what: str) -> None:
         if not self.writable:
@@ -286,8 +300,8 @@ class Tx:
 
     def set_flags(self, changes: Sequence[FlagChange], at: float) -> list[FlagValue | None]:
         """set_flag for many changes, set-based: one read of every flag's value and last history seq,
-        then one statement each for new flags, changed flags and history rows. Applied in order (a
-        flag changed twice gets two history rows); returns each change's value before it."""
+        then one multi-row statement for the flags (an upsert) and one for their history. Applied in
+        order (a flag changed twice gets two history rows); returns each change's value before it."""
         self._writing("set_flags")
         for c in changes:
             if not isinstance(c.value, bool | int):
@@ -310,7 +324,6 @@ class Tx:
                 key = (str(environment), str(name))
                 stored[key] = None if value is None else codec.flag_value_from_text(value)
                 seqs[key] = int(seq or 0)
-        existed = {key for key, value in stored.items() if value is not None}
         current = dict(stored)
         final: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (value text, updated_by)
         history: list[tuple[Any, ...]] = []
@@ -339,24 +352,18 @@ class Tx:
             )
             current[key] = c.value
             final[key] = (text, c.actor.user)
-        inserts = [
-            (e, n, text, float(at), by) for (e, n), (text, by) in final.items() if (e, n) not in existed
-        ]
-        updates = [(text, float(at), by, e, n) for (e, n), (text, by) in final.items() if (e, n) in existed]
-        if inserts:
-            self._run_many(
-                "INSERT INTO flags (environment, name, value, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)",
-                inserts,
-            )
-        if updates:
-            self._run_many(
-                "UPDATE flags SET value = ?, updated_at = ?, updated_by = ? WHERE environment = ? AND name = ?",
-                updates,
+        if final:
+            # New and changed flags in one upsert (the primary key is (environment, name)).
+            self._insert_rows(
+                "INSERT INTO flags (environment, name, value, updated_at, updated_by)",
+                [(e, n, text, float(at), by) for (e, n), (text, by) in final.items()],
+                " ON CONFLICT (environment, name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             )
         if history:
-            self._run_many(
+            self._insert_rows(
                 "INSERT INTO flag_history (environment, name, seq, at, actor, origin, old_value, new_value,"
-                " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason)",
                 history,
             )
         return olds
