@@ -39,10 +39,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..model import Rollout
 from ..redact import redact_url
-from . import Login, Store, StoreBusy, StoreError
+from . import Login, Store, StoreBusy, StoreError, codec
 from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
-from .sqlite import BUSY_TIMEOUT_MS, Tx
+from .sqlite import BUSY_TIMEOUT_MS, ROWS_PER_STATEMENT, Tx
 
 if TYPE_CHECKING:
     import psycopg
@@ -175,6 +176,43 @@ class PgTx(Tx):
             return int(cur.rowcount)
         except psycopg.Error as exc:
             raise _store_error(f"{self._where}: ", exc) from exc
+
+    def update_rollouts(self, items: Sequence[tuple[Rollout, int]]) -> int:
+        """One UPDATE ... FROM (VALUES ...) per ROWS_PER_STATEMENT rollouts: a single statement for the
+        server, where executemany is one per rollout (SQLite keeps executemany: UPDATE FROM needs
+        SQLite 3.33)."""
+        self._writing("update_rollouts")
+        written = 0
+        for start in range(0, len(items), ROWS_PER_STATEMENT):
+            chunk = items[start : start + ROWS_PER_STATEMENT]
+            one = (
+                "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION),"
+                " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT),"
+                " CAST(? AS BIGINT))"
+            )
+            cur = self._run(
+                "UPDATE rollouts SET plan = v.column1, state = v.column2, started_by = v.column3,"
+                " created_at = v.column4, updated_at = v.column5, version = v.column6 + 1, body = v.column7"
+                f" FROM (VALUES {', '.join(one for _ in chunk)}) AS v"
+                " WHERE rollouts.id = v.column8 AND rollouts.version = v.column9",
+                [
+                    value
+                    for r, expected in chunk
+                    for value in (
+                        r.plan,
+                        str(r.state),
+                        r.started_by,
+                        r.created_at,
+                        r.updated_at,
+                        expected,
+                        codec.rollout_to_body(r),
+                        r.id,
+                        expected,
+                    )
+                ],
+            )
+            written += max(0, int(cur.rowcount))
+        return written
 
     def _note_write(self, sql: str) -> None:
         if self.writable:

@@ -45,7 +45,7 @@ _KEYS_PER_READ = 200
 """(environment, name) pairs per read in Tx.set_flags: 400 parameters, far below either server's limit."""
 
 
-_ROWS_PER_INSERT = 200
+ROWS_PER_STATEMENT = 200
 """Rows per multi-row INSERT: at most 1,800 parameters (SQLite allows 32,766, PostgreSQL 65,535)."""
 
 
@@ -111,9 +111,9 @@ class Tx:
 
     def _insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
         """`head VALUES (?, ...), (?, ...) tail`: one multi-row statement (a round trip and a single
-        statement for the server) per _ROWS_PER_INSERT rows."""
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[start : start + _ROWS_PER_INSERT]
+        statement for the server) per ROWS_PER_STATEMENT rows."""
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
             one = f"({', '.join('?' for _ in chunk[0])})"
             self._run(
                 f"{head} VALUES {', '.join(one for _ in chunk)}{tail}", [v for row in chunk for v in row]
