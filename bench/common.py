@@ -268,9 +268,11 @@ def write_config(
     flags_file: Path = SHIPPED_FLAGS,
     environments: Sequence[str] = ("staging", "production"),
     extra: str = "",
+    logins: Mapping[str, str] | None = None,
 ) -> tuple[Path, Config]:
     """A workspace under `root` with its opsconsole.yaml, the given plans (name -> YAML) and flag files
-    per environment; returns (workspace, loaded config). Store: SQLite in the workspace (WAL, FULL)."""
+    per environment; returns (workspace, loaded config). Store: SQLite in the workspace (WAL, FULL).
+    `logins` maps PostgreSQL logins to people (roles.logins), for a PostgreSQL store in `extra`."""
     ws = root / "ws"
     plans_dir = root / "plans"
     ws.mkdir(parents=True, exist_ok=True)
@@ -287,7 +289,8 @@ def write_config(
     main = (
         "interval: 1s\n"
         f"roles:\n  default: viewer\n  users: {{{ACTOR.user}: admin}}\n"
-        f"environments:\n{envs}"
+        + (f"  logins: {{{', '.join(f'{k}: {v}' for k, v in logins.items())}}}\n" if logins else "")
+        + f"environments:\n{envs}"
         f'plans: ["{plans_dir}/*.yaml"]\n'
         f'flags: "{flags_file}"\n'
         "kill_switch:\n"

@@ -41,7 +41,13 @@ def main() -> None:
             plans = {
                 f"kill-{i:03d}": canary_plan(f"kill-{i:03d}", flag=f"canary_{i:03d}") for i in range(ROLLOUTS)
             }
-            ws, config = write_config(root, plans, flags_file=flags_file, extra=f"store: {base}/world\n")
+            ws, config = write_config(
+                root,
+                plans,
+                flags_file=flags_file,
+                extra=f"store: {base}/world\n",
+                logins={"postgres": ACTOR.user},
+            )
             assert len(config.flags) == FLAGS
             engine = Engine(config, ws, ACTOR)
             activate(engine)

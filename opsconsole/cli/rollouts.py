@@ -47,12 +47,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..engine import Runner, iso, notification_summary, read_health, rollout_row, traffic_text
+    from ..engine import iso, notification_summary, read_health, rollout_row, traffic_text, who_runs
 
     engine = _engine(args, reading=True, login_warning=args.json)
     kill = engine.kill_state()
-    holder = Runner.holder(engine.workspace)
-    health = read_health(engine.workspace, holder)
+    # On PostgreSQL the database says who leads (an engine on any host); on SQLite the lock file.
+    runs = who_runs(engine)
+    holder = runs.pid
+    health = read_health(engine.workspace, holder)  # the health file: only an engine on this host
     rows = [rollout_row(engine, r) for r in engine.rollouts(active_only=not args.all)]
     notes = notification_summary(engine.store)
     if args.json:
@@ -63,12 +65,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "role": engine.role,
                 "warnings": [engine.login_warning] if engine.login_warning else [],
                 "engine": {
-                    "running": holder is not None,
+                    "running": runs.running,
                     "pid": holder,
-                    "state": health.state if health else ("running" if holder else "stopped"),
+                    "leader": runs.leader or None,
+                    "state": health.state
+                    if health
+                    else {True: "running", False: "stopped", None: "unknown"}[runs.running],
                     "since": iso(health.since) if health else None,
                     "since_epoch": health.since if health else None,
-                    "error": health.error if health else "",
+                    "error": health.error if health else runs.error,
                 },
                 "kill_switch": {
                     "engaged": kill.engaged,
@@ -82,7 +87,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     ks = visible(f"ENGAGED by {kill.by}: {kill.reason}") if kill.engaged else "off"
-    runner = f"running (pid {holder})" if holder else "not running (start one with `opsconsole engine`)"
+    runner = visible(runs.text())
     if health and health.note():
         runner += visible(f", {health.note()}: {health.error}")
     if engine.login_warning:

@@ -136,11 +136,16 @@ def _schedule_doc(engine: Any, s: Any, now: float) -> dict[str, Any]:
 
 
 def _warn_without_runner(engine: Any, items: Sequence[Any]) -> None:
-    from ..engine import Runner
+    """On PostgreSQL the database says whether an engine leads (on any host); on SQLite the
+    workspace's lock file. Nothing is said when the database cannot be asked."""
+    from ..engine import who_runs
 
-    if any(s.active for s in items) and Runner.holder(engine.workspace) is None:
+    if not any(s.active for s in items):
+        return
+    runs = who_runs(engine)
+    if runs.running is False:
+        where = "holds leadership on this store" if runs.shared else "runs on this workspace"
         print(
-            "note: no engine runs on this workspace; scheduled steps apply while `opsconsole engine` "
-            "or the console runs",
+            f"note: no engine {where}; scheduled steps apply while `opsconsole engine` or the console runs",
             file=sys.stderr,
         )

@@ -89,6 +89,7 @@ if TYPE_CHECKING:
     )
     from .killswitch import record as record_kill
     from .killswitch import store_trouble as kill_store_trouble
+    from .leader import WhoRuns, who_runs
     from .leader import check as check_engine
     from .live import LiveFeed, TeamStatus
     from .live import start as start_live
@@ -146,6 +147,8 @@ _LAZY = {
     "Runner": "runner",
     "EngineBusy": "runner",
     "check_engine": "leader",  # `opsconsole engine --check`
+    "who_runs": "leader",  # status and the schedules' note: on PostgreSQL the database says
+    "WhoRuns": "leader",
     "rollout_row": "views",
     "stopped_traffic": "views",
     "traffic_text": "firstlook",  # views re-exports it; this way the first frame imports no model
@@ -282,6 +285,8 @@ __all__ = [
     "TeamStatus",
     "start_live",
     "kill_store_trouble",
+    "who_runs",
+    "WhoRuns",
     "check_engine",
     "AlarmStatus",
     "EngineBusy",

@@ -45,6 +45,7 @@ from .model import (
 )
 from .rollout import Approve, Command, Decision, Rejected, RollbackDone, SetFlags, Tick, decide, new_rollout
 from .store import Store, StoreError, open_store
+from .store.sqlite import FlagChange
 from .targets import notify as notifier
 from .targets.exporter import Exporter
 
@@ -750,20 +751,37 @@ class Engine:
     def apply_flag_actions(self, tx: Any, d: Decision, now: float, touched: set[str]) -> Rollout:
         """Write a decision's flag changes in `tx` (remembering what a rollback restores); adds the
         environments changed to `touched`."""
-        r = d.rollout
-        restore = {env: dict(v) for env, v in r.flag_restore.items()}
-        actor = d.records[-1].actor if d.records else ENGINE_ACTOR
-        for action in d.actions:
-            if not isinstance(action, SetFlags):
-                continue
-            env = action.environment
-            for name, value in action.values.items():
-                old = tx.set_flag(env, name, value, actor, f"rollout {r.id}: {r.reason}", now)
-                if action.remember:
-                    prior = old if old is not None else self._default(name)
-                    restore.setdefault(env, {}).setdefault(name, prior)
-            touched.add(env)
-        return replace(r, flag_restore=restore) if restore != r.flag_restore else r
+        return self.apply_flag_actions_many(tx, [d], now, touched)[0]
+
+    def apply_flag_actions_many(
+        self, tx: Any, decisions: Sequence[Decision], now: float, touched: set[str]
+    ) -> list[Rollout]:
+        """apply_flag_actions for many decisions with one set-based write (Tx.set_flags: one read,
+        a statement per kind of write), in order; returns each decision's rollout."""
+        changes: list[FlagChange] = []
+        owners: list[tuple[int, str, str, bool]] = []  # decision index, environment, flag, remember
+        for i, d in enumerate(decisions):
+            r = d.rollout
+            actor = d.records[-1].actor if d.records else ENGINE_ACTOR
+            for action in d.actions:
+                if not isinstance(action, SetFlags):
+                    continue
+                for name, value in action.values.items():
+                    changes.append(
+                        FlagChange(action.environment, name, value, actor, f"rollout {r.id}: {r.reason}")
+                    )
+                    owners.append((i, action.environment, name, action.remember))
+                touched.add(action.environment)
+        olds = tx.set_flags(changes, now) if changes else []
+        restores = [{env: dict(v) for env, v in d.rollout.flag_restore.items()} for d in decisions]
+        for (i, env, name, remember), old in zip(owners, olds, strict=True):
+            if remember:
+                prior = old if old is not None else self._default(name)
+                restores[i].setdefault(env, {}).setdefault(name, prior)
+        return [
+            replace(d.rollout, flag_restore=restore) if restore != d.rollout.flag_restore else d.rollout
+            for d, restore in zip(decisions, restores, strict=True)
+        ]
 
     def _default(self, name: str) -> FlagValue:
         defn = self.config.flags.get(name)

@@ -43,7 +43,7 @@ from .killfast import export_lock as export_lock
 from .killfast import with_room as _with_room
 from .killfast import write_all as write_all
 from .model import ACTIVE_STATES, Actor, Config, KillSwitchSpec, Rollout
-from .rollout import Command, Rejected, decide
+from .rollout import Command, Decision, Rejected, decide
 from .targets import dotenv, flagd, flagfile
 from .targets import notify as notifier
 from .units import iso_utc
@@ -495,56 +495,61 @@ def _record(
     """The store part of engaging, inside `tx`: state, aborts, one audit event, the journal line
     marked as recorded, the notifications in the outbox (their ids are returned last)."""
     spec = engine.config.kill_switch
-    aborted: list[str] = []
-    touched: set[str] = set()
-    prev = tx.get_kv(KV_KEY)
-    already = bool(prev and prev.get("engaged"))
-    tx.set_kv(
-        KV_KEY,
-        {"engaged": True, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
-        now,
-    )
-    if spec.pause_improvements:
-        tx.set_kv(IMPROVEMENTS_KEY, {"paused": True, "by": "kill_switch", "at": now}, now)
-        # Autonomous mode stays suspended after the all-clear, until someone resumes it on purpose.
-        tx.set_kv(AUTONOMY_SUSPENDED_KEY, {"at": now, "by": actor.user, "reason": reason}, now)
-    if spec.abort_rollouts:
-        # On PostgreSQL the aborts' writes are pipelined (a round trip per read, not per statement);
-        # their row counts are not read: the write lock is held, nothing else changes these rows.
-        with tx.pipeline() if hasattr(tx, "pipeline") else contextlib.nullcontext():
+    # On PostgreSQL the whole record is pipelined: statements go without waiting for their answers
+    # until one is read, so the transaction costs a round trip per read (about eight), not one per
+    # statement. Row counts are not read: the write lock is held, nothing else changes these rows.
+    with tx.pipeline() if hasattr(tx, "pipeline") else contextlib.nullcontext():
+        aborted: list[str] = []
+        touched: set[str] = set()
+        prev = tx.get_kv(KV_KEY)
+        already = bool(prev and prev.get("engaged"))
+        tx.set_kv(
+            KV_KEY,
+            {"engaged": True, "by": actor.user, "origin": actor.origin, "at": now, "reason": reason},
+            now,
+        )
+        if spec.pause_improvements:
+            tx.set_kv(IMPROVEMENTS_KEY, {"paused": True, "by": "kill_switch", "at": now}, now)
+            # Autonomous mode stays suspended after the all-clear, until someone resumes it on purpose.
+            tx.set_kv(AUTONOMY_SUSPENDED_KEY, {"at": now, "by": actor.user, "reason": reason}, now)
+        if spec.abort_rollouts:
+            # Set-based, so the store part does not grow a round trip per rollout on PostgreSQL: one read
+            # of the active rollouts, one of every flag they change (Tx.set_flags), then a statement per
+            # kind of write for all of them.
+            decided: list[tuple[Rollout, Decision]] = []
             for r in tx.list_rollouts(active_only=True):
                 plan = engine.config.plans.get(r.plan)
                 if plan is None:
                     continue
-                d = decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)
-                new = engine.apply_flag_actions(tx, d, now, touched)
-                tx.update_rollout(new, r.version)
-                aborted.append(r.id)
-    # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
-    stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
-    data: dict[str, Any] = {
-        "reason": reason,
-        "aborted": aborted,
-        "stopped_schedules": stopped,
-        "flags_off": list(spec.flags_off),
-        "flags_on": list(spec.flags_on),
-        "already_engaged": already,
-        "recorded_late": replayed,
-    }
-    if replayed:
-        data["replayed_from_journal"] = journal_hash
-    tx.append_audit(now, actor, "kill_switch.engage", "kill_switch", data)
-    if journal_hash:
-        _mark_done(tx, [journal_hash], now)
-    sent = notifier.enqueue(
-        tx,
-        engine.config.notifications,
-        "kill_switch",
-        f"kill switch engaged by {actor.user}: {reason}",
-        now,
-        aborted=aborted,
-        **({"replayed_from_journal": journal_hash} if replayed else {}),
-    )
+                decided.append((r, decide(plan, r, Command("abort", actor, f"kill switch: {reason}"), now)))
+            news = engine.apply_flag_actions_many(tx, [d for _, d in decided], now, touched)
+            tx.update_rollouts([(new, r.version) for (r, _), new in zip(decided, news, strict=True)])
+            aborted = [r.id for r, _ in decided]
+        # Scheduled flag changes stop for good: after all-clear nobody wants a ramp to resume unseen.
+        stopped = tx.stop_pending_schedules(f"kill switch engaged by {actor.user}: {reason}", now)
+        data: dict[str, Any] = {
+            "reason": reason,
+            "aborted": aborted,
+            "stopped_schedules": stopped,
+            "flags_off": list(spec.flags_off),
+            "flags_on": list(spec.flags_on),
+            "already_engaged": already,
+            "recorded_late": replayed,
+        }
+        if replayed:
+            data["replayed_from_journal"] = journal_hash
+        tx.append_audit(now, actor, "kill_switch.engage", "kill_switch", data)
+        if journal_hash:
+            _mark_done(tx, [journal_hash], now)
+        sent = notifier.enqueue(
+            tx,
+            engine.config.notifications,
+            "kill_switch",
+            f"kill switch engaged by {actor.user}: {reason}",
+            now,
+            aborted=aborted,
+            **({"replayed_from_journal": journal_hash} if replayed else {}),
+        )
     return aborted, already, sent
 
 

@@ -175,6 +175,47 @@ def current_holder(url: str, password_env: str | None, environ: Mapping[str, str
     return Holder(int(row[0]), name.removeprefix(APP_PREFIX).strip())
 
 
+@dataclass(frozen=True)
+class WhoRuns:
+    """Which engine runs the rollouts, as `opsconsole status` and the schedules' note tell it: on
+    SQLite the workspace's lock file, on PostgreSQL the database (who holds the leader lock)."""
+
+    running: bool | None  # None: the database could not be asked
+    pid: int | None = None  # the engine's OS pid when it runs on this host
+    leader: str = ""  # PostgreSQL: the leader as the server names it ("host pid N")
+    error: str = ""
+    shared: bool = False  # a PostgreSQL store: the database was (or was to be) asked
+
+    def text(self) -> str:
+        """For `opsconsole status`: "running (pid 12)", "running (leader: db1 pid 12)", ..."""
+        if self.running is None:
+            return f"unknown (cannot ask the store who leads: {self.error})"
+        if not self.running:
+            where = "no engine holds leadership on the store; " if self.shared else ""
+            return f"not running ({where}start one with `opsconsole engine`)"
+        return f"running (leader: {self.leader})" if self.leader else f"running (pid {self.pid})"
+
+
+def who_runs(engine: Engine) -> WhoRuns:
+    """Who runs this workspace's rollouts. On PostgreSQL the database says (pg_locks: the session
+    holding LEADER_LOCK), whatever host it is on; the workspace's lock file is SQLite's."""
+    from .runner import Runner
+
+    config = engine.config
+    if not is_postgres(config.store):
+        pid = Runner.holder(engine.workspace)
+        return WhoRuns(pid is not None, pid)
+    try:
+        holder = current_holder(config.store, config.store_password_env, engine.environ)
+    except StoreError as exc:
+        return WhoRuns(None, error=_first_line(exc), shared=True)
+    if holder is None:
+        return WhoRuns(False, shared=True)
+    host, _, os_pid = holder.name.rpartition(" pid ")
+    local = os_pid.isdigit() and host == socket.gethostname()
+    return WhoRuns(True, int(os_pid) if local else None, holder.text(), shared=True)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -1,5 +1,6 @@
 """The status line that is always there: environment, engine, kill switch, trouble (the store, the
-notifications), the team on a shared store (who leads, how many consoles), who you are."""
+notifications), a store login that is a superuser, the team on a shared store (who leads, how many
+consoles), who you are."""
 
 from __future__ import annotations
 
@@ -86,8 +87,25 @@ class StatusHeader(Static):
             line.append("│ ")
             line.append(safe(engine_note), style="bold reverse")
             line.append(" ")
+        # A superuser store login can rewrite anything, the audit log included: the console says so as
+        # long as it runs (Engine.login_warning, from the identity code; the whole text in the tooltip).
+        warning = self._login_warning()
+        if warning:
+            line.append("│ ")
+            line.append(safe(warning.partition(":")[0].removeprefix("the store's ")), style="bold reverse")
+            line.append(" ")
+        self.tooltip = safe(warning) if warning else None
         # On a shared store: "leader: host pid 12 │ 3 consoles" (names from the server: escaped).
         if team:
             line.append(f"│ {safe(team)} ")
         line.append(f"│ {safe(user)} ({role})")
         self._put(line)
+
+    def _login_warning(self) -> str:
+        """The engine's warning about its store login ("" for none, or before there is an engine)."""
+        try:
+            engine = getattr(self.app, "engine", None)
+        except Exception:  # not mounted in an app (yet)
+            return ""
+        warning = getattr(engine, "login_warning", None)
+        return warning if isinstance(warning, str) else ""

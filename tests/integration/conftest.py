@@ -42,8 +42,7 @@ def write_workspace(tmp_path: Path, port: int, plan: str = FAST_PLAN, extra: str
     interval: 1s
     roles:
       default: viewer
-      # postgres: the test server's superuser, who acts in the tests/team workspaces on this file
-      users: {{alice: approver, bob: operator, carol: viewer, root: admin, demo: approver, postgres: admin}}
+      users: {{alice: approver, bob: operator, carol: viewer, root: admin, demo: approver}}
     environments:
       staging:
         metrics: {{kind: scrape, url: "http://127.0.0.1:{port}/metrics", timeout: 1s, window: 10s}}

@@ -29,6 +29,7 @@ from opsconsole.engine.model import (
 )
 from opsconsole.engine.store import Store, StoreError, codec, open_store
 from opsconsole.engine.store.schema import LATEST_VERSION, MIGRATIONS
+from opsconsole.engine.store.sqlite import FlagChange
 from tests.store.conftest import raw_execute, raw_rows
 
 ALICE = Actor("alice", "ssh 192.0.2.10:50022")
@@ -242,6 +243,22 @@ def test_rollout_insert_get_list(store: Store) -> None:
         tx.insert_rollout(new)
 
 
+def test_update_rollouts_writes_only_the_expected_versions(store: Store) -> None:
+    with store.transaction() as tx:
+        for rid in ("r1", "r2", "r3"):
+            tx.insert_rollout(rollout(rid))
+        assert tx.update_rollouts([]) == 0
+        aborted = [replace(rollout(rid), state=RolloutState.ABORTED) for rid in ("r1", "r2", "r3")]
+        assert tx.update_rollouts([(aborted[0], 0), (aborted[1], 0), (aborted[2], 7)]) == 2
+    with store.read() as tx:
+        states = {r.id: (r.state, r.version) for r in tx.list_rollouts()}
+        assert states == {
+            "r1": (RolloutState.ABORTED, 1),
+            "r2": (RolloutState.ABORTED, 1),
+            "r3": (RolloutState.PROGRESSING, 0),
+        }
+
+
 def test_update_rollout_is_optimistic(store: Store) -> None:
     r = rollout()
     with store.transaction() as tx:
@@ -450,6 +467,58 @@ def test_flag_changing_type_is_recorded_although_true_equals_one(store: Store) -
         assert len(tx.flag_history("dev", "f")) == 2
         with pytest.raises(StoreError, match="not a boolean or an integer"):
             tx.set_flag("dev", "f", "on", ALICE, "", 3.0)  # type: ignore[arg-type]
+
+
+def test_set_flags_is_set_flag_in_order(store: Store) -> None:
+    """The set-based write (the kill switch's) stores what set_flag one by one would: the values
+    before, the no-ops, two changes of one flag as two history rows, new and existing flags."""
+    with store.transaction() as tx:
+        tx.set_flag("staging", "a", True, ALICE, "first", 1.0)
+        tx.set_flag("staging", "pct", 10, ALICE, "first", 1.0)
+        tx.set_flag("staging", "pct", 20, ALICE, "second", 2.0)
+    changes = [
+        FlagChange("staging", "pct", 0, BOB, "kill r1"),
+        FlagChange("staging", "a", True, BOB, "unchanged"),
+        FlagChange("staging", "new", 5, BOB, "new flag"),
+        FlagChange("staging", "new", 0, ALICE, "again"),
+        FlagChange("production", "a", False, BOB, "other env"),
+        FlagChange("staging", "flip", 1, BOB, "int"),
+        FlagChange("staging", "flip", True, BOB, "bool: a change"),
+    ]
+    with store.transaction() as tx:
+        assert tx.set_flags(changes, 3.0) == [20, True, None, 5, None, None, 1]
+        assert tx.set_flags([], 4.0) == []
+        with pytest.raises(StoreError, match="staging/x: value 'on' is not a boolean or an integer"):
+            tx.set_flags([FlagChange("staging", "x", "on", BOB, "")], 4.0)  # type: ignore[arg-type]
+    with store.read() as tx:
+        values = {(f.environment, f.name): (f.value, f.updated_at, f.updated_by) for f in tx.list_flags()}
+        assert values == {
+            ("production", "a"): (False, 3.0, "bob"),
+            ("staging", "a"): (True, 1.0, "alice"),
+            ("staging", "flip"): (True, 3.0, "bob"),
+            ("staging", "new"): (0, 3.0, "alice"),
+            ("staging", "pct"): (0, 3.0, "bob"),
+        }
+        assert [(h["old"], h["new"], h["reason"]) for h in tx.flag_history("staging", "pct")] == [
+            (None, 10, "first"),
+            (10, 20, "second"),
+            (20, 0, "kill r1"),
+        ]
+        assert [(h["old"], h["new"], h["actor"]) for h in tx.flag_history("staging", "new")] == [
+            (None, 5, "bob"),
+            (5, 0, "alice"),
+        ]
+        assert [h["new"] for h in tx.flag_history("staging", "flip")] == [1, True]
+        assert len(tx.flag_history("staging", "a")) == 1
+
+
+def test_set_flags_reads_in_chunks(store: Store) -> None:
+    changes = [FlagChange("staging", f"f{i:03d}", i, ALICE, "") for i in range(450)]
+    with store.transaction() as tx:
+        assert tx.set_flags(changes, 1.0) == [None] * 450
+        assert tx.set_flags([c._replace(value=c.value + 1) for c in changes], 2.0) == list(range(450))
+    with store.read() as tx:
+        assert [f.value for f in tx.list_flags("staging")] == [i + 1 for i in range(450)]
 
 
 # ------------------------------------------------------------------------------------ kv

@@ -34,8 +34,14 @@ phases:
 
 
 def pg_workspace(tmp_path: Path, port: int, url: str) -> Path:
-    """A workspace whose store is `url` (its password from PGPASSWORD, never in the URL)."""
-    return write_workspace(tmp_path, port, plan=PLAN, extra=f"store: {url}\n")
+    """A workspace whose store is `url` (its password from PGPASSWORD, never in the URL). The
+    server's login acts as bob (an operator): with a PostgreSQL store the person is the login."""
+    ws = write_workspace(tmp_path, port, plan=PLAN, extra=f"store: {url}\n")
+    login = url.split("://", 1)[1].split("@", 1)[0]
+    path = ws / "opsconsole.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("\n  users: {", f"\n  logins: {{{login}: bob}}\n  users: {{", 1))
+    return ws
 
 
 def new_database(server: PgServer) -> str:

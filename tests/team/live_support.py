@@ -20,8 +20,8 @@ store: {store}
 interval: {interval}
 roles:
   default: viewer
-  # postgres: the test server's superuser; a superuser acts as its login like any other
-  users: {{alice: operator, bob: operator, carol: operator, postgres: operator}}
+  logins: {{{login}: alice}}
+  users: {{alice: operator, bob: operator, carol: operator}}
 environments:
   staging:
     flags: {{kind: file, path: "${{WORKSPACE}}/flags/staging.json"}}
@@ -50,7 +50,10 @@ def write_workspace(ws: Path, store_url: str, interval: str = "1s") -> Path:
     (ws / "plans").mkdir(exist_ok=True)
     (ws / "plans" / "darkmode.yaml").write_text(textwrap.dedent(PLAN))
     path = ws / "opsconsole.yaml"
-    path.write_text(textwrap.dedent(MAIN.format(store=store_url, plans=ws / "plans", interval=interval)))
+    # With a PostgreSQL store the person acting is the login: the server's acts as alice.
+    login = store_url.split("://", 1)[1].split("@", 1)[0]
+    main = MAIN.format(store=store_url, plans=ws / "plans", interval=interval, login=login)
+    path.write_text(textwrap.dedent(main))
     return path
 
 

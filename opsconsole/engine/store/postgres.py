@@ -39,10 +39,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..model import Rollout
 from ..redact import redact_url
-from . import Login, Store, StoreBusy, StoreError
+from . import Login, Store, StoreBusy, StoreError, codec
 from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
-from .sqlite import BUSY_TIMEOUT_MS, Tx
+from .sqlite import BUSY_TIMEOUT_MS, ROWS_PER_STATEMENT, Tx
 
 if TYPE_CHECKING:
     import psycopg
@@ -156,6 +157,64 @@ class PgTx(Tx):
 
         if not self._open:
             raise StoreError("a store transaction was used after it ended")
+        self._note_write(sql)
+        try:
+            return self._conn.execute(_pg_sql(sql), tuple(params))
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """psycopg's executemany: the rows go in one pipeline, a single round trip."""
+        import psycopg
+
+        if not self._open:
+            raise StoreError("a store transaction was used after it ended")
+        self._note_write(sql)
+        try:
+            cur = self._conn.cursor()
+            cur.executemany(_pg_sql(sql), [tuple(row) for row in rows])
+            return int(cur.rowcount)
+        except psycopg.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+    def update_rollouts(self, items: Sequence[tuple[Rollout, int]]) -> int:
+        """One UPDATE ... FROM (VALUES ...) per ROWS_PER_STATEMENT rollouts: a single statement for the
+        server, where executemany is one per rollout (SQLite keeps executemany: UPDATE FROM needs
+        SQLite 3.33)."""
+        self._writing("update_rollouts")
+        written = 0
+        for start in range(0, len(items), ROWS_PER_STATEMENT):
+            chunk = items[start : start + ROWS_PER_STATEMENT]
+            one = (
+                "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION),"
+                " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT),"
+                " CAST(? AS BIGINT))"
+            )
+            cur = self._run(
+                "UPDATE rollouts SET plan = v.column1, state = v.column2, started_by = v.column3,"
+                " created_at = v.column4, updated_at = v.column5, version = v.column6 + 1, body = v.column7"
+                f" FROM (VALUES {', '.join(one for _ in chunk)}) AS v"
+                " WHERE rollouts.id = v.column8 AND rollouts.version = v.column9",
+                [
+                    value
+                    for r, expected in chunk
+                    for value in (
+                        r.plan,
+                        str(r.state),
+                        r.started_by,
+                        r.created_at,
+                        r.updated_at,
+                        expected,
+                        codec.rollout_to_body(r),
+                        r.id,
+                        expected,
+                    )
+                ],
+            )
+            written += max(0, int(cur.rowcount))
+        return written
+
+    def _note_write(self, sql: str) -> None:
         if self.writable:
             table = _WRITTEN.get(sql, "")
             if table == "":
@@ -163,10 +222,6 @@ class PgTx(Tx):
                 table = _WRITTEN[sql] = match.group(1).lower() if match else None
             if table is not None:
                 self.written.add(table)
-        try:
-            return self._conn.execute(_pg_sql(sql), tuple(params))
-        except psycopg.Error as exc:
-            raise _store_error(f"{self._where}: ", exc) from exc
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
@@ -310,9 +365,10 @@ class PostgresStore(Store):
                 _rollback(conn)
                 raise
             try:
-                if writable and tx.written:
-                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._notice(tx)))
-                conn.execute("COMMIT")
+                with conn.pipeline():  # the notice and the commit in one round trip
+                    if writable and tx.written:
+                        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._notice(tx)))
+                    conn.execute("COMMIT")
             except psycopg.Error as exc:
                 _rollback(conn)
                 raise _store_error(f"{self.shown}: commit failed, nothing was written: ", exc) from exc
@@ -354,8 +410,11 @@ class PostgresStore(Store):
             except PoolClosed:
                 raise StoreError(f"the store {self.shown} is closed") from None
             try:
-                for statement in filter(None, begin):
-                    conn.execute(statement)
+                # One round trip for the lot: BEGIN, the lock's wait and the write lock (pipelined;
+                # an error, the lock's timeout included, is raised when the pipeline ends).
+                with conn.pipeline():
+                    for statement in filter(None, begin):
+                        conn.execute(statement)
                 return conn
             except psycopg.Error as exc:
                 _rollback(conn)

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import audit
 from ..backups.model import BackupRun, run_from_row, run_to_body
@@ -42,6 +42,23 @@ from . import Store, StoreBusy, StoreError, codec
 from .schema import LATEST_VERSION, migrate, refuse_newer, version_on_disk
 
 BUSY_TIMEOUT_MS = 5000
+_KEYS_PER_READ = 200
+"""(environment, name) pairs per read in Tx.set_flags: 400 parameters, far below either server's limit."""
+
+
+ROWS_PER_STATEMENT = 200
+"""Rows per multi-row INSERT: at most 1,800 parameters (SQLite allows 32,766, PostgreSQL 65,535)."""
+
+
+class FlagChange(NamedTuple):
+    """One flag value to store with Tx.set_flags, with who and why for its history."""
+
+    environment: str
+    name: str
+    value: FlagValue
+    actor: Actor
+    reason: str
+
 
 _ROLLOUT_SELECT = f"SELECT {', '.join(codec.ROLLOUT_COLUMNS)}, body FROM rollouts"
 _IMPROVEMENT_SELECT = "SELECT environment, status, updated_at, version, body FROM improvements"
@@ -83,6 +100,26 @@ class Tx:
             return _Rows(self._conn.execute(sql, params), self._where)
         except sqlite3.Error as exc:
             raise _store_error(f"{self._where}: ", exc) from exc
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """One statement for many parameter rows (sqlite3's executemany; pipelined on PostgreSQL);
+        returns the rows changed in all."""
+        if not self._open:
+            raise StoreError("a store transaction was used after it ended")
+        try:
+            return int(self._conn.executemany(sql, rows).rowcount)
+        except sqlite3.Error as exc:
+            raise _store_error(f"{self._where}: ", exc) from exc
+
+    def _insert_rows(self, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """`head VALUES (?, ...), (?, ...) tail`: one multi-row statement (a round trip and a single
+        statement for the server) per ROWS_PER_STATEMENT rows."""
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            one = f"({', '.join('?' for _ in chunk[0])})"
+            self._run(
+                f"{head} VALUES {', '.join(one for _ in chunk)}{tail}", [v for row in chunk for v in row]
+            )
 
     def _writing(self, what: str) -> None:
         if not self.writable:
@@ -153,6 +190,32 @@ class Tx:
             ),
         )
         return bool(cur.rowcount == 1)
+
+    def update_rollouts(self, items: Sequence[tuple[Rollout, int]]) -> int:
+        """update_rollout for many (rollout, expected_version) pairs in one statement; returns how
+        many were written (a pair whose stored version moved on is not; inside a PostgreSQL
+        pipeline the count is not known yet: 0)."""
+        self._writing("update_rollouts")
+        if not items:
+            return 0
+        return self._run_many(
+            "UPDATE rollouts SET plan = ?, state = ?, started_by = ?, created_at = ?, updated_at = ?,"
+            " version = ?, body = ? WHERE id = ? AND version = ?",
+            [
+                (
+                    r.plan,
+                    str(r.state),
+                    r.started_by,
+                    r.created_at,
+                    r.updated_at,
+                    expected + 1,
+                    codec.rollout_to_body(r),
+                    r.id,
+                    expected,
+                )
+                for r, expected in items
+            ],
+        )
 
     # ------------------------------------------------------------------------------ verdict history
 
@@ -236,6 +299,76 @@ class Tx:
             ),
         )
         return old
+
+    def set_flags(self, changes: Sequence[FlagChange], at: float) -> list[FlagValue | None]:
+        """set_flag for many changes, set-based: one read of every flag's value and last history seq,
+        then one multi-row statement for the flags (an upsert) and one for their history. Applied in
+        order (a flag changed twice gets two history rows); returns each change's value before it."""
+        self._writing("set_flags")
+        for c in changes:
+            if not isinstance(c.value, bool | int):
+                raise StoreError(
+                    f"flag {c.environment}/{c.name}: value {c.value!r} is not a boolean or an integer"
+                )
+        keys = sorted({(c.environment, c.name) for c in changes})
+        stored: dict[tuple[str, str], FlagValue | None] = {}
+        seqs: dict[tuple[str, str], int] = {}
+        for start in range(0, len(keys), _KEYS_PER_READ):
+            chunk = keys[start : start + _KEYS_PER_READ]
+            rows = self._run(
+                "SELECT k.column1, k.column2, f.value, (SELECT MAX(h.seq) FROM flag_history h"
+                " WHERE h.environment = k.column1 AND h.name = k.column2)"
+                f" FROM (VALUES {', '.join('(?, ?)' for _ in chunk)}) AS k"
+                " LEFT JOIN flags f ON f.environment = k.column1 AND f.name = k.column2",
+                [part for key in chunk for part in key],
+            ).fetchall()
+            for environment, name, value, seq in rows:
+                key = (str(environment), str(name))
+                stored[key] = None if value is None else codec.flag_value_from_text(value)
+                seqs[key] = int(seq or 0)
+        current = dict(stored)
+        final: dict[tuple[str, str], tuple[str, str]] = {}  # key -> (value text, updated_by)
+        history: list[tuple[Any, ...]] = []
+        olds: list[FlagValue | None] = []
+        for c in changes:
+            key = (c.environment, c.name)
+            old = current.get(key)
+            olds.append(old)
+            # type() too: True == 1, but a boolean flag set to 1 is a change worth recording.
+            if old is not None and type(old) is type(c.value) and old == c.value:
+                continue
+            text = codec.flag_value_to_text(c.value)
+            seqs[key] = seqs.get(key, 0) + 1
+            history.append(
+                (
+                    c.environment,
+                    c.name,
+                    seqs[key],
+                    float(at),
+                    c.actor.user,
+                    c.actor.origin,
+                    None if old is None else codec.flag_value_to_text(old),
+                    text,
+                    c.reason,
+                )
+            )
+            current[key] = c.value
+            final[key] = (text, c.actor.user)
+        if final:
+            # New and changed flags in one upsert (the primary key is (environment, name)).
+            self._insert_rows(
+                "INSERT INTO flags (environment, name, value, updated_at, updated_by)",
+                [(e, n, text, float(at), by) for (e, n), (text, by) in final.items()],
+                " ON CONFLICT (environment, name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            )
+        if history:
+            self._insert_rows(
+                "INSERT INTO flag_history (environment, name, seq, at, actor, origin, old_value, new_value,"
+                " reason)",
+                history,
+            )
+        return olds
 
     def flag_history(self, environment: str, name: str) -> list[dict[str, Any]]:
         """Oldest first: {at, actor, origin, old, new, reason}; old is None for the first setting."""
