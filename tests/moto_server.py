@@ -37,11 +37,12 @@ def free_port() -> int:
 
 
 def _executable() -> str | None:
-    found = shutil.which("moto_server")
-    if found:
-        return found
+    """The test environment's own moto_server (beside this Python) first: `make test` runs pytest
+    without the venv on PATH, and another moto on PATH may be another version."""
     beside = Path(sys.executable).with_name("moto_server")
-    return str(beside) if os.access(beside, os.X_OK) else None
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("moto_server")
 
 
 def endpoint(config: pytest.Config, log_dir: Path) -> str:
