@@ -162,3 +162,11 @@ services:
     assert "a command or a flag, not both" in text
     assert "the environment whose flag the application reads" in text
     assert "the command that moves traffic (or `flag` and `environment`)" in text
+
+
+def test_a_target_on_an_environment_points_to_services(tmp_path: Path) -> None:
+    """Deployments are built: the environment-level `target:` no longer says "not available yet"
+    but where a Docker service is declared."""
+    got = messages(tmp_path, "environments:\n  production:\n    target: {kind: docker}\n")
+    assert any("environments.production.target" in m and "top-level services:" in m for m in got), got
+    assert not any("not available yet" in m for m in got), got

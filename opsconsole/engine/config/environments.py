@@ -23,7 +23,7 @@ from .yamlsrc import YamlSource
 
 _ENV_KEYS = ("production", "metrics", "alarms", "flags", "theme_accent", "overrides")
 _ENV_LATER = {
-    "target": "deployment targets (docker, http_switch, command) are not available yet",
+    "target": "an environment has no deployment target: Docker services go in the top-level services: section",
 }
 
 
