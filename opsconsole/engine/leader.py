@@ -193,7 +193,9 @@ class WhoRuns:
         if not self.running:
             where = "no engine holds leadership on the store; " if self.shared else ""
             return f"not running ({where}start one with `opsconsole engine`)"
-        return f"running (leader: {self.leader})" if self.leader else f"running (pid {self.pid})"
+        if self.leader:
+            return f"running (leader: {self.leader})"
+        return f"running (pid {self.pid})" if self.pid is not None else "running"
 
 
 def who_runs(engine: Engine) -> WhoRuns:
@@ -204,7 +206,7 @@ def who_runs(engine: Engine) -> WhoRuns:
     config = engine.config
     if not is_postgres(config.store):
         pid = Runner.holder(engine.workspace)
-        return WhoRuns(pid is not None, pid)
+        return WhoRuns(pid is not None, pid if pid is None or pid > 0 else None)
     try:
         holder = current_holder(config.store, config.store_password_env, engine.environ)
     except StoreError as exc:
@@ -236,7 +238,8 @@ def check(engine: Engine) -> tuple[bool, str]:
         pid = Runner.holder(engine.workspace)
         if pid is None:
             return False, f"no engine is running on {engine.workspace}"
-        return True, f"engine pid {pid} is running on {engine.workspace}; the store answers"
+        who = f"engine pid {pid}" if pid > 0 else "an engine (its pid not yet written)"
+        return True, f"{who} is running on {engine.workspace}; the store answers"
     try:
         holder = current_holder(config.store, config.store_password_env, engine.environ)
     except StoreError as exc:

@@ -184,7 +184,9 @@ class Runner:
 
     @staticmethod
     def holder(workspace: Path) -> int | None:
-        """The pid of the runner holding the workspace, or None when nobody does."""
+        """The pid of the runner holding the workspace, or None when nobody does. A runner writes its
+        pid just after taking the lock; caught in between (or with the file emptied), the answer is
+        -1, "held, pid not known": never a pid to signal (os.kill(-1) reaches every process)."""
         path = workspace / "engine.lock"
         if not path.exists():
             return None
@@ -194,8 +196,12 @@ class Runner:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         except BlockingIOError:
-            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
+            for _ in range(20):  # the holder writes its pid right after flock: wait up to ~0.1 s for it
+                text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                if text.isdigit() and int(text) > 0:
+                    return int(text)
+                time.sleep(0.005)
+            return -1
         finally:
             os.close(fd)
 
