@@ -70,10 +70,13 @@ class DockerEngine:
         return {t: img.id for img in self.client.images.list() for t in img.tags}
 
     def managed(self, service: str) -> list[Any]:
+        """The service's containers; one removed while they are listed (a deploy or a settle in its
+        thread) is left out, not an error."""
         return list(
             self.client.containers.list(
                 all=True,
                 filters={"label": ["io.opsconsole.managed=true", f"io.opsconsole.service={service}"]},
+                ignore_removed=True,
             )
         )
 

@@ -114,10 +114,12 @@ class DockerTarget:
     # --------------------------------------------------------------------------------- containers
 
     def managed(self, service: str) -> list[Any]:
-        """The service's containers (running or not) that carry the console's labels, by replica."""
+        """The service's containers (running or not) that carry the console's labels, by replica. One
+        removed while they are listed (by a deploy or a canary's settle in another thread) is left out."""
         filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_SERVICE}={service}"]}
         found = self.call(
-            f"list containers of {service}", lambda: self.client.containers.list(all=True, filters=filters)
+            f"list containers of {service}",
+            lambda: self.client.containers.list(all=True, filters=filters, ignore_removed=True),
         )
         return sorted(found, key=lambda c: int(c.labels.get(LABEL_REPLICA, "0")))
 
