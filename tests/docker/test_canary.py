@@ -5,87 +5,19 @@ old colour goes (rolled back: the new one goes, the flag back at 0). Real docker
 from __future__ import annotations
 
 import asyncio
-import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from opsconsole.engine import Actor, Engine, Runner, deploy_service, open_engine
+from opsconsole.engine import Engine, Runner
 from opsconsole.engine.model import RolloutState
 
+from .canaries import cli, colours, first_on_blue, make_engine, percent, write_config
 from .conftest import APP, DockerEngine, free_port, http_get
 
 S = RolloutState
 pytestmark = pytest.mark.timeout(150)
-
-FLAGS = """\
-flags:
-  emergency_shutdown: {type: boolean, default: false, risk: high, kind: kill-switch}
-  web_canary: {type: percentage, default: 0, risk: low, description: share of traffic to the new colour}
-"""
-
-
-def make_engine(
-    tmp: Path,
-    docker: DockerEngine,
-    blue: int,
-    green: int,
-    image: str,
-    gate_port: int,
-    want: str = "ok",
-    role: str = "gates",
-) -> Engine:
-    (tmp / "flags.yaml").write_text(FLAGS)
-    (tmp / "plan.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            name: ship
-            phases:
-              - name: canary
-                environment: production
-                strategy: {{kind: canary, flag: web_canary, service: web, image: {image}, steps: [25, 100], step_wait: 1s}}
-                {role}:
-                  - {{kind: health, url: "http://127.0.0.1:{gate_port}/health", body_contains: "{want}", timeout: 1s}}
-            """
-        )
-    )
-    (tmp / "opsconsole.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            interval: 1s
-            roles: {{default: operator}}
-            environments:
-              production: {{flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}}}
-            plans: ["{tmp}/plan.yaml"]
-            flags: "{tmp}/flags.yaml"
-            kill_switch: {{flags_on: [emergency_shutdown]}}
-            services:
-              web:
-                image: {APP}
-                ports: [{blue}]
-                health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
-                docker: {{host: "{docker.host}"}}
-                stop_timeout: 2s
-                blue_green: {{ports: {{blue: [{blue}], green: [{green}]}}, switch: {{command: "true"}}, keep_old: 200ms}}
-            """
-        )
-    )
-    return open_engine(str(tmp / "opsconsole.yaml"), tmp / "ws", actor=Actor("root", "test"))
-
-
-def percent(engine: Engine) -> Any:
-    return engine.flag_states("production")["web_canary"].value
-
-
-def colours(docker: DockerEngine) -> dict[str, str]:
-    """Running colour -> its version (the image's tag other than `rollback`)."""
-    return {
-        c.labels["io.opsconsole.colour"]: next(t for t in sorted(c.image.tags) if not t.endswith(":rollback"))
-        for c in docker.managed("web")
-        if c.status == "running"
-    }
 
 
 def drive(engine: Engine, rid: str, seen: list[tuple[int, dict[str, str]]], docker: DockerEngine) -> None:
@@ -104,21 +36,15 @@ def drive(engine: Engine, rid: str, seen: list[tuple[int, dict[str, str]]], dock
     asyncio.run(loop())
 
 
-def first_on_blue(tmp: Path, docker: DockerEngine, blue: int, green: int) -> None:
-    (tmp / "first").mkdir()
-    first = make_engine(tmp / "first", docker, blue, green, "v1", blue)
-    try:
-        assert deploy_service(first.config, first.workspace, "web", "v1", strategy="blue_green").code == 0
-    finally:
-        first.close()
-
-
+@pytest.mark.parametrize("given", ["switch", "no-switch", "canary"])
 def test_the_canary_runs_beside_the_old_version_while_the_flag_moves_then_the_old_goes(
-    docker_clean: DockerEngine, tmp_path: Path
+    docker_clean: DockerEngine, tmp_path: Path, given: str
 ) -> None:
+    """Whether the service gives its colours' ports in `blue_green:` with a switch, without one (a
+    canary never switches), or in `canary:`, the canary runs the same way."""
     blue, green = free_port(), free_port()
     first_on_blue(tmp_path, docker_clean, blue, green)
-    engine = make_engine(tmp_path, docker_clean, blue, green, "v2", green)
+    engine = make_engine(tmp_path, docker_clean, blue, green, "v2", green, colours=given)
     try:
         rid = engine.start_rollout("ship", "test").id
         seen: list[tuple[int, dict[str, str]]] = []
@@ -143,7 +69,7 @@ def test_a_canary_rolled_back_removes_the_new_version_and_the_flag_goes_to_0(
 ) -> None:
     blue, green = free_port(), free_port()
     first_on_blue(tmp_path, docker_clean, blue, green)
-    engine = make_engine(tmp_path, docker_clean, blue, green, "v2", green, "v9", "guards")  # fails
+    engine = make_engine(tmp_path, docker_clean, blue, green, "v2", green, want="v9", role="guards")  # fails
     try:
         rid = engine.start_rollout("ship", "test").id
         seen: list[tuple[int, dict[str, str]]] = []
@@ -155,3 +81,32 @@ def test_a_canary_rolled_back_removes_the_new_version_and_the_flag_goes_to_0(
         assert http_get(f"http://127.0.0.1:{blue}/version") == "v1"
     finally:
         engine.close()
+
+
+def test_blue_green_refuses_a_service_whose_colours_have_no_switch(
+    docker_clean: DockerEngine, tmp_path: Path
+) -> None:
+    """Ports without a switch serve canaries only: `config check` refuses a blue_green phase of such a
+    service at the phase's file:line, and `deploy --strategy blue_green` ends with exit 3 before
+    anything is touched (the live colour's container is the same one, still serving)."""
+    blue, green = free_port(), free_port()
+    first_on_blue(tmp_path, docker_clean, blue, green)
+    live = {c.id for c in docker_clean.managed("web")}
+    ws = tmp_path / "ws"
+    cfg = write_config(
+        tmp_path, docker_clean, blue, green, "v2", green, colours="no-switch", kind="blue_green"
+    )
+    p = cli(cfg, ws, "config", "check")
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, out
+    assert f"{tmp_path}/plan.yaml:5" in out and "phases[0].strategy.service" in out, out
+    assert "service 'web' has no switch" in out and f"{tmp_path}/opsconsole.yaml:" in out, out
+    cfg = write_config(tmp_path, docker_clean, blue, green, "v2", green, colours="no-switch")  # a canary plan
+    assert cli(cfg, ws, "config", "check").returncode == 0
+    p = cli(cfg, ws, "deploy", "web", "--image", "v2", "--strategy", "blue_green")
+    out = p.stdout + p.stderr
+    assert p.returncode == 3, out
+    assert "blue_green needs a switch" in out and "nothing was changed" in out, out
+    assert {c.id for c in docker_clean.managed("web")} == live
+    assert colours(docker_clean) == {"blue": f"{APP}:v1"}
+    assert http_get(f"http://127.0.0.1:{blue}/version") == "v1"

@@ -170,3 +170,99 @@ def test_a_target_on_an_environment_points_to_services(tmp_path: Path) -> None:
     got = messages(tmp_path, "environments:\n  production:\n    target: {kind: docker}\n")
     assert any("environments.production.target" in m and "top-level services:" in m for m in got), got
     assert not any("not available yet" in m for m in got), got
+
+
+def test_a_canary_needs_only_the_colours_ports_blue_green_needs_the_switch(tmp_path: Path) -> None:
+    """`switch` may be left out of `blue_green:` (a canary's flag moves the traffic), and `canary:`
+    says the same; a blue_green strategy of such a service, at the service or in a plan's phase, is
+    refused where it is written."""
+    cfg = load(
+        tmp_path,
+        """\
+services:
+  web:
+    image: registry.local/web
+    blue_green: {ports: {blue: [8081], green: [8091]}}
+  api:
+    image: registry.local/api
+    canary:
+      ports: {blue: [8082], green: [8092]}
+""",
+    )
+    web, api = cfg.services["web"].blue_green, cfg.services["api"].blue_green
+    assert web is not None and (web.blue, web.green, web.traffic_switch) == ((8081,), (8091,), None)
+    assert api is not None and (api.blue, api.green, api.traffic_switch) == ((8082,), (8092,), None)
+    assert "opsconsole.yaml:8 services.api.canary" in api.where
+
+    from opsconsole.engine.deploy.model import DeployError
+
+    with pytest.raises(DeployError, match="has no switch"):
+        web.switch  # noqa: B018 - the blue_green strategy's way to it refuses
+
+    text = "\n".join(
+        messages(
+            tmp_path,
+            """\
+services:
+  a:
+    image: registry.local/a
+    strategy: blue_green
+    blue_green: {ports: {blue: [8081], green: [8091]}}
+  b:
+    image: registry.local/b
+    canary: {ports: {blue: [8081], green: [8091]}, switch: {command: "true"}}
+  c:
+    image: registry.local/c
+    canary: {ports: {blue: [8081], green: [8091]}}
+    blue_green: {ports: {blue: [8081], green: [8091]}, switch: {command: "true"}}
+  d:
+    image: registry.local/d
+    strategy: blue_green
+    canary: {ports: {blue: [8081], green: [8091]}}
+""",
+        )
+    )
+    assert "opsconsole.yaml:5: services.a.blue_green.switch: 'switch' is required" in text, text
+    assert "a blue_green deploy moves traffic with it" in text
+    assert "opsconsole.yaml:8: services.b.canary.switch" in text and "a canary never switches" in text
+    assert "opsconsole.yaml:11: services.c.canary" in text and "not both" in text
+    assert "services.d.strategy" in text and "instead of canary:" in text
+
+
+def test_a_phase_is_refused_when_its_service_cannot_run_its_strategy(tmp_path: Path) -> None:
+    main = """\
+services:
+  ported: {image: registry.local/p, blue_green: {ports: {blue: [8081], green: [8091]}}}
+  plain: {image: registry.local/q}
+"""
+    plan = """\
+name: ship
+phases:
+  - name: deploy
+    environment: production
+    strategy: {kind: KIND, service: SERVICE, image: v2, flag: f}
+"""
+    flags = 'flags: {f: {type: percentage, default: 0}}\nenvironments: {production: {flags: {kind: file, path: "f.json"}}}\n'
+
+    def check(kind: str, service: str) -> str:
+        text = plan.replace("KIND", kind).replace("SERVICE", service)
+        if kind != "canary":
+            text = text.replace(", flag: f", "")
+        (tmp_path / "plan.yaml").write_text(text)
+        path = tmp_path / "opsconsole.yaml"
+        path.write_text(f'{flags}plans: ["{tmp_path}/plan.yaml"]\n' + main)
+        try:
+            load_config(path, {"WORKSPACE": str(tmp_path / "ws")})
+        except ConfigError as exc:
+            return "\n".join(str(i) for i in exc.issues)
+        return ""
+
+    got = check("blue_green", "ported")
+    assert f"{tmp_path}/plan.yaml:5: phases[0].strategy.service" in got, got
+    assert "service 'ported' has no switch" in got and "opsconsole.yaml:5 services.ported.blue_green" in got
+    got = check("blue_green", "plain")
+    assert "plan.yaml:5" in got and "service 'plain'" in got and "has no blue_green: section" in got, got
+    got = check("canary", "plain")
+    assert "plan.yaml:5" in got and "has no colours' ports" in got, got
+    assert check("canary", "ported") == ""
+    assert check("recreate", "plain") == "" and check("rolling", "ported") == ""

@@ -93,7 +93,7 @@ def _main(src: YamlSource, root: Node, path: Path) -> Config | None:
     improvements = read_improvements(src, f, base, environments)
     backups = read_backups(src, f, base)
     services = read_services(src, f, frozenset(backups))
-    catalog = Catalog(environments, flags, frozenset(improvements), frozenset(backups), frozenset(services))
+    catalog = Catalog(environments, flags, frozenset(improvements), frozenset(backups), services)
     alarm_rules = read_alarm_rules(src, f, environments)
     notifications = read_notifications(src, f)
     kill_switch, kill_key = read_kill_switch(src, f, flags)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from yaml.nodes import Node, SequenceNode
 
+from ..deploy.model import ServiceSpec
 from ..model import ApprovalSpec, FlagValue, Phase, Role, Strategy
 from .fields import Fields
 from .gates import check_backup_target, read_checks
@@ -15,6 +16,7 @@ from .improvements import read_phase_rules
 from .issues import suggest
 from .nodes import item
 from .references import Catalog
+from .services import SWITCH_NEEDED
 from .values import STEP_PRESETS, parse_duration, parse_steps
 from .yamlsrc import YamlSource
 
@@ -114,6 +116,8 @@ def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | No
             )
         elif catalog.services is not None and service not in catalog.services:
             f.issue("service", f"unknown service '{service}'{suggest(service, sorted(catalog.services))}")
+        elif catalog.services is not None:
+            _check_service(f, kind, catalog.services[service])
         if image is None:
             f.missing("image", "the tag to deploy")
     elif image is not None:
@@ -140,6 +144,28 @@ def _strategy(src: YamlSource, phase: Fields, catalog: Catalog) -> Strategy | No
         service=service,
         image=image,
     )
+
+
+def _check_service(f: Fields, kind: str | None, spec: ServiceSpec) -> None:
+    """What the strategy needs of the service: blue_green its switch, a canary its colours' ports."""
+    colours = spec.blue_green
+    if kind == "blue_green" and colours is None:
+        f.issue(
+            "service",
+            f"service '{spec.name}' ({spec.where}) has no blue_green: section: "
+            "a blue_green phase needs each colour's ports and a switch",
+        )
+    elif kind == "blue_green" and colours is not None and colours.traffic_switch is None:
+        f.issue(
+            "service",
+            f"service '{spec.name}' has no switch ({colours.where}): {SWITCH_NEEDED}",
+        )
+    elif kind == "canary" and colours is None:
+        f.issue(
+            "service",
+            f"service '{spec.name}' ({spec.where}) has no colours' ports: a canary runs the new version "
+            "beside the old one (add canary: {ports: {blue: [...], green: [...]}} to the service)",
+        )
 
 
 def _steps(src: YamlSource, f: Fields) -> tuple[int, ...]:

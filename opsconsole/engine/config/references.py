@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..deploy.model import ServiceSpec
 from ..model import Environment, FlagDef
 from .fields import Fields
 from .issues import suggest
@@ -25,8 +26,9 @@ class Catalog:
     """Environments with an improvement queue (an `improvements:` section)."""
     backups: frozenset[str] | None = None
     """Names of the `backups:` targets (what backup gates and `backup_before` may name)."""
-    services: frozenset[str] | None = None
-    """Names of the `services:` (what a recreate strategy may deploy)."""
+    services: Mapping[str, ServiceSpec] | None = None
+    """The `services:` (what a phase's strategy may deploy, and whether it can: a blue_green phase
+    needs the service's switch, a canary its colours' ports)."""
 
 
 def check_metrics_env(f: Fields, name: str, env: str | None, envs: Mapping[str, Environment] | None) -> None:

@@ -26,6 +26,14 @@
           # or  switch: {flag: green_live, environment: production}: a boolean flag the application
           #     reads (on: green is live, off: blue), set by the console (audited, flag files at once)
 
+A canary phase of a service runs the new version on the other colour's ports and its flag moves the
+traffic: it needs only the ports. `switch` may be left out of `blue_green:` when no blue_green
+strategy deploys the service (one that does is refused, here or at the plan's phase), and a service
+only canaries deploy may say so with `canary:` instead (the same ports, nothing else):
+
+        canary:
+          ports: {blue: [8081], green: [8091]}
+
 Secret values never go in the configuration: an `environment:` entry whose name says it is one is
 refused with the way to pass it by reference.
 """
@@ -58,6 +66,7 @@ _KEYS = (
     "strategy",
     "max_unavailable",
     "blue_green",
+    "canary",
 )
 _LATER: set[str] = set()
 _SECRETISH = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE)
@@ -150,7 +159,28 @@ def _service(src: YamlSource, s: Fields, name: str, backups: frozenset[str]) -> 
 
 
 def _blue_green(src: YamlSource, s: Fields, replicas: int, strategy: str) -> BlueGreenSpec | None:
-    b = s.mapping("blue_green", ("ports", "switch", "keep_old"), required=("ports", "switch"))
+    """The colours' ports (and the switch) from `blue_green:`, or from `canary:` for a service only
+    canaries deploy."""
+    if "canary" in s and "blue_green" in s:
+        s.issue("canary", "the colours' ports go in blue_green: or in canary:, not both")
+    if "canary" in s and "blue_green" not in s:
+        b = s.mapping(
+            "canary",
+            ("ports",),
+            required=("ports",),
+            unavailable={
+                name: f"a canary never switches (its flag moves the traffic): {name} goes in blue_green:"
+                for name in ("switch", "keep_old")
+            },
+        )
+        if b is not None and strategy == "blue_green":
+            s.issue(
+                "strategy",
+                "blue_green moves traffic with a switch: give the service a blue_green: section "
+                "(ports and switch) instead of canary:",
+            )
+    else:
+        b = s.mapping("blue_green", ("ports", "switch", "keep_old"), required=("ports",))
     if b is None:
         if strategy == "blue_green":
             s.missing("blue_green", "each colour's ports and the switch command")
@@ -168,27 +198,37 @@ def _blue_green(src: YamlSource, s: Fields, replicas: int, strategy: str) -> Blu
         colours[colour] = tuple(found)
     if set(colours["blue"]) & set(colours["green"]):
         b.issue("ports", "blue and green must not share a port: both run at once")
+    switch = _switch(b)
+    if switch is None and "switch" not in b and strategy == "blue_green":
+        b.missing("switch", SWITCH_NEEDED)
+    return BlueGreenSpec(
+        blue=colours["blue"],
+        green=colours["green"],
+        traffic_switch=switch,
+        keep_old=b.parsed("keep_old", positive_duration, 30.0),
+        where=f"{b.where()} {b.key}",
+    )
+
+
+SWITCH_NEEDED = (
+    "a blue_green deploy moves traffic with it: {command: ...} or {flag: ..., environment: ...}; "
+    "only a canary does without"
+)
+
+
+def _switch(b: Fields) -> CommandStep | FlagSwitch | None:
     sw = b.mapping("switch", ("command", "timeout", "flag", "environment"))
-    switch: CommandStep | FlagSwitch | None = None
     if sw is not None and "flag" in sw:
         if "command" in sw:
             sw.issue("flag", "a switch is a command or a flag, not both")
         if "environment" not in sw:
             sw.missing("environment", "the environment whose flag the application reads")
-        else:
-            switch = FlagSwitch(sw.text("flag", ""), sw.text("environment", ""))
-    elif sw is not None and "command" not in sw:
+            return None
+        return FlagSwitch(sw.text("flag", ""), sw.text("environment", ""))
+    if sw is not None and "command" not in sw:
         sw.missing("command", "the command that moves traffic (or `flag` and `environment`)")
-    else:
-        switch = _command(sw, "switch", 30.0)
-    if switch is None:
         return None
-    return BlueGreenSpec(
-        blue=colours["blue"],
-        green=colours["green"],
-        switch=switch,
-        keep_old=b.parsed("keep_old", positive_duration, 30.0),
-    )
+    return _command(sw, "switch", 30.0)
 
 
 def _strings(src: YamlSource, s: Fields, key: str) -> dict[str, str]:
@@ -244,4 +284,4 @@ def _steps(src: YamlSource, s: Fields, key: str) -> tuple[CommandStep, ...]:
     return tuple(out)
 
 
-__all__ = ["read_services"]
+__all__ = ["SWITCH_NEEDED", "read_services"]

@@ -66,17 +66,29 @@ class FlagSwitch:
 
 @dataclass(frozen=True)
 class BlueGreenSpec:
-    """blue_green: each colour's ports (host networking), the switch that sends traffic to a colour
-    (a command, with env OPSCONSOLE_COLOUR, OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS; or a flag the
-    application reads), and how long the old colour is kept, the new one watched, after the switch."""
+    """Each colour's ports (host networking), the switch that sends traffic to a colour (a command,
+    with env OPSCONSOLE_COLOUR, OPSCONSOLE_PORTS, OPSCONSOLE_UPSTREAMS; or a flag the application
+    reads), and how long the old colour is kept, the new one watched, after the switch.
+
+    A canary needs only the ports (its flag moves the traffic): a service only canaries deploy has no
+    switch, and the blue_green strategy refuses it before anything is touched."""
 
     blue: tuple[int, ...]
     green: tuple[int, ...]
-    switch: CommandStep | FlagSwitch
+    traffic_switch: CommandStep | FlagSwitch | None = None
     keep_old: float = 30.0
+    where: str = ""
+    """file:line of the section, for the messages that name it."""
 
     def ports(self, colour: str) -> tuple[int, ...]:
         return self.blue if colour == "blue" else self.green
+
+    @property
+    def switch(self) -> CommandStep | FlagSwitch:
+        """The switch a blue-green deploy moves traffic with (checked before the deploy starts)."""
+        if self.traffic_switch is None:
+            raise DeployError(f"{self.where or 'blue_green:'} has no switch: blue_green cannot move traffic")
+        return self.traffic_switch
 
 
 BeforeSwitch = Callable[[str, tuple[int, ...]], "str | None"]
@@ -122,6 +134,7 @@ class ServiceSpec:
     max_unavailable: int = 1
     """rolling: how many replicas are replaced at a time."""
     blue_green: BlueGreenSpec | None = None
+    """The colours' ports (and the switch): the service's `blue_green:` section, or its `canary:` one."""
     where: str = ""
 
     def port(self, replica: int) -> int | None:

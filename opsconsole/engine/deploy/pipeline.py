@@ -76,6 +76,7 @@ def run_deploy(
     try:
         if strategy not in STRATEGIES and not (strategy == "canary" and rollout):
             raise DeployError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        _check_colours(spec, strategy)
         with journal.locked():
             env = secrets_of(spec)
             scrub = scrubber(list(env.values()))
@@ -109,6 +110,27 @@ def run_deploy(
         if journal.store_error:
             report.message += f" (progress not recorded in the store: {journal.store_error})"
     return report
+
+
+def _check_colours(spec: ServiceSpec, strategy: str) -> None:
+    """What blue_green and canary need of the service, refused before anything is run or touched."""
+    colours = spec.blue_green
+    if strategy == "blue_green" and colours is None:
+        raise DeployError(
+            f"service {spec.name}: blue_green needs a blue_green: section (each colour's ports and a "
+            f"switch) at {spec.where or 'the service'}; nothing was changed"
+        )
+    if strategy == "blue_green" and colours is not None and colours.traffic_switch is None:
+        raise DeployError(
+            f"service {spec.name}: blue_green needs a switch to move traffic, and {colours.where} has "
+            "none (its ports alone serve canary phases; add switch: {command: ...} or "
+            "{flag: ..., environment: ...}); nothing was changed"
+        )
+    if strategy == "canary" and colours is None:
+        raise DeployError(
+            f"service {spec.name}: a canary needs each colour's ports (canary: or blue_green: ports) "
+            f"at {spec.where or 'the service'}; nothing was changed"
+        )
 
 
 def _final_record(journal: j.Journal, report: DeployReport) -> None:
