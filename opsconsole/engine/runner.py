@@ -141,8 +141,8 @@ class Runner:
 
     @property
     def phase_deploys(self) -> PhaseDeploys:
-        """Deploys the Docker services of recreate, rolling and blue_green phases; made on first use
-        (the docker SDK too)."""
+        """Deploys the Docker services of recreate, rolling, blue_green and canary phases, and settles
+        canaries; made on first use (the docker SDK too)."""
         if self._phase_deploys is None:
             from .deploy.phase import PhaseDeploys
 
@@ -321,6 +321,10 @@ class Runner:
             self.publisher.kick(now)  # after this tick's commits; its own task, never awaited
         if self._phase_backups is not None:
             self._phase_backups.forget((r.id, r.phase_index) for _, r in work if r.awaiting_backup)
+        if any(s.blue_green is not None for s in engine.config.services.values()):
+            # Docker canaries whose rollout left their phase while no runner watched (the command
+            # line, another runner, the kill switch): the colour not needed goes, in a thread.
+            self.phase_deploys.sweep()
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000
 

@@ -1,7 +1,12 @@
 """A plan phase with `strategy: {kind: recreate (rolling, blue_green, canary), service: S, image: TAG}`: the runner
 deploys the service in a thread before the phase's gates are checked. A canary phase's deploy starts
 the new version beside the old (deploy/canary.py) and the flag moves as for any canary; when the
-rollout moves on or back, the colour no longer needed is removed (`_on_event`, from the engine's bus).
+rollout moves on or back, the colour no longer needed is removed: at once for a move this process
+sees (`_on_event`, from the engine's bus: a command, a decision, the kill switch), and by `sweep`, which
+the runner calls every tick, for one it did not (the rollout moved by the command line, another runner
+or the kill switch while no runner ran, or before this runner started): every SWEEP_EVERY seconds
+it reads the journals of the services with colours and settles each canary whose rollout is no longer
+in its phase.
 
 The runner asks `poll` every tick while the rollout is progressing in that phase: the first ask
 starts the deploy in its own task (never awaited by the tick: the kill switch and other rollouts never
@@ -22,10 +27,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .canary import CANARY_RUNNING
+from .canary import CANARY_RUNNING, left_running, promoted
 from .journal import DONE, Journal
 from .model import BeforeSwitch, DeployReport
 
+SWEEP_EVERY = 2.0
+"""Seconds between two looks for canaries left running (a file read per service with colours, and the
+rollout's row for each canary found)."""
 BEFORE_SWITCH_WAIT = 60.0
 """Bound on how long a gate may stay undecided (unknown, pending) on the new colour before the switch."""
 
@@ -52,6 +60,13 @@ class PhaseDeploys:
         self._canaries: dict[Key, str] = {}
         """Canary phases whose new version runs beside the old (key -> service), until settled."""
         self._settling: list[threading.Thread] = []
+        self._claimed: dict[Key, str] = {}
+        """Canaries being settled now (key -> service), by an event or the sweep: one settle at a time."""
+        self._claim_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+        self._swept = float("-inf")
+        self._failed: dict[Key, str] = {}
+        """The last failure to settle each canary (said once; the sweep tries again)."""
         self.settled: list[str] = []
         """What each settled canary did (for the log and tests)."""
         self._unsubscribe = engine.bus.subscribe(self._on_event)
@@ -67,8 +82,8 @@ class PhaseDeploys:
                 if found.ok and strategy == "canary":
                     self._canaries[key] = service
                 return found
-            if Journal(self.engine.workspace, service).busy():
-                return None  # a deploy this runner lost track of (its loop ended) is still going
+            if Journal(self.engine.workspace, service).busy() or self._settling_now(service):
+                return None  # a deploy this runner lost track of (its loop ended), or a settle, is going
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self._deploy, key, service, image, strategy)
             )
@@ -146,33 +161,83 @@ class PhaseDeploys:
         )
 
     def _on_event(self, event: Any) -> None:
-        """A canary phase's rollout moved on (next phase, completed) or back (rolled back, aborted):
-        the colour no longer needed goes, in a thread of its own (never on the publisher's)."""
+        """A canary phase's rollout moved on (next phase, completed) or back (rolled back, aborted,
+        also by the kill switch, which says which rollouts it aborted): the colour no longer needed
+        goes, in a thread of its own (never on the publisher's: the kill switch never waits on it)."""
+        if event.kind == "kill_switch" and event.data.get("engaged"):
+            aborted = set(event.data.get("aborted") or ())
+            for key, service in list(self._canaries.items()):
+                if key[0] in aborted:
+                    self._settle_soon(key, service, False)
+            return
         r = event.data.get("rollout") if event.kind == "rollout" else None
         if r is None:
             return
         for key, service in list(self._canaries.items()):
             if key[0] != r.id:
                 continue
-            from ..model import RolloutState as S
+            promote = promoted(r, key[1])
+            if promote is not None:
+                self._settle_soon(key, service, promote)
 
-            if r.state in (S.ROLLING_BACK, S.ROLLED_BACK, S.ABORTED):
-                promote = False
-            elif r.state is S.COMPLETED or r.phase_index > key[1]:
-                promote = True
-            else:
+    def sweep(self) -> None:
+        """Settle, in a thread (at most one, every SWEEP_EVERY seconds), the canaries journals say run
+        whose rollout has left their phase, however it left. Cheap when there are none; never waits."""
+        now = time.monotonic()
+        if (self._sweeper is not None and self._sweeper.is_alive()) or now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
+        self._sweeper = threading.Thread(target=self._sweep, name="settle canaries left", daemon=True)
+        self._sweeper.start()
+
+    def _sweep(self) -> None:
+        try:
+            self._sweep_once()
+        except Exception as exc:  # noqa: BLE001 - said; the next sweep looks again
+            log.warning("looking for canaries to settle failed: %s: %s", type(exc).__name__, exc)
+
+    def _sweep_once(self) -> None:
+        engine = self.engine
+        for service, rollout in left_running(engine.config.services, engine.workspace, engine.store):
+            key = _key(rollout)
+            if key is None:
                 continue
-            del self._canaries[key]
-            thread = threading.Thread(
-                target=self._settle,
-                args=(key, service, promote),
-                name=f"settle canary {service}",
-                daemon=True,
-            )
-            self._settling.append(thread)
-            thread.start()
+            try:
+                r = engine.rollout(key[0])
+            except Exception:  # noqa: BLE001 - no such rollout, or the store busy: left as it is
+                continue
+            promote = promoted(r, key[1])
+            if promote is None or Journal(engine.workspace, service).busy():
+                continue  # still in its phase; or a deploy of the service holds it (looked at again)
+            if self._claim(key, service):
+                self._settle(key, service, promote)
+
+    def _settle_soon(self, key: Key, service: str, promote: bool) -> None:
+        if not self._claim(key, service):
+            return
+        thread = threading.Thread(
+            target=self._settle,
+            args=(key, service, promote),
+            name=f"settle canary {service}",
+            daemon=True,
+        )
+        self._settling.append(thread)
+        thread.start()
+
+    def _settling_now(self, service: str) -> bool:
+        with self._claim_lock:
+            return service in self._claimed.values()
+
+    def _claim(self, key: Key, service: str) -> bool:
+        with self._claim_lock:
+            if key in self._claimed:
+                return False
+            self._claimed[key] = service
+            self._canaries.pop(key, None)
+            return True
 
     def _settle(self, key: Key, service: str, promote: bool) -> None:
+        """Run with `key` claimed; released at the end (a failure is tried again by the next sweep)."""
         from .canary import settle
 
         engine = self.engine
@@ -180,10 +245,18 @@ class PhaseDeploys:
             done = settle(
                 engine.config.services[service], engine.workspace, engine.store, _name(key), promote
             )
-        except Exception as exc:  # noqa: BLE001 - said; the next deploy of the service finds both colours
+        except Exception as exc:  # noqa: BLE001 - said once; the sweep tries again
             done = f"canary of {service} for {_name(key)} not settled: {type(exc).__name__}: {exc}"
-            log.warning("%s", done)
-        self.settled.append(done)
+            if self._failed.get(key) != done:
+                self._failed[key] = done
+                log.warning("%s", done)
+                self.settled.append(done)
+        else:
+            self._failed.pop(key, None)
+            self.settled.append(done)
+        finally:
+            with self._claim_lock:
+                self._claimed.pop(key, None)
 
     async def close(self) -> None:
         # A thread cannot be cancelled: wait for the deploys in hand so their journals are finished.
@@ -191,7 +264,7 @@ class PhaseDeploys:
             with contextlib.suppress(Exception):
                 await task
         self._unsubscribe()
-        for thread in self._settling:
+        for thread in [*self._settling, *([self._sweeper] if self._sweeper is not None else [])]:
             await asyncio.to_thread(thread.join, 60.0)
 
 
@@ -234,3 +307,9 @@ def on_port(url: str, health_url: str | None, port: int) -> str:
 
 def _name(key: Key) -> str:
     return f"{key[0]}:{key[1]}"
+
+
+def _key(name: str) -> Key | None:
+    """`id:index` (a journal's `rollout`) -> its key; None for anything else."""
+    rid, _, index = name.rpartition(":")
+    return (rid, int(index)) if rid and index.isdigit() else None
