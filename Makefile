@@ -48,8 +48,8 @@ lint: $(STAMP)
 # process with its own daemons on free loopback ports, and the run fails when either fails.
 DAEMON_SUITES := tests/store tests/team tests/docker tests/prom tests/alertmanager tests/cloudwatch tests/s3 tests/pg tests/notify tests/backups
 unit: $(STAMP) system-deps
-	@$(BIN)/pytest -q -p no:cacheprovider $(DAEMON_SUITES) > $(VENV)/daemon-suites.log 2>&1 & daemons=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider $(addprefix --ignore=,$(DAEMON_SUITES)); rest=$$?; \
+	@$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(DAEMON_SUITES) > $(VENV)/daemon-suites.log 2>&1 & daemons=$$!; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(addprefix --ignore=,$(DAEMON_SUITES)); rest=$$?; \
 	wait $$daemons; d=$$?; echo "--- $(DAEMON_SUITES):"; cat $(VENV)/daemon-suites.log; \
 	test $$rest -eq 0 -a $$d -eq 0
 
