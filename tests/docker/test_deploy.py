@@ -441,6 +441,9 @@ class DownStore:
 
     read = transaction
 
+    def exclusive(self, name: str) -> Any:
+        return self.transaction()
+
 
 def test_a_store_that_cannot_be_written_does_not_stop_a_deploy(setup: Any) -> None:
     """The journal file is the crash record: the deploy goes on and says its progress was not recorded."""
@@ -456,5 +459,6 @@ def test_a_store_that_cannot_be_written_does_not_stop_a_deploy(setup: Any) -> No
         del os.environ[SECRET_ENV]
     assert report.code == 0, report.message
     assert "progress not recorded in the store: the store is down (test)" in report.message
+    assert "the team's deploy lock was not taken, only this host's: the store is down" in report.message
     assert json.loads((ws / "deploys" / "web.json").read_text())["phase"] == "done"
     assert http_get(f"http://127.0.0.1:{port}/version") == "v1"

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,11 @@ UNFINISHED = (STOPPING_OLD, STARTED_NEW, ROLLING_BACK)
 """Phases in which the service may be running neither version healthily: a resume rolls back."""
 
 
+def lock_name(service: str) -> str:
+    """The store-wide lock one deploy of `service` holds (Store.exclusive)."""
+    return f"deploy:{service}"
+
+
 class Journal:
     def __init__(self, workspace: Path, service: str, store: Store | None = None) -> None:
         self.dir = Path(workspace) / "deploys"
@@ -48,6 +53,8 @@ class Journal:
         self.report: DeployReport | None = None
         """The deploy's report, whose steps (and outcome, once known) go into the store's row."""
         self.store_error: str | None = None
+        self.lock_note: str | None = None
+        """Set when the store could not be asked for the team's deploy lock (locked())."""
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -133,7 +140,10 @@ class Journal:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """One deploy of a service at a time (across processes)."""
+        """One deploy of a service at a time: across this host's processes (a file lock), and on a
+        shared store across every host of the team (the store's lock "deploy:SERVICE", which a
+        PostgreSQL store holds as an advisory lock for the deploy's duration). A store that cannot
+        be asked leaves the host's lock alone in charge, and `lock_note` says so."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / f"{self.path.stem}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -141,6 +151,21 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise DeployError(f"another deploy of {self.path.stem} is running") from exc
-            yield
+            if self.store is None:
+                yield
+                return
+            from ..store import StoreError
+
+            with ExitStack() as stack:
+                try:
+                    holder = stack.enter_context(self.store.exclusive(lock_name(self.service)))
+                except StoreError as exc:
+                    # As with its progress, a store that is down does not stop a deploy (the host's
+                    # lock still holds): the report says the team's lock was not taken.
+                    holder = None
+                    self.lock_note = f"the team's deploy lock was not taken, only this host's: {exc}"
+                if holder is not None:
+                    raise DeployError(f"another deploy of {self.service} is running ({holder})")
+                yield
         finally:
             os.close(fd)

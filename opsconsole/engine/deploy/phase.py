@@ -55,11 +55,13 @@ class PhaseDeploy:
 class PhaseDeploys:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._tasks: dict[Key, asyncio.Task[DeployReport]] = {}
+        self._tasks: dict[Key, asyncio.Task[DeployReport | None]] = {}
         self._done: dict[Key, PhaseDeploy] = {}
         self._canaries: dict[Key, str] = {}
         """Canary phases whose new version runs beside the old (key -> service), until settled."""
         self._settling: list[threading.Thread] = []
+        self.waiting: dict[Key, str] = {}
+        """Phases whose deploy waits for another process's deploy of the service, and why."""
         self._claimed: dict[Key, str] = {}
         """Canaries being settled now (key -> service), by an event or the sweep: one settle at a time."""
         self._claim_lock = threading.Lock()
@@ -94,6 +96,8 @@ class PhaseDeploys:
         del self._tasks[key]
         try:
             report = task.result()
+            if report is None:  # another host of the team deploys the service: ask again next tick
+                return None
         except Exception as exc:  # a programming or store error: the phase rolls back with it
             log.warning("deploy of %s for %s failed: %s", service, key, exc)
             outcome = PhaseDeploy(False, f"deploy of {service} failed: {type(exc).__name__}: {exc}")
@@ -111,10 +115,26 @@ class PhaseDeploys:
     def busy(self) -> bool:
         return any(not t.done() for t in self._tasks.values())
 
-    def _deploy(self, key: Key, service: str, image: str, strategy: str) -> DeployReport:
+    def _deploy(self, key: Key, service: str, image: str, strategy: str) -> DeployReport | None:
+        """The phase's deploy (in a thread); None, nothing done, while another process of the team
+        holds the service's deploy lock on the shared store (the phase waits for it, as for a deploy
+        of this host's: a deploy that slips in between is refused by the lock, and said)."""
+        from ..store import StoreError
+        from .journal import lock_name
         from .service import deploy_service
 
         engine = self.engine
+        try:
+            with engine.store.exclusive(lock_name(service)) as holder:
+                if holder is not None:
+                    said = f"another deploy of {service} is running ({holder})"
+                    if self.waiting.get(key) != said:
+                        log.warning("phase %s waits: %s", _name(key), said)
+                    self.waiting[key] = said
+                    return None
+        except StoreError:
+            pass  # said by the deploy itself, which refuses without the lock
+        self.waiting.pop(key, None)
         return deploy_service(
             engine.config,
             engine.workspace,

@@ -109,6 +109,8 @@ def run_deploy(
             _final_record(journal, report)
         if journal.store_error:
             report.message += f" (progress not recorded in the store: {journal.store_error})"
+        if journal.lock_note:
+            report.message += f" ({journal.lock_note})"
     return report
 
 

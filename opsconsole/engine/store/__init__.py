@@ -8,8 +8,8 @@ PostgreSQL store (postgres.py) shares the schema and the queries.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,15 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[str | None]:
+        """Hold the lock `name` (say "deploy:web") for the block, across every process that shares
+        this store: yields None when it is held here, else who holds it ("host pid N"), and the
+        block must then do nothing. SQLite lives on one host, where the caller's file locks already
+        serve, so this store always yields None; PostgreSQL holds a session advisory lock on a
+        connection of its own for the block (store/postgres.py). StoreError: cannot be asked."""
+        yield None
 
     def __enter__(self) -> Store:
         return self

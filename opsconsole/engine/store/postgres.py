@@ -28,6 +28,7 @@ URL shown is the redacted one. psycopg and psycopg_pool are imported only when t
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -36,7 +37,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from ..model import Rollout
@@ -263,6 +264,7 @@ class PostgresStore(Store):
             raise StoreError(
                 "the PostgreSQL store needs psycopg_pool: install opsconsole[postgres]"
             ) from None
+        self._params = params
         self.applied = self._prepare(params)
         """The migrations this open applied (empty when the schema was already current)."""
         # Two pools, as the SQLite store has two connections: a reader never waits for a connection
@@ -323,6 +325,34 @@ class PostgresStore(Store):
         ]
         assert self._writers is not None  # a writable store has its writers' pool
         yield from self._top_level(self._writers, begin, writable=True, wait=wait)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[str | None]:
+        """A session advisory lock keyed by `name`, on a connection opened for it alone (the lock
+        lives exactly as long as that session: a holder that dies or loses the server frees it).
+        Never waits: when another session holds it, yields who (from its application_name)."""
+        import psycopg
+
+        key = named_lock(name)
+        params = {**self._params, "application_name": application_name("lock")}
+        try:
+            conn = psycopg.connect(**params, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot reach the PostgreSQL store {self.shown}: {_first_line(exc)}") from None
+        try:
+            try:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                holder = None if row and row[0] else _lock_holder(conn, key)
+            except psycopg.Error as exc:
+                raise _store_error(f"lock {name} on {self.shown}: ", exc) from None
+            try:
+                yield holder
+            finally:
+                if holder is None:
+                    with suppress(psycopg.Error):
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            conn.close()  # the session ends, and every lock it held with it
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -446,6 +476,30 @@ class PostgresStore(Store):
             conn.execute(f"RELEASE SAVEPOINT {name}")
         finally:
             self._local.depth -= 1
+
+
+def named_lock(name: str) -> int:
+    """The advisory key (a signed bigint) for a named lock: the first 8 bytes of its sha256, so
+    two names collide with odds of one in 2**64 (and never with the fixed keys above, unless so)."""
+    digest = hashlib.sha256(f"opsconsole:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _lock_holder(conn: Any, key: int) -> str:
+    """Who holds the advisory lock `key`: "user@host:pid" from its session's application_name
+    (`opsconsole lock NAME user@host:pid`), else the server's backend pid."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    row = conn.execute(
+        "SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks l "
+        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 1 "
+        "AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        ((unsigned >> 32) & 0xFFFFFFFF, unsigned & 0xFFFFFFFF),
+    ).fetchone()
+    if row is None:
+        return "another session (gone since)"
+    said = str(row[1]).rsplit(" ", 1)[-1] if str(row[1]).startswith("opsconsole ") else ""
+    return said or f"PostgreSQL backend {row[0]}"
 
 
 def _login(conn: Any, user: str, shown: str) -> Login:
