@@ -101,8 +101,13 @@ class ColourChecks:
         ]
 
     def before_switch(self, colour: str, ports: tuple[int, ...], live: str | None) -> tuple[bool, str]:
-        """Blocks (the deploy's thread) until the aimed checks are decided on `colour`, bounded."""
-        return asyncio.run(self._before_switch(colour, ports, live))
+        """Blocks (the deploy's thread) until the aimed checks are decided on `colour`, bounded. Checks
+        that cannot run at all refuse the switch (the new colour is removed, traffic stays)."""
+        try:
+            return asyncio.run(self._before_switch(colour, ports, live))
+        except Exception as exc:  # noqa: BLE001 - never a switch to a colour nobody could check
+            log.warning("checks on %s could not run: %s: %s", colour, type(exc).__name__, exc)
+            return False, f"the checks could not run: {type(exc).__name__}: {exc}"
 
     def _aim(self, colour: str, ports: tuple[int, ...]) -> Aim:
         return aim_of(self.engine.config, self.phase, colour) or Aim(colour, ports[0] if ports else None)

@@ -135,6 +135,9 @@ class BlueGreen(Recreate):
                 ok, detail = self.hooks.before_switch(new, self.bg.ports(new), live)
                 self.step(f"gates-{new}", t, ok, detail)
                 error = None if ok else f"gates failed on {new} before the switch: {self.scrub(detail)}"
+                why = self.stop() if error is None else None  # the checks may have taken a while
+                if why:
+                    error = f"stopped before the switch: {why}"
         finally:
             self.spec = saved
         if error is not None:
