@@ -1,14 +1,18 @@
 """A real Prometheus for the tests, one per session on a free 127.0.0.1 port, scraping a tiny exporter
-this fixture serves (every second), its storage in the session's temp dir.
+this fixture serves (every second), its storage in the session's temp dir. It also scrapes whatever
+targets a test names (`Prom.scrape`: a file_sd file it rereads every second), so the Docker tests can
+measure each colour of a blue-green deploy on its own port.
 
-Also here: an auth proxy in front of it (a bearer token or basic auth, else 401, as a reverse proxy
-in front of a real Prometheus does) and a port that accepts connections but never answers. Where the
-`prometheus` binary is missing the tests skip with the reason, except in CI, where that is a failure.
+Registered once, in the root conftest.py (pytest_plugins), so tests/prom and tests/docker share one
+server. Also here: an auth proxy in front of it (a bearer token or basic auth, else 401, as a reverse
+proxy in front of a real Prometheus does). Where the `prometheus` binary is missing the tests skip
+with the reason, except in CI, where that is a failure.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -18,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,6 +68,18 @@ class Prom:
     exporter: Exporter
     proxy_url: str
     """Prometheus behind a proxy that wants `Authorization: Bearer TOKEN` or basic auth BASIC."""
+    targets: Path
+    """The directory of file_sd files Prometheus rereads every second (job `targets`)."""
+
+    def scrape(self, name: str, targets: Mapping[str, Mapping[str, str]]) -> Path:
+        """Scrape each `host:port` of `targets` (with its labels) at /metrics every second, from
+        Prometheus's next file_sd read on; the file's path (unlink it to stop)."""
+        groups = [{"targets": [address], "labels": dict(labels)} for address, labels in targets.items()]
+        path = self.targets / f"{name}.json"
+        temp = path.with_suffix(".tmp")  # not matched by *.json: Prometheus never reads half a file
+        temp.write_text(json.dumps(groups))
+        temp.replace(path)
+        return path
 
 
 def _serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTPServer:
@@ -157,11 +173,16 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     exp_server = _exporter_server(exporter)
     exporter.port = int(exp_server.server_address[1])
     work: Path = tmp_path_factory.mktemp("prometheus")
+    targets = work / "targets"
+    targets.mkdir()
     (work / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: exporter\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
+        "  - job_name: targets\n"
+        "    scrape_timeout: 900ms\n"
+        f"    file_sd_configs: [{{files: ['{targets}/*.json'], refresh_interval: 1s}}]\n"
     )
     port = free_port()
     log = (work / "prometheus.log").open("wb")
@@ -185,7 +206,12 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
         except RuntimeError as exc:
             pytest.fail(f"{exc}; log: {(work / 'prometheus.log').read_text()[-2000:]}", pytrace=False)
         proxy = _proxy_server(url)
-        yield Prom(url=url, exporter=exporter, proxy_url=f"http://127.0.0.1:{proxy.server_address[1]}")
+        yield Prom(
+            url=url,
+            exporter=exporter,
+            proxy_url=f"http://127.0.0.1:{proxy.server_address[1]}",
+            targets=targets,
+        )
     finally:
         if proxy is not None:
             proxy.shutdown()
@@ -197,18 +223,3 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             proc.wait(timeout=10)
         log.close()
         exp_server.shutdown()
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections (the kernel's backlog) and never answers: a hung server."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(16)
-        yield int(s.getsockname()[1])
-
-
-@pytest.fixture
-def dead_port() -> int:
-    """A port nothing listens on: a stopped server."""
-    return free_port()

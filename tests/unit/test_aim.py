@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from opsconsole.engine.aim import Aim, aim_of, aimable, aimed, colour_ports, said, substitute, variants
 from opsconsole.engine.config import ConfigError, load_config
+from opsconsole.engine.deploy.aimed import live_colour
 from opsconsole.engine.model import GateSpec, GateVerdict, Verdict
 from opsconsole.engine.observe import configured_queries
 
@@ -164,3 +165,27 @@ def test_alarm_rules_refuse_colour_placeholders_and_the_syntax_check_sees_them_r
         load(tmp_path, broken)
     [issue] = [str(i) for i in info.value.issues]
     assert "phases[0].gates[0].query: bad query: column" in issue, issue
+
+
+def test_the_docker_blue_green_example_loads_with_its_checks_aimed(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "examples" / "docker-blue-green.yaml"
+    cfg = load_config(example, {"WORKSPACE": str(tmp_path)})
+    phase = cfg.plans["checkout-blue-green"].phases[0]
+    assert colour_ports(cfg, phase) == {"blue": 8081, "green": 8091}
+    assert [g.name for g in phase.gates if aimable(g)] == ["p95_vs_live"]
+    assert [g.name for g in phase.guards if aimable(g)] == ["error_rate"]
+    asked = configured_queries(cfg)["production"]
+    assert any('instance="127.0.0.1:8091"' in q for q in asked) and not any("{port}" in q for q in asked)
+
+
+def test_the_live_colour_is_read_from_a_blue_green_deploy_journal() -> None:
+    base = {"strategy": "blue_green", "live": "blue", "new": "green"}
+    assert live_colour({**base, "phase": "bg_started"}) == "blue"  # not switched yet
+    assert live_colour({**base, "phase": "bg_switched"}) == "green"  # switched, blue still kept
+    assert live_colour({**base, "phase": "done", "outcome": "ok"}) == "green"
+    assert live_colour({**base, "phase": "done", "outcome": "rolled_back"}) == "blue"
+    assert (
+        live_colour({"live": None, "new": "blue", "phase": "done", "outcome": "ok"}) == "blue"
+    )  # a store row
+    assert live_colour({**base, "strategy": "canary", "phase": "done", "outcome": "ok"}) is None
+    assert live_colour(None) is None and live_colour({}) is None
