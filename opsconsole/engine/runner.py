@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import gates as gate_logic
-from .aim import Aim, aim_of, aimed, said
+from .aim import Aim, aim_of, aimed, colour_ports, said
 from .health import HealthTracker
 from .leader import RETRY
 from .model import ENGINE_ACTOR, GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
@@ -396,7 +396,6 @@ class Runner:
         if r.awaiting_backup:
             return self._backup_before(plan, phase, r, now)
         strategy = phase.strategy
-        aim = None
         if (
             strategy is not None
             and strategy.service
@@ -411,15 +410,28 @@ class Runner:
                 return None
             if not deployed.ok:
                 return decide(plan, r, Command("rollback", ENGINE_ACTOR, deployed.reason), now)
-            # blue_green: the checks aimed at a colour measure the one that now takes traffic.
-            aim = aim_of(self.engine.config, phase, deployed.colour)
-        memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now, aim)
+        memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now, self._aim(phase, r))
         candidate = replace(r, memory=memory)
         d = decide(plan, candidate, Evaluate(tuple(gate_v), tuple(guard_v)), now)
         if d.records or d.actions or _signature(r, phase) != _signature(d.rollout, phase):
             return d  # shown once committed (Engine.commit publishes it): never a step the store lacks
         self.engine.bus.publish("verdicts", rollout=d.rollout)  # the stored state, with fresh readings
         return None
+
+    def _aim(self, phase: Phase, r: Rollout) -> Aim | None:
+        """A blue_green phase's live colour, which its checks aimed at a colour measure: the one its
+        deploy left taking traffic, in whatever state the rollout is once that deploy is done
+        (awaiting approval, paused); None for any other phase, or before."""
+        strategy = phase.strategy
+        if (
+            strategy is None
+            or strategy.kind != "blue_green"
+            or not strategy.service
+            or not colour_ports(self.engine.config, phase)
+        ):
+            return None
+        colour = self.phase_deploys.colour((r.id, r.phase_index), strategy.service)
+        return aim_of(self.engine.config, phase, colour)
 
     def _backup_before(self, plan: Plan, phase: Phase, r: Rollout, now: float) -> Decision | None:
         """A phase that has not started: its backup is taken in a thread (started on the first

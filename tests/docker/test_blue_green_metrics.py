@@ -72,7 +72,7 @@ class Setup:
             textwrap.dedent(
                 f"""\
                 interval: 1s
-                roles: {{default: operator}}
+                roles: {{default: operator, users: {{alice: approver}}}}
                 environments:
                   production:
                     metrics: {{kind: prometheus, url: "{self.prom.url}", timeout: 2s}}
@@ -195,11 +195,30 @@ def test_green_passing_its_metric_gates_takes_traffic_and_stays_measured(setup: 
           - {{kind: smoke, name: serves_v2, command: ["{sys.executable}", "{setup.tmp / "smoke.py"}", "{smoked}"]}}
         guards:
           - {{kind: metric, name: colour_errors, query: 'max(app_errors{{colour="{{colour}}", run="{setup.run}"}})', max: 0}}
+        approval: {{required: true, role: approver}}
         """
     setup.first_v1()
     engine = setup.engine("v2", phase)
     try:
-        rid = run_rollout(engine)
+        rid = engine.start_rollout("ship", "test").id
+        runner = Runner(engine)
+        run_until(
+            runner, lambda: engine.rollout(rid).state in (S.AWAITING_APPROVAL, S.ROLLED_BACK, S.PAUSED), 60
+        )
+        waiting = engine.rollout(rid)
+        assert waiting.state is S.AWAITING_APPROVAL, waiting.reason
+        # while it waits for a person the aimed checks go on measuring green (not "no colour")
+        ticks = runner.stats.ticks
+        run_until(runner, lambda: runner.stats.ticks >= ticks + 3)
+        assert engine.rollout(rid).state is S.AWAITING_APPROVAL, engine.rollout(rid).reason
+        alice = open_engine(
+            str(setup.tmp / "opsconsole.yaml"), engine.workspace, actor=Actor("alice", "test")
+        )
+        try:
+            alice.approve(rid, "green measured well")
+        finally:
+            alice.close()
+        run_until(runner, lambda: engine.rollout(rid).state in (S.COMPLETED, S.ROLLED_BACK, S.PAUSED))
         r = engine.rollout(rid)
         record = deploy_record(engine, rid)
         # the runner measured the colour that took traffic, and `gates check` does too

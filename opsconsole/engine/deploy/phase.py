@@ -94,6 +94,16 @@ class PhaseDeploys:
             self._canaries[key] = service
         return outcome
 
+    def colour(self, key: Key, service: str) -> str | None:
+        """blue_green: the colour the phase's deploy left taking traffic, once it is done (from this
+        runner's outcome, else the service's journal); None before."""
+        done = self._done.get(key)
+        if done is None and key not in self._tasks:
+            done = self._recorded(key, service)
+            if done is not None:
+                self._done[key] = done
+        return done.colour if done is not None else None
+
     def busy(self) -> bool:
         return any(not t.done() for t in self._tasks.values())
 
