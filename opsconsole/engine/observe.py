@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import alarms as alarm_rules
+from .aim import placeholders, variants
 from .model import CloudWatchAlarms, Config, GateSpec, MetricSource, Observation, Phase, Rollout
 from .redact import redact_text, redact_url
 
@@ -125,7 +127,9 @@ class Observer:
             await self._client.aclose()
             self._client = None
 
-    async def refresh(self, environments: Iterable[str], now: float, *, wait_for_alarms: bool = True) -> None:
+    async def refresh(
+        self, environments: Iterable[str], now: float, *, wait_for_alarms: bool = True, alarms: bool = True
+    ) -> None:
         """Scrape each named environment's metrics once, and read every environment's alarm source
         (they feed the alarm list and `alarms` gates whatever rollout runs), concurrently; errors are
         kept by the source.
@@ -134,13 +138,16 @@ class Observer:
         the background, one read in flight per source, and the tick uses the latest answer, so a slow
         Alertmanager never delays the guards of a canary. Each read ends within its timeout, so the
         answer used is at most a timeout and a tick old; until the first one, `alarms` checks of its
-        environment are unknown."""
+        environment are unknown.
+
+        `alarms=False`: the metrics only (checks that read no alarm, such as a colour's before the
+        blue-green switch)."""
         jobs: list[Any] = []
         for name in set(environments):
             src = self.source(name)
             if src is not None:
                 jobs.append(src.refresh(self.client(), now))
-        reads = self.read_alarm_sources(now)
+        reads = self.read_alarm_sources(now) if alarms else []
         if wait_for_alarms:
             jobs.extend(asyncio.shield(t) for t in reads)
         if jobs:
@@ -213,9 +220,23 @@ class Observer:
         if targets:
             self.backup_runs = await asyncio.to_thread(_backup_runs, engine, targets)
 
-    async def observe(self, spec: GateSpec, rollout: Rollout, phase: Phase, now: float) -> Observation:
+    async def observe(
+        self,
+        spec: GateSpec,
+        rollout: Rollout,
+        phase: Phase,
+        now: float,
+        env: Mapping[str, str] | None = None,
+    ) -> Observation:
+        """One observation of `spec`. `env`: added to a smoke command's environment (the colour it
+        is aimed at)."""
         kind = spec.kind
         if kind == "metric":
+            if placeholders(spec.query):  # aimed checks arrive substituted: no colour is known here
+                return Observation(
+                    error="the query names a colour ({colour}, {port}) and no colour takes traffic yet",
+                    at=now,
+                )
             return self.metric(spec.source or phase.environment, spec.query or "", now)
         if kind == "soak":
             return Observation(value=max(0.0, now - rollout.phase_started_at), source="clock", at=now)
@@ -246,11 +267,11 @@ class Observer:
             failed = alarm_rules.matching_failed(self.alarms.values(), spec.none_firing)
             if not firing:  # a firing alarm is a failure whatever the others say
                 # The environment's own alarm source unread or unreachable: none firing is unknown.
-                env = spec.source or phase.environment
-                src = self.alarm_source(env)
+                where = spec.source or phase.environment
+                src = self.alarm_source(where)
                 if src is not None and (src.checked_at is None or src.error is not None):
                     said = src.error or "not read yet"
-                    return Observation(error=f"alarm source of {env}: {said}", source="alarms", at=now)
+                    return Observation(error=f"alarm source of {where}: {said}", source="alarms", at=now)
             if failed and not firing:
                 first = failed[0]
                 names = ", ".join(a.name for a in failed)
@@ -264,8 +285,14 @@ class Observer:
             health_key = ("health", spec.url or "", str(spec.timeout), str(spec.retries))
             return await self._once(health_key, now, lambda: self._health(spec, now))
         if kind == "smoke":
-            smoke_key = ("smoke", *spec.command, str(spec.timeout))
-            return await self._once(smoke_key, now, lambda: self._smoke(spec, now))
+            extra = dict(env or {})
+            smoke_key = (
+                "smoke",
+                *spec.command,
+                str(spec.timeout),
+                *sorted(f"{k}={v}" for k, v in extra.items()),
+            )
+            return await self._once(smoke_key, now, lambda: self._smoke(spec, now, extra))
         return Observation(error=f"gate kind {kind} cannot be observed", at=now)
 
     def _backup(self, target: str, now: float) -> Observation:
@@ -321,11 +348,12 @@ class Observer:
                 error = redact_text(f"{type(exc).__name__}: {shown}: {exc}")
         return Observation(error=error, source=shown, at=now)
 
-    async def _smoke(self, spec: GateSpec, now: float) -> Observation:
+    async def _smoke(self, spec: GateSpec, now: float, env: Mapping[str, str] | None = None) -> Observation:
         cmd = redact_text(" ".join(spec.command))  # a command line may carry --token=...
         try:
             proc = await asyncio.create_subprocess_exec(
                 *spec.command,
+                env={**os.environ, **env} if env else None,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -345,13 +373,15 @@ class Observer:
 def configured_queries(config: Config) -> dict[str, list[str]]:
     """Environment -> every query the configuration asks of its metrics (gates and guards of every
     plan, alarm rules, the improvement queue's metric), each once: a source that is asked rather
-    than scraped (Prometheus) runs them from its first refresh on."""
+    than scraped (Prometheus) runs them from its first refresh on. A query aimed at a colour
+    (`{colour}`, `{port}`) is asked once per colour, substituted, never as written."""
     out: dict[str, dict[str, None]] = {}
     for plan in config.plans.values():
         for phase in plan.phases:
-            for spec in (*phase.gates, *phase.guards):
-                if spec.kind == "metric" and spec.query:
-                    out.setdefault(spec.source or phase.environment, {})[spec.query] = None
+            for written in (*phase.gates, *phase.guards):
+                for _aim, spec in variants(config, phase, written):
+                    if spec.kind == "metric" and spec.query:
+                        out.setdefault(spec.source or phase.environment, {})[spec.query] = None
     for rule in config.alarm_rules:
         if rule.query:
             out.setdefault(rule.environment, {})[rule.query] = None

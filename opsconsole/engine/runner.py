@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import gates as gate_logic
+from .aim import Aim, aim_of, aimed, colour_ports, said
 from .health import HealthTracker
 from .leader import RETRY
 from .model import ENGINE_ACTOR, GateMemory, GateSpec, GateVerdict, Phase, Plan, Rollout, RolloutState
@@ -413,13 +414,28 @@ class Runner:
                 return None
             if not deployed.ok:
                 return decide(plan, r, Command("rollback", ENGINE_ACTOR, deployed.reason), now)
-        memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now)
+        memory, gate_v, guard_v = await self._evaluate_phase(phase, r, now, self._aim(phase, r))
         candidate = replace(r, memory=memory)
         d = decide(plan, candidate, Evaluate(tuple(gate_v), tuple(guard_v)), now)
         if d.records or d.actions or _signature(r, phase) != _signature(d.rollout, phase):
             return d  # shown once committed (Engine.commit publishes it): never a step the store lacks
         self.engine.bus.publish("verdicts", rollout=d.rollout)  # the stored state, with fresh readings
         return None
+
+    def _aim(self, phase: Phase, r: Rollout) -> Aim | None:
+        """A blue_green phase's live colour, which its checks aimed at a colour measure: the one its
+        deploy left taking traffic, in whatever state the rollout is once that deploy is done
+        (awaiting approval, paused); None for any other phase, or before."""
+        strategy = phase.strategy
+        if (
+            strategy is None
+            or strategy.kind != "blue_green"
+            or not strategy.service
+            or not colour_ports(self.engine.config, phase)
+        ):
+            return None
+        colour = self.phase_deploys.colour((r.id, r.phase_index), strategy.service)
+        return aim_of(self.engine.config, phase, colour)
 
     def _backup_before(self, plan: Plan, phase: Phase, r: Rollout, now: float) -> Decision | None:
         """A phase that has not started: its backup is taken in a thread (started on the first
@@ -435,19 +451,28 @@ class Runner:
         return decide(plan, r, BackupDone(outcome.run, outcome.ok, outcome.reason), now)
 
     async def _evaluate_phase(
-        self, phase: Phase, r: Rollout, now: float
+        self, phase: Phase, r: Rollout, now: float, aim: Aim | None = None
     ) -> tuple[dict[str, GateMemory], list[GateVerdict], list[GateVerdict]]:
+        """The phase's verdicts this tick. With `aim` (a blue_green phase's live colour), metric
+        queries saying `{colour}` / `{port}` are asked for that colour and smoke commands are told it."""
         previous = {v.gate: v for v in r.verdicts}
-        specs: list[tuple[str, GateSpec]] = [("gate", s) for s in phase.gates] + [
-            ("guard", s) for s in phase.guards
+        specs: list[tuple[str, GateSpec]] = [("gate", aimed(s, aim)) for s in phase.gates] + [
+            ("guard", aimed(s, aim)) for s in phase.guards
         ]
+        written = {f"gate:{s.name}": s for s in phase.gates} | {f"guard:{s.name}": s for s in phase.guards}
+        smoke_env = aim.env() if aim is not None else None
         todo = [
             (key, spec)
             for key, spec in ((f"{role}:{s.name}", s) for role, s in specs)
             if due(spec, r.memory.get(key, GateMemory()).last_checked, now, self.interval)
             or spec.name not in previous
         ]
-        observations = await asyncio.gather(*(self.observer.observe(spec, r, phase, now) for _, spec in todo))
+        observations = await asyncio.gather(
+            *(
+                self.observer.observe(spec, r, phase, now, smoke_env if spec.kind == "smoke" else None)
+                for _, spec in todo
+            )
+        )
         fresh = dict(zip((k for k, _ in todo), observations, strict=True))
         memory = dict(r.memory)
         out: dict[str, list[GateVerdict]] = {"gate": [], "guard": []}
@@ -455,6 +480,7 @@ class Runner:
             key = f"{role}:{spec.name}"
             if key in fresh:
                 v, m = gate_logic.evaluate(spec, fresh[key], memory.get(key, GateMemory()), now)
+                v = said(v, written[key], aim)
                 memory[key] = replace(m, last_checked=now)
                 self.stats.evaluations += 1
             else:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import health
+from .aim import variants
 from .model import GateSpec
 from .observe import Observer
 from .runner import EngineBusy, Runner
@@ -285,10 +286,13 @@ def key_metrics(engine: Engine) -> dict[str, list[GateSpec]]:
     out: dict[str, dict[tuple[str, str], GateSpec]] = {}
     for plan in engine.config.plans.values():
         for phase in plan.phases:
-            for spec in (*phase.guards, *phase.gates):
-                if spec.kind == "metric" and spec.query:
-                    env = spec.source or phase.environment
-                    out.setdefault(env, {}).setdefault((spec.name, spec.query), spec)
+            for written in (*phase.guards, *phase.gates):
+                # A check aimed at a colour is one row per colour, its query as asked.
+                for aim, spec in variants(engine.config, phase, written):
+                    if spec.kind == "metric" and spec.query:
+                        env = spec.source or phase.environment
+                        name = f"{spec.name} ({aim.colour})" if aim is not None else spec.name
+                        out.setdefault(env, {}).setdefault((name, spec.query), replace(spec, name=name))
     for rule in engine.config.alarm_rules:
         spec = GateSpec(kind="metric", name=rule.name, query=rule.query, min=rule.min, max=rule.max)
         out.setdefault(rule.environment, {}).setdefault((rule.name, rule.query), spec)

@@ -26,14 +26,18 @@ from typing import Any
 START_WAIT = 30.0
 APP = "opsc-test/app"
 """The test service's image repository; tags: v1, v2 (healthy), broken (no /health: 404),
-hc-good and hc-bad (the same with a HEALTHCHECK of their own)."""
+hc-good and hc-bad (the same with a HEALTHCHECK of their own), v2-errors (v2, healthy, but its
+/metrics says app_errors 9)."""
 SERVE = (
     'mkdir -p /srv && echo "$APP_VERSION" > /srv/version && '
     'if [ "$APP_HEALTHY" = 1 ]; then echo ok > /srv/health; fi && '
+    'printf "# TYPE app_errors gauge\\napp_errors %s\\n" "${APP_ERRORS:-0}" > /srv/metrics && '
     'httpd -f -p "127.0.0.1:${PORT:-8080}" -h /srv & pid=$!; '
     "trap 'kill $pid; exit 0' TERM; wait $pid"
 )
-"""PID 1 is the shell, which traps SIGTERM: `docker stop` ends it at once, not after its timeout."""
+"""PID 1 is the shell, which traps SIGTERM: `docker stop` ends it at once, not after its timeout.
+/metrics is a static Prometheus text page, `app_errors` set by the image's APP_ERRORS (a test may
+rewrite /srv/metrics in a running container with `docker exec`)."""
 HEALTHCHECK = (
     "HEALTHCHECK --interval=1s --timeout=1s --retries=2 "
     'CMD wget -q -O /dev/null "http://127.0.0.1:${PORT:-8080}/health" || exit 1'
@@ -161,14 +165,20 @@ def running_dockerd() -> Iterator[DockerEngine]:
             time.sleep(0.1)
         tar = _rootfs_tar(root, busybox)
         cmd = "CMD " + json.dumps(["/bin/sh", "-c", SERVE])
-        for tag, version, healthy, own_check in (
-            ("v1", "v1", 1, False),
-            ("v2", "v2", 1, False),
-            ("broken", "broken", 0, False),
-            ("hc-good", "hc-good", 1, True),
-            ("hc-bad", "hc-bad", 0, True),
+        for tag, version, healthy, own_check, errors in (
+            ("v1", "v1", 1, False, 0),
+            ("v2", "v2", 1, False, 0),
+            ("broken", "broken", 0, False, 0),
+            ("hc-good", "hc-good", 1, True, 0),
+            ("hc-bad", "hc-bad", 0, True, 0),
+            ("v2-errors", "v2", 1, False, 9),
         ):
-            changes = [f"ENV APP_VERSION={version}", f"ENV APP_HEALTHY={healthy}", cmd]
+            changes = [
+                f"ENV APP_VERSION={version}",
+                f"ENV APP_HEALTHY={healthy}",
+                f"ENV APP_ERRORS={errors}",
+                cmd,
+            ]
             client.api.import_image_from_file(
                 str(tar), repository=APP, tag=tag, changes=[*changes, *([HEALTHCHECK] if own_check else [])]
             )

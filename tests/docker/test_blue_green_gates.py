@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from opsconsole.engine import Engine, Runner, deploy_service
-from opsconsole.engine.deploy.phase import on_port
+from opsconsole.engine.deploy.aimed import on_port
 from opsconsole.engine.model import RolloutState
 
 from .conftest import DockerEngine, free_port, http_get

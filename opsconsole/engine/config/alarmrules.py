@@ -31,7 +31,9 @@ def read_alarm_rules(src: YamlSource, main: Fields, envs: Mapping[str, Environme
         elif name:
             seen[name] = r.where()
         check_metrics_env(r, "environment", env, envs)
-        query = checked_query(r, kind=metrics_kind(envs, env))
+        query = checked_query(
+            r, kind=metrics_kind(envs, env), why_not="an alarm rule watches an environment, not a colour"
+        )
         lo, hi = r.number("min"), r.number("max")
         if not {"min", "max"} & set(r.keys):
             r.issue(None, "an alarm rule needs max or min")

@@ -47,13 +47,20 @@ _NOT_GUARDS = {
 
 
 def read_checks(
-    src: YamlSource, phase: Fields, section: str, env: str | None, catalog: Catalog, names: dict[str, str]
+    src: YamlSource,
+    phase: Fields,
+    section: str,
+    env: str | None,
+    catalog: Catalog,
+    names: dict[str, str],
+    no_colours: str | None = None,
 ) -> tuple[GateSpec, ...]:
-    """The phase's gates or guards; `names` is shared by both, so every check has its own name."""
+    """The phase's gates or guards; `names` is shared by both, so every check has its own name.
+    `no_colours`: why the phase's metric queries may not say `{colour}` / `{port}` (None: they may)."""
     items = phase.sequence(section)
     out: list[GateSpec] = []
     for key, n in items:
-        spec = _gate(src, n, key, env, catalog, guard=section == "guards")
+        spec = _gate(src, n, key, env, catalog, guard=section == "guards", no_colours=no_colours)
         if spec is None:
             continue
         if spec.name and spec.name in names:
@@ -69,7 +76,14 @@ def read_checks(
 
 
 def _gate(
-    src: YamlSource, node: Node, key: str, env: str | None, catalog: Catalog, *, guard: bool
+    src: YamlSource,
+    node: Node,
+    key: str,
+    env: str | None,
+    catalog: Catalog,
+    *,
+    guard: bool,
+    no_colours: str | None = None,
 ) -> GateSpec | None:
     f = src.mapping(node, key)
     if f is None:
@@ -105,8 +119,10 @@ def _gate(
         "timeout": f.parsed("timeout", positive_duration, 5.0),
         "where": f.where(),
     }
-    build = {"metric": _metric_gate, "health": _health_gate, "smoke": _smoke_gate}.get(kind)
-    if build is not None:
+    build = {"health": _health_gate, "smoke": _smoke_gate}.get(kind)
+    if kind == "metric":
+        specific = _metric_gate(src, f, env, catalog, no_colours)
+    elif build is not None:
         specific = build(src, f, env, catalog)
     elif kind == "soak":
         f.require("min")
@@ -130,7 +146,9 @@ def _gate(
     return GateSpec(kind=kind, **common, **specific)  # type: ignore[arg-type]
 
 
-def _metric_gate(src: YamlSource, f: Fields, env: str | None, catalog: Catalog) -> dict[str, object]:
+def _metric_gate(
+    src: YamlSource, f: Fields, env: str | None, catalog: Catalog, no_colours: str | None
+) -> dict[str, object]:
     f.require("name", "query")
     source = f.text("source")
     if source is not None:
@@ -150,7 +168,12 @@ def _metric_gate(src: YamlSource, f: Fields, env: str | None, catalog: Catalog) 
         f.issue("min", f"min {lo:g} is above max {hi:g}")
     return {
         "name": f.text("name", ""),
-        "query": checked_query(f, kind=metrics_kind(catalog.environments, source or env)),
+        "query": checked_query(
+            f,
+            kind=metrics_kind(catalog.environments, source or env),
+            colours=no_colours is None,
+            why_not=no_colours or "",
+        ),
         "source": source,
         "min": lo,
         "max": hi,

@@ -75,7 +75,12 @@ def _settings(src: YamlSource, e: Fields, name: str, base: Path, env: Environmen
         for key in ("deploy_command", "rollback_command"):
             if key in e:
                 e.issue(key, f"{key} is for a proposals file; an agent deploys and rolls back itself")
-    metric = checked_query(e, "metric", kind=env.metrics.kind if env.metrics is not None else None)
+    metric = checked_query(
+        e,
+        "metric",
+        kind=env.metrics.kind if env.metrics is not None else None,
+        why_not="the improvement queue judges an environment, not a colour",
+    )
     if metric and env.metrics is None:
         e.issue("metric", f"environment '{name}' has no metrics source to judge improvements on")
     return ImprovementSettings(

@@ -62,8 +62,9 @@ def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase
     backup_before = f.text("backup_before")
     check_backup_target(f, "backup_before", backup_before, catalog)
     names: dict[str, str] = {}
-    gates = read_checks(src, f, "gates", env, catalog, names)
-    guards = read_checks(src, f, "guards", env, catalog, names)
+    no_colours = _no_colours(strategy)
+    gates = read_checks(src, f, "gates", env, catalog, names, no_colours)
+    guards = read_checks(src, f, "guards", env, catalog, names, no_colours)
     return Phase(
         name=name,
         environment=env or "",
@@ -75,6 +76,18 @@ def read_phase(src: YamlSource, node: Node, key: str, catalog: Catalog) -> Phase
         improvements=read_phase_rules(src, f),
         backup_before=backup_before,
     )
+
+
+def _no_colours(strategy: Strategy | None) -> str | None:
+    """Why the phase's metric queries may not name a colour (`{colour}`, `{port}`); None when they
+    may: a blue_green phase deploying a service, whose colours have ports."""
+    if strategy is None:
+        return "this phase has no strategy"
+    if strategy.kind != "blue_green":
+        return f"this phase's strategy is {strategy.kind}"
+    if not strategy.service:
+        return "this blue_green phase deploys no service"
+    return None
 
 
 def _phase_flags(src: YamlSource, phase: Fields, catalog: Catalog) -> dict[str, FlagValue]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..aim import SAMPLE, placeholders, substitute
 from ..deploy.model import ServiceSpec
 from ..model import Environment, FlagDef
 from .fields import Fields
@@ -50,18 +51,34 @@ def metrics_kind(envs: Mapping[str, Environment] | None, env: str | None) -> str
     return metrics.kind if metrics is not None else None
 
 
-def checked_query(f: Fields, key: str = "query", kind: str | None = None) -> str | None:
+def checked_query(
+    f: Fields, key: str = "query", kind: str | None = None, *, colours: bool = False, why_not: str = ""
+) -> str | None:
     """The `query` entry of `f` (or `key`), its syntax checked by the metrics source that will run it:
     PromQL for a `prometheus` source (Prometheus itself is the judge; only what is surely wrong is
-    caught here), the scrape source's small language otherwise."""
+    caught here), the scrape source's small language otherwise.
+
+    `{colour}` and `{port}` are allowed only where `colours` says the query is aimed at a colour (a
+    metric check of a blue_green phase with a service); `why_not` says why this one is not. The
+    syntax is checked with them replaced, as the source will be asked."""
     query: str | None = f.text(key)
     if query is not None:
+        used = placeholders(query)
+        if used and not colours:
+            names = " and ".join(used)
+            f.issue(
+                key,
+                f"{names} stand{'s' if len(used) == 1 else ''} for a colour of a blue_green deploy: only a "
+                "metric check of a phase with strategy: {kind: blue_green, service: ...} may use "
+                f"{'it' if len(used) == 1 else 'them'}{f' ({why_not})' if why_not else ''}",
+            )
+        expr = substitute(query, *SAMPLE) if used else query
         if kind == "prometheus":
-            problem = _promql_problem(query)
+            problem = _promql_problem(expr)
         elif kind == "cloudwatch":
-            problem = _cloudwatch_problem(query)
+            problem = _cloudwatch_problem(expr)
         else:
-            problem = _query_problem(query)
+            problem = _query_problem(expr)
         if problem:
             f.issue(key, f"bad query: {problem}")
     return query

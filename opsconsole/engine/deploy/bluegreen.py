@@ -1,8 +1,19 @@
 """The `blue_green` strategy: start the new colour beside the live one (on its own ports), check its
 health and smoke test, switch traffic with the switch command, then keep the old colour for
-`keep_old` while the new one is watched (its health check, `failure_limit` failures in a row); a
-failure there switches traffic back and removes the new colour. The old colour goes only when the
-delay is over. Traffic never moves to a colour that has not passed its checks."""
+`keep_old` while the new one is watched; a failure there switches traffic back and removes the new
+colour. The old colour goes only when the delay is over. Traffic never moves to a colour that has not
+passed its checks.
+
+What the engine adds through `Hooks` (a plan phase's deploy, deploy/aimed.py):
+- before the switch (`before_switch`): the phase's checks that can be aimed at the new colour (health
+  on its port, smoke commands told its colour and port, metric queries with `{colour}` / `{port}`);
+  one failing removes the new colour and traffic stays where it was (`gates-COLOUR` step, exit 4);
+- during `keep_old` (`watch`): the phase's guards (metric guards aimed at the new colour or reading
+  the live traffic, alarms, health, smoke) on their interval, beside the service's health check
+  (`failure_limit` failures in a row); a guard that breaches switches traffic back and removes the new
+  colour (exit 4).
+The rest (soak, approvals, checklists, and the gates that read the live traffic) the runner checks
+once the deploy is done, aimed at the colour that then takes traffic."""
 
 from __future__ import annotations
 
@@ -13,7 +24,15 @@ from typing import Any
 
 from . import journal as j
 from .checks import probe_http, run_command
-from .model import LABEL_COLOUR, BlueGreenSpec, DeployError, FlagSwitch, Outcome, ServiceSpec
+from .model import (
+    LABEL_COLOUR,
+    BlueGreenSpec,
+    DeployError,
+    FlagSwitch,
+    GuardWatch,
+    Outcome,
+    ServiceSpec,
+)
 from .recreate import Recreate
 
 BG_STARTED = "bg_started"
@@ -106,15 +125,19 @@ class BlueGreen(Recreate):
                 t = time.monotonic()
                 smoke_env = {"OPSCONSOLE_SERVICE": spec.name, "OPSCONSOLE_IMAGE": ref}
                 smoke_env["OPSCONSOLE_PORT"] = str(colour_spec.port(0) or "")
+                smoke_env["OPSCONSOLE_COLOUR"] = new
                 ok, detail = run_command(spec.smoke, smoke_env)
                 self.step("smoke", t, ok, detail)
                 error = None if ok else f"smoke test failed: {self.scrub(detail)}"
             if error is None and self.hooks.before_switch is not None:
-                # The phase's gates, on the new colour, before any traffic moves to it.
+                # The phase's checks, aimed at the new colour, before any traffic moves to it.
                 t = time.monotonic()
-                problem = self.hooks.before_switch(new, self.bg.ports(new))
-                self.step(f"gates-{new}", t, problem is None, problem or f"the phase's gates pass on {new}")
-                error = None if problem is None else f"gates failed on {new} before the switch: {problem}"
+                ok, detail = self.hooks.before_switch(new, self.bg.ports(new), live)
+                self.step(f"gates-{new}", t, ok, detail)
+                error = None if ok else f"gates failed on {new} before the switch: {self.scrub(detail)}"
+                why = self.stop() if error is None else None  # the checks may have taken a while
+                if why:
+                    error = f"stopped before the switch: {why}"
         finally:
             self.spec = saved
         if error is not None:
@@ -123,7 +146,7 @@ class BlueGreen(Recreate):
             # back" (4); a stop asked for before the switch changed nothing (3).
             stopped = error.startswith("stopped")
             outcome = Outcome.ROLLED_BACK if live and not stopped else Outcome.DEPLOY_FAILED
-            self.finish(outcome, f"{error}; traffic stayed on {live or 'nothing'}")
+            self.finish(outcome, f"{error}; traffic stayed on {live or 'nothing'}", live)
             return
         # Written before the switch runs: a deploy cut short inside it is resumed by switching back.
         self.journal.write(phase=BG_SWITCHED, switched_at=time.time())
@@ -133,7 +156,9 @@ class BlueGreen(Recreate):
             self.remove_all(self.of_colour(new))
             outcome = Outcome.ROLLED_BACK if live and back else Outcome.DEPLOY_FAILED
             self.finish(
-                outcome, f"switch to {new} failed: {self.scrub(detail)}; traffic on {live or 'nothing'}"
+                outcome,
+                f"switch to {new} failed: {self.scrub(detail)}; traffic on {live or 'nothing'}",
+                live if back else None,
             )
             return
         failed = self.watch(new)
@@ -143,7 +168,7 @@ class BlueGreen(Recreate):
             self.report.steps[-1].seconds = time.monotonic() - t
             self.remove_all(self.of_colour(new))
             if back:
-                self.finish(Outcome.ROLLED_BACK, f"{failed}; traffic switched back to {live}")
+                self.finish(Outcome.ROLLED_BACK, f"{failed}; traffic switched back to {live}", live)
             else:
                 self.finish(
                     Outcome.DEPLOY_FAILED, f"{failed}; SWITCH BACK to {live} FAILED: {self.scrub(detail)}"
@@ -154,22 +179,34 @@ class BlueGreen(Recreate):
         self.remove_all(old)
         self.step(f"remove-{live or 'old'}", t, True, f"{len(old)} container(s) removed")
         if failed is not None:
-            self.finish(Outcome.DEPLOY_FAILED, f"{failed}; no previous colour to switch back to")
+            self.finish(Outcome.DEPLOY_FAILED, f"{failed}; no previous colour to switch back to", new)
             return
-        self.finish(Outcome.OK, f"{spec.name} runs {ref}, traffic on {new}")
+        self.finish(Outcome.OK, f"{spec.name} runs {ref}, traffic on {new}", new)
 
     def watch(self, colour: str) -> str | None:
-        """Watch the new colour's health for `keep_old`: None, or why it failed."""
-        spec, health = self.spec, self.spec.health
-        t = time.monotonic()
+        """Watch the new colour for `keep_old`: its health, and the phase's guards when the engine
+        watches them (Hooks.watch). None, or why it failed."""
         ports = self.bg.ports(colour)
+        guards = self.hooks.watch(colour, ports) if self.hooks.watch is not None else None
+        t = time.monotonic()
+        try:
+            error = self._watch(colour, ports, guards, t)
+        finally:
+            if guards is not None:
+                guards.close()
+        if error is None:
+            self.step(f"watch-{colour}", t, True, f"healthy for {self.bg.keep_old:g}s")
+        else:
+            self.step(f"watch-{colour}", t, False, error)
+        return error
+
+    def _watch(self, colour: str, ports: tuple[int, ...], guards: GuardWatch | None, t: float) -> str | None:
+        spec, health = self.spec, self.spec.health
         failures = 0
         while time.monotonic() - t < self.bg.keep_old:
             why = self.stop()
             if why:
-                error = f"stopped while {colour} was watched: {why}"
-                self.step(f"watch-{colour}", t, False, error)
-                return error
+                return f"stopped while {colour} was watched: {why}"
             errors = []
             if health.url:
                 for replica in range(spec.replicas):
@@ -187,19 +224,23 @@ class BlueGreen(Recreate):
                         errors.append(f"{c.name} {state.get('Status')}")
             failures = failures + 1 if errors else 0
             if failures >= health.failure_limit:
-                error = (
+                return (
                     f"{colour} failed after the switch: {failures} failed checks in a row, last: {errors[-1]}"
                 )
-                self.step(f"watch-{colour}", t, False, error)
-                return error
-            time.sleep(health.interval)
-        self.step(f"watch-{colour}", t, True, f"healthy for {self.bg.keep_old:g}s")
+            pause = min(health.interval, max(0.0, self.bg.keep_old - (time.monotonic() - t)))
+            if guards is None:
+                time.sleep(pause)
+                continue
+            breached = guards.wait(pause)  # returns at once when a guard breaches
+            if breached:
+                return f"{colour} failed after the switch: {breached}"
         return None
 
-    def finish(self, outcome: Outcome, message: str) -> None:
+    def finish(self, outcome: Outcome, message: str, colour: str | None = None) -> None:
         self.journal.write(phase=j.DONE, outcome=outcome.name.lower())
         self.report.outcome = outcome
         self.report.message = message
+        self.report.colour = colour
 
 
 def resume(strategy: BlueGreen, state: dict[str, Any]) -> str:

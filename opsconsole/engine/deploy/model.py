@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 LABEL_MANAGED = "io.opsconsole.managed"
 LABEL_SERVICE = "io.opsconsole.service"
@@ -91,10 +91,28 @@ class BlueGreenSpec:
         return self.traffic_switch
 
 
-BeforeSwitch = Callable[[str, tuple[int, ...]], "str | None"]
-"""(colour, its ports) -> None when the new colour may take traffic, else why not."""
+BeforeSwitch = Callable[[str, tuple[int, ...], "str | None"], tuple[bool, str]]
+"""(the new colour, its ports, the live colour or None) -> (whether the new colour may take traffic,
+what was checked or why not). Blocks until decided (bounded)."""
 SetFlag = Callable[[FlagSwitch, bool, str], None]
 """(the switch, value, reason): the engine sets the flag; raises with the reason it could not."""
+
+
+class GuardWatch(Protocol):
+    """Checks running beside a blue-green deploy's `keep_old` watch (in a thread of their own)."""
+
+    def wait(self, timeout: float) -> str | None:
+        """Wait up to `timeout` seconds, less when a check fails for good: why it did, or None."""
+        ...
+
+    def close(self) -> None:
+        """Stop checking (bounded); wait() answers None from now on unless it had failed."""
+        ...
+
+
+WatchGuards = Callable[[str, tuple[int, ...]], "GuardWatch | None"]
+"""(the new colour, its ports) -> the phase's guards watching it after the switch, started; None when
+there are none."""
 
 
 @dataclass
@@ -102,6 +120,7 @@ class Hooks:
     """What a deploy asks of the engine that runs it (None: not available, e.g. no engine)."""
 
     before_switch: BeforeSwitch | None = None
+    watch: WatchGuards | None = None
     set_flag: SetFlag | None = None
 
 
@@ -185,6 +204,8 @@ class DeployReport:
     finished_at: float = 0.0
     resumed: str | None = None
     """What an earlier, interrupted deploy of this service left, finished before this one started."""
+    colour: str | None = None
+    """blue_green: the colour taking traffic when the deploy ended (None: none, or another strategy)."""
 
     @property
     def code(self) -> int:
@@ -205,6 +226,7 @@ class DeployReport:
             "finished_at": self.finished_at,
             "seconds": round(self.finished_at - self.started_at, 3),
             "resumed": self.resumed,
+            "colour": self.colour,
             "steps": [s.to_dict() for s in self.steps],
         }
 

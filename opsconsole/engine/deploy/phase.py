@@ -1,5 +1,8 @@
 """A plan phase with `strategy: {kind: recreate (rolling, blue_green, canary), service: S, image: TAG}`: the runner
-deploys the service in a thread before the phase's gates are checked. A canary phase's deploy starts
+deploys the service in a thread before the phase's gates are checked. A blue_green phase's deploy
+checks the phase's checks aimed at the new colour before the switch and watches its guards during
+`keep_old` (deploy/aimed.py); once it is done, the runner aims the phase's checks at the colour that
+took traffic (`PhaseDeploy.colour`). A canary phase's deploy starts
 the new version beside the old (deploy/canary.py) and the flag moves as for any canary; when the
 rollout moves on or back, the colour no longer needed is removed: at once for a move this process
 sees (`_on_event`, from the engine's bus: a command, a decision, the kill switch), and by `sweep`, which
@@ -23,23 +26,20 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from .aimed import live_colour
 from .canary import CANARY_RUNNING, left_running, promoted
 from .journal import DONE, Journal
-from .model import BeforeSwitch, DeployReport
+from .model import DeployReport
 
 SWEEP_EVERY = 2.0
 """Seconds between two looks for canaries left running (a file read per service with colours, and the
 rollout's row for each canary found)."""
-BEFORE_SWITCH_WAIT = 60.0
-"""Bound on how long a gate may stay undecided (unknown, pending) on the new colour before the switch."""
 
 if TYPE_CHECKING:
     from ..core import Engine
-    from ..model import GateSpec
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ Key = tuple[str, int]
 class PhaseDeploy:
     ok: bool
     reason: str
+    colour: str | None = None
+    """blue_green: the colour taking traffic once the deploy was done (what the phase's checks aim at)."""
 
 
 class PhaseDeploys:
@@ -106,11 +108,22 @@ class PhaseDeploys:
                 report.code == 0,
                 f"deploy of {report.image} to {service}: {report.outcome.name.lower()} "
                 f"(exit {report.code}): {report.message}",
+                report.colour,
             )
         self._done[key] = outcome
         if outcome.ok and strategy == "canary":
             self._canaries[key] = service
         return outcome
+
+    def colour(self, key: Key, service: str) -> str | None:
+        """blue_green: the colour the phase's deploy left taking traffic, once it is done (from this
+        runner's outcome, else the service's journal); None before."""
+        done = self._done.get(key)
+        if done is None and key not in self._tasks:
+            done = self._recorded(key, service)
+            if done is not None:
+                self._done[key] = done
+        return done.colour if done is not None else None
 
     def busy(self) -> bool:
         return any(not t.done() for t in self._tasks.values())
@@ -135,6 +148,14 @@ class PhaseDeploys:
         except StoreError:
             pass  # said by the deploy itself, which refuses without the lock
         self.waiting.pop(key, None)
+        before_switch = watch = None
+        spec = engine.config.services.get(service)
+        if strategy == "blue_green" and spec is not None:
+            from .aimed import ColourChecks
+
+            checks = ColourChecks(engine, key[0], key[1], spec)
+            before_switch = checks.before_switch if checks.aimable() else None
+            watch = checks.watch
         return deploy_service(
             engine.config,
             engine.workspace,
@@ -143,26 +164,9 @@ class PhaseDeploys:
             strategy=strategy,
             engine=engine,
             rollout=_name(key),
-            before_switch=self._gates_on(key, service) if strategy == "blue_green" else None,
+            before_switch=before_switch,
+            watch=watch,
         )
-
-    def _gates_on(self, key: Key, service: str) -> BeforeSwitch | None:
-        """blue_green: the phase's `health` gates checked on the new colour before the switch: each
-        gate's path (and expected status, body) on the colour's own address (the service's health URL
-        with the colour's port), until it passes or its failure limit is reached. The other gates
-        (metrics, soak, alarms, approvals...) are checked after the switch, as for any phase."""
-        engine = self.engine
-        r = engine.rollout(key[0])
-        phase = engine.plan(r.plan).phases[key[1]]
-        spec = engine.config.services[service]
-        gates = [g for g in phase.gates if g.kind == "health" and g.url]
-        if not gates:
-            return None
-
-        def check(colour: str, ports: tuple[int, ...]) -> str | None:
-            return asyncio.run(_check_on(engine, r, phase, gates, spec.health.url, ports[0] if ports else 0))
-
-        return check
 
     def _recorded(self, key: Key, service: str) -> PhaseDeploy | None:
         try:
@@ -177,7 +181,9 @@ class PhaseDeploys:
             return None
         ok = state.get("outcome") == "ok" or state.get("phase") == CANARY_RUNNING
         return PhaseDeploy(
-            ok, f"deploy of {state.get('image')} to {service}: {state.get('outcome')} (recorded)"
+            ok,
+            f"deploy of {state.get('image')} to {service}: {state.get('outcome')} (recorded)",
+            live_colour(state),
         )
 
     def _on_event(self, event: Any) -> None:
@@ -286,43 +292,6 @@ class PhaseDeploys:
         self._unsubscribe()
         for thread in [*self._settling, *([self._sweeper] if self._sweeper is not None else [])]:
             await asyncio.to_thread(thread.join, 60.0)
-
-
-async def _check_on(
-    engine: Engine, r: Any, phase: Any, gates: list[GateSpec], health_url: str | None, port: int
-) -> str | None:
-    from .. import gates as gate_logic
-    from ..model import GateMemory, Verdict
-    from ..observe import Observer
-
-    observer = Observer(engine.config)
-    try:
-        for gate in gates:
-            moved = replace(gate, url=on_port(gate.url or "", health_url, port))
-            memory = GateMemory()
-            deadline = time.monotonic() + BEFORE_SWITCH_WAIT
-            while True:
-                now = time.time()
-                obs = await observer.observe(moved, r, phase, now)
-                verdict, memory = gate_logic.evaluate(moved, obs, memory, now)
-                if verdict.status is Verdict.PASS:
-                    break
-                if verdict.breached:
-                    return f"gate {gate.name}: {verdict.reason}"
-                if time.monotonic() > deadline:
-                    return f"gate {gate.name} still {verdict.status} after {BEFORE_SWITCH_WAIT:g}s: {verdict.reason}"
-                await asyncio.sleep(min(1.0, gate.interval or 0.5))
-    finally:
-        await observer.close()
-    return None
-
-
-def on_port(url: str, health_url: str | None, port: int) -> str:
-    """`url` (a gate's) on the colour's own address: the host of the service's health URL (or
-    127.0.0.1) and the colour's port; the path, query and scheme kept."""
-    host = urlsplit((health_url or "").replace("{port}", str(port))).hostname or "127.0.0.1"
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{host}:{port}"))
 
 
 def _name(key: Key) -> str:

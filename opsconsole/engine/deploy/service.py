@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .model import BeforeSwitch, DeployReport, FlagSwitch, Hooks, Outcome
+from .model import BeforeSwitch, DeployReport, FlagSwitch, Hooks, Outcome, WatchGuards
 from .pipeline import run_deploy
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ def deploy_service(
     engine: Engine | None = None,
     rollout: str | None = None,
     before_switch: BeforeSwitch | None = None,
+    watch: WatchGuards | None = None,
 ) -> DeployReport:
     """Raises ValueError for a service the configuration does not have; everything else that goes
     wrong is in the report (its outcome is the exit code)."""
@@ -59,7 +60,7 @@ def deploy_service(
         assert engine is not None
         engine.set_flag(switch.environment, switch.flag, on, reason)
 
-    hooks = Hooks(before_switch=before_switch, set_flag=set_flag if engine is not None else None)
+    hooks = Hooks(before_switch=before_switch, watch=watch, set_flag=set_flag if engine is not None else None)
     report = run_deploy(
         spec,
         image,
