@@ -43,14 +43,15 @@ lint: $(STAMP)
 	$(BIN)/mypy opsconsole
 	$(BIN)/lint-imports
 
-# The suites that drive real daemons (PostgreSQL, Prometheus, Alertmanager, dockerd, nginx, moto)
-# spend their time waiting on them, not on the CPU: they run in a second pytest beside the rest, each
-# process with its own daemons on free loopback ports, and the run fails when either fails.
-DAEMON_SUITES := tests/store tests/team tests/docker tests/prom tests/alertmanager tests/cloudwatch tests/s3 tests/pg tests/notify tests/backups
+# The suites that drive real daemons (PostgreSQL, Prometheus, Alertmanager, dockerd, nginx, moto), and
+# the tests that run the demo in real time or build the wheel, spend their time waiting, not on the
+# CPU: they run in a second pytest beside the rest (about 10 min each on 2 cores), each process with
+# its own daemons on free loopback ports, and the run fails when either fails.
+WAITING_SUITES := tests/store tests/team tests/docker tests/prom tests/alertmanager tests/cloudwatch tests/s3 tests/pg tests/notify tests/backups tests/integration/test_wheel.py tests/integration/test_demo_acceptance.py tests/faults/test_rollout_exclusive.py
 unit: $(STAMP) system-deps
-	@$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(DAEMON_SUITES) > $(VENV)/daemon-suites.log 2>&1 & daemons=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(addprefix --ignore=,$(DAEMON_SUITES)); rest=$$?; \
-	wait $$daemons; d=$$?; echo "--- $(DAEMON_SUITES):"; cat $(VENV)/daemon-suites.log; \
+	@$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(WAITING_SUITES) > $(VENV)/waiting-suites.log 2>&1 & daemons=$$!; \
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 $(addprefix --ignore=,$(WAITING_SUITES)); rest=$$?; \
+	wait $$daemons; d=$$?; echo "--- $(WAITING_SUITES):"; cat $(VENV)/waiting-suites.log; \
 	test $$rest -eq 0 -a $$d -eq 0
 
 test: lint unit
