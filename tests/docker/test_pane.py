@@ -138,3 +138,21 @@ def test_docker_down_or_hanging_is_said_in_the_section_and_the_console_stays_res
         asyncio.run(hang())
     finally:
         engine.close()
+
+
+def test_a_container_is_shown_by_the_image_it_was_started_from_not_a_later_tag(docker_clean, tmp_path):
+    """Seen by hand: after a later deploy tagged the live v1's image `:rollback` (its first step),
+    the pane said the live container ran "opsc-test/app:rollback"."""
+    from opsconsole.engine.deploy.status import service_status
+
+    port = free_port()
+    deploy_v1(tmp_path, docker_clean, port)
+    [image] = {c.image.id for c in docker_clean.managed("web")}
+    for tag in ("rollback", "zz-later"):  # what a later deploy's tag-rollback step does, in any order
+        docker_clean.client.images.get(image).tag(APP, tag)
+    engine = make_engine(tmp_path, docker_clean, port, "v2")
+    try:
+        [status] = service_status(engine)
+    finally:
+        engine.close()
+    assert [c.image for c in status.containers] == [f"{APP}:v1"]

@@ -76,7 +76,11 @@ def _row(c: Any) -> ContainerRow:
     attrs = c.attrs or {}
     state = attrs.get("State") or {}
     tags = list(getattr(c.image, "tags", []) or []) if c.image is not None else []
-    image = tags[0] if tags else str(attrs.get("Config", {}).get("Image") or attrs.get("Image", ""))[:19]
+    # The reference the container was started from, while its image still carries it: a live v1
+    # whose image a later deploy also tagged `:rollback` is shown as v1, not as the rollback.
+    started = str(attrs.get("Config", {}).get("Image") or "")
+    now_called = tags[0] if tags else (started or str(attrs.get("Image", "")))[:19]
+    image = started if started in tags else now_called
     return ContainerRow(
         name=str(c.name),
         image=image,

@@ -332,7 +332,9 @@ class RolloutsPane(GuardedActions, Vertical, can_focus=False):
             last = st.last_deploy
             if last:
                 outcome = last.get("report_outcome") or last.get("outcome") or last.get("phase")
-                bits.append(f"last deploy {str(last.get('image', '')).rpartition(':')[2]} {outcome}")
+                how = last.get("strategy")
+                how = f" ({how})" if how and how != st.strategy else ""  # a plan phase's own strategy
+                bits.append(f"last deploy {str(last.get('image', '')).rpartition(':')[2]}{how} {outcome}")
             if not st.containers:
                 bits.append("no containers")
             head.append_text(plain(" · ".join(bits)))
