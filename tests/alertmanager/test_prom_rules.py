@@ -23,7 +23,7 @@ from opsconsole.engine.model import RolloutState
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.alarm_silence import SilenceScreen
 from tests.alertmanager.conftest import Alertmanager, engine_for, write_workspace
-from tests.prom.conftest import Exporter, _exporter_server, _wait_scraped, free_port
+from tests.prom.server import Exporter, _exporter_server, _wait_scraped, free_port
 from tests.tui.conftest import screen_text, sync, until
 
 RULE_WAIT = 20.0
