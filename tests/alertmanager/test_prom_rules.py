@@ -9,9 +9,6 @@ phase, and the operator silences the alert from the Metrics & Alarms pane with r
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +20,7 @@ from opsconsole.engine.model import RolloutState
 from opsconsole.tui.app import OpsConsoleApp
 from opsconsole.tui.screens.alarm_silence import SilenceScreen
 from tests.alertmanager.conftest import Alertmanager, engine_for, write_workspace
-from tests.prom.server import Exporter, _exporter_server, _wait_scraped, free_port
+from tests.prom.server import Exporter, _exporter_server, running_prometheus
 from tests.tui.conftest import screen_text, sync, until
 
 RULE_WAIT = 20.0
@@ -52,20 +49,13 @@ groups:
 @pytest.fixture
 def rules_prom(alertmanager: Alertmanager, test_id: str, tmp_path: Path) -> Iterator[RulesProm]:
     """A Prometheus with this test's rule file, sending its alerts to the session's Alertmanager."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        reason = "prometheus is missing (make system-deps installs the Debian package)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs a real Prometheus: {reason}", pytrace=False)
-        pytest.skip(reason)
     exporter = Exporter()
     server = _exporter_server(exporter)
     work = tmp_path / "prometheus"
     work.mkdir()
     (work / "rules.yml").write_text(_rules(test_id))
     am = alertmanager.url.removeprefix("http://")
-    (work / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+    config = (
         f"rule_files: ['{work / 'rules.yml'}']\n"
         "alerting:\n"
         "  alertmanagers:\n"
@@ -74,35 +64,10 @@ def rules_prom(alertmanager: Alertmanager, test_id: str, tmp_path: Path) -> Iter
         "  - job_name: exporter\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{server.server_address[1]}']}}]\n"
     )
-    port = free_port()
-    log = (work / "log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        try:
-            _wait_scraped(url, proc)
-        except RuntimeError as exc:
-            pytest.fail(f"{exc}; log: {(work / 'log').read_text()[-2000:]}", pytrace=False)
-        yield RulesProm(url, exporter)
+        with running_prometheus(work, config) as url:
+            yield RulesProm(url, exporter)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
         server.shutdown()
 
 

@@ -12,6 +12,7 @@ with the reason, except in CI, where that is a failure.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -161,29 +162,23 @@ def _wait_scraped(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"prometheus at {url} did not scrape the exporter within {START_WAIT:g}s")
 
 
-@pytest.fixture(scope="session")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
+def prometheus_binary() -> str:
+    """The Debian prometheus; a skip with the reason where it is missing, except in CI (a failure)."""
     binary = shutil.which("prometheus")
     if binary is None:
         reason = "prometheus is missing (make system-deps installs the Debian package)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs a real Prometheus: {reason}", pytrace=False)
         pytest.skip(reason)
-    exporter = Exporter()
-    exp_server = _exporter_server(exporter)
-    exporter.port = int(exp_server.server_address[1])
-    work: Path = tmp_path_factory.mktemp("prometheus")
-    targets = work / "targets"
-    targets.mkdir()
-    (work / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: exporter\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
-        "  - job_name: targets\n"
-        "    scrape_timeout: 900ms\n"
-        f"    file_sd_configs: [{{files: ['{targets}/*.json'], refresh_interval: 1s}}]\n"
-    )
+    return binary
+
+
+@contextlib.contextmanager
+def running_prometheus(work: Path, config: str) -> Iterator[str]:
+    """A Prometheus on a free 127.0.0.1 port with `config` (scraping every second, its storage under
+    `work`), once it has scraped the `exporter` job three times; its URL. Stopped afterwards."""
+    binary = prometheus_binary()
+    (work / "prometheus.yml").write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n" + config)
     port = free_port()
     log = (work / "prometheus.log").open("wb")
     proc = subprocess.Popen(
@@ -199,22 +194,13 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
         stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    proxy = None
     try:
         try:
             _wait_scraped(url, proc)
         except RuntimeError as exc:
             pytest.fail(f"{exc}; log: {(work / 'prometheus.log').read_text()[-2000:]}", pytrace=False)
-        proxy = _proxy_server(url)
-        yield Prom(
-            url=url,
-            exporter=exporter,
-            proxy_url=f"http://127.0.0.1:{proxy.server_address[1]}",
-            targets=targets,
-        )
+        yield url
     finally:
-        if proxy is not None:
-            proxy.shutdown()
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -222,4 +208,36 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
+    prometheus_binary()
+    exporter = Exporter()
+    exp_server = _exporter_server(exporter)
+    exporter.port = int(exp_server.server_address[1])
+    work: Path = tmp_path_factory.mktemp("prometheus")
+    targets = work / "targets"
+    targets.mkdir()
+    config = (
+        "scrape_configs:\n"
+        "  - job_name: exporter\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
+        "  - job_name: targets\n"
+        "    scrape_timeout: 900ms\n"
+        f"    file_sd_configs: [{{files: ['{targets}/*.json'], refresh_interval: 1s}}]\n"
+    )
+    try:
+        with running_prometheus(work, config) as url:
+            proxy = _proxy_server(url)
+            try:
+                yield Prom(
+                    url=url,
+                    exporter=exporter,
+                    proxy_url=f"http://127.0.0.1:{proxy.server_address[1]}",
+                    targets=targets,
+                )
+            finally:
+                proxy.shutdown()
+    finally:
         exp_server.shutdown()
