@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 
 from opsconsole.engine import Actor, Engine, Runner, deploy_service, open_engine
 
-from .conftest import APP, DockerEngine
+from .conftest import DockerEngine
+from .dockerd import workspace_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,27 +66,8 @@ def write_config(
         f"    strategy: {strategy}\n" + (f"    {role}:\n      - {check}\n" if role else "")
     )
     cfg = tmp / "opsconsole.yaml"
-    cfg.write_text(
-        textwrap.dedent(
-            f"""\
-            interval: 1s
-            roles: {{default: operator}}
-            environments:
-              production: {{flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}}}
-            plans: ["{tmp}/plan.yaml"]
-            flags: "{tmp}/flags.yaml"
-            kill_switch: {{flags_on: [emergency_shutdown]}}
-            services:
-              web:
-                image: {APP}
-                ports: [{blue}]
-                health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
-                docker: {{host: "{docker.host}"}}
-                stop_timeout: 2s
-                {COLOURS[colours].format(blue=blue, green=green)}
-            """
-        )
-    )
+    colour_ports = COLOURS[colours].format(blue=blue, green=green)
+    cfg.write_text(workspace_config(tmp, docker, blue, f"{tmp}/flags.yaml", colour_ports))
     return cfg
 
 

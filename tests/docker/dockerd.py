@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -198,3 +199,27 @@ def running_dockerd() -> Iterator[DockerEngine]:
         log.close()
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def workspace_config(tmp: Path, docker: DockerEngine, port: int, flags: str, service_extra: str = "") -> str:
+    """The configuration the Docker tests' workspaces share: one environment on flag files, the plan
+    in `tmp`, and the service `web` (APP on `port`, health every 200 ms) on `docker`; `service_extra`
+    is one more line of the service (its colours' ports, say)."""
+    return textwrap.dedent(
+        f"""\
+        interval: 1s
+        roles: {{default: operator}}
+        environments:
+          production: {{flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}}}
+        plans: ["{tmp}/plan.yaml"]
+        flags: "{flags}"
+        kill_switch: {{flags_on: [emergency_shutdown]}}
+        services:
+          web:
+            image: {APP}
+            ports: [{port}]
+            health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
+            docker: {{host: "{docker.host}"}}
+            stop_timeout: 2s
+        """
+    ) + (f"    {service_extra}\n" if service_extra else "")

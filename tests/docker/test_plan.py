@@ -17,6 +17,7 @@ from opsconsole.engine.deploy.phase import PhaseDeploy, PhaseDeploys
 from opsconsole.engine.model import RolloutState
 
 from .conftest import APP, DockerEngine, free_port, http_get
+from .dockerd import workspace_config
 from .nginx import running_nginx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,27 +49,7 @@ def make_engine(
         )
     )
     cfg = tmp / "opsconsole.yaml"
-    cfg.write_text(
-        textwrap.dedent(
-            f"""\
-            interval: 1s
-            roles: {{default: operator}}
-            environments:
-              production: {{flags: {{kind: file, path: "${{WORKSPACE}}/flags/production.json"}}}}
-            plans: ["{tmp}/plan.yaml"]
-            flags: "{flags}"
-            kill_switch: {{flags_on: [emergency_shutdown]}}
-            services:
-              web:
-                image: {APP}
-                ports: [{port}]
-                health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
-                docker: {{host: "{docker.host}"}}
-                stop_timeout: 2s
-            """
-        )
-        + extra
-    )
+    cfg.write_text(workspace_config(tmp, docker, port, flags) + extra)
     return open_engine(str(cfg), tmp / "ws", actor=Actor("root", "test"))
 
 
