@@ -32,6 +32,11 @@ def why(engine: Engine, r: Rollout, live: bool = True) -> str:
     if r.state is not RolloutState.PROGRESSING:
         return r.reason
     phase = current_phase(plan, r)
+    strategy = phase.strategy
+    if strategy is not None and strategy.service and strategy.image and not r.verdicts:
+        deploying = deploy_in_flight(engine, r, strategy.service)
+        if deploying:
+            return deploying
     blocking = [v for v in r.verdicts if v.status is not Verdict.PASS]
     guards = {g.name for g in phase.guards}
     for v in blocking:
@@ -51,6 +56,32 @@ def why(engine: Engine, r: Rollout, live: bool = True) -> str:
         v = blocking[0]
         return f"{v.gate}: {v.reason}"
     return r.reason
+
+
+def deploy_in_flight(engine: Engine, r: Rollout, service: str) -> str:
+    """While the phase's Docker deploy runs (its gates are checked once it is done): what it has
+    done so far, from its record in the store ("deploying v2 to web (blue_green): switch-green ok:
+    traffic to green"); "" once it is done, or when the store cannot say."""
+    from .store import StoreError
+
+    try:
+        with engine.store.read() as tx:
+            found = tx.list_deploys(service, limit=1)
+    except StoreError:
+        return ""
+    ours = found[0] if found and found[0].get("rollout") == f"{r.id}:{r.phase_index}" else None
+    if ours is None:
+        return f"deploying {service}: starting"
+    if ours.get("phase") in ("done", "canary_running"):  # deploy/journal.py DONE, canary.CANARY_RUNNING
+        return ""
+    tag = str(ours.get("image") or "").rpartition(":")[2]
+    said = f"deploying {tag} to {service} ({ours.get('strategy') or '-'})"
+    steps = ours.get("steps") or []
+    if not steps:
+        return f"{said}: starting"
+    last = steps[-1]
+    detail = f": {last['detail']}" if last.get("detail") else ""
+    return f"{said}: {last.get('name')} {'ok' if last.get('ok') else 'failed'}{detail}"
 
 
 STOPPED = frozenset({RolloutState.ABORTED, RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK})
