@@ -76,6 +76,10 @@ def deploy_in_flight(engine: Engine, r: Rollout, service: str) -> str:
         return ""
     tag = str(ours.get("image") or "").rpartition(":")[2]
     said = f"deploying {tag} to {service} ({ours.get('strategy') or '-'})"
+    if ours.get("phase") == "bg_switched" and ours.get("switched_at"):  # deploy/bluegreen.py BG_SWITCHED
+        since = iso_utc(float(ours["switched_at"]), "seconds")[11:19]
+        kept = f", {ours['live']} kept meanwhile" if ours.get("live") else ""
+        return f"{said}: traffic on {ours.get('new')} since {since} UTC, watched{kept}"
     steps = ours.get("steps") or []
     if not steps:
         return f"{said}: starting"

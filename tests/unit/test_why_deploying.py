@@ -37,7 +37,7 @@ def _engine(tmp: Path):  # type: ignore[no-untyped-def]
     return open_engine(str(cfg), tmp / "ws", actor=Actor("root", "test"))
 
 
-def _record(engine, rid: str, phase: str, steps: list[dict[str, object]]) -> None:  # type: ignore[no-untyped-def]
+def _record(engine, rid: str, phase: str, steps: list[dict[str, object]], **more: object) -> None:  # type: ignore[no-untyped-def]
     with engine.store.transaction() as tx:
         tx.save_deploy(
             {
@@ -49,6 +49,7 @@ def _record(engine, rid: str, phase: str, steps: list[dict[str, object]]) -> Non
                 "image": "opsc-test/app:v2",
                 "strategy": "blue_green",
                 "steps": steps,
+                **more,
             },
             time.time(),
         )
@@ -67,8 +68,12 @@ def test_the_why_line_follows_the_phase_deploy_until_it_is_done(tmp_path: Path) 
         assert str(r.state) == "progressing"
         assert why(engine, r) == "deploying web: starting"
         switched = {"name": "switch-green", "ok": True, "detail": "traffic to green", "seconds": 0.02}
-        _record(engine, r.id, "bg_switched", [switched])
-        assert why(engine, r) == "deploying v2 to web (blue_green): switch-green ok: traffic to green"
+        _record(engine, r.id, "bg_started", [switched | {"name": "gates-green", "detail": "they pass"}])
+        assert why(engine, r) == "deploying v2 to web (blue_green): gates-green ok: they pass"
+        _record(engine, r.id, "bg_switched", [switched], live="blue", new="green", switched_at=3600.0)
+        assert why(engine, r) == (
+            "deploying v2 to web (blue_green): traffic on green since 01:00:00 UTC, watched, blue kept meanwhile"
+        )
         _record(engine, r.id, "done", [switched])
         assert why(engine, r) == r.reason  # done: the gates (none judged yet) speak from now on
     finally:
