@@ -287,7 +287,7 @@ class Engine:
                 other, what = clash
                 raise Rejected(
                     f"rollout {other.id} (plan {other.plan}) is {other.state} and drives {what}; "
-                    f"one active rollout per flag: finish, abort or roll back {other.id} first"
+                    f"one active rollout per {what.kind}: finish, abort or roll back {other.id} first"
                 )
             tx.insert_rollout(d.rollout)
             self._write_records(tx, d, now)

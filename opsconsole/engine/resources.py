@@ -4,8 +4,10 @@ Two rollouts setting one canary flag undo each other's steps (100% -> 10% -> 0%)
 each other's state. A plan claims every flag it sets in any phase, canary or plain `flags:`: a
 rollback restores all of them, whichever phase it is in. Pure: the caller reads the active rollouts
 inside the same write transaction as the insert, so the check and the insert cannot interleave with
-another start. A resource is (kind, environment, name) so that other kinds (a Docker service) can be
-claimed the same way later.
+another start. A resource is (kind, environment, name): a flag, or a Docker service that a phase
+deploys (two rollouts deploying one service would switch its traffic under each other's checks, and
+a rollback of one would restore what the other deployed). A service is one whatever the environment
+(its containers are the same), so its environment is "" here.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from .model import Plan, Rollout
 @dataclass(frozen=True, order=True)
 class Resource:
     kind: str
-    """What is driven: "flag" (later also "service")."""
+    """What is driven: "flag" or "service"."""
     environment: str
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name} in {self.environment}"
+        where = f" in {self.environment}" if self.environment else ""
+        return f"{self.kind} {self.name}{where}"
 
 
 def plan_resources(plan: Plan) -> frozenset[Resource]:
@@ -35,6 +38,8 @@ def plan_resources(plan: Plan) -> frozenset[Resource]:
         if strategy is not None and strategy.kind == "canary" and strategy.flag:
             found.add(Resource("flag", phase.environment, strategy.flag))
         found.update(Resource("flag", phase.environment, name) for name in phase.flags)
+        if strategy is not None and strategy.service:
+            found.add(Resource("service", "", strategy.service))
     return frozenset(found)
 
 
