@@ -148,11 +148,19 @@ def test_a_container_is_shown_by_the_image_it_was_started_from_not_a_later_tag(d
     port = free_port()
     deploy_v1(tmp_path, docker_clean, port)
     [image] = {c.image.id for c in docker_clean.managed("web")}
-    for tag in ("rollback", "zz-later"):  # what a later deploy's tag-rollback step does, in any order
-        docker_clean.client.images.get(image).tag(APP, tag)
+    images = docker_clean.client.images
+    before = docker_clean.images().get(f"{APP}:rollback")
     engine = make_engine(tmp_path, docker_clean, port, "v2")
     try:
+        for tag in ("rollback", "zz-later"):  # what a later deploy's tag-rollback step does, in any order
+            images.get(image).tag(APP, tag)
         [status] = service_status(engine)
     finally:
         engine.close()
+        # The images are the session's: leave their tags as found (the rolling test reads them).
+        images.remove(f"{APP}:zz-later", noprune=True)
+        if before is not None:
+            images.get(before).tag(APP, "rollback")
+        else:
+            images.remove(f"{APP}:rollback", noprune=True)
     assert [c.image for c in status.containers] == [f"{APP}:v1"]

@@ -66,8 +66,12 @@ def test_panes_after_the_first_load_once_the_rollouts_are_shown(tmp_path):
             release.set()
             await until(pilot, lambda: "rollouts" in app.panes)
             app.action_show_pane("flags")  # whether or not the Flags pane has loaded yet
-            await until(pilot, lambda: len(app.panes) == 5)
-            await until(pilot, lambda: app.panes["flags"].has_focus_within)
+            # What is checked is that the pane shows once loaded, not how fast (bench/ measures
+            # that): a CI run beside the daemon suites once needed more than 5 s here.
+            await until(pilot, lambda: len(app.panes) == 5, "the other panes loaded", seconds=20)
+            await until(
+                pilot, lambda: app.panes["flags"].has_focus_within, "the Flags pane shown", seconds=20
+            )
 
     asyncio.run(run())
 
