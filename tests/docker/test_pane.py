@@ -59,9 +59,10 @@ def test_the_pane_shows_the_services_containers_in_place_and_the_detail_the_depl
                 for widget in (table, pane.query_one("#service-head")):
                     original = widget.refresh
                     widget.refresh = lambda *a, _o=original, **k: (repaints.append(a), _o(*a, **k))[1]  # type: ignore[method-assign]
-                reads = len(calls)
+                reads, before = len(calls), cells(pane)
                 await until(pilot, lambda: len(calls) >= reads + 2, "two more reads", seconds=8)
-                assert repaints == []
+                if cells(pane) == before:  # on a slow machine the age may tick over to 1m meanwhile
+                    assert repaints == []
                 # a change behind the console's back shows in place
                 docker_clean.client.containers.get(container.id).stop(timeout=1)
                 await until(pilot, lambda: cells(pane)[container.name][2] == "exited", "exited", seconds=8)
