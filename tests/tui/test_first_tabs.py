@@ -54,8 +54,9 @@ async def _frame(ws: Path, *, swap: bool, theme: str | None, monkeypatch: pytest
             else:
                 await pilot.pause(0.2)
                 assert app.query(FirstTabs) and not app.query(TabbedContent)
-            await pilot.pause(0.1)
-            assert app.query_one("#rollouts").has_focus_within
+            await until(
+                pilot, lambda: app.query_one("#rollouts").has_focus_within, "the Rollouts pane focused"
+            )
             cells = _cells(app)
             release.set()  # and let the engine's opening end before the console does
             await until(pilot, lambda: app.opened or app._opened_early is not None)

@@ -76,9 +76,10 @@ def test_approval_refused_by_the_engine_says_why_and_stays_open(awaiting):
             app.push_screen(ApproveScreen(bob.rollout(rid)))  # forged: the modal opened anyway
             await pilot.pause()
             await pilot.press(*"mine", "enter")
-            await pilot.pause(0.3)
+            await until(
+                pilot, lambda: "refused" in str(app.screen.query_one("#error").render()), "the refusal"
+            )
             assert isinstance(app.screen, ApproveScreen)
-            assert "refused" in str(app.screen.query_one("#error").render())
 
     asyncio.run(run())
     assert bob.rollout(rid).state is S.AWAITING_APPROVAL
