@@ -346,3 +346,44 @@ def test_nothing_to_go_back_to_on_a_first_deploy_is_said_and_nothing_changes(
     assert len(audit) == 1 and audit[0].data["outcome"] == "no previous version", audit
     assert [c.id for c in running(docker_clean)] == [before.id]
     assert http_get(f"http://127.0.0.1:{port}/version") == "v2"
+
+
+def test_a_rollback_while_blue_green_keeps_the_old_colour_switches_back_at_once(
+    docker_clean: DockerEngine, tmp_path: Path
+) -> None:
+    """Rolled back by a person while the deploy still watches green (keep_old 30 s): the deploy stops
+    there, switches back to blue and removes green; nothing is deployed again after it."""
+    blue, green = free_port(), free_port()
+    with running_nginx(tmp_path / "nginx", blue) as n:
+        switch = n.switch_command().replace('"', chr(92) + '"')
+        service = (
+            f"    blue_green: {{ports: {{blue: [{blue}], green: [{green}]}}, "
+            f'switch: {{command: "{switch}"}}, keep_old: 30s}}\n'
+        )
+        first(tmp_path, docker_clean, blue, "blue_green", service.replace("keep_old: 30s", "keep_old: 300ms"))
+        engine = make_engine(tmp_path, docker_clean, blue, "v2", "blue_green", APPROVAL, service)
+        try:
+            rid = engine.start_rollout("ship", "test").id
+            asked: list[float] = []
+
+            def roll_back_once_green_serves() -> bool:
+                if not asked and http_get(f"{n.url}/version") == "v2":
+                    engine.command(rid, "rollback", "not this one")
+                    asked.append(time.monotonic())
+                return RESTORED in engine.rollout(rid).reason
+
+            run_until(Runner(engine), roll_back_once_green_serves, 60)
+            took = time.monotonic() - asked[0]
+            r = engine.rollout(rid)
+            done = reverts(engine, rid)
+            text = row_text(engine, rid)
+        finally:
+            engine.close()
+        assert http_get(f"{n.url}/version") == "v1"
+    assert took < 15, took  # not after keep_old
+    assert r.state is S.ROLLED_BACK
+    assert f"; {RESTORED}: web: stopped while green was watched: rollout {rid} was rolled back" in r.reason
+    assert r.reason.endswith("traffic switched back to blue"), r.reason
+    assert done == []
+    assert [c.labels["io.opsconsole.colour"] for c in docker_clean.managed("web")] == ["blue"]
+    assert text == "0% (was 100%)"

@@ -310,7 +310,7 @@ class Reverts:
         self._say(
             r,
             key,
-            f"{prefix}the deploy of {service} stopped: {message}",
+            f"{prefix}{service}: {message}",
             True,
             outcome="deploy stopped",
             service=service,
