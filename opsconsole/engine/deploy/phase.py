@@ -37,7 +37,7 @@ from .aimed import live_colour
 from .canary import CANARY_RUNNING, left_running, promoted
 from .journal import DONE, Journal
 from .model import DeployReport
-from .revert import Reverts, phase_strategy
+from .revert import SETTLED, Reverts, phase_strategy
 
 SWEEP_EVERY = 2.0
 """Seconds between two looks for canaries left running (a file read per service with colours, and the
@@ -211,9 +211,7 @@ class PhaseDeploys:
         r = event.data.get("rollout") if event.kind == "rollout" else None
         if r is None:
             return
-        if str(r.state) in ("aborted", "rolling_back", "rolled_back") and phase_strategy(
-            self.engine.config, r
-        ):
+        if str(r.state) in SETTLED and phase_strategy(self.engine.config, r):
             self.reverts.soon(r.id)
         for key, service in list(self._canaries.items()):
             if key[0] != r.id:

@@ -88,8 +88,14 @@ def reverted_services(config: Config) -> set[str]:
     }
 
 
+SETTLED = ("aborted", "rolled_back")
+"""The states a revert follows. Not `rolling_back`: the engine moves a rollout on to rolled_back at
+once (the flags' rollback is committed with it), and a reason written in between would be overwritten
+by that move, or make it fail on the rollout's version."""
+
+
 def _stopped(r: Rollout) -> bool:
-    return str(r.state) in ("aborted", "rolling_back", "rolled_back")
+    return str(r.state) in SETTLED
 
 
 class Reverts:
@@ -107,6 +113,8 @@ class Reverts:
         self._attempts: dict[str, int] = {}
         self._final: set[tuple[str, str]] = set()
         """(service, journal deploy id) known to need nothing more: not read again."""
+        self._failed: dict[str, str] = {}
+        """The last error of a look at each rollout (said once; the sweep looks again)."""
         self.done: list[str] = []
         """What each look that did something said (for the log and tests)."""
 
@@ -170,10 +178,14 @@ class Reverts:
     def _run(self, rollout_id: str) -> None:
         try:
             self._look(rollout_id)
-        except Exception as exc:  # noqa: BLE001 - said; the sweep looks again
+        except Exception as exc:  # noqa: BLE001 - said once; the sweep looks again
             said = f"revert for rollout {rollout_id}: {type(exc).__name__}: {exc}"
-            log.warning("%s", said)
-            self.done.append(said)
+            if self._failed.get(rollout_id) != said:
+                self._failed[rollout_id] = said
+                log.warning("%s", said)
+                self.done.append(said)
+        else:
+            self._failed.pop(rollout_id, None)
         finally:
             with self._lock:
                 self._claimed.pop(rollout_id, None)
@@ -199,11 +211,17 @@ class Reverts:
             return  # a deploy of the service runs (this rollout's, stopping at its next safe point)
         state = journal.read() or {}
         if state.get("revert_of") == key:
-            if state.get("phase") == DONE:
+            if state.get("phase") == DONE and state.get("new_image_id"):
                 self._finished(r, key, service, state)  # ended before its outcome was said
                 return
-            revert = Revert(key, str(state["restores"]), str(state["replaces"]), str(state["replaces_ref"]))
-            self._deploy(r, key, service, strategy.kind, revert)  # cut short: taken again
+            # Cut short (or, read from the store, refused before it began): taken again.
+            revert = Revert(
+                key,
+                str(state.get("restores") or ""),
+                str(state.get("replaces") or ""),
+                str(state.get("replaces_ref") or ""),
+            )
+            self._deploy(r, key, service, strategy.kind, revert)
             return
         if state.get("rollout") != key:
             self._moved_on(r, key, service, state)
