@@ -53,7 +53,9 @@ def write_config(
     kind: str = "recreate",
     phase: str = APPROVAL,
     service: str = "",
+    more_ports: tuple[int, ...] = (),
 ) -> Path:
+    """`more_ports`: replicas beyond the first, one port each."""
     (tmp / "plan.yaml").write_text(
         "name: ship\n"
         "phases:\n"
@@ -76,7 +78,8 @@ def write_config(
             services:
               web:
                 image: {APP}
-                ports: [{port}]
+                replicas: {1 + len(more_ports)}
+                ports: {[port, *more_ports]}
                 health: {{url: "http://127.0.0.1:{{port}}/health", interval: 200ms, timeout: 500ms, failure_limit: 3}}
                 docker: {{host: "{docker.host}"}}
                 stop_timeout: 2s
@@ -91,10 +94,17 @@ def make_engine(tmp: Path, *args: Any, **kw: Any) -> Engine:
     return open_engine(str(write_config(tmp, *args, **kw)), tmp / "ws", actor=Actor("root", "test"))
 
 
-def first(tmp: Path, docker: DockerEngine, port: int, strategy: str = "recreate", service: str = "") -> None:
+def first(
+    tmp: Path,
+    docker: DockerEngine,
+    port: int,
+    strategy: str = "recreate",
+    service: str = "",
+    more_ports: tuple[int, ...] = (),
+) -> None:
     """v1 running before the rollout, as `opsconsole deploy web --image v1` leaves it."""
     (tmp / "first").mkdir()
-    engine = make_engine(tmp / "first", docker, port, "v1", service=service)
+    engine = make_engine(tmp / "first", docker, port, "v1", service=service, more_ports=more_ports)
     try:
         report = deploy_service(engine.config, engine.workspace, "web", "v1", strategy=strategy)
     finally:
@@ -163,6 +173,31 @@ def test_a_recreate_phase_stopped_after_its_deploy_has_the_previous_version_serv
     assert images[f"{APP}:rollback"] == images[f"{APP}:v1"]  # still names the version that serves
     [c] = running(docker_clean)
     assert c.image.id == images[f"{APP}:v1"]
+
+
+def test_a_rolling_phase_rolled_back_puts_every_replica_back_on_the_previous_version(
+    docker_clean: DockerEngine, tmp_path: Path
+) -> None:
+    ports = (free_port(), free_port())
+    first(tmp_path, docker_clean, ports[0], "rolling", more_ports=ports[1:])
+    engine = make_engine(tmp_path, docker_clean, ports[0], "v2", "rolling", more_ports=ports[1:])
+    try:
+        rid = engine.start_rollout("ship", "test").id
+        runner = Runner(engine)
+        to_approval(engine, runner, rid)
+        assert [http_get(f"http://127.0.0.1:{p}/version") for p in ports] == ["v2", "v2"]
+        engine.command(rid, "rollback", "v2 looks wrong")
+        run_until(runner, lambda: RESTORED in engine.rollout(rid).reason, 60)
+        [record] = reverts(engine, rid)
+        text = row_text(engine, rid)
+    finally:
+        engine.close()
+    assert [http_get(f"http://127.0.0.1:{p}/version") for p in ports] == ["v1", "v1"]
+    assert (record["strategy"], record["outcome"]) == ("rolling", "ok"), record
+    names = [s["name"] for s in record["steps"]]
+    assert names == ["image", "replace replica 0", "replace replica 1"], names  # one at a time
+    assert text == "0% (was 100%)"
+    assert len(running(docker_clean)) == 2
 
 
 def test_a_blue_green_phase_whose_guard_breaches_after_keep_old_goes_back_to_the_old_colour(
