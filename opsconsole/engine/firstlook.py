@@ -10,7 +10,8 @@ keyed by the files the configuration was read from (path, size and modification 
 
 `read` gives the rows the engine would show (views.rollout_row: id, phase, percentage, state, why;
 and the first rollout's gate verdicts with their units, for the lines under the table) straight
-from the SQLite file, opened read-only, or None whenever it cannot vouch for them: no cache, a
+from the SQLite file, opened read-only, or None whenever it cannot vouch for them: no cache (or one
+of an older version, which did not say which phases deploy a Docker service), a
 configuration changed since, a store that is not SQLite, missing, locked, damaged or of another
 schema version, a rollout in a state it does not know or whose plan left the configuration. The
 console then waits for the engine, as before; the engine takes the table over either way.
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from .core import Engine
 
 LOOK = "console-look.json"
-VERSION = 1
+VERSION = 2
 MAX_ROWS = 200
 """As many rollouts as the console's table shows (tui/panes/rollouts.py)."""
 BUSY_TIMEOUT = 0.05
@@ -44,7 +45,13 @@ BUSY_TIMEOUT = 0.05
 PENDING_WHY = "waiting for the engine to start the first phase"
 """views.why for a pending rollout."""
 STOPPED = frozenset({"aborted", "rolling_back", "rolled_back"})
-"""views.STOPPED by value: the row says what the new version gets now, from the canary flag."""
+"""views.STOPPED by value: the row says what the new version gets now, from the canary flag or the
+Docker service's deploy records."""
+DOCKER_KINDS = ("recreate", "rolling", "blue_green")
+"""Phase strategies that deploy a Docker service (`service` and `image`) and move all its traffic."""
+DEPLOY_RECORDS = 50
+"""How many of a service's latest deploy records say what a stopped Docker phase's version gets: a
+phase deploy older than that was replaced long since (0%)."""
 UNDERSTOOD = frozenset({"pending", "progressing", "paused", "awaiting_approval", "completed"} | STOPPED)
 """model.RolloutState by value: a state this reader does not know leaves the rows to the engine."""
 
@@ -84,6 +91,40 @@ def traffic_text(row: Mapping[str, Any]) -> str:
     return f"{now}% (was {step}%)" if now is not None and now != step else f"{step}%"
 
 
+def deploy_traffic(records: Iterable[Mapping[str, Any]], rollout: str, percent: int) -> int:
+    """What the version a stopped rollout's Docker phase deployed gets now, from its service's deploy
+    records (the store's, newest first; `rollout` is `ID:INDEX`, the phase deploy's): 0 when that
+    deploy never moved traffic or no longer serves (not started, refused or gone back by itself,
+    reverted: the previous version serves again, or replaced by a later deploy); `percent` (the
+    step's) while it may still serve: in flight, its revert pending, running or failed, or nothing to
+    go back to. Shared with views.stopped_traffic, so the first frame says what the engine says."""
+    later: list[Mapping[str, Any]] = []
+    mine: Mapping[str, Any] | None = None
+    for record in records:
+        if record.get("rollout") == rollout and not record.get("revert_of"):
+            mine = record
+            break
+        later.append(record)
+    if mine is None:
+        return 0  # never deployed (or so long ago that it was replaced since)
+    blue_green = mine.get("strategy") == "blue_green"
+    if mine.get("phase") != "done":  # the rollout stopped it while it ran: at its next safe point
+        return 0 if blue_green and mine.get("phase") == "bg_started" else percent
+    if mine.get("outcome") != "ok":
+        kept = blue_green and mine.get("new") and mine.get("serving") == mine.get("new")
+        unsure = mine.get("strategy") == "rolling" and mine.get("outcome") == "rollback_failed"
+        return percent if kept or unsure else 0
+    reverts = [r for r in later if r.get("revert_of") == rollout]
+    if reverts:
+        last = reverts[0]
+        if last.get("phase") == "done":
+            return 0 if last.get("outcome") == "ok" else percent
+        # Being reverted: a blue-green revert has moved the traffic back from its switch on.
+        return 0 if last.get("strategy") == "blue_green" and last.get("phase") == "bg_switched" else percent
+    replaced = any(r.get("phase") == "done" and r.get("outcome") == "ok" for r in later)
+    return 0 if replaced else percent
+
+
 def save(engine: Engine) -> None:
     """Write the cache for `engine`'s configuration (quietly: without it the console waits for the
     engine, as it did before)."""
@@ -104,6 +145,7 @@ def save(engine: Engine) -> None:
             s = phase.strategy
             flag = s.flag if s is not None and s.flag else None
             defn = config.flags.get(flag) if flag else None
+            docker = s is not None and s.kind in DOCKER_KINDS and s.service and s.image
             phases.append(
                 {
                     "name": phase.name,
@@ -111,6 +153,7 @@ def save(engine: Engine) -> None:
                     "steps": list(phase.steps),
                     "flag": flag,
                     "flag_default": int(defn.default) if defn is not None else 0,
+                    "service": s.service if docker and s is not None else None,
                     "step_wait": s.step_wait if s is not None else 0.0,
                     "guards": {g.name: g.interval for g in phase.guards},
                     "units": {
@@ -185,8 +228,9 @@ def _rows(body: dict[str, Any], now: float) -> list[dict[str, Any]] | None:
             (MAX_ROWS,),
         ).fetchall()
         rows = []
+        deploys: dict[str, list[dict[str, Any]]] = {}
         for rid, plan_name, state, started_by, text in found:
-            row = _row(body, rid, plan_name, state, started_by, json.loads(text), conn, now)
+            row = _row(body, rid, plan_name, state, started_by, json.loads(text), conn, now, deploys)
             if row is None:
                 return None
             rows.append(row)
@@ -204,9 +248,11 @@ def _row(
     data: dict[str, Any],
     conn: sqlite3.Connection,
     now: float,
+    deploys: dict[str, list[dict[str, Any]]],
 ) -> dict[str, Any] | None:
     """views.rollout_row for a rollout in a state this reader understands, else None; with
-    `why_static` (views.why(live=False)), the verdicts as stored and their units."""
+    `why_static` (views.why(live=False)), the verdicts as stored and their units. `deploys`: the
+    services' deploy records read so far (one read per service)."""
     if state not in UNDERSTOOD:
         return None
     phases = body["plans"].get(plan_name)
@@ -225,6 +271,18 @@ def _row(
         if not isinstance(value, bool | int):
             return None
         traffic = int(value)
+    elif state in STOPPED and phase["service"]:
+        service = str(phase["service"])
+        if service not in deploys:
+            deploys[service] = [
+                {**json.loads(text), "phase": deploy_phase}
+                for deploy_phase, text in conn.execute(
+                    "SELECT phase, body FROM deploys WHERE service = ?"
+                    " ORDER BY started_at DESC, updated_at DESC, id DESC LIMIT ?",
+                    (service, DEPLOY_RECORDS),
+                ).fetchall()
+            ]
+        traffic = deploy_traffic(deploys[service], f"{rid}:{int(data['phase_index'])}", percent)
     verdicts = [dict(v) for v in data["verdicts"]]
     if state == "pending":
         why = static = PENDING_WHY

@@ -97,6 +97,7 @@ class Runner:
         self._phase_backups: PhaseBackups | None = None
         self._publisher: MetricPublisher | None = None
         self._phase_deploys: PhaseDeploys | None = None
+        self._sweeping: bool | None = None
         self.alarm_watch = notifier.AlarmWatch()
         self.notify_note = ""
         """The outbox's trouble ("notify: 1 failed (...)"), read at most every NOTE_EVERY seconds."""
@@ -139,6 +140,19 @@ class Runner:
 
             self._publisher = MetricPublisher(self.engine, self.engine.config.publish)
         return self._publisher
+
+    @property
+    def _sweeps(self) -> bool:
+        """Whether a service has colours (a canary may be left running) or a plan's phase deploys one
+        a rollback reverts (deploy/revert.py): the runner then sweeps for them."""
+        if self._sweeping is None:
+            from .deploy.revert import reverted_services
+
+            config = self.engine.config
+            self._sweeping = any(s.blue_green is not None for s in config.services.values()) or bool(
+                reverted_services(config)
+            )
+        return self._sweeping
 
     @property
     def phase_deploys(self) -> PhaseDeploys:
@@ -322,9 +336,10 @@ class Runner:
             self.publisher.kick(now)  # after this tick's commits; its own task, never awaited
         if self._phase_backups is not None:
             self._phase_backups.forget((r.id, r.phase_index) for _, r in work if r.awaiting_backup)
-        if any(s.blue_green is not None for s in engine.config.services.values()):
+        if self._sweeps:
             # Docker canaries whose rollout left their phase while no runner watched (the command
-            # line, another runner, the kill switch): the colour not needed goes, in a thread.
+            # line, another runner, the kill switch): the colour not needed goes; Docker phases whose
+            # rollout was rolled back or aborted: the previous version comes back. In threads.
             self.phase_deploys.sweep()
         self.stats.ticks += 1
         self.stats.last_ms = (time.perf_counter() - t0) * 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .firstlook import DEPLOY_RECORDS, DOCKER_KINDS, deploy_traffic
 from .firstlook import traffic_text as traffic_text  # the console's first frame shows it too
 from .model import Phase, Rollout, RolloutState, Verdict
 from .rollout import current_phase, step_percent
@@ -90,7 +91,8 @@ def deploy_in_flight(engine: Engine, r: Rollout, service: str) -> str:
 
 STOPPED = frozenset({RolloutState.ABORTED, RolloutState.ROLLING_BACK, RolloutState.ROLLED_BACK})
 """States in which the step's percentage is history: the canary flag was sent back to the stable
-version, so the row must say what the new version gets now, not what it got."""
+version, or the Docker service's previous version brought back (or being brought back), so the row
+must say what the new version gets now, not what it got."""
 
 
 def canary_flag(engine: Engine, r: Rollout) -> tuple[str, str] | None:
@@ -100,20 +102,39 @@ def canary_flag(engine: Engine, r: Rollout) -> tuple[str, str] | None:
     return (phase.environment, s.flag) if phase is not None and s is not None and s.flag else None
 
 
+def docker_service(engine: Engine, r: Rollout) -> str | None:
+    """The Docker service the rollout's current phase deploys (recreate, rolling, blue_green), if any."""
+    phase = phase_of(engine, r)
+    s = phase.strategy if phase is not None else None
+    return s.service if s is not None and s.kind in DOCKER_KINDS and s.service and s.image else None
+
+
 def stopped_traffic(engine: Engine, rollouts: Iterable[Rollout]) -> dict[str, int]:
-    """Rollout id -> the percentage of traffic its new version gets now, read from the canary flag's
-    stored value, for every stopped rollout that had a canary. One read for all of them."""
-    wanted = {r.id: pair for r in rollouts if r.state in STOPPED and (pair := canary_flag(engine, r))}
-    if not wanted:
+    """Rollout id -> the percentage of traffic its new version gets now, for every stopped rollout
+    that had a canary (the canary flag's stored value) or deployed a Docker service (its deploy
+    records: firstlook.deploy_traffic). One read for all of them."""
+    stopped = [r for r in rollouts if r.state in STOPPED]
+    wanted = {r.id: pair for r in stopped if (pair := canary_flag(engine, r))}
+    docker = {
+        r.id: (service, r) for r in stopped if r.id not in wanted and (service := docker_service(engine, r))
+    }
+    if not wanted and not docker:
         return {}
     values: dict[tuple[str, str], int] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
     with engine.store.read() as tx:
         for env, name in set(wanted.values()):
             rec = tx.get_flag(env, name)
             defn = engine.config.flags.get(name)
             value = rec.value if rec is not None else (defn.default if defn is not None else 0)
             values[(env, name)] = int(value)
-    return {rid: values[pair] for rid, pair in wanted.items()}
+        for service in {service for service, _ in docker.values()}:
+            records[service] = tx.list_deploys(service, limit=DEPLOY_RECORDS)
+    out = {rid: values[pair] for rid, pair in wanted.items()}
+    for rid, (service, r) in docker.items():
+        plan = engine.config.plans[r.plan]
+        out[rid] = deploy_traffic(records[service], f"{r.id}:{r.phase_index}", step_percent(plan, r))
+    return out
 
 
 def rollout_row(engine: Engine, r: Rollout, traffic: Mapping[str, int] | None = None) -> dict[str, Any]:

@@ -96,19 +96,14 @@ class BlueGreen(Recreate):
         running = [c for c in current if c.status == "running"]
         live = next((c.labels.get(LABEL_COLOUR) for c in running if c.labels.get(LABEL_COLOUR)), None)
         new = "green" if live == "blue" else "blue"
-        previous = running[0].image.id if running else None
-        self.report.previous_image = previous
-        t = time.monotonic()
-        if previous is not None:
-            target.tag(previous, spec.rollback_ref)
-            self.report.rollback_image = spec.rollback_ref
-            self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        previous, _ = self.keep_rollback(running[0].image.id if running else None)
         leftovers = [c for c in current if c.labels.get(LABEL_COLOUR) == new]
         self.remove_all(leftovers)  # an earlier attempt's new colour, never live
         self.journal.write(
             id=deploy_id,
             image=ref,
             new_image_id=new_id,
+            previous_image_id=previous,
             strategy="blue_green",
             live=live,
             new=new,
@@ -237,7 +232,9 @@ class BlueGreen(Recreate):
         return None
 
     def finish(self, outcome: Outcome, message: str, colour: str | None = None) -> None:
-        self.journal.write(phase=j.DONE, outcome=outcome.name.lower())
+        # `serving`: the colour taking traffic at the end (a failure with no old colour to go back to
+        # leaves the new one serving), which says what share the new version has.
+        self.journal.write(phase=j.DONE, outcome=outcome.name.lower(), serving=colour)
         self.report.outcome = outcome
         self.report.message = message
         self.report.colour = colour

@@ -40,13 +40,7 @@ class Canary(BlueGreen):
         running = [c for c in current if c.status == "running"]
         live = next((c.labels.get(LABEL_COLOUR) for c in running if c.labels.get(LABEL_COLOUR)), None)
         new = "green" if live == "blue" else "blue"
-        previous = running[0].image.id if running else None
-        self.report.previous_image = previous
-        t = time.monotonic()
-        if previous is not None:
-            target.tag(previous, spec.rollback_ref)
-            self.report.rollback_image = spec.rollback_ref
-            self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        self.keep_rollback(running[0].image.id if running else None)
         self.remove_all([c for c in current if c.labels.get(LABEL_COLOUR) == new])
         self.journal.write(
             id=deploy_id,

@@ -115,6 +115,30 @@ WatchGuards = Callable[[str, tuple[int, ...]], "GuardWatch | None"]
 there are none."""
 
 
+@dataclass(frozen=True)
+class Revert:
+    """A deploy that brings back the version a rollout's phase deploy replaced, once that rollout was
+    rolled back or aborted (deploy/revert.py)."""
+
+    of: str
+    """The phase deploy's rollout and phase, `id:index` (its journal's `rollout`)."""
+    restores: str
+    """The image ID the service ran before that deploy (tagged `:rollback` by it): what comes back."""
+    replaces: str
+    """The image ID that deploy started: what a failed revert starts again (the service is never left
+    with nothing when the version it had is still there)."""
+    replaces_ref: str
+    """`replaces` as that deploy named it (`repository:v2`), for the record."""
+
+    @property
+    def rollout(self) -> str:
+        return self.of.rpartition(":")[0]
+
+    @property
+    def trigger(self) -> str:
+        return f"rollback of {self.rollout}"
+
+
 @dataclass
 class Hooks:
     """What a deploy asks of the engine that runs it (None: not available, e.g. no engine)."""

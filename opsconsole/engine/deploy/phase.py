@@ -11,6 +11,10 @@ or the kill switch while no runner ran, or before this runner started): every SW
 it reads the journals of the services with colours and settles each canary whose rollout is no longer
 in its phase.
 
+When the rollout of a recreate, rolling or blue_green phase is rolled back or aborted after its
+deploy, the previous version is brought back (deploy/revert.py), seen the same two ways: the bus's
+events, and the sweep (which reads the journals of the services such phases deploy).
+
 The runner asks `poll` every tick while the rollout is progressing in that phase: the first ask
 starts the deploy in its own task (never awaited by the tick: the kill switch and other rollouts never
 wait on Docker), later asks return None until it has ended, then its outcome (every later ask too).
@@ -33,6 +37,7 @@ from .aimed import live_colour
 from .canary import CANARY_RUNNING, left_running, promoted
 from .journal import DONE, Journal
 from .model import DeployReport
+from .revert import SETTLED, Reverts, phase_strategy
 
 SWEEP_EVERY = 2.0
 """Seconds between two looks for canaries left running (a file read per service with colours, and the
@@ -73,6 +78,7 @@ class PhaseDeploys:
         """The last failure to settle each canary (said once; the sweep tries again)."""
         self.settled: list[str] = []
         """What each settled canary did (for the log and tests)."""
+        self.reverts = Reverts(engine)
         self._unsubscribe = engine.bus.subscribe(self._on_event)
 
     def poll(self, key: Key, service: str, image: str, strategy: str = "recreate") -> PhaseDeploy | None:
@@ -86,8 +92,12 @@ class PhaseDeploys:
                 if found.ok and strategy == "canary":
                     self._canaries[key] = service
                 return found
-            if Journal(self.engine.workspace, service).busy() or self._settling_now(service):
-                return None  # a deploy this runner lost track of (its loop ended), or a settle, is going
+            if (
+                Journal(self.engine.workspace, service).busy()
+                or self._settling_now(service)
+                or self.reverts.running(service)
+            ):
+                return None  # a deploy this runner lost track of (its loop ended), a settle or a revert
             task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(self._deploy, key, service, image, strategy)
             )
@@ -195,10 +205,14 @@ class PhaseDeploys:
             for key, service in list(self._canaries.items()):
                 if key[0] in aborted:
                     self._settle_soon(key, service, False)
+            for rollout_id in sorted(aborted):
+                self.reverts.soon(rollout_id)  # reads the rollout in its thread: a Docker phase's?
             return
         r = event.data.get("rollout") if event.kind == "rollout" else None
         if r is None:
             return
+        if str(r.state) in SETTLED and phase_strategy(self.engine.config, r):
+            self.reverts.soon(r.id)
         for key, service in list(self._canaries.items()):
             if key[0] != r.id:
                 continue
@@ -221,6 +235,10 @@ class PhaseDeploys:
             self._sweep_once()
         except Exception as exc:  # noqa: BLE001 - said; the next sweep looks again
             log.warning("looking for canaries to settle failed: %s: %s", type(exc).__name__, exc)
+        try:
+            self.reverts.look()
+        except Exception as exc:  # noqa: BLE001 - said; the next sweep looks again
+            log.warning("looking for Docker phases to revert failed: %s: %s", type(exc).__name__, exc)
 
     def _sweep_once(self) -> None:
         engine = self.engine
@@ -292,6 +310,7 @@ class PhaseDeploys:
         self._unsubscribe()
         for thread in [*self._settling, *([self._sweeper] if self._sweeper is not None else [])]:
             await asyncio.to_thread(thread.join, 60.0)
+        await self.reverts.close()
 
 
 def _name(key: Key) -> str:

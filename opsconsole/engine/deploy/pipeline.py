@@ -1,6 +1,10 @@
 """A whole deploy, as the seed's self-update pipeline: finish an interrupted one, run the tests, run
 the build, check the engine and the image, take the backup, then the strategy. Returns the report;
-its `outcome` is the exit code (0 ok, 1 tests, 2 build, 3 deploy failed, 4 rolled back)."""
+its `outcome` is the exit code (0 ok, 1 tests, 2 build, 3 deploy failed, 4 rolled back).
+
+A revert (a stopped rollout's previous version brought back, deploy/revert.py) skips the tests, the
+build and the backup: they are about a new image, and a revert brings back one that already ran;
+waiting on them (or failing on them) would keep the version being rolled back serving."""
 
 from __future__ import annotations
 
@@ -18,7 +22,16 @@ from .bluegreen import resume as resume_blue_green
 from .canary import Canary
 from .checks import Stop, run_command
 from .dockertarget import DockerTarget
-from .model import STRATEGIES, DeployError, DeployReport, Hooks, Outcome, ServiceSpec, StepResult
+from .model import (
+    STRATEGIES,
+    DeployError,
+    DeployReport,
+    Hooks,
+    Outcome,
+    Revert,
+    ServiceSpec,
+    StepResult,
+)
 from .recreate import Recreate
 from .rolling import Rolling
 
@@ -62,10 +75,12 @@ def run_deploy(
     stop: Stop | None = None,
     store: Store | None = None,
     hooks: Hooks | None = None,
+    revert: Revert | None = None,
 ) -> DeployReport:
     """`rollout`: the rollout and phase (`id:index`) this deploy is for, kept in the journal so a
     restarted runner finds the outcome instead of deploying again. `store`: where the deploy's
-    progress is recorded for every console (see journal.Journal)."""
+    progress is recorded for every console (see journal.Journal). `revert`: this deploy brings back
+    what a stopped rollout's deploy replaced (`image` is then the service's `:rollback`)."""
     strategy = strategy or spec.strategy
     ref = spec.reference(image)
     report = DeployReport(spec.name, ref, strategy, started_at=time.time())
@@ -93,6 +108,7 @@ def run_deploy(
                 strategy,
                 stop,
                 hooks or Hooks(),
+                revert,
             )
     except DeployError as exc:
         report.outcome = Outcome.DEPLOY_FAILED
@@ -165,16 +181,21 @@ def _pipeline(
     kind: str = "recreate",
     stop: Stop | None = None,
     hooks: Hooks | None = None,
+    revert: Revert | None = None,
 ) -> None:
     kinds = {"rolling": Rolling, "blue_green": BlueGreen, "canary": Canary}
     strategy = kinds.get(kind, Recreate)(spec, target, journal, report, env, scrub)
     if stop is not None:
         strategy.stop = stop
     strategy.hooks = hooks or Hooks()
+    strategy.revert = revert
     # Whatever an interrupted deploy of either strategy left is put back on :rollback whole.
     resumer = Recreate(spec, target, journal, report, env, scrub)
     resumer.hooks = strategy.hooks
     resume(resumer, report)
+    if revert is not None:
+        _revert(spec, ref, report, journal, target, strategy, revert)
+        return
     for steps, failed in ((spec.test, Outcome.TEST_FAILED), (spec.build, Outcome.BUILD_FAILED)):
         for step in steps:
             t = time.monotonic()
@@ -206,6 +227,37 @@ def _pipeline(
             raise DeployError(f"backup {spec.backup} failed: {detail}; nothing was changed")
     journal.data = {"rollout": rollout} if rollout else {}
     strategy.run(ref, new_id)
+
+
+def _revert(
+    spec: ServiceSpec,
+    ref: str,
+    report: DeployReport,
+    journal: j.Journal,
+    target: DockerTarget,
+    strategy: Recreate,
+    revert: Revert,
+) -> None:
+    """The strategy, bringing back `revert.restores`: by `ref` (`:rollback`) while that still names it,
+    else by its ID (the tag was moved since the rollout's deploy set it)."""
+    journal.data = {
+        "revert_of": revert.of,
+        "trigger": revert.trigger,
+        "restores": revert.restores,
+        "replaces": revert.replaces,
+        "replaces_ref": revert.replaces_ref,
+    }
+    t = time.monotonic()
+    found = target.image_id(ref)
+    if found != revert.restores:
+        if target.image_id(revert.restores) is None:
+            raise DeployError(
+                f"the previous version's image {revert.restores[:19]} is gone from the Docker engine at "
+                f"{target.host} ({ref} names {found[:19] if found else 'nothing'}); nothing was changed"
+            )
+        ref = report.image = revert.restores
+    report.steps.append(StepResult("image", True, time.monotonic() - t, revert.restores[:19]))
+    strategy.run(ref, revert.restores)
 
 
 def resume(strategy: Recreate, report: DeployReport) -> None:

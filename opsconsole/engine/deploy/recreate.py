@@ -14,7 +14,7 @@ from typing import Any
 from . import journal as j
 from .checks import Stop, run_command, wait_healthy
 from .dockertarget import DockerTarget
-from .model import DeployError, DeployReport, Hooks, Outcome, ServiceSpec, StepResult
+from .model import DeployError, DeployReport, Hooks, Outcome, Revert, ServiceSpec, StepResult
 
 Scrub = Callable[[str], str]
 
@@ -41,11 +41,32 @@ class Recreate:
         self.scrub = scrub
         self.stop: Stop = _never
         self.hooks = Hooks()
+        self.revert: Revert | None = None
+        """Set when this deploy brings back the version a stopped rollout's deploy replaced."""
 
     def step(self, name: str, started: float, ok: bool, detail: str = "") -> StepResult:
         result = StepResult(name, ok, time.monotonic() - started, self.scrub(detail))
         self.report.steps.append(result)
         return result
+
+    def keep_rollback(self, previous: str | None) -> tuple[str | None, str | None]:
+        """Tag `previous` (the image ID the service runs now) `:rollback`: (the image a failure goes back
+        to, the reference it is started from), (None, None) on a first deploy. A revert tags nothing:
+        `:rollback` goes on naming the version it brings back, and its own failure starts the version
+        it replaces again, by ID."""
+        revert = self.revert
+        if revert is not None:
+            self.report.previous_image = revert.replaces
+            self.report.rollback_image = revert.replaces_ref
+            return revert.replaces, revert.replaces
+        self.report.previous_image = previous
+        if previous is None:
+            return None, None
+        t = time.monotonic()
+        self.target.tag(previous, self.spec.rollback_ref)
+        self.report.rollback_image = self.spec.rollback_ref
+        self.step("tag-rollback", t, True, f"{previous[:19]} tagged {self.spec.rollback_ref}")
+        return previous, self.spec.rollback_ref
 
     def replica_env(self, replica: int) -> dict[str, str]:
         port = self.spec.port(replica)
@@ -58,13 +79,9 @@ class Recreate:
         deploy_id = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
         old = target.managed(spec.name)
         running = [c for c in old if c.status == "running"]
-        previous = running[0].image.id if running else (old[0].image.id if old else None)
-        self.report.previous_image = previous
-        t = time.monotonic()
-        if previous is not None:
-            target.tag(previous, spec.rollback_ref)
-            self.report.rollback_image = spec.rollback_ref
-            self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        previous, back_to = self.keep_rollback(
+            running[0].image.id if running else (old[0].image.id if old else None)
+        )
         why = self.stop()
         if why:
             self.report.outcome = Outcome.DEPLOY_FAILED
@@ -75,7 +92,7 @@ class Recreate:
             image=ref,
             new_image_id=new_id,
             previous_image_id=previous,
-            rollback_ref=spec.rollback_ref if previous else None,
+            rollback_ref=back_to,
             phase=j.STOPPING_OLD,
             started_at=time.time(),
         )

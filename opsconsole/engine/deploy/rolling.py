@@ -21,19 +21,13 @@ class Rolling(Recreate):
         deploy_id = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
         old: dict[int, Any] = {int(c.labels.get(LABEL_REPLICA, "0")): c for c in target.managed(spec.name)}
         running = [c for c in old.values() if c.status == "running"]
-        previous = running[0].image.id if running else None
-        self.report.previous_image = previous
-        t = time.monotonic()
-        if previous is not None:
-            target.tag(previous, spec.rollback_ref)
-            self.report.rollback_image = spec.rollback_ref
-            self.step("tag-rollback", t, True, f"{previous[:19]} tagged {spec.rollback_ref}")
+        previous, back_to = self.keep_rollback(running[0].image.id if running else None)
         self.journal.write(
             id=deploy_id,
             image=ref,
             new_image_id=new_id,
             previous_image_id=previous,
-            rollback_ref=spec.rollback_ref if previous else None,
+            rollback_ref=back_to,
             phase=j.STOPPING_OLD,
             replaced=[],
             started_at=time.time(),

@@ -147,10 +147,13 @@ def service_status(engine: Engine, timeout: float = STATUS_TIMEOUT) -> list[Serv
 
 
 def rollout_deploys(engine: Engine, rollout_id: str) -> list[dict[str, Any]]:
-    """The deploys a rollout's phases made (oldest first), from the store."""
+    """The deploys a rollout's phases made, and those that brought the previous version back when it
+    was rolled back or aborted (oldest first), from the store."""
     with engine.store.read() as tx:
         found = [
-            d for d in tx.list_deploys(limit=500) if str(d.get("rollout", "")).startswith(f"{rollout_id}:")
+            d
+            for d in tx.list_deploys(limit=500)
+            if str(d.get("rollout") or d.get("revert_of") or "").startswith(f"{rollout_id}:")
         ]
     return sorted(found, key=lambda d: d.get("started_at") or 0.0)
 
@@ -163,6 +166,8 @@ def deploy_lines(record: dict[str, Any]) -> list[str]:
         f"({record.get('strategy') or '-'}): {outcome}",
         f"  rollback image: {record.get('rollback_image') or 'none (first deploy)'}",
     ]
+    if record.get("trigger"):  # a revert: "rollback of ROLLOUT"; its failure starts the rollback image
+        lines.insert(1, f"  {record['trigger']}: brings back the version the rollout replaced")
     if record.get("message"):
         lines.append(f"  {record['message']}")
     for s in record.get("steps") or []:
