@@ -13,6 +13,7 @@ error the CLI prints (`load_error`). Tests and the demo pass an engine that is a
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ def _console_commands() -> type[Provider]:
 
 
 NOTIFY_LIMIT = 500
+FOCUS_WAIT = 10.0
+"""Seconds a pane key pressed before its pane was mounted waits for it (then the key did nothing)."""
 """Characters of a toast's message; a 100 kB reason is cut, saying how much more there was."""
 
 
@@ -101,6 +104,8 @@ class OpsConsoleApp(GuardedActions, App[None]):
         others once their modules have loaded."""
         self._rollouts: RolloutsPane | None = None
         self._wanted: str | None = None
+        self._asked_for: str | None = None
+        """The pane a key (or the palette) last asked for: the one a pane mounting late may focus."""
         """A pane asked for (1-5) before its module had loaded: shown once it is mounted."""
         self.kill_engaged = False
         self._kill_pending = False
@@ -477,6 +482,7 @@ class OpsConsoleApp(GuardedActions, App[None]):
         from textual.widgets import TabbedContent
 
         self.query_one(TabbedContent).active = f"tab-{pane_id}"
+        self._asked_for = pane_id
         pane = self.panes.get(pane_id)
         # A pane whose module is still loading (a fraction of a second after the engine's first
         # frame) is focused as soon as it is mounted.
@@ -484,13 +490,18 @@ class OpsConsoleApp(GuardedActions, App[None]):
         if pane is not None:
             self._focus_when_mounted(pane)
 
-    def _focus_when_mounted(self, pane: Widget, tries: int = 20) -> None:
+    def _focus_when_mounted(self, pane: Widget, deadline: float | None = None) -> None:
         """Panes other than the first mount just after the first frame; a key pressed before that
-        focuses the pane as soon as it is there."""
+        focuses the pane as soon as it is there, however long a loaded machine takes (a bound of
+        0.4 s once left the Flags pane unfocused under load), unless another pane was shown since."""
+        if deadline is None:
+            deadline = time.monotonic() + FOCUS_WAIT
+        if self._asked_for != pane.id:
+            return  # another pane was asked for meanwhile: that one gets the focus
         if pane.is_mounted:
             pane.focus()
-        elif tries > 0:
-            self.set_timer(0.02, lambda: self._focus_when_mounted(pane, tries - 1))
+        elif time.monotonic() < deadline:
+            self.set_timer(0.02, lambda: self._focus_when_mounted(pane, deadline))
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen
