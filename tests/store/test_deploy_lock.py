@@ -111,7 +111,11 @@ def test_a_phase_deploy_waits_while_another_host_deploys_the_service(pg_url: str
     from opsconsole.engine.deploy.phase import PhaseDeploys
 
     with open_store(pg_url) as other_host, open_store(pg_url) as ours:
-        engine = SimpleNamespace(store=ours, bus=SimpleNamespace(subscribe=lambda fn: lambda: None))
+        engine = SimpleNamespace(  # what PhaseDeploys reads before its deploy asks for the lock
+            store=ours,
+            bus=SimpleNamespace(subscribe=lambda fn: lambda: None),
+            config=SimpleNamespace(plans={}, services={}),
+        )
         deploys = PhaseDeploys(engine)  # type: ignore[arg-type]
         with other_host.exclusive(lock_name("web")) as held:
             assert held is None
