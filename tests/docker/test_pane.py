@@ -60,9 +60,11 @@ def test_the_pane_shows_the_services_containers_in_place_and_the_detail_the_depl
                     original = widget.refresh
                     widget.refresh = lambda *a, _o=original, **k: (repaints.append(a), _o(*a, **k))[1]  # type: ignore[method-assign]
                 reads, before = len(calls), cells(pane)
-                await until(pilot, lambda: len(calls) >= reads + 2, "two more reads", seconds=8)
+                await until(pilot, lambda: len(calls) >= reads + 3, "three more reads", seconds=12)
                 if cells(pane) == before:  # on a slow machine the age may tick over to 1m meanwhile
-                    assert repaints == []
+                    # A read that repaints would do so three times here. One refresh is allowed: on
+                    # a loaded CI machine the first layout's refresh sometimes lands this late.
+                    assert len(repaints) <= 1, repaints
                 # a change behind the console's back shows in place
                 docker_clean.client.containers.get(container.id).stop(timeout=1)
                 await until(pilot, lambda: cells(pane)[container.name][2] == "exited", "exited", seconds=8)
