@@ -88,27 +88,34 @@ class BlueGreen(Recreate):
         for c in containers:
             self.target.remove(c, self.spec.stop_timeout)
 
-    def run(self, ref: str, new_id: str) -> None:
+    def begin_colours(self, ref: str, new_id: str, strategy: str) -> tuple[str, str | None, str]:
+        """(deploy id, the live colour, the new one) of a deploy beside the live colour (blue_green,
+        a Docker canary): the running image kept as the rollback, an earlier attempt's new colour
+        (never live) removed, and the journal started."""
         spec, target = self.spec, self.target
-        self.bg  # noqa: B018 - refuses a service without a blue_green: section before anything moves
         deploy_id = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
         current = target.managed(spec.name)
         running = [c for c in current if c.status == "running"]
         live = next((c.labels.get(LABEL_COLOUR) for c in running if c.labels.get(LABEL_COLOUR)), None)
         new = "green" if live == "blue" else "blue"
         previous, _ = self.keep_rollback(running[0].image.id if running else None)
-        leftovers = [c for c in current if c.labels.get(LABEL_COLOUR) == new]
-        self.remove_all(leftovers)  # an earlier attempt's new colour, never live
+        self.remove_all([c for c in current if c.labels.get(LABEL_COLOUR) == new])
         self.journal.write(
             id=deploy_id,
             image=ref,
             new_image_id=new_id,
             previous_image_id=previous,
-            strategy="blue_green",
+            strategy=strategy,
             live=live,
             new=new,
             phase=BG_STARTED,
         )
+        return deploy_id, live, new
+
+    def run(self, ref: str, new_id: str) -> None:
+        spec, target = self.spec, self.target
+        self.bg  # noqa: B018 - refuses a service without a blue_green: section before anything moves
+        deploy_id, live, new = self.begin_colours(ref, new_id, "blue_green")
         colour_spec = self.coloured(new)
         saved, self.spec = self.spec, colour_spec
         try:

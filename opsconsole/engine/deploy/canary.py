@@ -14,15 +14,14 @@ killed before that is resumed like a blue-green one cut short before its switch 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import journal as j
-from .bluegreen import BG_STARTED, BlueGreen
+from .bluegreen import BlueGreen
 from .dockertarget import DockerTarget
-from .model import LABEL_COLOUR, DeployError, DeployReport, Outcome, ServiceSpec
+from .model import DeployError, DeployReport, Outcome, ServiceSpec
 
 if TYPE_CHECKING:
     from ..model import Rollout
@@ -33,24 +32,8 @@ CANARY_RUNNING = "canary_running"
 
 class Canary(BlueGreen):
     def run(self, ref: str, new_id: str) -> None:
-        spec, target = self.spec, self.target
         self.bg  # noqa: B018 - refuses a service without colours' ports (the pipeline did already)
-        deploy_id = f"{int(time.time())}-{uuid.uuid4().hex[:6]}"
-        current = target.managed(spec.name)
-        running = [c for c in current if c.status == "running"]
-        live = next((c.labels.get(LABEL_COLOUR) for c in running if c.labels.get(LABEL_COLOUR)), None)
-        new = "green" if live == "blue" else "blue"
-        self.keep_rollback(running[0].image.id if running else None)
-        self.remove_all([c for c in current if c.labels.get(LABEL_COLOUR) == new])
-        self.journal.write(
-            id=deploy_id,
-            image=ref,
-            new_image_id=new_id,
-            strategy="canary",
-            live=live,
-            new=new,
-            phase=BG_STARTED,
-        )
+        deploy_id, live, new = self.begin_colours(ref, new_id, "canary")
         saved, self.spec = self.spec, self.coloured(new)
         try:
             error = self.start_and_check(ref, deploy_id, f"start-{new}", f"health-{new}", stoppable=True)
